@@ -1,0 +1,1 @@
+//! A stateful LINSTOR controller simulator (REST API v1).

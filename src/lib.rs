@@ -1,4 +1,5 @@
 //! edgebind: a Kubernetes operator that binds LINSTOR replicated block storage to the
-//! Cloudflare edge. See `README.md` and `DESIGN.md` in the shared design folder.
+//! Cloudflare edge.
 
+pub mod crd;
 pub mod sim;

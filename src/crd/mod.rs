@@ -1,0 +1,61 @@
+//! The custom resources of `edgebind.dev/v1alpha1`, generated into `crds/` by `edgebind crds`.
+
+pub mod backend;
+pub mod conditions;
+pub mod quantity;
+pub mod snapshot;
+pub mod volume;
+
+#[cfg(test)]
+mod cel_tests;
+
+pub use backend::{LinstorBackend, LinstorBackendSpec, LinstorBackendStatus};
+pub use snapshot::{EdgeSnapshot, EdgeSnapshotSpec, EdgeSnapshotStatus};
+pub use volume::{EdgeVolume, EdgeVolumeSpec, EdgeVolumeStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of every edgebind kind.
+pub const GROUP: &str = "edgebind.dev";
+/// The one served and stored version.
+pub const VERSION: &str = "v1alpha1";
+
+/// Every CRD edgebind defines, in a stable order (the order of `crds/`).
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![
+        LinstorBackend::crd(),
+        EdgeVolume::crd(),
+        EdgeSnapshot::crd(),
+    ]
+}
+
+/// Renders CRDs as one multi-document YAML stream, the format of the files in `crds/`.
+pub fn to_yaml(crds: &[CustomResourceDefinition]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for crd in crds {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(crd)?);
+    }
+    Ok(out)
+}
+
+/// Deletion policy shared by volumes and snapshots.
+#[derive(
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+)]
+pub enum DeletionPolicy {
+    /// Keep the LINSTOR objects and their data; they are marked as released.
+    #[default]
+    Retain,
+    /// Delete the LINSTOR objects (and, for a volume, the snapshots edgebind made of it).
+    Delete,
+}

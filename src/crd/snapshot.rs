@@ -70,6 +70,9 @@ pub struct EdgeSnapshotStatus {
     /// When LINSTOR took the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_time: Option<Time>,
+    /// Nodes that hold the snapshot (a restore places its first replicas there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
     /// Size a restore needs, as a quantity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_size: Option<String>,

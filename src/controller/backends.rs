@@ -1,0 +1,283 @@
+//! `LinstorBackend` reconciliation and the registry of connected backends.
+//!
+//! The backend reconciler reads the referenced Secrets, builds one client per backend (rebuilt
+//! when the spec or a Secret changes, which is how rotated certificates and tokens are picked
+//! up), probes the controller version, and publishes the result for volumes and snapshots.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use url::Url;
+
+use super::Context;
+use super::inventory::Inventory;
+use crate::crd::backend::{LinstorBackend, LinstorBackendStatus};
+use crate::crd::conditions::{self, Desired, READY};
+use crate::linstor::tls::TlsSource;
+use crate::linstor::version::Features;
+use crate::linstor::{ClientConfig, LinstorClient, LinstorError};
+
+/// A connected backend as volumes see it.
+pub struct BackendHandle {
+    pub inventory: Arc<Inventory>,
+    pub features: Option<Features>,
+    /// Why the backend is not usable, for volume conditions.
+    pub problem: Option<String>,
+    fingerprint: u64,
+}
+
+#[derive(Default)]
+pub struct Backends {
+    map: RwLock<HashMap<String, Arc<BackendHandle>>>,
+}
+
+impl Backends {
+    pub fn get(&self, name: &str) -> Option<Arc<BackendHandle>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+    pub fn insert(&self, name: &str, h: Arc<BackendHandle>) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), h);
+    }
+    pub fn remove(&self, name: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+    /// A backend built from a ready client (used by `plan` and tests).
+    pub fn insert_client(
+        &self,
+        name: &str,
+        client: Arc<LinstorClient>,
+        features: Features,
+        ttl: Duration,
+    ) {
+        self.insert(
+            name,
+            Arc::new(BackendHandle {
+                inventory: Arc::new(Inventory::new(client, ttl)),
+                features: Some(features),
+                problem: None,
+                fingerprint: 0,
+            }),
+        );
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+async fn secret_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<HashMap<String, Vec<u8>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await {
+        Ok(Some(s)) => Ok(s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()),
+        Ok(None) => Err(format!("Secret {ns}/{name} does not exist")),
+        Err(e) => Err(format!("cannot read Secret {ns}/{name}: {e}")),
+    }
+}
+
+/// Builds the client configuration from the spec and its Secrets. Errors say what to fix.
+pub async fn client_config(
+    client: &kube::Client,
+    b: &LinstorBackend,
+) -> Result<(ClientConfig, u64), String> {
+    let mut urls = Vec::new();
+    for u in &b.spec.urls {
+        urls.push(Url::parse(u).map_err(|e| format!("URL {u:?} is not valid: {e}"))?);
+    }
+    let mut fp = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&b.spec)
+        .unwrap_or_default()
+        .hash(&mut fp);
+    let tls = match &b.spec.tls {
+        Some(r) => {
+            let data = secret_data(client, &r.namespace, &r.name).await?;
+            let cert = data.get("tls.crt").cloned();
+            let key = data.get("tls.key").cloned();
+            let ca = data.get("ca.crt").cloned();
+            if cert.is_some() != key.is_some() {
+                return Err(format!(
+                    "Secret {}/{} must hold both tls.crt and tls.key (or neither)",
+                    r.namespace, r.name
+                ));
+            }
+            for v in [&cert, &key, &ca] {
+                v.hash(&mut fp);
+            }
+            Some(TlsSource::Pem { cert, key, ca })
+        }
+        None => None,
+    };
+    let bearer_token = match &b.spec.bearer_token {
+        Some(r) => {
+            let data = secret_data(client, &r.namespace, &r.name).await?;
+            let tok = data.get(&r.key).ok_or_else(|| {
+                format!("Secret {}/{} has no key {:?}", r.namespace, r.name, r.key)
+            })?;
+            tok.hash(&mut fp);
+            Some(
+                String::from_utf8(tok.clone())
+                    .map_err(|_| "the bearer token is not UTF-8".to_string())?,
+            )
+        }
+        None => None,
+    };
+    Ok((
+        ClientConfig {
+            urls,
+            tls,
+            bearer_token,
+            budget: b.spec.budget.clone(),
+            timeouts: b.spec.timeouts.clone(),
+        },
+        fp.finish(),
+    ))
+}
+
+pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Action, BackendError> {
+    let name = b.name_any();
+    let api: Api<LinstorBackend> = Api::all(ctx.client.clone());
+    if b.meta().deletion_timestamp.is_some() {
+        ctx.backends.remove(&name);
+        return Ok(Action::await_change());
+    }
+    let existing = ctx.backends.get(&name);
+    let (status, handle) = match client_config(&ctx.client, &b).await {
+        Err(msg) => (
+            (false, "InvalidConfig", msg.clone(), None),
+            existing.map(|h| {
+                Arc::new(BackendHandle {
+                    inventory: h.inventory.clone(),
+                    features: None,
+                    problem: Some(msg),
+                    fingerprint: h.fingerprint,
+                })
+            }),
+        ),
+        Ok((cfg, fp)) => {
+            let inventory = match existing.as_ref().filter(|h| h.fingerprint == fp) {
+                Some(h) => Ok(h.inventory.clone()),
+                None => LinstorClient::new(cfg)
+                    .map(|c| Arc::new(Inventory::new(Arc::new(c), ctx.config.inventory_ttl()))),
+            };
+            match inventory {
+                Err(msg) => ((false, "InvalidConfig", msg.clone(), None), None),
+                Ok(inv) => {
+                    inv.client().reset_probe().await;
+                    match inv.client().probe().await {
+                        Ok((v, features)) => {
+                            let msg = format!(
+                                "LINSTOR {} (REST API {}) reachable at {}",
+                                v.version,
+                                v.rest_api_version,
+                                inv.client().active_url()
+                            );
+                            (
+                                (true, "Connected", msg, Some(v)),
+                                Some(Arc::new(BackendHandle {
+                                    inventory: inv,
+                                    features: Some(features),
+                                    problem: None,
+                                    fingerprint: fp,
+                                })),
+                            )
+                        }
+                        Err(e) => {
+                            inv.invalidate();
+                            let reason = match &e {
+                                LinstorError::Unauthorized { .. } => "Unauthorized",
+                                LinstorError::Unreachable { .. } => "Unreachable",
+                                LinstorError::Decode { .. } => "Unsupported",
+                                _ => "LinstorError",
+                            };
+                            let msg = e.to_string();
+                            (
+                                (false, reason, msg.clone(), None),
+                                Some(Arc::new(BackendHandle {
+                                    inventory: inv,
+                                    features: None,
+                                    problem: Some(msg),
+                                    fingerprint: fp,
+                                })),
+                            )
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Some(h) = handle {
+        ctx.backends.insert(&name, h);
+    }
+    let (ready, reason, message, version) = status;
+    let old = b.status.clone().unwrap_or_default();
+    let conds = conditions::merge(
+        &old.conditions,
+        &[Desired::new(READY, ready, reason, message.clone())],
+        b.meta().generation,
+        conditions::now(),
+    );
+    let new = LinstorBackendStatus {
+        observed_generation: b.meta().generation,
+        conditions: conds,
+        controller_version: version
+            .as_ref()
+            .map(|v| v.version.clone())
+            .or(old.controller_version.clone()),
+        rest_api_version: version
+            .as_ref()
+            .map(|v| v.rest_api_version.clone())
+            .or(old.rest_api_version.clone()),
+        active_url: ctx
+            .backends
+            .get(&name)
+            .map(|h| h.inventory.client().active_url().to_string()),
+    };
+    if Some(&new) != b.status.as_ref() {
+        let was_ready = conditions::is_true(&old.conditions, READY);
+        if was_ready != ready || old.conditions.is_empty() {
+            ctx.event(&b.object_ref(&()), ready, reason, &message).await;
+        }
+        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "LinstorBackend", "status": new});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(super::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    let key = format!("backend/{name}");
+    if ready {
+        ctx.backoff.reset(&key);
+        Ok(Action::requeue(ctx.config.resync))
+    } else {
+        Ok(Action::requeue(ctx.backoff.next(&key)))
+    }
+}

@@ -1,0 +1,227 @@
+//! The operator: one kube-runtime controller per kind, sharing a context.
+//!
+//! Each reconcile follows the same steps: read what exists (Kubernetes objects and the
+//! backend's inventory), validate, compute the writes (pure, in `volume::plan`), apply them,
+//! and report status. Most logic is in the pure steps and is unit-tested without I/O.
+
+pub mod backends;
+pub mod backoff;
+pub mod inventory;
+pub mod ownership;
+pub mod snapshot;
+pub mod volume;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Config as CtrlConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{EdgeSnapshot, EdgeVolume, LinstorBackend};
+use backends::Backends;
+use backoff::Backoff;
+
+/// Field manager of every write edgebind's controller makes.
+pub const FIELD_MANAGER: &str = "edgebind-controller";
+/// Finalizer guarding LINSTOR cleanup.
+pub const FINALIZER: &str = "edgebind.dev/cleanup";
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Periodic re-check of converged objects (detects drift in LINSTOR).
+    pub resync: Duration,
+    /// Reconciles running at once, per kind.
+    pub concurrency: u16,
+    /// Requeue while LINSTOR is still applying a change.
+    pub progress_interval: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(60),
+            concurrency: 16,
+            progress_interval: Duration::from_secs(2),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// An inventory older than this is refreshed: a bit under the resync period, so each
+    /// resync round costs one refresh per backend.
+    pub fn inventory_ttl(&self) -> Duration {
+        self.resync.mul_f64(0.8)
+    }
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub config: ControllerConfig,
+    pub backends: Backends,
+    pub backoff: Backoff,
+    recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: ControllerConfig) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "edgebind-controller".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            backoff: Backoff::new(config.backoff_base, config.backoff_cap),
+            backends: Backends::default(),
+            config,
+            client,
+        })
+    }
+
+    /// Publishes an event; failures to publish are logged, never fatal.
+    pub async fn event(&self, obj: &ObjectReference, normal: bool, reason: &str, note: &str) {
+        let ev = Event {
+            type_: if normal {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, obj).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    }
+}
+
+fn key_of<K: Resource<DynamicType = ()>>(o: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        o.namespace().unwrap_or_default(),
+        o.name_any()
+    )
+}
+
+async fn record<T, E: std::fmt::Display>(kind: &'static str, res: Result<T, E>) {
+    let result = if res.is_ok() { "ok" } else { "error" };
+    crate::metrics::get()
+        .reconciles
+        .get_or_create(&crate::metrics::ReconcileLabels {
+            kind: kind.into(),
+            result: result.into(),
+        })
+        .inc();
+    if let Err(e) = res {
+        tracing::debug!(kind, error = %e, "reconcile error");
+    }
+}
+
+fn error_policy<K, E>(obj: Arc<K>, err: &E, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+    E: std::fmt::Display,
+{
+    let delay = ctx.backoff.next(&key_of(obj.as_ref()));
+    tracing::warn!(object = %key_of(obj.as_ref()), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let lp = ListParams::default().limit(1);
+    let hint = "install the CRDs first: `edgebind crds | kubectl apply -f -` (or the Helm chart)";
+    Api::<LinstorBackend>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| anyhow::anyhow!("LinstorBackend CRD missing ({e}); {hint}"))?;
+    Api::<EdgeVolume>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| anyhow::anyhow!("EdgeVolume CRD missing ({e}); {hint}"))?;
+    Api::<EdgeSnapshot>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| anyhow::anyhow!("EdgeSnapshot CRD missing ({e}); {hint}"))?;
+    Ok(())
+}
+
+/// Readiness the admin server reports.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<std::sync::atomic::AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed)
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Runs the three controllers until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(
+    client: kube::Client,
+    config: ControllerConfig,
+    ready: Readiness,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    check_crds(&client).await?;
+    let ctx = Context::new(client.clone(), config.clone());
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let cfg = CtrlConfig::default().concurrency(config.concurrency);
+    // Watches time out below common load-balancer idle limits, so a silently dropped
+    // connection is noticed within minutes.
+    let wc = || watcher::Config::default().timeout(240);
+
+    let backends = Controller::new(Api::<LinstorBackend>::all(client.clone()), wc())
+        .with_config(cfg.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let volumes = Controller::new(Api::<EdgeVolume>::all(client.clone()), wc())
+        .with_config(cfg.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let snapshots = Controller::new(Api::<EdgeSnapshot>::all(client.clone()), wc())
+        .with_config(cfg)
+        .graceful_shutdown_on(shutdown.clone());
+    let (bs, vs, ss) = (backends.store(), volumes.store(), snapshots.store());
+    tokio::spawn(async move {
+        let _ = bs.wait_until_ready().await;
+        let _ = vs.wait_until_ready().await;
+        let _ = ss.wait_until_ready().await;
+        ready.set();
+    });
+
+    let b = backends
+        .run(
+            backends::reconcile,
+            |o, e, c| error_policy(o, e, c),
+            ctx.clone(),
+        )
+        .for_each(|r| record("LinstorBackend", r));
+    let v = volumes
+        .run(
+            volume::reconcile,
+            |o, e, c| error_policy(o, e, c),
+            ctx.clone(),
+        )
+        .for_each(|r| record("EdgeVolume", r));
+    let s = snapshots
+        .run(
+            snapshot::reconcile,
+            |o, e, c| error_policy(o, e, c),
+            ctx.clone(),
+        )
+        .for_each(|r| record("EdgeSnapshot", r));
+    tokio::join!(b, v, s);
+    Ok(())
+}

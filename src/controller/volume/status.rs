@@ -1,0 +1,186 @@
+//! The status a volume reports, computed from what LINSTOR holds (pure).
+
+use crate::crd::conditions::{DEGRADED, Desired, PROGRESSING, READY};
+use crate::crd::quantity;
+use crate::crd::volume::{Replica, ReplicaRole};
+
+use super::plan::{Observed, is_diskful};
+use super::validate::ValidSpec;
+
+/// Status fields other than conditions, plus the conditions wanted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Computed {
+    pub size: Option<String>,
+    pub diskful_replicas: Option<u32>,
+    pub replicas: Vec<Replica>,
+    pub conditions: Vec<Desired>,
+}
+
+pub fn replicas(observed: &Observed) -> Vec<Replica> {
+    let mut out: Vec<Replica> = observed
+        .live_resources()
+        .map(|r| {
+            let role = if r.flags.iter().any(|f| f == "TIE_BREAKER") {
+                ReplicaRole::TieBreaker
+            } else if is_diskful(r) {
+                ReplicaRole::Diskful
+            } else {
+                ReplicaRole::Diskless
+            };
+            Replica {
+                node: r.node_name.clone(),
+                role,
+                disk_state: r
+                    .state
+                    .as_ref()
+                    .and_then(|_| r.volumes.iter().find(|v| v.volume_number == 0))
+                    .and_then(|v| v.state.as_ref())
+                    .and_then(|s| s.disk_state.clone()),
+                in_use: r.state.as_ref().and_then(|s| s.in_use),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    out
+}
+
+/// Computes status for an owned volume after this pass. `wrote` says whether this pass changed
+/// something (then LINSTOR is still catching up).
+pub fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Computed {
+    let replicas = replicas(observed);
+    let diskful: Vec<&Replica> = replicas
+        .iter()
+        .filter(|r| r.role == ReplicaRole::Diskful)
+        .collect();
+    let n = diskful.len() as u32;
+    let vd = observed.volume();
+    let size_kib = vd.map(|v| v.size_kib);
+    let want = spec.place_count().unwrap_or(1);
+    let up_to_date = diskful
+        .iter()
+        .filter(|r| r.disk_state.as_deref() == Some("UpToDate"))
+        .count() as u32;
+    let offline: Vec<&str> = diskful
+        .iter()
+        .filter(|r| r.disk_state.is_none())
+        .map(|r| r.node.as_str())
+        .collect();
+    let bad: Vec<String> = diskful
+        .iter()
+        .filter_map(|r| match r.disk_state.as_deref() {
+            Some(s @ ("Outdated" | "Failed" | "DUnknown" | "Diskless")) => {
+                Some(format!("{} is {s}", r.node))
+            }
+            _ => None,
+        })
+        .collect();
+    let syncing = diskful.iter().any(|r| {
+        matches!(
+            r.disk_state.as_deref(),
+            Some("Inconsistent" | "Attaching" | "Negotiating" | "Consistent")
+        )
+    });
+    let resizing = vd.is_some_and(|v| v.flags.iter().any(|f| f == "RESIZE"))
+        || size_kib.is_some_and(|s| s < spec.size_kib);
+
+    let (ready, reason, message) = if vd.is_none() {
+        (
+            false,
+            "Creating",
+            "creating the volume in LINSTOR".to_string(),
+        )
+    } else if n == 0 {
+        (
+            false,
+            "Placing",
+            "waiting for LINSTOR to place replicas".to_string(),
+        )
+    } else if up_to_date == 0 {
+        (
+            false,
+            "Syncing",
+            format!("{n} replica(s) placed; waiting for one to be UpToDate"),
+        )
+    } else if resizing {
+        (
+            true,
+            "Resizing",
+            format!("usable; growing to {} KiB", spec.size_kib),
+        )
+    } else {
+        (
+            true,
+            "Ready",
+            format!("{up_to_date} of {n} diskful replica(s) UpToDate"),
+        )
+    };
+    let (degraded, d_reason, d_message) = if !offline.is_empty() {
+        (
+            true,
+            "NodeOffline",
+            format!(
+                "no state from node(s) {}: their satellites are offline",
+                offline.join(", ")
+            ),
+        )
+    } else if !bad.is_empty() {
+        (true, "ReplicaNotUpToDate", bad.join("; "))
+    } else if vd.is_some() && n < want && !wrote {
+        (
+            true,
+            "TooFewReplicas",
+            format!(
+                "{n} of {want} replicas placed; LINSTOR may lack nodes or space matching the placement"
+            ),
+        )
+    } else {
+        (false, "AsExpected", "all replicas healthy".to_string())
+    };
+    let (progressing, p_reason, p_message) = if wrote {
+        (true, "Applying", "changes sent to LINSTOR".to_string())
+    } else if syncing {
+        (true, "Syncing", "replicas are synchronising".to_string())
+    } else if resizing {
+        (
+            true,
+            "Resizing",
+            "LINSTOR is resizing the volume".to_string(),
+        )
+    } else if vd.is_none() || n < want {
+        (true, "Placing", "replicas are being placed".to_string())
+    } else {
+        (false, "Converged", "LINSTOR matches the spec".to_string())
+    };
+    Computed {
+        size: size_kib.map(quantity::format_kib),
+        diskful_replicas: vd.map(|_| n),
+        replicas,
+        conditions: vec![
+            Desired::new(READY, ready, reason, message),
+            Desired::new(DEGRADED, degraded, d_reason, d_message),
+            Desired::new(PROGRESSING, progressing, p_reason, p_message),
+        ],
+    }
+}
+
+/// Conditions for a volume that could not be reconciled (invalid spec, conflict, backend down).
+pub fn failed(reason: &str, message: &str, retrying: bool) -> Vec<Desired> {
+    vec![
+        Desired::new(READY, false, reason, message),
+        Desired::new(DEGRADED, false, "AsExpected", "no replica state known"),
+        Desired::new(
+            PROGRESSING,
+            retrying,
+            if retrying {
+                "Retrying"
+            } else {
+                "WaitingForSpecChange"
+            },
+            if retrying {
+                "edgebind retries with backoff"
+            } else {
+                "fix the spec; edgebind waits for a change"
+            },
+        ),
+    ]
+}

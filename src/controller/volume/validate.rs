@@ -1,0 +1,110 @@
+//! Validation the API server cannot do (CEL catches the rest): the checked spec the planner uses.
+
+use crate::crd::DeletionPolicy;
+use crate::crd::quantity;
+use crate::crd::volume::{EdgeVolumeSpec, Layer};
+use crate::linstor::naming;
+use crate::linstor::types::Props;
+
+/// Default number of diskful replicas when neither `placeCount` nor a resource group is given.
+pub const DEFAULT_PLACE_COUNT: u32 = 2;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValidPlacement {
+    Group(String),
+    Explicit {
+        place_count: u32,
+        storage_pools: Vec<String>,
+        replicas_on_same: Vec<String>,
+        replicas_on_different: Vec<String>,
+        layers: Vec<String>,
+        diskless_on_remaining: Option<bool>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidSpec {
+    pub size_kib: u64,
+    pub placement: ValidPlacement,
+    /// User properties, keyed as LINSTOR keys (`Aux/<key>`).
+    pub props: Props,
+    pub deletion_policy: DeletionPolicy,
+    pub source_snapshot: Option<String>,
+}
+
+impl ValidSpec {
+    /// Diskful replicas wanted; `None` when a resource group decides.
+    pub fn place_count(&self) -> Option<u32> {
+        match &self.placement {
+            ValidPlacement::Group(_) => None,
+            ValidPlacement::Explicit { place_count, .. } => Some(*place_count),
+        }
+    }
+}
+
+/// Checks a spec; the error is a message for a `Ready=False, reason=InvalidSpec` condition.
+pub fn validate(spec: &EdgeVolumeSpec) -> Result<ValidSpec, String> {
+    let bytes = quantity::parse_bytes(&spec.size)?;
+    if bytes == 0 {
+        return Err("size must be greater than zero".into());
+    }
+    // DRBD needs some room for metadata; a volume below 4 MiB is never what anyone meant.
+    if bytes < 4 << 20 {
+        return Err(format!("size {} is below the 4Mi minimum", spec.size));
+    }
+    let p = &spec.placement;
+    let placement = match &p.resource_group {
+        Some(rg) => {
+            if !naming::is_valid(rg) {
+                return Err(format!(
+                    "resourceGroup {rg:?} is not a valid LINSTOR name (2-48 letters, digits, '_' or '-', starting with a letter)"
+                ));
+            }
+            ValidPlacement::Group(rg.clone())
+        }
+        None => {
+            let pools = p.storage_pools.clone().unwrap_or_default();
+            if let Some(bad) = pools.iter().find(|s| !naming::is_valid(s)) {
+                return Err(format!("storage pool {bad:?} is not a valid LINSTOR name"));
+            }
+            let layers: Vec<Layer> = p.layer_list.clone().unwrap_or_default();
+            if !layers.is_empty()
+                && layers.last() != Some(&Layer::Storage)
+                && layers.last() != Some(&Layer::Nvme)
+            {
+                return Err(
+                    "layerList must end with storage (or nvme), for example [drbd, storage]".into(),
+                );
+            }
+            ValidPlacement::Explicit {
+                place_count: p.place_count.unwrap_or(DEFAULT_PLACE_COUNT),
+                storage_pools: pools,
+                replicas_on_same: p.replicas_on_same.clone().unwrap_or_default(),
+                replicas_on_different: p.replicas_on_different.clone().unwrap_or_default(),
+                layers: layers
+                    .iter()
+                    .map(|l| l.linstor_name().to_string())
+                    .collect(),
+                diskless_on_remaining: p.diskless_on_remaining,
+            }
+        }
+    };
+    let mut props = Props::new();
+    for (k, v) in &spec.properties {
+        if k.starts_with("edgebind.dev/") {
+            return Err(format!("property key {k:?} is reserved for edgebind"));
+        }
+        let key = format!("Aux/{k}");
+        if key.len() > 256 {
+            return Err(format!("property key {k:?} is too long for LINSTOR"));
+        }
+        props.insert(key, v.clone());
+    }
+    Ok(ValidSpec {
+        size_kib: quantity::bytes_to_kib_ceil(bytes),
+        placement,
+        props,
+        deletion_policy: spec.deletion_policy,
+        source_snapshot: spec.source.as_ref().map(|s| s.snapshot.clone()),
+    })
+}

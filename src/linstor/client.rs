@@ -1,0 +1,403 @@
+//! The LINSTOR REST client: budgeted, timed, version-aware, and careful with secrets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde::de::DeserializeOwned;
+use tokio::sync::RwLock;
+use url::Url;
+
+use super::budget::Budget;
+use super::error::LinstorError;
+use super::ops::Op;
+use super::rc::{self, ApiCallRc};
+use super::tls::{self, TlsSource};
+use super::types::ControllerVersion;
+use super::version::{self, ApiVersion, Features};
+use crate::crd::backend::{Budget as BudgetSpec, Timeouts};
+use crate::metrics;
+
+/// Page size of list calls; the spec suggests at most 50 but the server takes more, and fewer
+/// pages mean fewer calls per resync.
+pub const PAGE_SIZE: usize = 500;
+/// Attempts of an idempotent read on transport errors and 502/503/504, with backoff between.
+const READ_ATTEMPTS: u32 = 3;
+
+/// How to reach one backend.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub urls: Vec<Url>,
+    pub tls: Option<TlsSource>,
+    pub bearer_token: Option<String>,
+    pub budget: BudgetSpec,
+    pub timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field(
+                "urls",
+                &self.urls.iter().map(Url::as_str).collect::<Vec<_>>(),
+            )
+            .field("tls", &self.tls)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("budget", &self.budget)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+pub struct LinstorClient {
+    http: reqwest::Client,
+    urls: Vec<Url>,
+    active: AtomicUsize,
+    auth: Option<HeaderValue>,
+    budget: Arc<Budget>,
+    timeouts: Timeouts,
+    probed: RwLock<Option<(ControllerVersion, Features)>>,
+}
+
+impl std::fmt::Debug for LinstorClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinstorClient")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+fn user_agent() -> String {
+    format!("edgebind/{}", env!("CARGO_PKG_VERSION"))
+}
+
+impl LinstorClient {
+    pub fn new(cfg: ClientConfig) -> Result<Self, String> {
+        if cfg.urls.is_empty() {
+            return Err("no LINSTOR controller URL given".into());
+        }
+        for u in &cfg.urls {
+            if u.scheme() != "http" && u.scheme() != "https" {
+                return Err(format!("LINSTOR URL {u} must use http or https"));
+            }
+        }
+        let tls = tls::client_config(cfg.tls.as_ref())?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .user_agent(user_agent())
+            .connect_timeout(Duration::from_secs(cfg.timeouts.connect_seconds.into()))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let auth = match &cfg.bearer_token {
+            Some(t) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", t.trim())).map_err(|_| {
+                        "the bearer token contains characters not allowed in a header".to_string()
+                    })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Self {
+            http,
+            urls: cfg.urls,
+            active: AtomicUsize::new(0),
+            auth,
+            budget: Arc::new(Budget::new(&cfg.budget)),
+            timeouts: cfg.timeouts,
+            probed: RwLock::new(None),
+        })
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// The URL that answered last.
+    pub fn active_url(&self) -> &Url {
+        &self.urls[self.active.load(Ordering::Relaxed) % self.urls.len()]
+    }
+
+    /// `GET /v1/controller/version`, refusing servers older than edgebind supports. Cached.
+    pub async fn probe(&self) -> Result<(ControllerVersion, Features), LinstorError> {
+        if let Some(p) = self.probed.read().await.clone() {
+            return Ok(p);
+        }
+        let v: ControllerVersion = self.get("/v1/controller/version", &[]).await?;
+        let api = ApiVersion::parse(&v.rest_api_version).ok_or_else(|| LinstorError::Decode {
+            what: "GET /v1/controller/version".into(),
+            reason: format!("rest_api_version {:?} is not a version", v.rest_api_version),
+        })?;
+        if api < version::MIN_SUPPORTED {
+            return Err(LinstorError::Decode {
+                what: "GET /v1/controller/version".into(),
+                reason: format!(
+                    "REST API {api} is older than {} which edgebind needs; upgrade LINSTOR",
+                    version::MIN_SUPPORTED
+                ),
+            });
+        }
+        let out = (v, Features::for_version(api));
+        *self.probed.write().await = Some(out.clone());
+        Ok(out)
+    }
+
+    /// Forgets the probed version (after the controller was unreachable it may have been upgraded).
+    pub async fn reset_probe(&self) {
+        *self.probed.write().await = None;
+    }
+
+    /// A GET whose body is decoded as `T`.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, LinstorError> {
+        let (_, body) = self.send("GET", path, query, None).await?;
+        serde_json::from_slice(&body).map_err(|e| LinstorError::Decode {
+            what: format!("GET {path}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A list GET, paged with `limit`/`offset` until a short page.
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, LinstorError> {
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let mut q: Vec<(&str, String)> = query.to_vec();
+            q.push(("limit", PAGE_SIZE.to_string()));
+            q.push(("offset", offset.to_string()));
+            let page: Vec<T> = self.get(path, &q).await?;
+            let n = page.len();
+            out.extend(page);
+            if n < PAGE_SIZE {
+                return Ok(out);
+            }
+            offset += n;
+        }
+    }
+
+    /// Executes one write. Warnings are logged; error entries become an error.
+    pub async fn execute(&self, op: &Op) -> Result<Vec<ApiCallRc>, LinstorError> {
+        let body = op
+            .body
+            .as_ref()
+            .map(|b| serde_json::to_vec(b).unwrap_or_default());
+        let (_, bytes) = self.send(op.method, &op.path, &[], body).await?;
+        let rcs = rc::parse_list(&bytes).unwrap_or_default();
+        log_warnings(op.method, &op.path, &rcs);
+        Ok(rcs)
+    }
+
+    async fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, bytes::Bytes), LinstorError> {
+        let mutation = method != "GET";
+        let timeout = Duration::from_secs(if mutation {
+            self.timeouts.mutation_seconds.into()
+        } else {
+            self.timeouts.read_seconds.into()
+        });
+        let template = metrics::path_template(path);
+        let attempts = if mutation { 1 } else { READ_ATTEMPTS };
+        let mut last_err = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+            }
+            let _permit = self
+                .budget
+                .acquire()
+                .await
+                .ok_or(LinstorError::BudgetClosed)?;
+            match self
+                .send_once(
+                    method,
+                    path,
+                    query,
+                    body.as_deref(),
+                    timeout,
+                    mutation,
+                    &template,
+                )
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let retry = matches!(&e, LinstorError::Unreachable { .. })
+                        || matches!(&e, LinstorError::Api { status, .. } if matches!(status, 502..=504));
+                    if !retry {
+                        return Err(e);
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or(LinstorError::BudgetClosed))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_once(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+        mutation: bool,
+        template: &str,
+    ) -> Result<(u16, bytes::Bytes), LinstorError> {
+        let n = self.urls.len();
+        let first = self.active.load(Ordering::Relaxed) % n;
+        let mut unreachable = Vec::new();
+        for i in 0..n {
+            let idx = (first + i) % n;
+            let base = &self.urls[idx];
+            let mut url = base.clone();
+            url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), path));
+            {
+                let mut qp = url.query_pairs_mut();
+                for (k, v) in query {
+                    qp.append_pair(k, v);
+                }
+            }
+            if query.is_empty() {
+                url.set_query(None);
+            }
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+            let mut req = self.http.request(m, url).timeout(timeout);
+            if let Some(a) = &self.auth {
+                req = req.header(AUTHORIZATION, a.clone());
+            }
+            if let Some(b) = body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.to_vec());
+            }
+            let started = Instant::now();
+            match req.send().await {
+                Ok(resp) => {
+                    self.active.store(idx, Ordering::Relaxed);
+                    let status = resp.status().as_u16();
+                    let bytes = resp.bytes().await.map_err(|e| LinstorError::Unreachable {
+                        url: base.to_string(),
+                        reason: format!("reading the answer failed: {}", plain(&e)),
+                    })?;
+                    metrics::external_request(
+                        "linstor",
+                        method,
+                        template,
+                        &status.to_string(),
+                        started.elapsed(),
+                    );
+                    return classify(method, path, status, bytes);
+                }
+                Err(e) => {
+                    metrics::external_request(
+                        "linstor",
+                        method,
+                        template,
+                        "error",
+                        started.elapsed(),
+                    );
+                    // A mutation that timed out may still complete: never resend it elsewhere;
+                    // the reconciler re-reads.
+                    let timed_out = e.is_timeout();
+                    unreachable.push(format!("{base}: {}", plain(&e)));
+                    if mutation && timed_out {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(LinstorError::Unreachable {
+            url: self
+                .urls
+                .iter()
+                .map(Url::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason: unreachable.join("; "),
+        })
+    }
+}
+
+/// A transport error without the URL's query (which never holds secrets here, but stay terse).
+fn plain(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    s
+}
+
+fn classify(
+    method: &str,
+    path: &str,
+    status: u16,
+    body: bytes::Bytes,
+) -> Result<(u16, bytes::Bytes), LinstorError> {
+    if (200..300).contains(&status) {
+        return Ok((status, body));
+    }
+    let rcs = rc::parse_list(&body).unwrap_or_default();
+    match status {
+        401 | 403 => Err(LinstorError::Unauthorized { status }),
+        404 | 405 => {
+            // An unknown path carries FAIL_UNKNOWN_ERROR, not FAIL_NOT_FOUND_*.
+            let unknown_path = status == 405
+                || rcs.iter().any(|r| {
+                    r.is_error_code(rc::FAIL_UNKNOWN_ERROR)
+                        || r.message.contains("not found on server")
+                });
+            if unknown_path {
+                Err(LinstorError::UnknownPath {
+                    method: method.into(),
+                    path: path.into(),
+                })
+            } else {
+                Err(LinstorError::Api {
+                    method: method.into(),
+                    path: path.into(),
+                    status,
+                    rcs,
+                })
+            }
+        }
+        _ => Err(LinstorError::Api {
+            method: method.into(),
+            path: path.into(),
+            status,
+            rcs,
+        }),
+    }
+}
+
+fn log_warnings(method: &str, path: &str, rcs: &[ApiCallRc]) {
+    for r in rcs.iter().filter(|r| r.is_warning()) {
+        tracing::warn!(method, path, ret_code = r.ret_code, message = %r.message, "LINSTOR warning");
+    }
+}

@@ -1,0 +1,222 @@
+//! Response and request bodies. Responses: every field defaulted, unknown fields ignored (the
+//! server omits empty values). Requests: absent values are omitted, never sent as `null`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub type Props = BTreeMap<String, String>;
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ControllerVersion {
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub git_hash: String,
+    #[serde(default)]
+    pub rest_api_version: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ResourceDefinition {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group_name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub props: Props,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_definitions: Vec<VolumeDefinition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct VolumeDefinition {
+    #[serde(default)]
+    pub volume_number: i32,
+    #[serde(default)]
+    pub size_kib: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub props: Props,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+/// An entry of `GET /v1/view/resources`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ResourceWithVolumes {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub node_name: String,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub props: Props,
+    /// Absent when the node's satellite is offline.
+    #[serde(default)]
+    pub state: Option<ResourceState>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct ResourceState {
+    #[serde(default)]
+    pub in_use: Option<bool>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct Volume {
+    #[serde(default)]
+    pub volume_number: i32,
+    #[serde(default)]
+    pub storage_pool_name: Option<String>,
+    #[serde(default)]
+    pub allocated_size_kib: Option<u64>,
+    #[serde(default)]
+    pub usable_size_kib: Option<u64>,
+    #[serde(default)]
+    pub state: Option<VolumeState>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct VolumeState {
+    #[serde(default)]
+    pub disk_state: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub resource_name: String,
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub snapshot_definition_props: Props,
+    #[serde(default)]
+    pub volume_definitions: Vec<SnapshotVolumeDefinition>,
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotNode>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct SnapshotVolumeDefinition {
+    #[serde(default)]
+    pub volume_number: i32,
+    #[serde(default)]
+    pub size_kib: u64,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+pub struct SnapshotNode {
+    #[serde(default)]
+    pub node_name: String,
+    /// Milliseconds since the epoch.
+    #[serde(default)]
+    pub create_timestamp: Option<i64>,
+}
+
+impl Snapshot {
+    pub fn successful(&self) -> bool {
+        self.flags.iter().any(|f| f == "SUCCESSFUL")
+    }
+    pub fn failed(&self) -> bool {
+        self.flags
+            .iter()
+            .any(|f| f == "FAILED_DEPLOYMENT" || f == "FAILED_DISCONNECT")
+    }
+}
+
+// ---- request bodies (closed: only fields the spec has, none null) ----
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct ResourceDefinitionCreate {
+    pub resource_definition: NewResourceDefinition,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct NewResourceDefinition {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_group_name: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub props: Props,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct VolumeDefinitionCreate {
+    pub volume_definition: NewVolumeDefinition,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct NewVolumeDefinition {
+    pub volume_number: i32,
+    pub size_kib: u64,
+}
+
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct AutoSelectFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_pool_list: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas_on_same: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas_on_different: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_stack: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diskless_on_remaining: Option<bool>,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct AutoPlaceRequest {
+    /// Required by the API even when empty (`{}` merges the resource group's filter).
+    pub select_filter: AutoSelectFilter,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diskless_on_remaining: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_list: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct ResourceGroupSpawn {
+    pub resource_definition_name: String,
+    pub volume_sizes: Vec<u64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_definition_props: Props,
+}
+
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct PropsModify {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub override_props: Props,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_props: Vec<String>,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct VolumeDefinitionResize {
+    pub size_kib: u64,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct SnapshotCreate {
+    pub name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub snapshot_definition_props: Props,
+}
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct SnapshotRestore {
+    pub to_resource: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics. Labels never carry object names (unbounded cardinality).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExternalLabels {
+    pub system: String,
+    pub method: String,
+    pub operation: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExternalLatencyLabels {
+    pub system: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+pub struct Metrics {
+    pub external_requests: Family<ExternalLabels, Counter>,
+    pub external_latency: Family<ExternalLatencyLabels, Histogram>,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_duration: Family<KindLabel, Histogram>,
+    pub queue_depth: Family<KindLabel, Gauge>,
+    pub linstor_writes: Counter,
+}
+
+fn latency_hist() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+static METRICS: OnceLock<(Metrics, Registry)> = OnceLock::new();
+
+fn init() -> (Metrics, Registry) {
+    let m = Metrics {
+        external_requests: Family::default(),
+        external_latency: Family::new_with_constructor(latency_hist),
+        reconciles: Family::default(),
+        reconcile_duration: Family::new_with_constructor(latency_hist),
+        queue_depth: Family::default(),
+        linstor_writes: Counter::default(),
+    };
+    let mut r = Registry::with_prefix("edgebind");
+    r.register(
+        "external_requests",
+        "Requests to external APIs by system, method, operation and status",
+        m.external_requests.clone(),
+    );
+    r.register(
+        "external_request_duration_seconds",
+        "Latency of external API requests",
+        m.external_latency.clone(),
+    );
+    r.register(
+        "reconciles",
+        "Reconciles by kind and result",
+        m.reconciles.clone(),
+    );
+    r.register(
+        "reconcile_duration_seconds",
+        "Duration of reconciles by kind",
+        m.reconcile_duration.clone(),
+    );
+    r.register(
+        "queue_depth",
+        "Reconciles in progress or waiting, by kind",
+        m.queue_depth.clone(),
+    );
+    r.register(
+        "linstor_writes",
+        "Write requests sent to LINSTOR",
+        m.linstor_writes.clone(),
+    );
+    (m, r)
+}
+
+pub fn get() -> &'static Metrics {
+    &METRICS.get_or_init(init).0
+}
+
+/// Prometheus text exposition of every metric.
+pub fn encode() -> String {
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &METRICS.get_or_init(init).1);
+    out
+}
+
+pub fn external_request(system: &str, method: &str, operation: &str, status: &str, took: Duration) {
+    let m = get();
+    m.external_requests
+        .get_or_create(&ExternalLabels {
+            system: system.into(),
+            method: method.into(),
+            operation: operation.into(),
+            status: status.into(),
+        })
+        .inc();
+    m.external_latency
+        .get_or_create(&ExternalLatencyLabels {
+            system: system.into(),
+            operation: operation.into(),
+        })
+        .observe(took.as_secs_f64());
+    if system == "linstor" && method != "GET" {
+        m.linstor_writes.inc();
+    }
+}
+
+/// Replaces object names in a LINSTOR or Cloudflare path with placeholders, so the path is a
+/// label of bounded cardinality (`/v1/resource-definitions/{name}/autoplace`).
+pub fn path_template(path: &str) -> String {
+    const COLLECTIONS: &[&str] = &[
+        "resource-definitions",
+        "resource-groups",
+        "volume-definitions",
+        "resources",
+        "snapshots",
+        "nodes",
+        "storage-pools",
+        "snapshot-restore-resource",
+        "snapshot-restore-volume-definition",
+        "error-reports",
+        "accounts",
+        "scripts",
+        "zones",
+        "routes",
+        "secrets",
+        "volume-groups",
+    ];
+    let mut out = Vec::new();
+    let mut prev_collection = false;
+    for s in path.split('/') {
+        if prev_collection && !s.is_empty() {
+            out.push("{name}");
+            prev_collection = false;
+        } else {
+            out.push(s);
+            prev_collection = COLLECTIONS.contains(&s);
+        }
+    }
+    out.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn templates() {
+        assert_eq!(
+            super::path_template("/v1/resource-definitions/eb-a_b/volume-definitions/0"),
+            "/v1/resource-definitions/{name}/volume-definitions/{name}"
+        );
+        assert_eq!(
+            super::path_template("/v1/view/resources"),
+            "/v1/view/resources"
+        );
+    }
+}

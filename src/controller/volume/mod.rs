@@ -4,6 +4,9 @@ pub mod plan;
 pub mod status;
 pub mod validate;
 
+#[cfg(test)]
+mod plan_tests;
+
 use std::sync::Arc;
 use std::time::Instant;
 

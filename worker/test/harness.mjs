@@ -240,6 +240,10 @@ const edge :Workerd.Worker = (
     get url() {
       return `http://127.0.0.1:${port}`;
     },
+    /** Process id of the workerd binary (for CPU measurements). */
+    get pid() {
+      return child.pid;
+    },
     logs,
     /** Parsed audit events the Worker wrote (one JSON line each). */
     auditEvents() {

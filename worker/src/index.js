@@ -194,7 +194,8 @@ async function process(request, env, audit, requestId, trace) {
       edgeLocation: audit.edgeLocation,
       rayId: audit.rayId,
       policyRevision: cfg.bundle.revision,
-      decision: decision.decision === 'allow' ? 'allow' : 'undecided',
+      // can-i is never pre-decided by the Worker: the gateway answers it.
+      decision: decision.decision === 'allow' && req.action !== 'can-i' ? 'allow' : 'undecided',
       policy: decision.policy,
     }),
   );

@@ -1,0 +1,260 @@
+// edgebind edge Worker: authenticate the caller, pre-check policy, sign, forward to the gateway,
+// and emit one audit event per request. Contract: docs/edge-protocol.md.
+
+import { loadConfig, ConfigError } from './config.js';
+import { bearerToken, verifyToken, TokenError } from './token.js';
+import { mapPrincipal, edgeIdentity, encodeEdgeIdentity, ClaimError } from './principal.js';
+import { decide } from './policy.js';
+import { resolveRequest, RouteError, MAX_BODY_BYTES } from './routes.js';
+import { RateLimiter } from './ratelimit.js';
+import { contentDigest, signEdgebind, pathComponent, queryComponent } from './signature.js';
+import { newAuditEvent, emitAudit } from './audit.js';
+
+const limiter = new RateLimiter();
+const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer'];
+const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+class Refusal extends Error {
+  constructor(status, code, message, headers = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.headers = headers;
+  }
+}
+
+function hex(bytes) {
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Keeps a valid client traceparent, else starts a new trace. */
+function traceContext(headers) {
+  const tp = headers.get('traceparent');
+  const m = tp ? TRACEPARENT_RE.exec(tp.trim()) : null;
+  if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) {
+    return { traceparent: tp.trim(), traceId: m[1], tracestate: headers.get('tracestate') };
+  }
+  const traceId = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const spanId = hex(crypto.getRandomValues(new Uint8Array(8)));
+  return { traceparent: `00-${traceId}-${spanId}-01`, traceId, tracestate: null };
+}
+
+function errorResponse(status, code, message, requestId, extra = {}) {
+  const headers = { 'content-type': 'application/json', 'edge-request-id': requestId, ...extra };
+  return new Response(JSON.stringify({ error: { code, message, requestId } }), { status, headers });
+}
+
+const WWW_AUTH = (code) => (code === 'token_missing' ? 'Bearer realm="edgebind"' : `Bearer realm="edgebind", error="invalid_token"`);
+
+/** Reads the body up to MAX_BODY_BYTES. */
+async function readBody(request) {
+  const len = request.headers.get('content-length');
+  if (len !== null && Number(len) > MAX_BODY_BYTES) throw new Refusal(413, 'body_too_large', 'request body too large');
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > MAX_BODY_BYTES) {
+      await reader.cancel().catch(() => {});
+      throw new Refusal(413, 'body_too_large', 'request body too large');
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
+}
+
+function parseJsonBody(request, bytes) {
+  const ct = (request.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
+  if (ct !== 'application/json') throw new Refusal(415, 'content_type_unsupported', 'body must be application/json');
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw new Refusal(400, 'request_invalid', 'body is not valid JSON');
+  }
+}
+
+export async function handle(request, env) {
+  const t0 = performance.now();
+  const requestId = crypto.randomUUID();
+  const trace = traceContext(request.headers);
+  const audit = newAuditEvent(requestId, trace.traceId);
+  audit.rayId = request.headers.get('cf-ray');
+  let response;
+  try {
+    response = await process(request, env, audit, requestId, trace);
+  } catch (e) {
+    if (e instanceof Refusal) {
+      audit.decision = 'deny';
+      audit.reasonCode = e.code;
+      response = errorResponse(e.status, e.code, e.message, requestId, e.headers);
+    } else {
+      // Unexpected: fail closed without detail to the caller.
+      console.error(JSON.stringify({ msg: 'worker internal error', requestId, error: String(e?.name ?? 'Error') }));
+      audit.decision = 'deny';
+      audit.reasonCode = 'internal_error';
+      response = errorResponse(500, 'internal_error', 'internal error', requestId);
+    }
+  }
+  audit.result = response.status;
+  audit.latencyMs.total = performance.now() - t0;
+  emitAudit(audit);
+  return response;
+}
+
+async function process(request, env, audit, requestId, trace) {
+  let cfg;
+  try {
+    cfg = await loadConfig(env);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(JSON.stringify({ msg: 'invalid worker configuration', requestId, problem: e.message }));
+    throw new Refusal(500, 'config_invalid', 'edge configuration is invalid');
+  }
+  audit.policyRevision = cfg.bundle.revision;
+  audit.edgeLocation = request.cf?.colo ?? cfg.edgeLocation;
+
+  // 1. Authenticate.
+  const tv = performance.now();
+  let issuer;
+  let payload;
+  let principal;
+  try {
+    const token = bearerToken(request.headers.get('authorization'));
+    ({ issuer, payload } = await verifyToken(token, cfg.issuers, { cooldownSeconds: cfg.jwksCooldownSeconds }));
+    principal = mapPrincipal(issuer, payload, cfg.bundle.claimsByIssuer.get(issuer.name) ?? []);
+  } catch (e) {
+    audit.latencyMs.verify = performance.now() - tv;
+    if (e instanceof TokenError) {
+      const status = e.code === 'jwks_unavailable' ? 503 : 401;
+      if (status === 503) console.error(JSON.stringify({ msg: 'jwks unavailable', requestId, problem: e.message }));
+      throw new Refusal(status, e.code, status === 401 ? 'authentication failed' : 'identity provider keys unavailable', status === 401 ? { 'www-authenticate': WWW_AUTH(e.code) } : {});
+    }
+    if (e instanceof ClaimError) throw new Refusal(401, 'claim_invalid', 'authentication failed', { 'www-authenticate': WWW_AUTH('claim_invalid') });
+    throw e;
+  }
+  audit.latencyMs.verify = performance.now() - tv;
+  audit.issuer = principal.issuer;
+  audit.subject = principal.subject;
+
+  // 2. Route and body.
+  const url = new URL(request.url);
+  const method = request.method.toUpperCase();
+  const bodyBytes = await readBody(request);
+  let body;
+  if (method === 'POST') body = parseJsonBody(request, bodyBytes);
+  else if (bodyBytes.length > 0) throw new Refusal(400, 'request_invalid', `${method} takes no body`);
+  let req;
+  try {
+    req = resolveRequest(method, url.pathname, body);
+  } catch (e) {
+    if (e instanceof RouteError) throw new Refusal(e.status, e.code, e.message, e.allow ? { allow: e.allow } : {});
+    throw e;
+  }
+  audit.action = req.action;
+  if (req.action !== 'can-i') {
+    audit.object = { namespace: req.namespace, name: req.name, kind: 'EdgeVolume' };
+    if (req.snapshot) audit.object.snapshot = req.snapshot;
+  }
+  req.clientIp = request.headers.get('cf-connecting-ip');
+
+  // 3. Policy pre-check and rate limit (not for can-i: it only reports).
+  const tp = performance.now();
+  let decision = { decision: 'allow', reasonCode: 'can_i', policy: null, rateLimited: [] };
+  if (req.action !== 'can-i') {
+    decision = decide(cfg.bundle, principal, req);
+    audit.policy = decision.policy;
+    if (decision.decision === 'deny') {
+      audit.latencyMs.policy = performance.now() - tp;
+      throw new Refusal(403, decision.reasonCode, 'not permitted by policy');
+    }
+    const rl = limiter.take(decision.rateLimited, principal.issuer, principal.subject);
+    if (!rl.ok) {
+      audit.policy = rl.policy;
+      audit.latencyMs.policy = performance.now() - tp;
+      throw new Refusal(429, 'rate_limited', 'rate limit exceeded', { 'retry-after': String(rl.retryAfter) });
+    }
+  }
+  audit.latencyMs.policy = performance.now() - tp;
+
+  // 4. Identity header and signature.
+  const ts = performance.now();
+  const identity = encodeEdgeIdentity(
+    edgeIdentity(principal, payload, {
+      clientIp: req.clientIp,
+      edgeLocation: audit.edgeLocation,
+      rayId: audit.rayId,
+      policyRevision: cfg.bundle.revision,
+      // can-i is never pre-decided by the Worker: the gateway answers it.
+      decision: decision.decision === 'allow' && req.action !== 'can-i' ? 'allow' : 'undecided',
+      policy: decision.policy,
+    }),
+  );
+  if (identity === null) throw new Refusal(401, 'identity_too_large', 'identity too large to forward');
+  const digest = await contentDigest(bodyBytes);
+  const msg = {
+    method,
+    authority: cfg.gateway.authority,
+    path: pathComponent(url.pathname),
+    query: queryComponent(url.search),
+    contentType: 'application/json',
+    contentDigest: digest,
+    edgeIdentity: identity,
+    requestId,
+  };
+  const sig = await signEdgebind(cfg.signing.key, cfg.signing.keyId, msg);
+  audit.keyId = cfg.signing.keyId;
+  audit.latencyMs.sign = performance.now() - ts;
+
+  const headers = new Headers({
+    'content-type': msg.contentType,
+    'content-digest': digest,
+    'edge-identity': identity,
+    'edge-request-id': requestId,
+    'signature-input': sig['signature-input'],
+    signature: sig.signature,
+    traceparent: trace.traceparent,
+  });
+  if (trace.tracestate) headers.set('tracestate', trace.tracestate);
+  const accept = request.headers.get('accept');
+  if (accept) headers.set('accept', accept);
+
+  // 5. Forward.
+  const tu = performance.now();
+  let upstream;
+  try {
+    upstream = await fetch(`${cfg.gateway.origin}${msg.path}${url.search}`, {
+      method,
+      headers,
+      body: method === 'POST' ? bodyBytes : undefined,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(cfg.gatewayTimeoutMs),
+    });
+  } catch (e) {
+    audit.latencyMs.upstream = performance.now() - tu;
+    if (e?.name === 'TimeoutError' || e?.name === 'AbortError') throw new Refusal(504, 'gateway_timeout', 'gateway did not answer in time');
+    throw new Refusal(502, 'gateway_unreachable', 'gateway unreachable');
+  }
+  audit.latencyMs.upstream = performance.now() - tu;
+  audit.decision = 'allow';
+  audit.reasonCode = decision.decision === 'allow' ? decision.reasonCode : 'policy_undecided';
+  const out = new Headers(upstream.headers);
+  for (const h of HOP_BY_HOP) out.delete(h);
+  out.set('edge-request-id', requestId);
+  return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers: out });
+}
+
+export default {
+  fetch(request, env) {
+    return handle(request, env);
+  },
+};

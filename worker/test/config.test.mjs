@@ -1,0 +1,59 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseIssuers, parseGatewayUrl, loadConfig, ConfigError } from '../src/config.js';
+import { generateSigningKey } from './harness.mjs';
+
+const good = { name: 'okta', issuer: 'https://idp.example.com', audiences: ['api'], algorithms: ['RS256'] };
+
+test('issuer defaults: skew 60, prefix <name>:, subject claim sub', () => {
+  const { list, byIss } = parseIssuers(JSON.stringify([good]));
+  assert.equal(list[0].clockSkewSeconds, 60);
+  assert.deepEqual(list[0].claimMapping, { subjectClaim: 'sub', groupsClaim: undefined, prefix: 'okta:' });
+  assert.equal(byIss.get('https://idp.example.com').name, 'okta');
+});
+
+test('issuers: none, HS*, unknown algorithms, plain http and duplicates are refused', () => {
+  const bad = [
+    [{ ...good, algorithms: ['none'] }],
+    [{ ...good, algorithms: ['HS256'] }],
+    [{ ...good, algorithms: ['RS256', 'HS512'] }],
+    [{ ...good, algorithms: [] }],
+    [{ ...good, audiences: [] }],
+    [{ ...good, issuer: 'http://idp.example.com' }],
+    [{ ...good, jwksUri: 'http://idp.example.com/keys' }],
+    [good, { ...good, name: 'other' }],
+    [good, { ...good, issuer: 'https://b.example.com' }],
+    [good, { ...good, name: 'b', issuer: 'https://b.example.com', claimMapping: { prefix: '' } }],
+    [{ ...good, clockSkewSeconds: 301 }],
+    [],
+  ];
+  for (const b of bad) assert.throws(() => parseIssuers(JSON.stringify(b)), ConfigError, JSON.stringify(b));
+  assert.ok(parseIssuers(JSON.stringify([{ ...good, issuer: 'http://127.0.0.1:9000' }])), 'http to loopback is allowed');
+});
+
+test('GATEWAY_URL must be an origin', () => {
+  assert.deepEqual(parseGatewayUrl('https://GW.example.com:443/'), { origin: 'https://gw.example.com', authority: 'gw.example.com' });
+  assert.deepEqual(parseGatewayUrl('http://127.0.0.1:8080'), { origin: 'http://127.0.0.1:8080', authority: '127.0.0.1:8080' });
+  for (const u of ['https://gw.example.com/prefix', 'https://gw.example.com/?q', 'http://gw.example.com', 'https://u:p@gw.example.com', 'nope']) {
+    assert.throws(() => parseGatewayUrl(u), ConfigError, u);
+  }
+});
+
+test('loadConfig reads every binding and refuses a missing secret without echoing values', async () => {
+  const key = generateSigningKey('kid-1');
+  const env = {
+    GATEWAY_URL: 'https://gw.example.com',
+    ISSUERS: JSON.stringify([good]),
+    POLICY_BUNDLE: JSON.stringify({ version: 1, revision: 'r', policies: [] }),
+    SIGNING_KEY: key.binding,
+    GATEWAY_TIMEOUT_MS: '5000',
+  };
+  const cfg = await loadConfig(env);
+  assert.equal(cfg.signing.keyId, 'kid-1');
+  assert.equal(cfg.gatewayTimeoutMs, 5000);
+  assert.equal(cfg.jwksCooldownSeconds, 30);
+  await assert.rejects(loadConfig({ ...env, SIGNING_KEY: undefined }), ConfigError);
+  const broken = JSON.stringify({ keyId: 'kid-1', jwk: { kty: 'OKP', crv: 'Ed25519', d: 'secretsecret', x: 'xx' } });
+  await assert.rejects(loadConfig({ ...env, SIGNING_KEY: broken }), (e) => e instanceof ConfigError && !e.message.includes('secretsecret'));
+  await assert.rejects(loadConfig({ ...env, GATEWAY_TIMEOUT_MS: '10' }), ConfigError);
+});

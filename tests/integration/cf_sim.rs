@@ -730,6 +730,27 @@ async fn injected_faults() {
         .expect_err("a hanging request times out");
     assert!(err.is_timeout());
 
+    // Per-script write contention on secrets.
+    faults.clear();
+    api.put_script("busy", meta(json!([]), &[]))
+        .await
+        .assert_ok();
+    faults.script_busy_next(1);
+    let secret = json!({"name": "K", "text": "v", "type": "secret_text"});
+    let path = format!("/accounts/{ACC}/workers/scripts/busy/secrets");
+    api.get(&path).await.assert_ok();
+    let busy = api.json(reqwest::Method::PUT, &path, secret.clone()).await;
+    busy.assert_err(429, 10429);
+    assert_eq!(
+        busy.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    api.json(reqwest::Method::PUT, &path, secret)
+        .await
+        .assert_ok();
+
     // Propagation: the script is invisible for 2 calls right after the upload.
     faults.clear();
     faults.script_missing_after_upload(2);
@@ -834,4 +855,104 @@ async fn serve_cf_for_python() {
         .expect("simulator binds");
     println!("cloudflare simulator listening on {}", running.url());
     std::future::pending::<()>().await;
+}
+
+/// Every (method, path) the simulator serves is an operation of the official document, so the
+/// simulator cannot grow endpoints the real API does not have.
+#[tokio::test]
+async fn served_operations_exist_in_the_official_spec() {
+    let spec_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/specs/cloudflare-workers.yaml");
+    let text = std::fs::read_to_string(&spec_path).expect("shared spec is laid beside the repo");
+    let spec: Value = serde_yaml::from_str(&text).expect("spec parses");
+    let (sim, api) = start().await;
+    sim.sim.record_exchanges(true);
+    let base = format!("/accounts/{ACC}/workers/scripts/gw");
+    api.get("/user/tokens/verify").await;
+    api.get(&format!("/accounts/{ACC}/tokens/verify")).await;
+    api.put_script("gw", meta(json!([]), &[])).await.assert_ok();
+    api.get(&format!("/accounts/{ACC}/workers/scripts")).await;
+    api.get(&base).await;
+    api.upload(
+        reqwest::Method::POST,
+        &format!("{base}/versions"),
+        meta(json!([]), &[]),
+        &[("worker.js", WORKER)],
+    )
+    .await;
+    api.get(&format!("{base}/versions")).await;
+    let latest = sim.sim.script(ACC, "gw").expect("script").latest_version_id;
+    api.get(&format!("{base}/versions/{latest}")).await;
+    api.json(
+        reqwest::Method::POST,
+        &format!("{base}/deployments"),
+        json!({"strategy": "percentage", "versions": [{"version_id": latest, "percentage": 100}]}),
+    )
+    .await;
+    api.get(&format!("{base}/deployments")).await;
+    api.json(
+        reqwest::Method::PUT,
+        &format!("{base}/secrets"),
+        json!({"name": "K", "text": "v", "type": "secret_text"}),
+    )
+    .await;
+    api.get(&format!("{base}/secrets")).await;
+    api.get(&format!("{base}/secrets/K")).await;
+    api.json(
+        reqwest::Method::PATCH,
+        &format!("{base}/secrets-bulk"),
+        json!({"secrets": {"K": null}}),
+    )
+    .await;
+    api.put_script("gw", meta(json!([]), &[])).await;
+    api.json(
+        reqwest::Method::PUT,
+        &format!("{base}/secrets"),
+        json!({"name": "K", "text": "v", "type": "secret_text"}),
+    )
+    .await;
+    api.delete(&format!("{base}/secrets/K")).await;
+    let routes = format!("/zones/{ZONE}/workers/routes");
+    let r = api
+        .json(
+            reqwest::Method::POST,
+            &routes,
+            json!({"pattern": "example.com/*", "script": "gw"}),
+        )
+        .await;
+    let id = r.assert_ok()["id"].as_str().unwrap_or_default().to_string();
+    api.get(&routes).await;
+    api.get(&format!("{routes}/{id}")).await;
+    api.json(
+        reqwest::Method::PUT,
+        &format!("{routes}/{id}"),
+        json!({"pattern": "example.com/a*", "script": "gw"}),
+    )
+    .await;
+    api.delete(&format!("{routes}/{id}")).await;
+    api.delete(&base).await;
+
+    let mut seen = std::collections::BTreeSet::new();
+    for ex in sim.sim.exchanges() {
+        assert!(
+            ex.status < 500,
+            "{} {} answered {}",
+            ex.method,
+            ex.path,
+            ex.status
+        );
+        let template = ex
+            .path_template
+            .clone()
+            .expect("served path has a template");
+        let op = &spec["paths"][&template][ex.method.to_ascii_lowercase()];
+        assert!(
+            op.is_object(),
+            "{} {template} is not in the official spec",
+            ex.method
+        );
+        seen.insert(format!("{} {template}", ex.method));
+    }
+    // The scenario above reaches every operation the simulator serves.
+    assert_eq!(seen.len(), 21, "{seen:?}");
 }

@@ -104,6 +104,10 @@ def test_verify_token(cf, sim):
     result = cf.user.tokens.verify()
     assert result.status == "active"
     assert len(result.id) == 32
+    # A user token is not an account-owned token: the account path refuses it.
+    with pytest.raises(cloudflare.AuthenticationError) as e:
+        cf.accounts.tokens.verify(account_id=ACCOUNT)
+    assert error_code(e.value) == 1000
     with sim.client("not-a-real-token") as bad:
         with pytest.raises(cloudflare.AuthenticationError) as e:
             bad.user.tokens.verify()

@@ -31,6 +31,7 @@ pub(crate) struct FaultState {
     fail_next: Vec<(Target, u32, u16)>,
     fail_ratio: Option<(f64, u16)>,
     hang_next: Vec<(Target, u32)>,
+    busy_next: u32,
     pub hidden_after_upload: u32,
 }
 
@@ -39,10 +40,16 @@ pub(crate) enum Injected {
     None,
     Fail(u16),
     Hang,
+    /// 429 "too many requests are currently modifying the script" (secrets writes).
+    Busy,
 }
 
 impl FaultState {
     pub fn decide(&mut self, method: &Method, path: &str) -> Injected {
+        if self.busy_next > 0 && *method != Method::GET && path.contains("/secrets") {
+            self.busy_next -= 1;
+            return Injected::Busy;
+        }
         for (target, remaining) in self.hang_next.iter_mut() {
             if *remaining > 0 && target.matches(method, path) {
                 *remaining -= 1;
@@ -121,6 +128,12 @@ impl CfFaults {
     /// propagation delay seen on the real API.
     pub fn script_missing_after_upload(&self, n: u32) {
         lock(&self.state).hidden_after_upload = n;
+    }
+    /// The next `n` secret writes (PUT/PATCH/DELETE on `.../secrets*`) answer 429 "too many
+    /// requests are currently modifying the script" with `Retry-After: 1`, the per-script
+    /// write contention the spec documents (not the per-token rate limit).
+    pub fn script_busy_next(&self, n: u32) {
+        lock(&self.state).busy_next = n;
     }
     /// Removes every fault.
     pub fn clear(&self) {

@@ -130,6 +130,18 @@ async fn guarded(sim: &CloudflareSim, mut req: Request, next: Next) -> Response 
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return ApiError::internal(status).into_response();
         }
+        Injected::Busy => {
+            // The envelope code for this answer is not documented; 10429 is the rate-limit code.
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                10429,
+                "Too many requests are currently modifying the script. Please try again.",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
         Injected::None => {}
     }
     let Some(rest) = path.strip_prefix(API_PREFIX).map(str::to_string) else {

@@ -10,7 +10,8 @@
 //! 404/10007, invalid Worker name 400/10016, no handlers 400/10068, upload validation 400/10021,
 //! secret edit while the latest version is not deployed 400/10215, route pattern outside the
 //! zone 400/10022, route for a missing Worker 400/10019, duplicate route pattern 409/10020
-//! (commonly cited, unverified), rate limit 429/10429 with `Retry-After`.
+//! (commonly cited, unverified), rate limit 429/10429 with `Retry-After` (fault-injected secret
+//! write contention uses 429/10429 too; its real code is undocumented).
 
 mod envelope;
 mod faults;

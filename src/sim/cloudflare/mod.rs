@@ -3,15 +3,17 @@
 //! real envelope, error codes and quirks, a per-token rate limit, fault injection, call
 //! statistics and exchange recording.
 //!
-//! Error answers (HTTP status / envelope code), as far as the reference confirms them:
-//! missing credentials 400/9106, malformed `Authorization` 400/6003 (+6111), unknown token
-//! 403/10000 (401/1000 on the verify paths), expired or disabled token 401/9109, account or
-//! zone outside the token's scope 403/10000, malformed id 400/7003, Worker not found
-//! 404/10007, invalid Worker name 400/10016, no handlers 400/10068, upload validation 400/10021,
-//! secret edit while the latest version is not deployed 400/10215, route pattern outside the
-//! zone 400/10022, route for a missing Worker 400/10019, duplicate route pattern 409/10020
-//! (commonly cited, unverified), rate limit 429/10429 with `Retry-After` (fault-injected secret
-//! write contention uses 429/10429 too; its real code is undocumented).
+//! Error answers (HTTP status / envelope code). From the reference: unknown or insufficient
+//! token 403/10000, missing credentials 400/9106, expired or disabled token 401/9109, Worker
+//! not found 404/10007, invalid Worker name 400/10016, no handlers 400/10068, upload
+//! validation 400/10021, binding name missing 400/10052, binding not found 404/10056, secret
+//! edit while the latest version is not deployed 400/10215, route pattern outside the zone
+//! 400/10022, route for a missing Worker 400/10019, rate limit 429/10429 with `Retry-After`.
+//! Not confirmed by the reference (chosen to match commonly reported answers): verify with an
+//! unknown token 401/1000, malformed `Authorization` 400/6003 with 6111 in `error_chain`,
+//! malformed path id or unknown path 400/7003, body not JSON 400/6007, duplicate route
+//! pattern 409/10020, deployment validation and rollback-past-secret refusal 400/10021, and
+//! fault-injected secret write contention 429/10429.
 
 mod envelope;
 mod faults;

@@ -1,1 +1,1 @@
-
+mod cf_sim;

@@ -1,0 +1,291 @@
+//! Reading and validating a Worker upload (`multipart/form-data` with a `metadata` part and
+//! module parts), including the `keep_bindings` and `inherit` rules.
+
+use std::collections::HashSet;
+
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::envelope::ApiError;
+use super::model::{ModuleInfo, Version, binding_name};
+use super::multipart;
+
+/// Largest accepted upload (all modules together).
+const MAX_SCRIPT_BYTES: usize = 10 * 1024 * 1024;
+const HANDLERS: &[&str] = &["fetch", "scheduled", "queue", "email", "tail", "trace"];
+const BINDING_TYPES: &[&str] = &[
+    "plain_text",
+    "secret_text",
+    "secret_key",
+    "json",
+    "kv_namespace",
+    "service",
+    "r2_bucket",
+    "d1",
+    "queue",
+    "durable_object_namespace",
+    "analytics_engine",
+    "hyperdrive",
+    "mtls_certificate",
+    "version_metadata",
+    "ai",
+    "browser_rendering",
+    "vectorize",
+    "inherit",
+];
+
+/// A parsed upload, before it is turned into a version.
+pub(crate) struct Upload {
+    pub main_module: String,
+    pub modules: Vec<ModuleInfo>,
+    pub bindings: Vec<Value>,
+    pub keep_bindings: Vec<String>,
+    pub compatibility_date: Option<String>,
+    pub compatibility_flags: Vec<String>,
+    pub tags: Option<Vec<String>>,
+    pub annotations: serde_json::Map<String, Value>,
+    pub handlers: Vec<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(10021, msg)
+}
+
+fn strings(v: Option<&Value>, field: &str) -> Result<Vec<String>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| invalid(format!("metadata.{field} must be a list of strings")))
+            })
+            .collect(),
+        Some(_) => Err(invalid(format!(
+            "metadata.{field} must be a list of strings"
+        ))),
+    }
+}
+
+/// Worker names as the API accepts them.
+pub(crate) fn valid_script_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    !name.is_empty()
+        && name.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Parses the request body. `version_upload` selects the `POST .../versions` rules.
+pub(crate) fn parse(
+    headers: &HeaderMap,
+    body: &Bytes,
+    version_upload: bool,
+) -> Result<Upload, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multipart::boundary(ct)
+        .ok_or_else(|| ApiError::bad_request(10001, "Unsupported or unexpected Content Type"))?;
+    if body.len() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::bad_request(10027, "Script body was too large"));
+    }
+    let parts = multipart::parse(body, &boundary)
+        .map_err(|e| ApiError::bad_request(10006, format!("Unparseable script body: {e}")))?;
+    let meta_part = parts
+        .iter()
+        .find(|p| p.name == "metadata")
+        .ok_or_else(|| invalid("Missing the metadata part of the upload"))?;
+    let meta: Value = serde_json::from_slice(&meta_part.data)
+        .map_err(|_| ApiError::bad_request(10006, "Unparseable metadata: not JSON"))?;
+    let meta = meta
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request(10006, "Unparseable metadata: not a JSON object"))?;
+
+    // The SDKs send every module as a part named "files" whose filename is the module name;
+    // hand-written uploads name the part after the module. Accept both.
+    let modules: Vec<ModuleInfo> = parts
+        .iter()
+        .filter(|p| p.name != "metadata")
+        .map(|p| ModuleInfo {
+            name: p.filename.clone().unwrap_or_else(|| p.name.clone()),
+            content_type: p
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            content: p.data.clone(),
+        })
+        .collect();
+    let main_module = match (
+        meta.get("main_module").and_then(Value::as_str),
+        meta.get("body_part").and_then(Value::as_str),
+    ) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(b)) if !version_upload => b.to_string(),
+        _ => return Err(invalid("Missing main_module in the upload metadata")),
+    };
+    let main = modules
+        .iter()
+        .find(|m| m.name == main_module)
+        .ok_or_else(|| invalid(format!("No such module \"{main_module}\" in the upload")))?;
+    let handlers = detect_handlers(&main.content)?;
+
+    let bindings = match meta.get("bindings") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(b)) => b.clone(),
+        Some(_) => return Err(invalid("metadata.bindings must be a list")),
+    };
+    validate_bindings(&bindings)?;
+
+    let mut annotations = serde_json::Map::new();
+    if version_upload && let Some(a) = meta.get("annotations") {
+        let a = a
+            .as_object()
+            .ok_or_else(|| invalid("metadata.annotations must be an object"))?;
+        if let Some(m) = a.get("workers/message").and_then(Value::as_str)
+            && m.chars().count() > 1000
+        {
+            return Err(invalid("annotations.workers/message is too long"));
+        }
+        annotations.extend(a.clone());
+    }
+    Ok(Upload {
+        main_module,
+        bindings,
+        keep_bindings: strings(meta.get("keep_bindings"), "keep_bindings")?,
+        compatibility_date: meta
+            .get("compatibility_date")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        compatibility_flags: strings(meta.get("compatibility_flags"), "compatibility_flags")?,
+        tags: if version_upload || meta.get("tags").is_none() {
+            None
+        } else {
+            Some(strings(meta.get("tags"), "tags")?)
+        },
+        annotations,
+        handlers,
+        modules,
+    })
+}
+
+/// Finds the event handlers a Worker exports. A module that exports nothing useful is
+/// refused with 10068, as the real API does.
+fn detect_handlers(main: &Bytes) -> Result<Vec<String>, ApiError> {
+    let text = std::str::from_utf8(main)
+        .map_err(|_| invalid("Uncaught SyntaxError: main module is not valid UTF-8"))?;
+    let module = text.contains("export default") || text.contains(" as default");
+    let service_worker = text.contains("addEventListener(");
+    let found: Vec<String> = HANDLERS
+        .iter()
+        .filter(|h| {
+            text.contains(&format!("{h}("))
+                || text.contains(&format!("{h}:"))
+                || text.contains(&format!("'{h}'"))
+                || text.contains(&format!("\"{h}\""))
+        })
+        .map(|h| h.to_string())
+        .collect();
+    if (!module && !service_worker) || found.is_empty() {
+        return Err(ApiError::bad_request(
+            10068,
+            "No event handlers were registered. This script does nothing.",
+        ));
+    }
+    Ok(found)
+}
+
+fn validate_bindings(bindings: &[Value]) -> Result<(), ApiError> {
+    let mut names = HashSet::new();
+    for b in bindings {
+        let name = binding_name(b)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ApiError::bad_request(10052, "Binding name required"))?;
+        let ty = b.get("type").and_then(Value::as_str).unwrap_or("");
+        if !BINDING_TYPES.contains(&ty) {
+            return Err(invalid(format!(
+                "Unknown binding type \"{ty}\" for binding {name}"
+            )));
+        }
+        let needs = |field: &str| {
+            if b.get(field).is_none() {
+                Err(invalid(format!(
+                    "Binding {name} of type {ty} requires {field}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match ty {
+            "plain_text" | "secret_text" => needs("text")?,
+            "json" => needs("json")?,
+            "kv_namespace" => needs("namespace_id")?,
+            "secret_key" => {
+                needs("format")?;
+                needs("algorithm")?;
+                needs("usages")?;
+            }
+            _ => {}
+        }
+        if !names.insert(name.to_string()) {
+            return Err(invalid(format!(
+                "Binding name {name} is used more than once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The binding list of a new version: the uploaded bindings, `inherit` bindings resolved
+/// against the previous version, plus previous bindings whose type is in `keep_bindings`
+/// (an upload otherwise replaces the whole list, which is how secrets get lost).
+pub(crate) fn resolve_bindings(
+    upload: &Upload,
+    previous: Option<&Version>,
+    strict_inherit: bool,
+) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    for b in &upload.bindings {
+        if b.get("type").and_then(Value::as_str) == Some("inherit") {
+            let name = binding_name(b).unwrap_or_default();
+            let old_name = b.get("old_name").and_then(Value::as_str).unwrap_or(name);
+            match previous.and_then(|p| {
+                p.bindings
+                    .iter()
+                    .find(|x| binding_name(x) == Some(old_name))
+            }) {
+                Some(found) => {
+                    let mut found = found.clone();
+                    found["name"] = Value::String(name.to_string());
+                    out.push(found);
+                }
+                None if strict_inherit => {
+                    return Err(ApiError::bad_request(
+                        10056,
+                        format!("Binding not found: cannot inherit binding {old_name}"),
+                    ));
+                }
+                None => {}
+            }
+        } else {
+            out.push(b.clone());
+        }
+    }
+    if let Some(prev) = previous {
+        for b in &prev.bindings {
+            let ty = b.get("type").and_then(Value::as_str).unwrap_or("");
+            let name = binding_name(b);
+            if upload.keep_bindings.iter().any(|k| k == ty)
+                && !out.iter().any(|o| binding_name(o) == name)
+            {
+                out.push(b.clone());
+            }
+        }
+    }
+    Ok(out)
+}

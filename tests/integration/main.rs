@@ -1,1 +1,3 @@
+mod support;
 
+mod linstor_sim;

@@ -1,1 +1,4 @@
+mod support;
+
 mod cf_sim;
+mod linstor_sim;

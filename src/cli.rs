@@ -107,6 +107,19 @@ pub enum SimulateCommand {
     Linstor(SimulateLinstorArgs),
     /// A Kubernetes API server in memory, with edgebind's CRDs installed.
     Kubernetes(SimulateKubernetesArgs),
+    /// The Cloudflare API v4 subset edgebind uses (Workers scripts, versions, deployments,
+    /// secrets, routes, token verify), with one account, zone `example.com` and a test token.
+    Cloudflare(SimulateCloudflareArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimulateCloudflareArgs {
+    /// Address to listen on.
+    #[arg(long, env = "EDGEBIND_SIM_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Requests allowed per token per 5 minutes (Cloudflare's default is 1200).
+    #[arg(long, env = "CF_SIM_RATE_LIMIT", default_value_t = 1200)]
+    pub rate_limit: u32,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod linstor;
 pub mod metrics;
+pub mod plan;
 pub mod sim;
 
 use std::time::Duration;
@@ -61,7 +62,18 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             admin.abort();
             Ok(())
         }
-        Command::Plan(_args) => anyhow::bail!("plan is not wired yet"),
-        Command::Simulate(_) => anyhow::bail!("simulators are not wired yet"),
+        Command::Plan(args) => plan::run(&args).await,
+        Command::Simulate(cli::SimulateCommand::Linstor(a)) => {
+            let cfg = sim::linstor::SimConfig { latency: Duration::from_millis(a.latency_ms), ..sim::linstor::SimConfig::realistic() };
+            sim::linstor::run_standalone(a.listen, cfg).await
+        }
+        Command::Simulate(cli::SimulateCommand::Cloudflare(a)) => {
+            let cfg = sim::cloudflare::CfSimConfig {
+                rate_limit: Some((a.rate_limit, Duration::from_secs(300))),
+                ..sim::cloudflare::CfSimConfig::realistic()
+            };
+            sim::cloudflare::run_standalone(a.listen, cfg).await
+        }
+        Command::Simulate(cli::SimulateCommand::Kubernetes(_)) => anyhow::bail!("the Kubernetes simulator is not wired yet"),
     }
 }

@@ -87,12 +87,22 @@ pub(crate) fn json_patch(doc: &Value, body: &[u8]) -> ApiResult<Value> {
     let patch: json_patch::Patch = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding json patch: {e}")))?;
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &patch).map_err(|e| {
-        // The real server answers a failed `test` (and other failed ops) with 422 Invalid.
-        ApiError::invalid(format!(
-            "the server rejected our request due to an error in our request: {e}"
-        ))
-    })?;
+    for op in patch.0 {
+        // As the real server's JSON patch library: testing a missing path for `null` succeeds.
+        // kube's `finalizer()` relies on it when it adds the first finalizer.
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && out.pointer(t.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut out, &[op]).map_err(|e| {
+            // The real server answers a failed `test` (and other failed ops) with 422 Invalid.
+            ApiError::invalid(format!(
+                "the server rejected our request due to an error in our request: {e}"
+            ))
+        })?;
+    }
     Ok(out)
 }
 
@@ -373,5 +383,8 @@ mod tests {
         let body = br#"[{"op":"test","path":"/metadata/finalizers","value":["b"]}]"#;
         let err = json_patch(&doc, body).unwrap_err();
         assert_eq!(err.code, 422);
+        let first =
+            br#"[{"op":"test","path":"/spec","value":null},{"op":"add","path":"/spec","value":1}]"#;
+        assert_eq!(json_patch(&doc, first).unwrap()["spec"], 1);
     }
 }

@@ -778,8 +778,9 @@ impl State {
                             .difference(&fs)
                             .filter(|p| !others.iter().any(|o| o.contains(*p)))
                             .collect();
-                        // Deepest first, so removing an item does not hide its own fields.
-                        stale.sort_by_key(|p| std::cmp::Reverse(p.len()));
+                        // Shallowest first: an item goes as a whole before its own fields
+                        // would be stripped (which would also change its key).
+                        stale.sort_by_key(|p| p.len());
                         for p in stale {
                             patch::remove_field(&mut base, p, &rules);
                         }

@@ -844,3 +844,131 @@ async fn kubeconfig_connects_a_separate_client() {
         .items;
     assert!(widgets.is_empty());
 }
+
+async fn small_history_server() -> (FakeApiServer, Client) {
+    let options = edgebind::sim::kube::FakeApiOptions {
+        history_limit: 5,
+        bookmark_interval: Duration::from_millis(100),
+    };
+    let server = FakeApiServer::start_with(([127, 0, 0, 1], 0).into(), options)
+        .await
+        .expect("fake server starts");
+    let client = server.client();
+    (server, client)
+}
+
+#[tokio::test]
+async fn watch_from_expired_version_gets_410_and_bookmarks_flow() {
+    use kube::api::{WatchEvent, WatchParams};
+    let (_server, client) = small_history_server().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let start = cms
+        .create(&PostParams::default(), &cm("h0", &[]))
+        .await
+        .unwrap();
+    for i in 1..10 {
+        cms.create(&PostParams::default(), &cm(&format!("h{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let old_rv = start.resource_version().unwrap();
+    let mut s = cms
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match s.next().await {
+        Some(Ok(WatchEvent::Error(status))) => assert_eq!(status.code, 410),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    assert!(s.next().await.is_none(), "the stream ends after the ERROR");
+
+    // From the current version: nothing to replay, then periodic bookmarks at the latest version.
+    let list = cms.list(&ListParams::default()).await.unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+    let mut s = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match tokio::time::timeout(Duration::from_secs(5), s.next()).await {
+        Ok(Some(Ok(WatchEvent::Bookmark(b)))) => assert_eq!(b.metadata.resource_version, rv),
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn selector_watch_turns_relabel_into_delete_and_streaming_list_ends_with_marker() {
+    use kube::api::{WatchEvent, WatchParams};
+    let (_server, client) = small_history_server().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    cms.create(&PostParams::default(), &cm("s1", &[("team", "a")]))
+        .await
+        .unwrap();
+
+    let wp = WatchParams::default()
+        .labels("team=a")
+        .timeout(5)
+        .initial_events();
+    let mut s = cms.watch(&wp, "0").await.unwrap().boxed();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event decodes")
+    };
+    match next().await {
+        WatchEvent::Added(c) => assert_eq!(c.name_any(), "s1"),
+        other => panic!("{other:?}"),
+    }
+    match next().await {
+        WatchEvent::Bookmark(b) => {
+            assert_eq!(
+                b.metadata
+                    .annotations
+                    .get("k8s.io/initial-events-end")
+                    .map(String::as_str),
+                Some("true")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    cms.patch(
+        "s1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
+    )
+    .await
+    .unwrap();
+    loop {
+        match next().await {
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Deleted(c) => {
+                assert_eq!(c.name_any(), "s1");
+                break;
+            }
+            other => panic!("expected DELETED on leaving the selection, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn deleting_an_owner_collects_its_dependents() {
+    let (_server, client) = server().await;
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let owner = widgets
+        .create(&PostParams::default(), &widget("o", 1))
+        .await
+        .unwrap();
+    let mut child = cm("child", &[]);
+    child.metadata.owner_references = Some(vec![owner.controller_owner_ref(&()).unwrap()]);
+    cms.create(&PostParams::default(), &child).await.unwrap();
+    cms.create(&PostParams::default(), &cm("orphan", &[]))
+        .await
+        .unwrap();
+    widgets.delete("o", &DeleteParams::default()).await.unwrap();
+    assert!(cms.get_opt("child").await.unwrap().is_none());
+    assert!(cms.get_opt("orphan").await.unwrap().is_some());
+}

@@ -30,8 +30,24 @@ use store::{State, Target};
 
 /// Requests kept for `requests()`; older ones are dropped so a long benchmark stays bounded.
 const REQUEST_LOG_LIMIT: usize = 200_000;
-/// How often an idle watch gets a BOOKMARK (the real server sends about one a minute).
-const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Tunables; the defaults suit tests and the benchmark.
+#[derive(Debug, Clone)]
+pub struct FakeApiOptions {
+    /// Watch events kept per resource; a watch from an older resourceVersion gets 410 Expired.
+    pub history_limit: usize,
+    /// How often an open watch gets a BOOKMARK (the real server sends about one a minute).
+    pub bookmark_interval: Duration,
+}
+
+impl Default for FakeApiOptions {
+    fn default() -> Self {
+        FakeApiOptions {
+            history_limit: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+        }
+    }
+}
 
 /// One API request as the server saw it, for assertions and the RBAC coverage test.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,17 +120,24 @@ impl FakeApiServer {
     }
 
     pub async fn start_on(listen: SocketAddr) -> anyhow::Result<FakeApiServer> {
+        Self::start_with(listen, FakeApiOptions::default()).await
+    }
+
+    pub async fn start_with(
+        listen: SocketAddr,
+        options: FakeApiOptions,
+    ) -> anyhow::Result<FakeApiServer> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding the fake API server to {listen}"))?;
         let addr = listener.local_addr()?;
         let (unavailable, _) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
-            state: RwLock::new(State::new()),
+            state: RwLock::new(State::new(options.history_limit)),
             requests: Mutex::new(Vec::new()),
             unavailable,
             cancel: CancellationToken::new(),
-            bookmark_interval: BOOKMARK_INTERVAL,
+            bookmark_interval: options.bookmark_interval,
         });
         let app = routes::router(shared.clone());
         let cancel = shared.cancel.clone();

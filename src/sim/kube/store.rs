@@ -14,8 +14,6 @@ use super::error::{ApiError, ApiResult};
 use super::patch::{self, FieldElem, FieldSet, MergeRules, PatchKind};
 use super::resources::{self, CRD_GROUP, CRD_PLURAL, ResKey, ResourceDef};
 
-/// Watch events kept per resource; older resourceVersions get 410 Expired.
-pub(crate) const HISTORY_LIMIT: usize = 10_000;
 /// Per-resource broadcast buffer; a watcher that falls this far behind is closed (it re-watches).
 const BROADCAST_CAPACITY: usize = 8192;
 
@@ -110,6 +108,8 @@ pub(crate) struct ListPage {
 
 pub(crate) struct State {
     pub rv: u64,
+    /// Watch events kept per resource; older resourceVersions get 410 Expired.
+    history_limit: usize,
     pub resources: HashMap<ResKey, ResourceState>,
     event_log: Vec<Arc<Value>>,
     event_index: HashMap<(ResKey, String, String), usize>,
@@ -204,9 +204,10 @@ fn random_suffix() -> String {
 }
 
 impl State {
-    pub fn new() -> Self {
+    pub fn new(history_limit: usize) -> Self {
         let mut st = State {
             rv: 0,
+            history_limit: history_limit.max(1),
             resources: HashMap::new(),
             event_log: Vec::new(),
             event_index: HashMap::new(),
@@ -406,7 +407,7 @@ impl State {
             line: OnceLock::new(),
         });
         res.history.push_back(ev.clone());
-        while res.history.len() > HISTORY_LIMIT {
+        while res.history.len() > self.history_limit {
             if let Some(old) = res.history.pop_front() {
                 res.floor = old.rv;
             }

@@ -74,6 +74,18 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             };
             sim::cloudflare::run_standalone(a.listen, cfg).await
         }
-        Command::Simulate(cli::SimulateCommand::Kubernetes(_)) => anyhow::bail!("the Kubernetes simulator is not wired yet"),
+        Command::Simulate(cli::SimulateCommand::Kubernetes(a)) => {
+            let server = sim::kube::FakeApiServer::start_on(a.listen).await?;
+            for c in crd::all() {
+                server.try_install_crd(&c)?;
+            }
+            if let Some(path) = &a.kubeconfig {
+                std::fs::write(path, server.kubeconfig_yaml())?;
+            }
+            println!("Kubernetes API simulator listening on {}", server.url());
+            shutdown_signal().await;
+            server.shutdown();
+            Ok(())
+        }
     }
 }

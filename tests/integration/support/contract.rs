@@ -111,7 +111,12 @@ impl Contract {
         let fixes = deviations::for_title(&title);
         apply_patches(&mut doc, &fixes)?;
         check_refs(&doc)?;
-        let routes = Routes::load(&doc)?;
+        let mut routes = Routes::load(&doc)?;
+        for fix in &fixes {
+            if let Fix::LinstorSingleGet { description_marker } = fix {
+                routes.add_single_gets(description_marker);
+            }
+        }
         let schemas = doc
             .pointer("/components/schemas")
             .and_then(Value::as_object)
@@ -186,6 +191,12 @@ impl Contract {
         self
     }
 
+    /// The operation `method` and `path` resolve to, as `METHOD template (operationId)`.
+    pub fn operation_label(&self, method: &str, path: &str) -> Result<String, String> {
+        let (path, _) = split_query(path)?;
+        self.routes.find(method, path).map(|m| m.operation.label())
+    }
+
     pub fn title(&self) -> &str {
         &self.title
     }
@@ -206,7 +217,9 @@ impl Contract {
         let mut failures = Vec::new();
         for op in self.routes.operations() {
             for param in &op.params {
-                if let Err(e) = self.param_validator(op, &param.location, &param.name, &param.schema) {
+                if let Err(e) =
+                    self.param_validator(op, &param.location, &param.name, &param.schema)
+                {
                     failures.push(e);
                 }
             }
@@ -230,10 +243,10 @@ impl Contract {
             }
             for (status, response) in &op.responses {
                 for (media, media_obj) in content_of(response) {
-                    if let Some(schema) = media_obj.get("schema") {
-                        if let Err(e) = self.response_validator(op, status, media, schema) {
-                            failures.push(e);
-                        }
+                    if let Some(schema) = media_obj.get("schema")
+                        && let Err(e) = self.response_validator(op, status, media, schema)
+                    {
+                        failures.push(e);
                     }
                 }
             }
@@ -257,7 +270,10 @@ impl Contract {
         let mut violations = Vec::new();
 
         for (name, value) in &matched.path_params {
-            if let Some(param) = op.params.iter().find(|p| p.location == "path" && &p.name == name)
+            if let Some(param) = op
+                .params
+                .iter()
+                .find(|p| p.location == "path" && &p.name == name)
             {
                 self.check_param(op, param, &[value.as_str()], &mut violations);
             }
@@ -272,7 +288,11 @@ impl Contract {
             values.entry(k).or_default().push(v);
         }
         for name in names {
-            match op.params.iter().find(|p| p.location == "query" && p.name == name) {
+            match op
+                .params
+                .iter()
+                .find(|p| p.location == "query" && p.name == name)
+            {
                 Some(param) => self.check_param(op, param, &values[name], &mut violations),
                 None => {
                     let declared: Vec<&str> = op
@@ -288,7 +308,11 @@ impl Contract {
                 }
             }
         }
-        for param in op.params.iter().filter(|p| p.location == "query" && p.required) {
+        for param in op
+            .params
+            .iter()
+            .filter(|p| p.location == "query" && p.required)
+        {
             if !values.contains_key(param.name.as_str()) {
                 violations.push(format!(
                     "{label}: required query parameter '{}' is missing",
@@ -321,7 +345,14 @@ impl Contract {
         match status_key(op, status) {
             Some(key) => {
                 if let Some(response) = op.responses.get(key) {
-                    self.check_response_body(op, key, response, content_type, body, &mut violations);
+                    self.check_response_body(
+                        op,
+                        key,
+                        response,
+                        content_type,
+                        body,
+                        &mut violations,
+                    );
                 }
             }
             None => {
@@ -394,7 +425,12 @@ impl Contract {
         raw: &[&str],
         violations: &mut Vec<String>,
     ) {
-        let what = format!("{}: {} parameter '{}'", op.label(), param.location, param.name);
+        let what = format!(
+            "{}: {} parameter '{}'",
+            op.label(),
+            param.location,
+            param.name
+        );
         let resolved = self.translator_resolve(&param.schema);
         let ty = resolved.get("type").and_then(Value::as_str);
         let value = if ty == Some("array") {
@@ -433,7 +469,9 @@ impl Contract {
         schema: &Value,
     ) -> Result<Arc<Validator>, String> {
         let key = format!("{}|param|{location}|{name}", op.id);
-        self.compiled(key, || self.translator().translate(schema, self.request_mode))
+        self.compiled(key, || {
+            self.translator().translate(schema, self.request_mode)
+        })
     }
 
     // ---- request bodies ----
@@ -462,7 +500,9 @@ impl Contract {
                 && self.fixes.contains(&Fix::SchemalessDeleteBodyOptional)
                 && request_media(op).iter().all(|(_, s)| is_empty_schema(s));
             if required && !excused {
-                violations.push(format!("{label}: request body is required but none was sent"));
+                violations.push(format!(
+                    "{label}: request body is required but none was sent"
+                ));
             }
             return;
         };
@@ -471,7 +511,8 @@ impl Contract {
             return;
         };
         let content = request_body.get("content").and_then(Value::as_object);
-        let Some((media, media_obj)) = content.and_then(|c| self.find_media(c, content_type)) else {
+        let Some((media, media_obj)) = content.and_then(|c| self.find_media(c, content_type))
+        else {
             let declared: Vec<&str> = content
                 .map(|c| c.keys().map(String::as_str).collect())
                 .unwrap_or_default();
@@ -494,12 +535,18 @@ impl Contract {
             };
             if let Some(schema) = schema {
                 match self.request_validator(op, media, schema) {
-                    Ok(v) => violations.extend(errors_of(&v, &instance, &format!("{label}: request body"))),
+                    Ok(v) => violations.extend(errors_of(
+                        &v,
+                        &instance,
+                        &format!("{label}: request body"),
+                    )),
                     Err(e) => violations.push(e),
                 }
             }
         } else if std::str::from_utf8(body).is_err()
-            && schema.is_some_and(|s| s.get("type") == Some(&json!("string")) && s.get("format").is_none())
+            && schema.is_some_and(|s| {
+                s.get("type") == Some(&json!("string")) && s.get("format").is_none()
+            })
         {
             violations.push(format!("{label}: {media} request body is not UTF-8 text"));
         }
@@ -512,7 +559,9 @@ impl Contract {
         schema: &Value,
     ) -> Result<Arc<Validator>, String> {
         let key = format!("{}|request|{media}", op.id);
-        self.compiled(key, || self.translator().translate(schema, self.request_mode))
+        self.compiled(key, || {
+            self.translator().translate(schema, self.request_mode)
+        })
     }
 
     /// The object schemas a multipart body may follow (the members of a top-level `oneOf`).
@@ -555,9 +604,16 @@ impl Contract {
         };
         let Some(schema) = schema else { return };
         let any_part_types: Vec<String> = media_obj
-            .pointer(&format!("/encoding/{}/contentType", translate::pointer_segment(ANY_PART)))
+            .pointer(&format!(
+                "/encoding/{}/contentType",
+                translate::pointer_segment(ANY_PART)
+            ))
             .and_then(Value::as_str)
-            .map(|s| s.split(',').map(|t| t.trim().to_ascii_lowercase()).collect())
+            .map(|s| {
+                s.split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect()
+            })
             .unwrap_or_default();
         // The body must fit one of the alternatives; report the closest one's problems.
         let mut best: Option<Vec<String>> = None;
@@ -586,13 +642,18 @@ impl Contract {
         let declared = form.properties();
         for required in form.required() {
             if !parts.iter().any(|p| p.name == required) {
-                violations.push(format!("{label}: required multipart part '{required}' is missing"));
+                violations.push(format!(
+                    "{label}: required multipart part '{required}' is missing"
+                ));
             }
         }
         let mut referenced: Vec<String> = Vec::new();
         for (n, part) in parts.iter().enumerate() {
-            let own = declared.iter().find(|(name, _)| *name == part.name.as_str());
-            let Some((_, part_schema)) = own.or_else(|| declared.iter().find(|(name, _)| *name == ANY_PART))
+            let own = declared
+                .iter()
+                .find(|(name, _)| *name == part.name.as_str());
+            let Some((_, part_schema)) =
+                own.or_else(|| declared.iter().find(|(name, _)| *name == ANY_PART))
             else {
                 let names: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
                 violations.push(format!(
@@ -619,10 +680,10 @@ impl Contract {
             if own.is_none() || !self.is_json_part(part_schema) {
                 continue;
             }
-            if let Some(ct) = &part.content_type {
-                if !is_json(&essence(ct)) {
-                    violations.push(format!("{what} carries JSON but has content type '{ct}'"));
-                }
+            if let Some(ct) = &part.content_type
+                && !is_json(&essence(ct))
+            {
+                violations.push(format!("{what} carries JSON but has content type '{ct}'"));
             }
             let instance: Value = match serde_json::from_slice(&part.body) {
                 Ok(v) => v,
@@ -642,7 +703,9 @@ impl Contract {
                 }
             }
             let key = format!("{}|multipart|{index}|{}", op.id, part.name);
-            match self.compiled(key, || self.translator().translate(part_schema, self.request_mode)) {
+            match self.compiled(key, || {
+                self.translator().translate(part_schema, self.request_mode)
+            }) {
                 Ok(v) => violations.extend(errors_of(&v, &instance, &what)),
                 Err(e) => violations.push(e),
             }
@@ -680,7 +743,10 @@ impl Contract {
         };
         let declared: Vec<&str> = content.keys().map(String::as_str).collect();
         if body.is_empty() {
-            if !content.values().all(|m| m.get("schema").is_none_or(is_empty_schema)) {
+            if !content
+                .values()
+                .all(|m| m.get("schema").is_none_or(is_empty_schema))
+            {
                 violations.push(format!(
                     "{label}: empty response body where {} is declared",
                     declared.join(", ")
@@ -711,7 +777,9 @@ impl Contract {
         };
         if let Some(schema) = media_obj.get("schema") {
             match self.response_validator(op, key, media, schema) {
-                Ok(v) => violations.extend(errors_of(&v, &instance, &format!("{label}: response body"))),
+                Ok(v) => {
+                    violations.extend(errors_of(&v, &instance, &format!("{label}: response body")))
+                }
                 Err(e) => violations.push(e),
             }
         }
@@ -726,6 +794,9 @@ impl Contract {
     ) -> Result<Arc<Validator>, String> {
         let key = format!("{}|response|{status}|{media}", op.id);
         self.compiled(key, || {
+            if let Some(failure) = self.failure_envelope(status, schema) {
+                return translate::component_ref(&failure, self.response_mode);
+            }
             let translated = self.translator().translate(schema, self.response_mode);
             for fix in &self.fixes {
                 if let Fix::ErrorBodyAsList {
@@ -743,6 +814,36 @@ impl Contract {
                 }
             }
             translated
+        })
+    }
+
+    /// The failure envelope that replaces `schema` under `status` (see
+    /// `Fix::FailureEnvelopeForErrors`), if any.
+    fn failure_envelope(&self, status: &str, schema: &Value) -> Option<String> {
+        self.fixes.iter().find_map(|fix| {
+            let Fix::FailureEnvelopeForErrors {
+                status_key,
+                failure_suffix,
+                default_failure,
+            } = fix
+            else {
+                return None;
+            };
+            if !status.eq_ignore_ascii_case(status_key) || is_empty_schema(schema) {
+                return None;
+            }
+            let direct = std::iter::once(schema);
+            let members = schema
+                .get("allOf")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            let named = direct
+                .chain(members)
+                .filter_map(|s| s.get("$ref").and_then(Value::as_str))
+                .filter_map(translate::schema_ref_name)
+                .find(|name| name.ends_with(failure_suffix));
+            Some(named.unwrap_or(default_failure).to_string())
         })
     }
 
@@ -774,7 +875,9 @@ impl Contract {
             }
         };
         let key = format!("{list_schema}|response-list");
-        match self.compiled(key, || translate::component_ref(list_schema, self.response_mode)) {
+        match self.compiled(key, || {
+            translate::component_ref(list_schema, self.response_mode)
+        }) {
             Ok(v) => {
                 let errors = errors_of(&v, &instance, &format!("{label}: response body"));
                 if !errors.is_empty() {
@@ -793,7 +896,9 @@ impl Contract {
             ((rc as u64) & LINSTOR_MASK_ERROR == LINSTOR_MASK_ERROR).then_some(rc)
         });
         let Some(rc) = first_error else {
-            violations.push(format!("{label}: the body holds no entry with error bits set"));
+            violations.push(format!(
+                "{label}: the body holds no entry with error bits set"
+            ));
             return;
         };
         let expected = linstor_status_for(rc);
@@ -816,7 +921,11 @@ impl Contract {
         Translator::new(&self.schemas).resolve(schema)
     }
 
-    fn find_media<'c>(&self, content: &'c Map<String, Value>, content_type: &str) -> Option<(&'c str, &'c Value)> {
+    fn find_media<'c>(
+        &self,
+        content: &'c Map<String, Value>,
+        content_type: &str,
+    ) -> Option<(&'c str, &'c Value)> {
         let wanted = essence(content_type);
         let main_type = wanted.split('/').next().unwrap_or("");
         let exact = content.iter().find(|(k, _)| essence(k) == wanted);
@@ -839,7 +948,11 @@ impl Contract {
     }
 
     /// The cached validator for `key`, compiling `schema()` on first use.
-    fn compiled(&self, key: String, schema: impl FnOnce() -> Value) -> Result<Arc<Validator>, String> {
+    fn compiled(
+        &self,
+        key: String,
+        schema: impl FnOnce() -> Value,
+    ) -> Result<Arc<Validator>, String> {
         if let Some(v) = self.lock_cache().get(&key) {
             return Ok(v.clone());
         }
@@ -859,7 +972,9 @@ impl Contract {
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Validator>>> {
         // A panic elsewhere while holding the lock leaves a usable map; keep going.
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -1029,7 +1144,10 @@ fn list_or_none(items: &[&str]) -> String {
     }
 }
 
-fn split_query(path: &str) -> Result<(&str, Vec<(String, String)>), String> {
+/// Decoded query pairs in order, repeated names kept.
+type QueryPairs = Vec<(String, String)>;
+
+fn split_query(path: &str) -> Result<(&str, QueryPairs), String> {
     match path.split_once('?') {
         Some((p, q)) => Ok((p, params::parse_query(q)?)),
         None => Ok((path, Vec::new())),
@@ -1044,7 +1162,9 @@ fn apply_patches(doc: &mut Value, fixes: &[Fix]) -> anyhow::Result<()> {
                 let target = doc
                     .pointer_mut(pointer)
                     .and_then(Value::as_object_mut)
-                    .ok_or_else(|| anyhow!("deviation {fix:?}: {pointer} is not in the document"))?;
+                    .ok_or_else(|| {
+                        anyhow!("deviation {fix:?}: {pointer} is not in the document")
+                    })?;
                 if target.remove(*keyword).is_none() {
                     bail!("deviation {fix:?}: {pointer} has no '{keyword}' any more");
                 }
@@ -1053,7 +1173,9 @@ fn apply_patches(doc: &mut Value, fixes: &[Fix]) -> anyhow::Result<()> {
                 let target = doc
                     .pointer_mut(pointer)
                     .and_then(Value::as_object_mut)
-                    .ok_or_else(|| anyhow!("deviation {fix:?}: {pointer} is not in the document"))?;
+                    .ok_or_else(|| {
+                        anyhow!("deviation {fix:?}: {pointer} is not in the document")
+                    })?;
                 target.insert(translate::ACCEPT_NULL.into(), Value::Bool(true));
             }
             _ => {}

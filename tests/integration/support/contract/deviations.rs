@@ -23,6 +23,17 @@ pub enum Fix {
     /// provided the body is an `ApiCallRcList` whose first error entry maps to exactly that status
     /// (LINSTOR's `ApiCallRcRestUtils.toResponse`).
     LinstorErrorStatusFromRetCode { list_schema: &'static str },
+    /// Response bodies under `status_key` are checked against the failure envelope alone: the
+    /// component ending in `failure_suffix` that the declared schema names (directly or as an
+    /// `allOf` member), else `default_failure`.
+    FailureEnvelopeForErrors {
+        status_key: &'static str,
+        failure_suffix: &'static str,
+        default_failure: &'static str,
+    },
+    /// A GET of one object by name, one segment below a list GET whose description contains
+    /// `description_marker`, is that list's operation answering one array item.
+    LinstorSingleGet { description_marker: &'static str },
     /// A DELETE whose request body is `required` but has no schema may be sent without a body.
     SchemalessDeleteBodyOptional,
     /// The media type key `undefined` (an artefact of the schema generator on raw-content
@@ -63,6 +74,16 @@ pub const DEVIATIONS: &[Deviation] = &[
               200 (linstor.md §2 'HTTP status mapping', §3)",
     },
     Deviation {
+        spec_title_prefix: LINSTOR,
+        fix: Fix::LinstorSingleGet {
+            description_marker: "can be queried by adding its",
+        },
+        why: "the document has no GET on /v1/resource-definitions/{resource} and its siblings, \
+              only the list GET's note that a single object 'can be queried by adding its name'; \
+              the server answers the object itself, not a list (linstor.md §2, §3 linstor-csi \
+              'GET the object')",
+    },
+    Deviation {
         spec_title_prefix: CLOUDFLARE,
         fix: Fix::DropKeyword {
             pointer: "/components/schemas/workers_messages/items/properties/code",
@@ -78,6 +99,18 @@ pub const DEVIATIONS: &[Deviation] = &[
         },
         why: "secrets-bulk puts nullable next to allOf, which admits no null under OAS 3.0.3, \
               yet the real API takes null to delete a secret (cloudflare.md §0 'Quirks', §2)",
+    },
+    Deviation {
+        spec_title_prefix: CLOUDFLARE,
+        fix: Fix::FailureEnvelopeForErrors {
+            status_key: "4XX",
+            failure_suffix: "api-response-common-failure",
+            default_failure: "workers_api-response-common-failure",
+        },
+        why: "most 4XX schemas are allOf [success envelope, failure envelope], unsatisfiable \
+              (success enum [true] and enum [false]); settings' 4XX give the success envelope \
+              alone. The real API answers every non-2xx with success:false and errors \
+              (cloudflare.md §1 'Envelope')",
     },
     Deviation {
         spec_title_prefix: CLOUDFLARE,

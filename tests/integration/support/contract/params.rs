@@ -39,7 +39,9 @@ pub fn parse_query(raw: &str) -> Result<Vec<(String, String)>, String> {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match (form_decode(k), form_decode(v)) {
                 (Some(k), Some(v)) => Ok((k, v)),
-                _ => Err(format!("query component '{pair}' is not valid percent-encoding")),
+                _ => Err(format!(
+                    "query component '{pair}' is not valid percent-encoding"
+                )),
             }
         })
         .collect()

@@ -27,6 +27,7 @@ pub struct Operation {
     pub template: String,
     /// `operationId`, or `METHOD template` when the document gives none.
     pub id: String,
+    pub description: String,
     pub params: Vec<Param>,
     /// The requestBody object, `$ref` resolved.
     pub request_body: Option<Value>,
@@ -63,7 +64,11 @@ const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-fn resolve_component<'d>(doc: &'d Value, value: &'d Value, kind: &str) -> anyhow::Result<&'d Value> {
+fn resolve_component<'d>(
+    doc: &'d Value,
+    value: &'d Value,
+    kind: &str,
+) -> anyhow::Result<&'d Value> {
     let Some(reference) = value.get("$ref").and_then(Value::as_str) else {
         return Ok(value);
     };
@@ -92,7 +97,10 @@ fn parse_params(doc: &Value, list: Option<&Value>, into: &mut Vec<Param>) -> any
             name: name.to_string(),
             location: location.to_string(),
             required: p.get("required") == Some(&Value::Bool(true)) || location == "path",
-            schema: p.get("schema").cloned().unwrap_or(Value::Object(Map::new())),
+            schema: p
+                .get("schema")
+                .cloned()
+                .unwrap_or(Value::Object(Map::new())),
         };
         // Operation-level parameters override path-level ones with the same name and location.
         into.retain(|q| !(q.name == param.name && q.location == param.location));
@@ -114,13 +122,15 @@ impl Routes {
             .context("document has no paths")?;
         let mut entries = Vec::new();
         for (template, item) in paths {
-            let segments = template_segments(template)
-                .with_context(|| format!("path template {template}"))?;
+            let segments =
+                template_segments(template).with_context(|| format!("path template {template}"))?;
             let mut path_params = Vec::new();
             parse_params(doc, item.get("parameters"), &mut path_params)?;
             let mut operations = Vec::new();
             for method in METHODS {
-                let Some(op) = item.get(*method) else { continue };
+                let Some(op) = item.get(*method) else {
+                    continue;
+                };
                 let mut params = path_params.clone();
                 parse_params(doc, op.get("parameters"), &mut params)
                     .with_context(|| format!("{method} {template}"))?;
@@ -143,10 +153,16 @@ impl Routes {
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("{upper} {template}"));
+                let description = op
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 operations.push(Operation {
                     method: upper,
                     template: template.clone(),
                     id,
+                    description,
                     params,
                     request_body,
                     responses,
@@ -171,6 +187,73 @@ impl Routes {
 
     pub fn set_base_path_optional(&mut self, optional: bool) {
         self.base_path_optional = optional;
+    }
+
+    /// For every list GET whose description contains `marker` ("A single resource definition can
+    /// be queried by adding its name"), add the single-object GET one segment deeper: same path
+    /// parameters, no query parameters, and the array's item schema as the 200 body.
+    pub fn add_single_gets(&mut self, marker: &str) {
+        let lists: Vec<(Vec<Segment>, Operation)> = self
+            .entries
+            .iter()
+            .flat_map(|e| e.operations.iter().map(move |o| (e, o)))
+            .filter(|(_, o)| o.method == "GET" && o.description.contains(marker))
+            .map(|(e, o)| (e.segments.clone(), o.clone()))
+            .collect();
+        for (list_segments, list_op) in lists {
+            let child = self.entries.iter_mut().find(|e| {
+                e.segments.len() == list_segments.len() + 1
+                    && e.segments.starts_with(&list_segments)
+                    && matches!(e.segments.last(), Some(Segment::Param(_)))
+            });
+            let Some(child) = child else { continue };
+            if child.operations.iter().any(|o| o.method == "GET") {
+                continue;
+            }
+            let mut responses = list_op.responses.clone();
+            if let Some(schema) = responses
+                .get_mut("200")
+                .and_then(|r| r.pointer_mut("/content/application~1json/schema"))
+                && let Some(items) = schema.get("items").cloned()
+            {
+                *schema = items;
+            }
+            let mut params: Vec<Param> = list_op
+                .params
+                .iter()
+                .filter(|p| p.location == "path")
+                .cloned()
+                .collect();
+            if let Some(Segment::Param(name)) = child.segments.last() {
+                params.push(Param {
+                    name: name.clone(),
+                    location: "path".into(),
+                    required: true,
+                    schema: serde_json::json!({ "type": "string" }),
+                });
+            }
+            // Reuse the child path's own declaration of its parameters where it has one.
+            if let Some(declared) = child.operations.first() {
+                for p in params.iter_mut() {
+                    if let Some(d) = declared
+                        .params
+                        .iter()
+                        .find(|d| d.location == "path" && d.name == p.name)
+                    {
+                        p.schema = d.schema.clone();
+                    }
+                }
+            }
+            child.operations.push(Operation {
+                method: "GET".into(),
+                template: child.template.clone(),
+                id: format!("{} (single object)", list_op.id),
+                description: String::new(),
+                params,
+                request_body: None,
+                responses,
+            });
+        }
     }
 
     /// Every operation, for tooling and tests.
@@ -200,14 +283,17 @@ impl Routes {
             .filter(|e| segments_match(&e.segments, &concrete))
             // Literal segments win over templates at the first place they differ.
             .max_by(|a, b| specificity(&a.segments, &b.segments))
-            .ok_or_else(|| format!("unknown path {path}: no path template in the document matches"))?;
+            .ok_or_else(|| {
+                format!("unknown path {path}: no path template in the document matches")
+            })?;
         let method = method.to_ascii_uppercase();
         let operation = best
             .operations
             .iter()
             .find(|o| o.method == method)
             .ok_or_else(|| {
-                let allowed: Vec<&str> = best.operations.iter().map(|o| o.method.as_str()).collect();
+                let allowed: Vec<&str> =
+                    best.operations.iter().map(|o| o.method.as_str()).collect();
                 format!(
                     "unknown method {method} on {path} (template {}; declared: {})",
                     best.template,
@@ -217,8 +303,9 @@ impl Routes {
         let mut path_params = Vec::new();
         for (segment, value) in best.segments.iter().zip(&concrete) {
             if let Segment::Param(name) = segment {
-                let decoded = percent_decode(value)
-                    .ok_or_else(|| format!("path segment '{value}' is not valid percent-encoded UTF-8"))?;
+                let decoded = percent_decode(value).ok_or_else(|| {
+                    format!("path segment '{value}' is not valid percent-encoded UTF-8")
+                })?;
                 path_params.push((name.clone(), decoded));
             }
         }
@@ -241,11 +328,15 @@ fn template_segments(template: &str) -> anyhow::Result<Vec<Segment>> {
         bail!("does not start with '/'");
     };
     rest.split('/')
-        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) if !name.contains(['{', '}']) => Ok(Segment::Param(name.to_string())),
-            _ if s.contains(['{', '}']) => bail!("segment '{s}' mixes literal text and a template"),
-            _ => Ok(Segment::Literal(s.to_string())),
-        })
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) if !name.contains(['{', '}']) => Ok(Segment::Param(name.to_string())),
+                _ if s.contains(['{', '}']) => {
+                    bail!("segment '{s}' mixes literal text and a template")
+                }
+                _ => Ok(Segment::Literal(s.to_string())),
+            },
+        )
         .collect()
 }
 

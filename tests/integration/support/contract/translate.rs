@@ -184,13 +184,15 @@ impl<'a> Translator<'a> {
         if !all_of.is_empty() {
             out.insert("allOf".into(), Value::Array(all_of));
         }
-        if raw.get("nullable") == Some(&Value::Bool(true)) {
-            if let Some(Value::String(t)) = out.get("type") {
-                let widened = json!([t, "null"]);
-                out.insert("type".into(), widened);
-            }
+        if raw.get("nullable") == Some(&Value::Bool(true))
+            && let Some(Value::String(t)) = out.get("type")
+        {
+            let widened = json!([t, "null"]);
+            out.insert("type".into(), widened);
         }
-        if mode.closed && out.contains_key("properties") && !out.contains_key("additionalProperties")
+        if mode.closed
+            && out.contains_key("properties")
+            && !out.contains_key("additionalProperties")
         {
             out.insert("additionalProperties".into(), Value::Bool(false));
         }

@@ -1169,6 +1169,18 @@ fn apply_patches(doc: &mut Value, fixes: &[Fix]) -> anyhow::Result<()> {
                     bail!("deviation {fix:?}: {pointer} has no '{keyword}' any more");
                 }
             }
+            Fix::OneOfAsAnyOf { pointer } => {
+                let target = doc
+                    .pointer_mut(pointer)
+                    .and_then(Value::as_object_mut)
+                    .ok_or_else(|| {
+                        anyhow!("deviation {fix:?}: {pointer} is not in the document")
+                    })?;
+                let one_of = target
+                    .remove("oneOf")
+                    .ok_or_else(|| anyhow!("deviation {fix:?}: {pointer} has no oneOf any more"))?;
+                target.insert("anyOf".into(), one_of);
+            }
             Fix::AcceptNull { pointer } => {
                 let target = doc
                     .pointer_mut(pointer)

@@ -12,6 +12,8 @@ pub enum Fix {
         pointer: &'static str,
         keyword: &'static str,
     },
+    /// The `oneOf` at `pointer` is read as `anyOf`.
+    OneOfAsAnyOf { pointer: &'static str },
     /// The schema at `pointer` also accepts JSON `null`.
     AcceptNull { pointer: &'static str },
     /// Responses whose schema is exactly a `$ref` to `object_schema` also accept `list_schema`.
@@ -82,6 +84,17 @@ pub const DEVIATIONS: &[Deviation] = &[
               only the list GET's note that a single object 'can be queried by adding its name'; \
               the server answers the object itself, not a list (linstor.md §2, §3 linstor-csi \
               'GET the object')",
+    },
+    Deviation {
+        spec_title_prefix: LINSTOR,
+        fix: Fix::OneOfAsAnyOf {
+            pointer: "/components/schemas/VolumeLayer/properties/data",
+        },
+        why: "VolumeLayer.data is oneOf seven layer volumes whose properties are all optional \
+              and shared (device_path, allocated_size_kib, ...), so any real layer volume \
+              matches several and strict oneOf rejects every resource view that carries layer \
+              data; the sibling `type` names the layer (a flaw of the document itself, not in \
+              the reference sheets)",
     },
     Deviation {
         spec_title_prefix: CLOUDFLARE,

@@ -3,5 +3,6 @@
 mod support;
 
 mod cf_sim;
+mod contract_selftest;
 mod fake_kube;
 mod linstor_sim;

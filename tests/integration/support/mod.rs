@@ -1,3 +1,5 @@
-//! Helpers shared by integration tests.
+//! Helpers shared by the integration tests. Not every test uses every helper.
+#![allow(dead_code)]
 
+pub mod contract;
 pub mod http;

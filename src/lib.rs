@@ -64,7 +64,10 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Plan(args) => plan::run(&args).await,
         Command::Simulate(cli::SimulateCommand::Linstor(a)) => {
-            let cfg = sim::linstor::SimConfig { latency: Duration::from_millis(a.latency_ms), ..sim::linstor::SimConfig::realistic() };
+            let cfg = sim::linstor::SimConfig {
+                latency: Duration::from_millis(a.latency_ms),
+                ..sim::linstor::SimConfig::realistic()
+            };
             sim::linstor::run_standalone(a.listen, cfg).await
         }
         Command::Simulate(cli::SimulateCommand::Cloudflare(a)) => {

@@ -43,7 +43,12 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("cannot read directory {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+                .filter(|f| {
+                    matches!(
+                        f.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                })
                 .collect();
             entries.sort();
             out.extend(entries);
@@ -59,25 +64,35 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn parse(files: &[PathBuf]) -> anyhow::Result<Manifests> {
     let mut m = Manifests::default();
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             let v: Value = serde::Deserialize::deserialize(doc)
                 .with_context(|| format!("{} (document {}): not valid YAML", f.display(), i + 1))?;
             if v.is_null() {
                 continue;
             }
-            let kind = v.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+            let kind = v
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             let at = || format!("{} (document {}, kind {kind})", f.display(), i + 1);
             if api != "edgebind.dev/v1alpha1" {
-                m.skipped.push(format!("{}: not an edgebind object, skipped", at()));
+                m.skipped
+                    .push(format!("{}: not an edgebind object, skipped", at()));
                 continue;
             }
             match kind.as_str() {
                 "LinstorBackend" => m.backends.push(serde_json::from_value(v).with_context(at)?),
                 "EdgeVolume" => m.volumes.push(serde_json::from_value(v).with_context(at)?),
-                "EdgeSnapshot" => m.snapshots.push(serde_json::from_value(v).with_context(at)?),
-                _ => m.skipped.push(format!("{}: not planned by this version, skipped", at())),
+                "EdgeSnapshot" => m
+                    .snapshots
+                    .push(serde_json::from_value(v).with_context(at)?),
+                _ => m
+                    .skipped
+                    .push(format!("{}: not planned by this version, skipped", at())),
             }
         }
     }
@@ -112,12 +127,22 @@ pub struct PlannedCondition {
 
 impl From<&crate::crd::conditions::Desired> for PlannedCondition {
     fn from(d: &crate::crd::conditions::Desired) -> Self {
-        Self { type_: d.type_.into(), status: d.status, reason: d.reason.clone(), message: d.message.clone() }
+        Self {
+            type_: d.type_.into(),
+            status: d.status,
+            reason: d.reason.clone(),
+            message: d.message.clone(),
+        }
     }
 }
 
 fn cond(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> PlannedCondition {
-    PlannedCondition { type_: type_.into(), status, reason: reason.into(), message: message.into() }
+    PlannedCondition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message: message.into(),
+    }
 }
 
 #[derive(Serialize)]
@@ -129,7 +154,12 @@ pub struct PlanReport {
 
 /// The uid a manifest object is planned with: manifests carry none, so plan matches existing
 /// LINSTOR objects by their recorded namespace and name instead.
-fn plan_owner(kind: &'static str, ns: &str, name: &str, existing: Option<&crate::linstor::types::Props>) -> Owner {
+fn plan_owner(
+    kind: &'static str,
+    ns: &str,
+    name: &str,
+    existing: Option<&crate::linstor::types::Props>,
+) -> Owner {
     let uid = existing
         .filter(|p| {
             p.get(ownership::OWNER_NAMESPACE).map(String::as_str) == Some(ns)
@@ -138,12 +168,19 @@ fn plan_owner(kind: &'static str, ns: &str, name: &str, existing: Option<&crate:
         })
         .and_then(|p| p.get(ownership::OWNER_UID).cloned())
         .unwrap_or_else(|| format!("plan-{ns}-{name}"));
-    Owner { kind, namespace: ns.into(), name: name.into(), uid }
+    Owner {
+        kind,
+        namespace: ns.into(),
+        name: name.into(),
+        uid,
+    }
 }
 
 async fn seed_simulator(url: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(crate::linstor::tls::client_config(None).map_err(anyhow::Error::msg)?)
+        .tls_backend_preconfigured(
+            crate::linstor::tls::client_config(None).map_err(anyhow::Error::msg)?,
+        )
         .timeout(Duration::from_secs(10))
         .build()?;
     http.post(format!("{url}/v1/resource-groups"))
@@ -152,27 +189,41 @@ async fn seed_simulator(url: &str) -> anyhow::Result<()> {
         .send()
         .await?
         .error_for_status()?;
-    http.post(format!("{url}/v1/resource-groups/{SIM_RESOURCE_GROUP}/volume-groups"))
-        .json(&serde_json::json!({"volume_number": 0}))
-        .send()
-        .await?
-        .error_for_status()?;
+    http.post(format!(
+        "{url}/v1/resource-groups/{SIM_RESOURCE_GROUP}/volume-groups"
+    ))
+    .json(&serde_json::json!({"volume_number": 0}))
+    .send()
+    .await?
+    .error_for_status()?;
     Ok(())
 }
 
-fn live_client(args: &PlanArgs, url: &str, b: Option<&LinstorBackend>) -> anyhow::Result<LinstorClient> {
+fn live_client(
+    args: &PlanArgs,
+    url: &str,
+    b: Option<&LinstorBackend>,
+) -> anyhow::Result<LinstorClient> {
     let token = match &args.linstor_token_file {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?.trim().to_string()),
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
         None => None,
     };
-    let tls = (args.linstor_ca.is_some() || args.linstor_cert.is_some()).then(|| TlsSource::Files {
-        cert: args.linstor_cert.clone(),
-        key: args.linstor_key.clone(),
-        ca: args.linstor_ca.clone(),
-    });
+    let tls =
+        (args.linstor_ca.is_some() || args.linstor_cert.is_some()).then(|| TlsSource::Files {
+            cert: args.linstor_cert.clone(),
+            key: args.linstor_key.clone(),
+            ca: args.linstor_ca.clone(),
+        });
     let spec = b.map(|b| b.spec.clone());
     LinstorClient::new(ClientConfig {
-        urls: vec![url::Url::parse(url).with_context(|| format!("--linstor-url {url:?} is not a URL"))?],
+        urls: vec![
+            url::Url::parse(url).with_context(|| format!("--linstor-url {url:?} is not a URL"))?,
+        ],
         tls,
         bearer_token: token,
         budget: spec.as_ref().map(|s| s.budget.clone()).unwrap_or_default(),
@@ -191,13 +242,23 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
         None => "the embedded LINSTOR simulator (3 nodes, pool \"thin\", resource group \"replicated\"); writes are applied to it to show the resulting status".into(),
     };
     let mut objects = Vec::new();
-    let mut inventories: BTreeMap<String, (Arc<Inventory>, crate::linstor::version::Features)> = BTreeMap::new();
+    let mut inventories: BTreeMap<String, (Arc<Inventory>, crate::linstor::version::Features)> =
+        BTreeMap::new();
 
     for b in &m.backends {
         let name = b.metadata.name.clone().unwrap_or_default();
-        let mut op = ObjectPlan { kind: "LinstorBackend".into(), name: name.clone(), ..Default::default() };
+        let mut op = ObjectPlan {
+            kind: "LinstorBackend".into(),
+            name: name.clone(),
+            ..Default::default()
+        };
         if let Err(e) = b.validate_cel() {
-            op.conditions.push(cond("Ready", false, "Invalid", format!("the API server would refuse this object: {e}")));
+            op.conditions.push(cond(
+                "Ready",
+                false,
+                "Invalid",
+                format!("the API server would refuse this object: {e}"),
+            ));
             objects.push(op);
             continue;
         }
@@ -210,30 +271,62 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
                     sim = Some(s);
                 }
                 let url = sim.as_ref().map(|s| s.url()).unwrap_or_default();
-                LinstorClient::new(ClientConfig { urls: vec![url::Url::parse(&url)?], tls: None, bearer_token: None, budget: b.spec.budget.clone(), timeouts: b.spec.timeouts.clone() })
-                    .map_err(anyhow::Error::msg)?
+                LinstorClient::new(ClientConfig {
+                    urls: vec![url::Url::parse(&url)?],
+                    tls: None,
+                    bearer_token: None,
+                    budget: b.spec.budget.clone(),
+                    timeouts: b.spec.timeouts.clone(),
+                })
+                .map_err(anyhow::Error::msg)?
             }
         };
         if let Some(t) = &b.spec.tls {
-            op.details.insert("tls".into(), Value::String(format!("client certificate from Secret {}/{} (not read by plan)", t.namespace, t.name)));
+            op.details.insert(
+                "tls".into(),
+                Value::String(format!(
+                    "client certificate from Secret {}/{} (not read by plan)",
+                    t.namespace, t.name
+                )),
+            );
         }
         if let Some(t) = &b.spec.bearer_token {
-            op.details.insert("bearerToken".into(), Value::String(format!("Secret {}/{} key {} (redacted)", t.namespace, t.name, t.key)));
+            op.details.insert(
+                "bearerToken".into(),
+                Value::String(format!(
+                    "Secret {}/{} key {} (redacted)",
+                    t.namespace, t.name, t.key
+                )),
+            );
         }
         let client = Arc::new(client);
         match client.probe().await {
             Ok((v, features)) => {
-                op.conditions.push(cond("Ready", true, "Connected", format!("LINSTOR {} (REST API {})", v.version, v.rest_api_version)));
-                inventories.insert(name.clone(), (Arc::new(Inventory::new(client, Duration::from_secs(3600))), features));
+                op.conditions.push(cond(
+                    "Ready",
+                    true,
+                    "Connected",
+                    format!("LINSTOR {} (REST API {})", v.version, v.rest_api_version),
+                ));
+                inventories.insert(
+                    name.clone(),
+                    (
+                        Arc::new(Inventory::new(client, Duration::from_secs(3600))),
+                        features,
+                    ),
+                );
             }
-            Err(e) => op.conditions.push(cond("Ready", false, "Unreachable", e.to_string())),
+            Err(e) => op
+                .conditions
+                .push(cond("Ready", false, "Unreachable", e.to_string())),
         }
         objects.push(op);
     }
 
     let apply = live.is_none();
     // Plain volumes first, then snapshots, then restores (which need the snapshots).
-    let (plain, restores): (Vec<&EdgeVolume>, Vec<&EdgeVolume>) = m.volumes.iter().partition(|v| v.spec.source.is_none());
+    let (plain, restores): (Vec<&EdgeVolume>, Vec<&EdgeVolume>) =
+        m.volumes.iter().partition(|v| v.spec.source.is_none());
     for v in &plain {
         objects.push(plan_volume(v, &inventories, &m.snapshots, &m.volumes, apply).await);
     }
@@ -246,7 +339,11 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
     if let Some(s) = sim {
         s.stop().await;
     }
-    Ok(PlanReport { target, objects, skipped: m.skipped })
+    Ok(PlanReport {
+        target,
+        objects,
+        skipped: m.skipped,
+    })
 }
 
 async fn plan_volume(
@@ -259,20 +356,40 @@ async fn plan_volume(
     let ns = v.metadata.namespace.clone().unwrap_or_default();
     let name = v.metadata.name.clone().unwrap_or_default();
     let lname = naming::volume_name(&ns, &name);
-    let mut out = ObjectPlan { kind: "EdgeVolume".into(), namespace: Some(ns.clone()), name: name.clone(), linstor_name: Some(lname.clone()), ..Default::default() };
+    let mut out = ObjectPlan {
+        kind: "EdgeVolume".into(),
+        namespace: Some(ns.clone()),
+        name: name.clone(),
+        linstor_name: Some(lname.clone()),
+        ..Default::default()
+    };
     if let Err(e) = v.validate_cel() {
-        out.conditions.push(cond("Ready", false, "Invalid", format!("the API server would refuse this object: {e}")));
+        out.conditions.push(cond(
+            "Ready",
+            false,
+            "Invalid",
+            format!("the API server would refuse this object: {e}"),
+        ));
         return out;
     }
     let spec = match validate::validate(&v.spec) {
         Ok(s) => s,
         Err(msg) => {
-            out.conditions.push(cond("Ready", false, "InvalidSpec", msg));
+            out.conditions
+                .push(cond("Ready", false, "InvalidSpec", msg));
             return out;
         }
     };
     let Some((inv, features)) = inventories.get(&v.spec.backend_ref) else {
-        out.conditions.push(cond("Ready", false, "BackendNotReady", format!("LinstorBackend {:?} is not in the manifests or not reachable", v.spec.backend_ref)));
+        out.conditions.push(cond(
+            "Ready",
+            false,
+            "BackendNotReady",
+            format!(
+                "LinstorBackend {:?} is not in the manifests or not reachable",
+                v.spec.backend_ref
+            ),
+        ));
         return out;
     };
     let source = match &spec.source_snapshot {
@@ -280,7 +397,8 @@ async fn plan_volume(
         Some(snap) => match resolve_planned_source(&ns, snap, snapshots, volumes, inv).await {
             Ok(s) => Some(s),
             Err(msg) => {
-                out.conditions.push(cond("Ready", false, "WaitingForSnapshot", msg));
+                out.conditions
+                    .push(cond("Ready", false, "WaitingForSnapshot", msg));
                 return out;
             }
         },
@@ -288,16 +406,36 @@ async fn plan_volume(
     let mut observed = match inv.observe(&lname).await {
         Ok(o) => o,
         Err(e) => {
-            out.conditions.push(cond("Ready", false, "LinstorUnreachable", e.to_string()));
+            out.conditions
+                .push(cond("Ready", false, "LinstorUnreachable", e.to_string()));
             return out;
         }
     };
-    let o = plan_owner("EdgeVolume", &ns, &name, observed.rd.as_ref().map(|r| &r.props));
-    let adopt = v.metadata.annotations.as_ref().and_then(|a| a.get(crate::crd::volume::ADOPT_RELEASED_ANNOTATION)).map(String::as_str) == Some("true");
+    let o = plan_owner(
+        "EdgeVolume",
+        &ns,
+        &name,
+        observed.rd.as_ref().map(|r| &r.props),
+    );
+    let adopt = v
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::crd::volume::ADOPT_RELEASED_ANNOTATION))
+        .map(String::as_str)
+        == Some("true");
     // Up to three passes, as the controller would make them, so restores and adoptions show
     // their follow-up writes too.
     for _ in 0..3 {
-        let input = PlanInput { owner: &o, name: &lname, spec: &spec, features: *features, observed: &observed, adopt_released: adopt, source: source.as_ref() };
+        let input = PlanInput {
+            owner: &o,
+            name: &lname,
+            spec: &spec,
+            features: *features,
+            observed: &observed,
+            adopt_released: adopt,
+            source: source.as_ref(),
+        };
         match vplan::plan(&input) {
             VolumePlan::Conflict(msg) => {
                 out.conditions.push(cond("Ready", false, "Conflict", msg));
@@ -309,7 +447,8 @@ async fn plan_volume(
                 for op in &ops {
                     if apply && let Err(e) = inv.client().execute(op).await {
                         out.ops.extend(ops.iter().cloned());
-                        out.conditions.push(cond("Ready", false, "LinstorError", e.to_string()));
+                        out.conditions
+                            .push(cond("Ready", false, "LinstorError", e.to_string()));
                         return out;
                     }
                 }
@@ -321,7 +460,12 @@ async fn plan_volume(
                 observed = match inv.observe(&lname).await {
                     Ok(o) => o,
                     Err(e) => {
-                        out.conditions.push(cond("Ready", false, "LinstorUnreachable", e.to_string()));
+                        out.conditions.push(cond(
+                            "Ready",
+                            false,
+                            "LinstorUnreachable",
+                            e.to_string(),
+                        ));
                         return out;
                     }
                 };
@@ -334,7 +478,10 @@ async fn plan_volume(
         out.details.insert("size".into(), Value::String(size));
     }
     if !c.replicas.is_empty() {
-        out.details.insert("replicas".into(), serde_json::to_value(&c.replicas).unwrap_or(Value::Null));
+        out.details.insert(
+            "replicas".into(),
+            serde_json::to_value(&c.replicas).unwrap_or(Value::Null),
+        );
     }
     out
 }
@@ -348,10 +495,18 @@ async fn resolve_planned_source(
 ) -> Result<RestoreSource, String> {
     let s = snapshots
         .iter()
-        .find(|s| s.metadata.name.as_deref() == Some(snap) && s.metadata.namespace.as_deref() == Some(ns))
+        .find(|s| {
+            s.metadata.name.as_deref() == Some(snap) && s.metadata.namespace.as_deref() == Some(ns)
+        })
         .ok_or_else(|| format!("EdgeSnapshot {ns}/{snap} is not in the manifests"))?;
-    if !volumes.iter().any(|v| v.metadata.name.as_deref() == Some(s.spec.volume_ref.as_str())) {
-        return Err(format!("the volume {} of EdgeSnapshot {snap} is not in the manifests", s.spec.volume_ref));
+    if !volumes
+        .iter()
+        .any(|v| v.metadata.name.as_deref() == Some(s.spec.volume_ref.as_str()))
+    {
+        return Err(format!(
+            "the volume {} of EdgeSnapshot {snap} is not in the manifests",
+            s.spec.volume_ref
+        ));
     }
     let rd = naming::volume_name(ns, &s.spec.volume_ref);
     let sname = naming::snapshot_name(snap);
@@ -361,7 +516,12 @@ async fn resolve_planned_source(
         .iter()
         .find(|x| x.name.eq_ignore_ascii_case(&sname) && x.successful())
         .ok_or_else(|| format!("EdgeSnapshot {ns}/{snap} is not taken yet; the controller restores once it is ready"))?;
-    Ok(RestoreSource { id: format!("{ns}/{snap}"), resource: rd, snapshot: sname, nodes: x.nodes.clone() })
+    Ok(RestoreSource {
+        id: format!("{ns}/{snap}"),
+        resource: rd,
+        snapshot: sname,
+        nodes: x.nodes.clone(),
+    })
 }
 
 async fn plan_snapshot(
@@ -374,48 +534,106 @@ async fn plan_snapshot(
     let name = s.metadata.name.clone().unwrap_or_default();
     let rd = naming::volume_name(&ns, &s.spec.volume_ref);
     let sname = naming::snapshot_name(&name);
-    let mut out = ObjectPlan { kind: "EdgeSnapshot".into(), namespace: Some(ns.clone()), name: name.clone(), linstor_name: Some(format!("{rd}/{sname}")), ..Default::default() };
-    let Some(vol) = volumes.iter().find(|v| v.metadata.name.as_deref() == Some(s.spec.volume_ref.as_str()) && v.metadata.namespace.as_deref() == Some(ns.as_str())) else {
-        out.conditions.push(cond("Ready", false, "WaitingForVolume", format!("EdgeVolume {} is not in the manifests", s.spec.volume_ref)));
+    let mut out = ObjectPlan {
+        kind: "EdgeSnapshot".into(),
+        namespace: Some(ns.clone()),
+        name: name.clone(),
+        linstor_name: Some(format!("{rd}/{sname}")),
+        ..Default::default()
+    };
+    let Some(vol) = volumes.iter().find(|v| {
+        v.metadata.name.as_deref() == Some(s.spec.volume_ref.as_str())
+            && v.metadata.namespace.as_deref() == Some(ns.as_str())
+    }) else {
+        out.conditions.push(cond(
+            "Ready",
+            false,
+            "WaitingForVolume",
+            format!("EdgeVolume {} is not in the manifests", s.spec.volume_ref),
+        ));
         return out;
     };
     let Some((inv, _)) = inventories.get(&vol.spec.backend_ref) else {
-        out.conditions.push(cond("Ready", false, "WaitingForVolume", format!("LinstorBackend {} is not ready", vol.spec.backend_ref)));
+        out.conditions.push(cond(
+            "Ready",
+            false,
+            "WaitingForVolume",
+            format!("LinstorBackend {} is not ready", vol.spec.backend_ref),
+        ));
         return out;
     };
     inv.mark_dirty(&rd);
     let observed = match inv.observe(&rd).await {
         Ok(o) => o,
         Err(e) => {
-            out.conditions.push(cond("Ready", false, "LinstorUnreachable", e.to_string()));
+            out.conditions
+                .push(cond("Ready", false, "LinstorUnreachable", e.to_string()));
             return out;
         }
     };
-    let existing = observed.snapshots.iter().find(|x| x.name.eq_ignore_ascii_case(&sname));
-    let o = plan_owner("EdgeSnapshot", &ns, &name, existing.map(|x| &x.snapshot_definition_props));
+    let existing = observed
+        .snapshots
+        .iter()
+        .find(|x| x.name.eq_ignore_ascii_case(&sname));
+    let o = plan_owner(
+        "EdgeSnapshot",
+        &ns,
+        &name,
+        existing.map(|x| &x.snapshot_definition_props),
+    );
     match snapshot::plan(&o, &rd, &sname, existing) {
         SnapshotPlan::Conflict(msg) => out.conditions.push(cond("Ready", false, "Conflict", msg)),
         SnapshotPlan::Observe => {
             let ok = existing.is_some_and(|x| x.successful());
-            out.conditions.push(cond("Ready", ok, if ok { "Ready" } else { "Creating" }, format!("snapshot {sname} of {rd}")));
+            out.conditions.push(cond(
+                "Ready",
+                ok,
+                if ok { "Ready" } else { "Creating" },
+                format!("snapshot {sname} of {rd}"),
+            ));
         }
         SnapshotPlan::Create(op) => {
             if apply {
                 if observed.rd.is_none() {
                     out.ops.push(op);
-                    out.conditions.push(cond("Ready", false, "WaitingForVolume", format!("EdgeVolume {} is not created", s.spec.volume_ref)));
+                    out.conditions.push(cond(
+                        "Ready",
+                        false,
+                        "WaitingForVolume",
+                        format!("EdgeVolume {} is not created", s.spec.volume_ref),
+                    ));
                     return out;
                 }
                 if let Err(e) = inv.client().execute(&op).await {
                     out.ops.push(op);
-                    out.conditions.push(cond("Ready", false, "LinstorError", e.to_string()));
+                    out.conditions
+                        .push(cond("Ready", false, "LinstorError", e.to_string()));
                     return out;
                 }
                 inv.mark_dirty(&rd);
-                let ok = inv.observe(&rd).await.ok().and_then(|o| o.snapshots.into_iter().find(|x| x.name.eq_ignore_ascii_case(&sname))).is_some_and(|x| x.successful());
-                out.conditions.push(cond("Ready", ok, if ok { "Ready" } else { "Creating" }, format!("snapshot {sname} of {rd}")));
+                let ok = inv
+                    .observe(&rd)
+                    .await
+                    .ok()
+                    .and_then(|o| {
+                        o.snapshots
+                            .into_iter()
+                            .find(|x| x.name.eq_ignore_ascii_case(&sname))
+                    })
+                    .is_some_and(|x| x.successful());
+                out.conditions.push(cond(
+                    "Ready",
+                    ok,
+                    if ok { "Ready" } else { "Creating" },
+                    format!("snapshot {sname} of {rd}"),
+                ));
             } else {
-                out.conditions.push(cond("Ready", false, "Creating", format!("the controller would snapshot {rd} as {sname}")));
+                out.conditions.push(cond(
+                    "Ready",
+                    false,
+                    "Creating",
+                    format!("the controller would snapshot {rd} as {sname}"),
+                ));
             }
             out.ops.push(op);
         }
@@ -472,7 +690,14 @@ pub fn render_text(r: &PlanReport) -> String {
             let _ = writeln!(s, "  {k}: {shown}");
         }
         for cnd in &o.conditions {
-            let _ = writeln!(s, "  {}={} ({}): {}", cnd.type_, if cnd.status { "True" } else { "False" }, cnd.reason, cnd.message);
+            let _ = writeln!(
+                s,
+                "  {}={} ({}): {}",
+                cnd.type_,
+                if cnd.status { "True" } else { "False" },
+                cnd.reason,
+                cnd.message
+            );
         }
         let _ = writeln!(s);
     }
@@ -493,5 +718,8 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
 }
 
 pub fn is_manifest(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
 }

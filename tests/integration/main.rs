@@ -6,3 +6,4 @@ mod cf_sim;
 mod contract_selftest;
 mod fake_kube;
 mod linstor_sim;
+mod operator;

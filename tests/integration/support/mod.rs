@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests. Not every test uses every helper.
 #![allow(dead_code)]
 
+pub mod bed;
 pub mod contract;
 pub mod http;

@@ -1072,3 +1072,89 @@ async fn serve_for_python() {
     println!("LINSTOR simulator listening on {}", running.url());
     running.wait().await;
 }
+
+#[tokio::test]
+async fn manual_create_is_atomic_and_external_names() {
+    let s = sim().await;
+    let c = client();
+    let u = s.url();
+    make_rd(&c, &u, "atom", 1024).await;
+    // Second item names an unknown node: the whole request fails and node-a keeps nothing.
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions/atom/resources"),
+        Some(json!([
+            {"resource": {"node_name": "node-a", "props": {"StorPoolName": "thin"}}},
+            {"resource": {"node_name": "node-x"}}
+        ])),
+    )
+    .await;
+    assert_eq!((st, code(rc_at(&b, 0))), (404, 300));
+    assert!(s.sim.resources("atom").is_empty());
+    // Without StorPoolName the resource wants DfltStorPool, which these nodes lack.
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions/atom/resources/node-a"),
+        Some(json!({"resource": {}})),
+    )
+    .await;
+    assert_eq!(
+        (st, code(rc_at(&b, 0))),
+        (404, 311),
+        "all 3xx codes map to 404"
+    );
+    // An external name that is not a valid LINSTOR name gets a generated valid one.
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions"),
+        Some(json!({"resource_definition": {"external_name": "ns/my volume"}})),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let name = b[0]["obj_refs"]["RscDfn"]
+        .as_str()
+        .expect("generated name")
+        .to_string();
+    assert_eq!(name, "ns_my_volume");
+    assert_eq!(
+        s.sim.resource_definition(&name).expect("exists")["external_name"],
+        "ns/my volume"
+    );
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions"),
+        Some(json!({"resource_definition": {"external_name": "9".repeat(60)}})),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    assert!(
+        b[0]["obj_refs"]["RscDfn"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("LS_"))
+    );
+    s.stop().await;
+}
+
+/// The router also works in-process, without a socket.
+#[tokio::test]
+async fn router_in_process() {
+    use tower::ServiceExt;
+    let sim = LinstorSim::new(SimConfig::realistic());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/resource-groups")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            r#"{"name":"rg-x","select_filter":{"place_count":3}}"#,
+        ))
+        .expect("request");
+    let resp = sim.router().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status().as_u16(), 201);
+    let rgs = sim.resource_groups();
+    let rg = rgs.iter().find(|g| g["name"] == "rg-x").expect("created");
+    assert_eq!(rg["select_filter"]["place_count"], 3);
+}

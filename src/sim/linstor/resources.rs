@@ -272,7 +272,9 @@ pub async fn create_resources(S(sim): S<LinstorSim>, P(rd): P<String>, body: Byt
     if !w.rds.contains_key(&key(&rd)) {
         return respond(StatusCode::OK, vec![rd_not_found(&rd, MASK_CRT)]);
     }
+    // One transaction: if any resource fails, none of this request's resources stay.
     let mut rcs = Vec::new();
+    let mut created: Vec<String> = Vec::new();
     for req in reqs {
         let node = req
             .resource
@@ -280,10 +282,17 @@ pub async fn create_resources(S(sim): S<LinstorSim>, P(rd): P<String>, body: Byt
             .and_then(|r| r.node_name.clone())
             .unwrap_or_default();
         match create_one(&mut w, &rd, &node, req) {
-            Ok(ok) => rcs.extend(ok),
+            Ok(ok) => {
+                rcs.extend(ok);
+                created.push(key(&node));
+            }
             Err(e) => {
-                rcs.insert(0, e);
-                break;
+                if let Some(d) = w.rds.get_mut(&key(&rd)) {
+                    for nk in &created {
+                        d.resources.remove(nk);
+                    }
+                }
+                return respond(StatusCode::CREATED, vec![e]);
             }
         }
     }

@@ -1158,3 +1158,99 @@ async fn router_in_process() {
     let rg = rgs.iter().find(|g| g["name"] == "rg-x").expect("created");
     assert_eq!(rg["select_filter"]["place_count"], 3);
 }
+
+#[tokio::test]
+async fn modify_resource_snapshot_sync_status_and_version_gates() {
+    let mut cfg = SimConfig::realistic();
+    cfg.sync_delay = Duration::from_millis(300);
+    let s = LinstorSim::start(cfg).await.expect("starts");
+    let c = client();
+    let u = s.url();
+    make_rd(&c, &u, "mod", 1024).await;
+    let (st, _) = autoplace(
+        &c,
+        &u,
+        "mod",
+        json!({"select_filter": {"place_count": 2, "node_name_list": ["node-a", "node-b"]}}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let sync = format!("{u}/v1/resource-definitions/mod/sync-status");
+    let (_, v) = call(&c, "GET", &sync, None).await;
+    assert_eq!(v["synced_on_all"], false, "second replica still syncing");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let (_, v) = call(&c, "GET", &sync, None).await;
+    assert_eq!(v["synced_on_all"], true);
+
+    let rsc = format!("{u}/v1/resource-definitions/mod/resources/node-a");
+    let (st, _) = call(
+        &c,
+        "PUT",
+        &rsc,
+        Some(json!({"override_props": {"Aux/edgebind.dev/role": "primary"}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, r) = call(&c, "GET", &rsc, None).await;
+    assert_eq!(r["props"]["Aux/edgebind.dev/role"], "primary");
+    let (st, b) = call(
+        &c,
+        "PUT",
+        &format!("{u}/v1/resource-definitions/mod/resources/node-c"),
+        Some(json!({"override_props": {}})),
+    )
+    .await;
+    assert_eq!((st, code(rc_at(&b, 0))), (404, 302));
+    // drbd_client is a REST API 1.28 field; this simulator speaks 1.27, so it is unknown.
+    let (st, b) = call(&c, "PUT", &rsc, Some(json!({"drbd_client": true}))).await;
+    assert_eq!(st, 400);
+    assert_eq!(b[0]["message"], "Unable to parse input json.");
+    let (st, _) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions/mod/resources/node-d"),
+        Some(json!({"resource": {"flags": ["DRBD_DISKLESS"]}, "drbd_client": true})),
+    )
+    .await;
+    assert_eq!(st, 400);
+
+    let snaps = format!("{u}/v1/resource-definitions/mod/snapshots");
+    let (st, _) = call(&c, "POST", &snaps, Some(json!({"name": "s1"}))).await;
+    assert_eq!(st, 201);
+    let (st, _) = call(
+        &c,
+        "PUT",
+        &format!("{snaps}/s1"),
+        Some(json!({"override_props": {"Aux/k": "v"}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        s.sim.snapshots("mod")[0]["snapshot_definition_props"]["Aux/k"],
+        "v"
+    );
+    let (st, b) = call(
+        &c,
+        "PUT",
+        &format!("{snaps}/nope"),
+        Some(json!({"override_props": {}})),
+    )
+    .await;
+    assert_eq!((st, code(rc_at(&b, 0))), (404, 313));
+    s.stop().await;
+
+    // A 1.28 server accepts the field.
+    let mut cfg = SimConfig::realistic();
+    cfg.rest_api_version = "1.28.0".to_string();
+    let s = LinstorSim::start(cfg).await.expect("starts");
+    make_rd(&c, &s.url(), "new", 1024).await;
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{}/v1/resource-definitions/new/resources/node-d", s.url()),
+        Some(json!({"resource": {"flags": ["DRBD_DISKLESS"]}, "drbd_client": true})),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    s.stop().await;
+}

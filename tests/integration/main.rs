@@ -1,3 +1,4 @@
 mod support;
 
 mod linstor_sim;
+mod linstor_sim_contract;

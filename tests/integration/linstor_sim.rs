@@ -772,7 +772,7 @@ async fn snapshots_and_restore() {
 #[tokio::test]
 async fn resource_state_sync_in_use_and_offline() {
     let mut cfg = SimConfig::realistic();
-    cfg.sync_delay = Duration::from_millis(400);
+    cfg.sync_delay = Duration::from_millis(1500);
     let s = LinstorSim::start(cfg).await.expect("starts");
     let c = client();
     let u = s.url();
@@ -805,7 +805,7 @@ async fn resource_state_sync_in_use_and_offline() {
         states.contains(&"Inconsistent"),
         "second syncs first: {states:?}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (_, view) = call(
         &c,
         "GET",
@@ -1162,7 +1162,7 @@ async fn router_in_process() {
 #[tokio::test]
 async fn modify_resource_snapshot_sync_status_and_version_gates() {
     let mut cfg = SimConfig::realistic();
-    cfg.sync_delay = Duration::from_millis(300);
+    cfg.sync_delay = Duration::from_millis(1500);
     let s = LinstorSim::start(cfg).await.expect("starts");
     let c = client();
     let u = s.url();
@@ -1178,7 +1178,7 @@ async fn modify_resource_snapshot_sync_status_and_version_gates() {
     let sync = format!("{u}/v1/resource-definitions/mod/sync-status");
     let (_, v) = call(&c, "GET", &sync, None).await;
     assert_eq!(v["synced_on_all"], false, "second replica still syncing");
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (_, v) = call(&c, "GET", &sync, None).await;
     assert_eq!(v["synced_on_all"], true);
 

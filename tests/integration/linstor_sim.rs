@@ -772,7 +772,7 @@ async fn snapshots_and_restore() {
 #[tokio::test]
 async fn resource_state_sync_in_use_and_offline() {
     let mut cfg = SimConfig::realistic();
-    cfg.sync_delay = Duration::from_millis(400);
+    cfg.sync_delay = Duration::from_millis(1500);
     let s = LinstorSim::start(cfg).await.expect("starts");
     let c = client();
     let u = s.url();
@@ -805,7 +805,7 @@ async fn resource_state_sync_in_use_and_offline() {
         states.contains(&"Inconsistent"),
         "second syncs first: {states:?}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (_, view) = call(
         &c,
         "GET",
@@ -1071,4 +1071,186 @@ async fn serve_for_python() {
         .expect("bind simulator port");
     println!("LINSTOR simulator listening on {}", running.url());
     running.wait().await;
+}
+
+#[tokio::test]
+async fn manual_create_is_atomic_and_external_names() {
+    let s = sim().await;
+    let c = client();
+    let u = s.url();
+    make_rd(&c, &u, "atom", 1024).await;
+    // Second item names an unknown node: the whole request fails and node-a keeps nothing.
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions/atom/resources"),
+        Some(json!([
+            {"resource": {"node_name": "node-a", "props": {"StorPoolName": "thin"}}},
+            {"resource": {"node_name": "node-x"}}
+        ])),
+    )
+    .await;
+    assert_eq!((st, code(rc_at(&b, 0))), (404, 300));
+    assert!(s.sim.resources("atom").is_empty());
+    // Without StorPoolName the resource wants DfltStorPool, which these nodes lack.
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions/atom/resources/node-a"),
+        Some(json!({"resource": {}})),
+    )
+    .await;
+    assert_eq!(
+        (st, code(rc_at(&b, 0))),
+        (404, 311),
+        "all 3xx codes map to 404"
+    );
+    // An external name that is not a valid LINSTOR name gets a generated valid one.
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions"),
+        Some(json!({"resource_definition": {"external_name": "ns/my volume"}})),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    let name = b[0]["obj_refs"]["RscDfn"]
+        .as_str()
+        .expect("generated name")
+        .to_string();
+    assert_eq!(name, "ns_my_volume");
+    assert_eq!(
+        s.sim.resource_definition(&name).expect("exists")["external_name"],
+        "ns/my volume"
+    );
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions"),
+        Some(json!({"resource_definition": {"external_name": "9".repeat(60)}})),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    assert!(
+        b[0]["obj_refs"]["RscDfn"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("LS_"))
+    );
+    s.stop().await;
+}
+
+/// The router also works in-process, without a socket.
+#[tokio::test]
+async fn router_in_process() {
+    use tower::ServiceExt;
+    let sim = LinstorSim::new(SimConfig::realistic());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/resource-groups")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            r#"{"name":"rg-x","select_filter":{"place_count":3}}"#,
+        ))
+        .expect("request");
+    let resp = sim.router().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status().as_u16(), 201);
+    let rgs = sim.resource_groups();
+    let rg = rgs.iter().find(|g| g["name"] == "rg-x").expect("created");
+    assert_eq!(rg["select_filter"]["place_count"], 3);
+}
+
+#[tokio::test]
+async fn modify_resource_snapshot_sync_status_and_version_gates() {
+    let mut cfg = SimConfig::realistic();
+    cfg.sync_delay = Duration::from_millis(1500);
+    let s = LinstorSim::start(cfg).await.expect("starts");
+    let c = client();
+    let u = s.url();
+    make_rd(&c, &u, "mod", 1024).await;
+    let (st, _) = autoplace(
+        &c,
+        &u,
+        "mod",
+        json!({"select_filter": {"place_count": 2, "node_name_list": ["node-a", "node-b"]}}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let sync = format!("{u}/v1/resource-definitions/mod/sync-status");
+    let (_, v) = call(&c, "GET", &sync, None).await;
+    assert_eq!(v["synced_on_all"], false, "second replica still syncing");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (_, v) = call(&c, "GET", &sync, None).await;
+    assert_eq!(v["synced_on_all"], true);
+
+    let rsc = format!("{u}/v1/resource-definitions/mod/resources/node-a");
+    let (st, _) = call(
+        &c,
+        "PUT",
+        &rsc,
+        Some(json!({"override_props": {"Aux/edgebind.dev/role": "primary"}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, r) = call(&c, "GET", &rsc, None).await;
+    assert_eq!(r["props"]["Aux/edgebind.dev/role"], "primary");
+    let (st, b) = call(
+        &c,
+        "PUT",
+        &format!("{u}/v1/resource-definitions/mod/resources/node-c"),
+        Some(json!({"override_props": {}})),
+    )
+    .await;
+    assert_eq!((st, code(rc_at(&b, 0))), (404, 302));
+    // drbd_client is a REST API 1.28 field; this simulator speaks 1.27, so it is unknown.
+    let (st, b) = call(&c, "PUT", &rsc, Some(json!({"drbd_client": true}))).await;
+    assert_eq!(st, 400);
+    assert_eq!(b[0]["message"], "Unable to parse input json.");
+    let (st, _) = call(
+        &c,
+        "POST",
+        &format!("{u}/v1/resource-definitions/mod/resources/node-d"),
+        Some(json!({"resource": {"flags": ["DRBD_DISKLESS"]}, "drbd_client": true})),
+    )
+    .await;
+    assert_eq!(st, 400);
+
+    let snaps = format!("{u}/v1/resource-definitions/mod/snapshots");
+    let (st, _) = call(&c, "POST", &snaps, Some(json!({"name": "s1"}))).await;
+    assert_eq!(st, 201);
+    let (st, _) = call(
+        &c,
+        "PUT",
+        &format!("{snaps}/s1"),
+        Some(json!({"override_props": {"Aux/k": "v"}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        s.sim.snapshots("mod")[0]["snapshot_definition_props"]["Aux/k"],
+        "v"
+    );
+    let (st, b) = call(
+        &c,
+        "PUT",
+        &format!("{snaps}/nope"),
+        Some(json!({"override_props": {}})),
+    )
+    .await;
+    assert_eq!((st, code(rc_at(&b, 0))), (404, 313));
+    s.stop().await;
+
+    // A 1.28 server accepts the field.
+    let mut cfg = SimConfig::realistic();
+    cfg.rest_api_version = "1.28.0".to_string();
+    let s = LinstorSim::start(cfg).await.expect("starts");
+    make_rd(&c, &s.url(), "new", 1024).await;
+    let (st, b) = call(
+        &c,
+        "POST",
+        &format!("{}/v1/resource-definitions/new/resources/node-d", s.url()),
+        Some(json!({"resource": {"flags": ["DRBD_DISKLESS"]}, "drbd_client": true})),
+    )
+    .await;
+    assert_eq!(st, 201, "{b}");
+    s.stop().await;
 }

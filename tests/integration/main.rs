@@ -6,4 +6,5 @@ mod cf_sim;
 mod contract_selftest;
 mod fake_kube;
 mod linstor_sim;
+mod linstor_sim_contract;
 mod operator;

@@ -264,6 +264,26 @@ pub struct ResourceCreate {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ResourceModify {
+    pub override_props: Option<Props>,
+    pub delete_props: Option<Vec<String>>,
+    pub delete_namespaces: Option<Vec<String>>,
+    pub drbd_tiebreaker: Option<bool>,
+    /// REST API 1.28+ only.
+    pub drbd_client: Option<bool>,
+}
+
+/// `SnapshotModify`: the generic props-modify body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropsModify {
+    pub override_props: Option<Props>,
+    pub delete_props: Option<Vec<String>>,
+    pub delete_namespaces: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AutoPlaceRequest {
     pub diskless_on_remaining: Option<bool>,
     pub select_filter: Option<AutoSelectFilter>,

@@ -407,7 +407,7 @@ fn name_from_external(ext: &str) -> String {
     if super::validate::name_ok(&s) {
         s
     } else {
-        format!("LS_{}", uuid::Uuid::new_v4().simple())[..40].to_string()
+        format!("LS_{}", uuid::Uuid::new_v4().simple())
     }
 }
 
@@ -511,7 +511,21 @@ pub async fn spawn(S(sim): S<LinstorSim>, P(rg_name): P<String>, body: Bytes) ->
         .select_filter
         .merged_with(&req.select_filter.clone().unwrap_or_default());
     let will_place = filter.place_count.is_some() && !req.definitions_only.unwrap_or(false);
-    let total: u64 = sizes.iter().map(|s| *s as u64).sum();
+    if w.rds.contains_key(&key(&name)) {
+        return respond(
+            StatusCode::CREATED,
+            vec![
+                Rc::new(
+                    rc::error(MASK_CRT, MASK_RSC_DFN, FAIL_EXISTS_RSC_DFN),
+                    format!("A resource definition with the name '{name}' already exists."),
+                )
+                .obj("RscDfn", &name),
+            ],
+        );
+    }
+    let total: u64 = sizes
+        .iter()
+        .fold(0u64, |acc, s| acc.saturating_add(*s as u64));
     if will_place {
         let empty = BTreeMap::new();
         if let Err(e) = super::placement::plan(&w, None, &empty, &filter, total) {

@@ -122,6 +122,19 @@ impl LinstorSim {
         self.inner.exchanges.items()
     }
 
+    /// True when the simulated REST API version is at least `major.minor`: newer request fields
+    /// are unknown to older servers and must be refused like any unknown field.
+    pub fn api_at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self
+            .inner
+            .cfg
+            .rest_api_version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        have >= (major, minor)
+    }
+
     /// Read access to the model; the controller-wide lock (never held across an await).
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, World> {
         self.inner.world.read().unwrap_or_else(|e| e.into_inner())

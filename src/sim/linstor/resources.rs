@@ -13,8 +13,9 @@ use super::defs::{body, rd_not_found, tri};
 use super::placement::{self, Plan, PlanError};
 use super::rc::{self, *};
 use super::reply::{Rc, now_millis, ok_json};
-use super::routes::{P, Query, S, parse_body, respond};
+use super::routes::{P, Query, S, parse_body, respond, too_new_field};
 use super::state::{DFLT_DISKLESS_POOL, Resource, World, new_uuid};
+use super::validate::apply_props_modify;
 use super::validate::{check_props, key, props_match};
 
 fn node_not_found(name: &str, op: u64) -> Rc {
@@ -268,11 +269,16 @@ fn create_one(
 
 pub async fn create_resources(S(sim): S<LinstorSim>, P(rd): P<String>, body: Bytes) -> Response {
     let reqs: Vec<api::ResourceCreate> = body!(sim, body);
+    if reqs.iter().any(|r| r.drbd_client.is_some()) && !sim.api_at_least(1, 28) {
+        return too_new_field("drbd_client");
+    }
     let mut w = sim.write();
     if !w.rds.contains_key(&key(&rd)) {
         return respond(StatusCode::OK, vec![rd_not_found(&rd, MASK_CRT)]);
     }
+    // One transaction: if any resource fails, none of this request's resources stay.
     let mut rcs = Vec::new();
+    let mut created: Vec<String> = Vec::new();
     for req in reqs {
         let node = req
             .resource
@@ -280,10 +286,17 @@ pub async fn create_resources(S(sim): S<LinstorSim>, P(rd): P<String>, body: Byt
             .and_then(|r| r.node_name.clone())
             .unwrap_or_default();
         match create_one(&mut w, &rd, &node, req) {
-            Ok(ok) => rcs.extend(ok),
+            Ok(ok) => {
+                rcs.extend(ok);
+                created.push(key(&node));
+            }
             Err(e) => {
-                rcs.insert(0, e);
-                break;
+                if let Some(d) = w.rds.get_mut(&key(&rd)) {
+                    for nk in &created {
+                        d.resources.remove(nk);
+                    }
+                }
+                return respond(StatusCode::CREATED, vec![e]);
             }
         }
     }
@@ -309,6 +322,9 @@ pub async fn create_resource_on(
     } else {
         body!(sim, body)
     };
+    if req.drbd_client.is_some() && !sim.api_at_least(1, 28) {
+        return too_new_field("drbd_client");
+    }
     let mut w = sim.write();
     let rcs = tri!(create_one(&mut w, &rd, &node, req), StatusCode::CREATED);
     respond(StatusCode::CREATED, rcs)
@@ -577,4 +593,66 @@ pub async fn view_resources(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
         }
     }
     ok_json(Value::Array(q.page(items)))
+}
+
+pub async fn modify_resource(
+    S(sim): S<LinstorSim>,
+    P((rd, node)): P<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let req: api::ResourceModify = body!(sim, body);
+    if req.drbd_client.is_some() && !sim.api_at_least(1, 28) {
+        return too_new_field("drbd_client");
+    }
+    if let Some(ov) = &req.override_props {
+        tri!(check_props(ov.keys(), MASK_MOD, MASK_RSC), StatusCode::OK);
+    }
+    let mut w = sim.write();
+    let Some(d) = w.rds.get_mut(&key(&rd)) else {
+        return respond(StatusCode::OK, vec![rd_not_found(&rd, MASK_MOD)]);
+    };
+    let display = d.name.clone();
+    let Some(r) = d.resources.get_mut(&key(&node)) else {
+        return respond(
+            StatusCode::OK,
+            vec![Rc::new(
+                rc::error(MASK_MOD, MASK_RSC, FAIL_NOT_FOUND_RSC),
+                format!("Resource '{display}' on node '{node}' not found."),
+            )],
+        );
+    };
+    apply_props_modify(
+        &mut r.props,
+        req.override_props.as_ref(),
+        req.delete_props.as_ref(),
+        req.delete_namespaces.as_ref(),
+    );
+    let node_display = r.node.clone();
+    respond(
+        StatusCode::OK,
+        vec![
+            Rc::new(
+                rc::success(MASK_MOD, MASK_RSC, MODIFIED),
+                format!("Resource '{display}' on node '{node_display}' modified."),
+            )
+            .obj("RscDfn", &display)
+            .obj("Node", &node_display),
+        ],
+    )
+}
+
+/// `{"synced_on_all": bool}`: every diskful replica on an online node is UpToDate.
+pub async fn sync_status(S(sim): S<LinstorSim>, P(rd): P<String>) -> Response {
+    let w = sim.read();
+    let Some(d) = w.rds.get(&key(&rd)) else {
+        return respond(StatusCode::OK, vec![rd_not_found(&rd, 0)]);
+    };
+    let synced = d.resources.values().filter(|r| r.is_diskful()).all(|r| {
+        let v = w.resource_view_json(d, r);
+        v["volumes"].as_array().is_some_and(|vols| {
+            vols.iter()
+                .all(|vol| vol["state"]["disk_state"] == "UpToDate")
+        })
+    });
+    ok_json(serde_json::json!({ "synced_on_all": synced }))
 }

@@ -76,9 +76,11 @@ pub fn router(sim: LinstorSim) -> Router {
             &format!("{RD}/resources/{{node}}"),
             get(resources::get_resource)
                 .post(resources::create_resource_on)
+                .put(resources::modify_resource)
                 .delete(resources::delete_resource),
         )
         .route(&format!("{RD}/autoplace"), post(resources::autoplace))
+        .route(&format!("{RD}/sync-status"), get(resources::sync_status))
         .route("/v1/view/resources", get(resources::view_resources))
         .route(
             &format!("{RD}/snapshots"),
@@ -86,7 +88,9 @@ pub fn router(sim: LinstorSim) -> Router {
         )
         .route(
             &format!("{RD}/snapshots/{{snapshot}}"),
-            get(snapshots::get_one).delete(snapshots::delete),
+            get(snapshots::get_one)
+                .put(snapshots::modify)
+                .delete(snapshots::delete),
         )
         .route(
             &format!("{RD}/snapshot-restore-volume-definition/{{snapshot}}"),
@@ -247,6 +251,16 @@ pub fn parse_body<T: DeserializeOwned>(sim: &LinstorSim, body: &Bytes) -> Result
     }
     serde_json::from_value(value)
         .map_err(|e| rc_list(StatusCode::OK, &[parse_error(&e.to_string())]))
+}
+
+/// The 400 a server older than REST API 1.28 gives for the 1.28 field `drbd_client`.
+pub fn too_new_field(field: &str) -> Response {
+    rc_list(
+        StatusCode::OK,
+        &[parse_error(&format!(
+            "Unrecognized field \"{field}\" (not known to this REST API version)"
+        ))],
+    )
 }
 
 /// Response for a mutation: the first error entry decides the status, else `success`.

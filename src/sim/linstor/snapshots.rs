@@ -15,7 +15,7 @@ use super::rc::{self, *};
 use super::reply::{Rc, now_millis, ok_json};
 use super::routes::{P, Query, S, parse_body, respond};
 use super::state::{Resource, Snapshot, VolumeDefinition, new_uuid};
-use super::validate::{check_name, check_props, key};
+use super::validate::{apply_props_modify, check_name, check_props, key};
 
 fn snap_not_found(rd: &str, snap: &str, op: u64) -> Rc {
     Rc::new(
@@ -378,4 +378,46 @@ pub async fn restore_resource(
         ).obj("RscDfn", &target_name).obj("Node", &node_display));
     }
     respond(StatusCode::OK, rcs)
+}
+
+pub async fn modify(
+    S(sim): S<LinstorSim>,
+    P((rd, snap)): P<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let req: api::PropsModify = body!(sim, body);
+    if let Some(ov) = &req.override_props
+        && let Err(e) = check_props(ov.keys(), MASK_MOD, MASK_SNAPSHOT)
+    {
+        return respond(StatusCode::OK, vec![e]);
+    }
+    let mut w = sim.write();
+    let Some(d) = w.rds.get_mut(&key(&rd)) else {
+        return respond(StatusCode::OK, vec![rd_not_found(&rd, MASK_MOD)]);
+    };
+    let display = d.name.clone();
+    let Some(s) = d.snapshots.get_mut(&key(&snap)) else {
+        return respond(
+            StatusCode::OK,
+            vec![snap_not_found(&display, &snap, MASK_MOD)],
+        );
+    };
+    apply_props_modify(
+        &mut s.snapshot_props,
+        req.override_props.as_ref(),
+        req.delete_props.as_ref(),
+        req.delete_namespaces.as_ref(),
+    );
+    let name = s.name.clone();
+    respond(
+        StatusCode::OK,
+        vec![
+            Rc::new(
+                rc::success(MASK_MOD, MASK_SNAPSHOT, MODIFIED),
+                format!("Snapshot '{name}' of resource '{display}' modified."),
+            )
+            .obj("RscDfn", &display)
+            .obj("SnapshotName", &name),
+        ],
+    )
 }

@@ -160,7 +160,9 @@ pub struct ResourceDefinition {
 
 impl ResourceDefinition {
     pub fn total_size_kib(&self) -> u64 {
-        self.vds.values().map(|v| v.size_kib).sum()
+        self.vds
+            .values()
+            .fold(0u64, |acc, v| acc.saturating_add(v.size_kib))
     }
 
     pub fn diskful_count(&self) -> usize {
@@ -255,7 +257,7 @@ impl World {
                 Some(r) if r.is_diskful() && r.pool == pool => rd.total_size_kib(),
                 _ => 0,
             })
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     pub fn free_kib(&self, node_key: &str, pool: &SimPool) -> u64 {
@@ -426,7 +428,7 @@ impl World {
                     "device_path": format!("/dev/drbd{}", vd.minor),
                     "disk_state": disk_state,
                     "usable_size_kib": vd.size_kib,
-                    "allocated_size_kib": if r.diskless { None } else { Some(vd.size_kib + 4) },
+                    "allocated_size_kib": if r.diskless { None } else { Some(vd.size_kib.saturating_add(4)) },
                     "drbd_volume_definition": {"volume_number": vd.number, "minor_number": vd.minor},
                 })
             })
@@ -495,7 +497,7 @@ impl World {
                     "storage_pool_name": r.pool,
                     "provider_kind": provider,
                     "device_path": format!("/dev/drbd{}", vd.minor),
-                    "allocated_size_kib": if r.diskless { None } else { Some(vd.size_kib + 4) },
+                    "allocated_size_kib": if r.diskless { None } else { Some(vd.size_kib.saturating_add(4)) },
                     "usable_size_kib": vd.size_kib,
                     "flags": [],
                     "state": state,

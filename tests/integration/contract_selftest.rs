@@ -890,3 +890,22 @@ components:
         &["declares no body"],
     );
 }
+
+#[test]
+fn violations_never_echo_body_values() {
+    // A secret with a wrong type: the message names the place and the type, not the value.
+    let result = cloudflare().check_request(
+        "PUT",
+        &format!("/client/v4/accounts/{ACCOUNT}/workers/scripts/edgebind-gatekeeper/secrets"),
+        &[],
+        JSON,
+        Some(&body(
+            json!({"name": "SIGNING_KEY", "text": "hunter2-secret-value", "type": "secret_txt"}),
+        )),
+    );
+    let violations = result.expect_err("an unknown secret type is a violation");
+    assert!(
+        violations.iter().all(|v| !v.contains("hunter2")),
+        "{violations:#?}"
+    );
+}

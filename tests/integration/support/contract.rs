@@ -14,6 +14,7 @@ mod translate;
 
 use anyhow::{Context, anyhow, bail};
 use deviations::Fix;
+use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Registry, Validator};
 use routes::{Operation, Routes};
 use serde_json::{Map, Value, json};
@@ -228,7 +229,7 @@ impl Contract {
                     for (i, candidate) in self.multipart_candidates(schema).iter().enumerate() {
                         for (part, part_schema) in candidate.properties() {
                             if self.is_json_part(part_schema) {
-                                let key = format!("{}|multipart|{i}|{part}", op.id);
+                                let key = format!("{}|multipart|{i}|{part}", op.key());
                                 if let Err(e) = self.compiled(key, || {
                                     self.translator().translate(part_schema, self.request_mode)
                                 }) {
@@ -468,7 +469,7 @@ impl Contract {
         name: &str,
         schema: &Value,
     ) -> Result<Arc<Validator>, String> {
-        let key = format!("{}|param|{location}|{name}", op.id);
+        let key = format!("{}|param|{location}|{name}", op.key());
         self.compiled(key, || {
             self.translator().translate(schema, self.request_mode)
         })
@@ -558,7 +559,7 @@ impl Contract {
         media: &str,
         schema: &Value,
     ) -> Result<Arc<Validator>, String> {
-        let key = format!("{}|request|{media}", op.id);
+        let key = format!("{}|request|{media}", op.key());
         self.compiled(key, || {
             self.translator().translate(schema, self.request_mode)
         })
@@ -702,7 +703,7 @@ impl Contract {
                     }
                 }
             }
-            let key = format!("{}|multipart|{index}|{}", op.id, part.name);
+            let key = format!("{}|multipart|{index}|{}", op.key(), part.name);
             match self.compiled(key, || {
                 self.translator().translate(part_schema, self.request_mode)
             }) {
@@ -792,7 +793,7 @@ impl Contract {
         media: &str,
         schema: &Value,
     ) -> Result<Arc<Validator>, String> {
-        let key = format!("{}|response|{status}|{media}", op.id);
+        let key = format!("{}|response|{status}|{media}", op.key());
         self.compiled(key, || {
             if let Some(failure) = self.failure_envelope(status, schema) {
                 return translate::component_ref(&failure, self.response_mode);
@@ -1065,12 +1066,55 @@ fn errors_of(validator: &Validator, instance: &Value, what: &str) -> Vec<String>
         }
         let at = error.instance_path().to_string();
         let at = if at.is_empty() { "/".to_string() } else { at };
-        out.push(format!("{what} at {at}: {error}"));
+        out.push(format!("{what} at {at}: {}", describe(&error, 0)));
     }
     if more > 0 {
         out.push(format!("{what}: {more} more schema error(s)"));
     }
     out
+}
+
+/// One error with values masked (a body may hold a secret; the JSON type is enough to
+/// diagnose), and for anyOf/oneOf the reasons each alternative failed.
+fn describe(error: &jsonschema::ValidationError<'_>, depth: usize) -> String {
+    let mut text = format!(
+        "{} (got {})",
+        error.masked_with("the value"),
+        json_type(error.instance())
+    );
+    let branches = match error.kind() {
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            context.as_slice()
+        }
+        _ => &[],
+    };
+    if depth < 2 {
+        for (i, branch) in branches.iter().enumerate() {
+            let reasons: Vec<String> = branch
+                .iter()
+                .take(3)
+                .map(|e| {
+                    let at = e.instance_path().to_string();
+                    let at = if at.is_empty() { "/".to_string() } else { at };
+                    format!("at {at}: {}", describe(e, depth + 1))
+                })
+                .collect();
+            text.push_str(&format!("; alternative {}: {}", i + 1, reasons.join(", ")));
+        }
+    }
+    text
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 fn undeclared_status(op: &Operation, status: u16) -> String {

@@ -36,6 +36,11 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// Unique per operation (operationIds are not guaranteed unique); prefixes cache keys.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
+
     pub fn label(&self) -> String {
         format!("{} {} ({})", self.method, self.template, self.id)
     }

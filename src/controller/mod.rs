@@ -202,25 +202,13 @@ pub async fn run(
     });
 
     let b = backends
-        .run(
-            backends::reconcile,
-            |o, e, c| error_policy(o, e, c),
-            ctx.clone(),
-        )
+        .run(backends::reconcile, error_policy, ctx.clone())
         .for_each(|r| record("LinstorBackend", r));
     let v = volumes
-        .run(
-            volume::reconcile,
-            |o, e, c| error_policy(o, e, c),
-            ctx.clone(),
-        )
+        .run(volume::reconcile, error_policy, ctx.clone())
         .for_each(|r| record("EdgeVolume", r));
     let s = snapshots
-        .run(
-            snapshot::reconcile,
-            |o, e, c| error_policy(o, e, c),
-            ctx.clone(),
-        )
+        .run(snapshot::reconcile, error_policy, ctx.clone())
         .for_each(|r| record("EdgeSnapshot", r));
     tokio::join!(b, v, s);
     Ok(())

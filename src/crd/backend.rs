@@ -1,5 +1,8 @@
 //! `LinstorBackend`: how edgebind reaches one LINSTOR controller.
 
+// kube's repeated `printcolumn(type_ = ...)` arguments trip this lint; they are distinct columns.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

@@ -91,7 +91,7 @@ pub fn bytes_to_kib_ceil(bytes: u64) -> u64 {
 pub fn format_kib(kib: u64) -> String {
     for (suffix, shift) in [("Pi", 40u32), ("Ti", 30), ("Gi", 20), ("Mi", 10)] {
         let unit = 1u64 << shift;
-        if kib >= unit && kib % unit == 0 {
+        if kib >= unit && kib.is_multiple_of(unit) {
             return format!("{}{}", kib / unit, suffix);
         }
     }

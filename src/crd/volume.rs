@@ -1,5 +1,8 @@
 //! `EdgeVolume`: one replicated LINSTOR volume.
 
+// kube's repeated `printcolumn(type_ = ...)` arguments trip this lint; they are distinct columns.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

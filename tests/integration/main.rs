@@ -3,6 +3,7 @@
 mod support;
 
 mod cf_sim;
+mod cli;
 mod contract_selftest;
 mod fake_kube;
 mod linstor_sim;

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run calls this) and what a developer runs.
+# Installs everything it needs into project-local folders (.venv/, worker/node_modules/).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+logs="$root/target/test-logs"
+mkdir -p "$logs"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Package installs need only the network: run them while Rust compiles.
+step "installing Python and npm test dependencies (background)"
+(bash scripts/install-python.sh >"$logs/pip.log" 2>&1; echo $? >"$logs/pip.rc") &
+pip_pid=$!
+(cd worker && npm ci --no-audit --no-fund --loglevel=error >"$logs/npm.log" 2>&1; echo $? >"$logs/npm.rc") &
+npm_pid=$!
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "building (debug, once) and checking generated files"
+cargo build --locked --bins --tests
+./target/debug/edgebind crds | diff -u crds/edgebind.dev.yaml - || {
+    echo "crds/ is stale: run 'cargo run -q -- crds > crds/edgebind.dev.yaml'" >&2
+    exit 1
+}
+
+step "Rust tests (unit and integration)"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast
+else
+    cargo test --locked --no-fail-fast
+fi
+
+wait "$pip_pid" "$npm_pid" || true
+for t in pip npm; do
+    if [ "$(cat "$logs/$t.rc" 2>/dev/null)" != "0" ]; then
+        echo "$t install failed:" >&2
+        cat "$logs/$t.log" >&2
+        exit 1
+    fi
+done
+
+step "Python suites (python-linstor, Cloudflare SDK) and the Worker suite, in parallel"
+export EDGEBIND_BIN="$root/target/debug/edgebind"
+(.venv/bin/python -m pytest -q -p no:cacheprovider tests/python >"$logs/pytest.log" 2>&1; echo $? >"$logs/pytest.rc") &
+py_pid=$!
+(bash worker/run-tests.sh >"$logs/worker.log" 2>&1; echo $? >"$logs/worker.rc") &
+wk_pid=$!
+wait "$py_pid" "$wk_pid" || true
+status=0
+for t in pytest worker; do
+    printf '\n--- %s ---\n' "$t"
+    tail -n 40 "$logs/$t.log"
+    [ "$(cat "$logs/$t.rc")" = "0" ] || status=1
+done
+exit "$status"

@@ -435,3 +435,42 @@ def test_dockerfile_is_multistage_static_and_non_root():
     users = [line for line in text.splitlines() if line.startswith("USER ")]
     assert users and users[-1].split()[1].split(":")[0] not in ("0", "root")
     assert "--locked" in text
+
+
+def test_other_release_name_and_namespace_stay_consistent():
+    objs = dr.objects(dr.render(ALL_FEATURES, name="prod", namespace="storage"))
+    validate_all(objs)
+    sas = {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount"}
+    assert sas == {"prod-edgebind-controller", "prod-edgebind-gateway"}
+    for o in objs:
+        for s in o.get("subjects", []):
+            assert (s["name"], s["namespace"]) in {(n, "storage") for n in sas}, key_of(o)
+        if o["kind"] == "Deployment":
+            pod = o["spec"]["template"]["spec"]
+            assert pod["serviceAccountName"] in sas
+            assert o["spec"]["selector"]["matchLabels"].items() <= o["spec"]["template"]["metadata"]["labels"].items()
+    lease = find(objs, "Role", "prod-edgebind-controller-leader-election")
+    assert lease["metadata"]["namespace"] == "storage"
+    env = {e["name"]: e.get("value") for e in
+           find(objs, "Deployment", "prod-edgebind-controller")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert ("coordination.k8s.io", "leases", "update", env["EDGEBIND_LEASE_NAME"]) in rules_of(lease)
+
+
+@pytest.mark.parametrize("fixture", ["default_objs", "full_objs"])
+def test_every_selector_selects_a_deployment_and_named_ports_exist(fixture, request):
+    objs = request.getfixturevalue(fixture)
+    pods = {o["metadata"]["name"]: o["spec"]["template"] for o in objs if o["kind"] == "Deployment"}
+    for o in objs:
+        if o["kind"] == "Service":
+            sel = o["spec"]["selector"]
+        elif o["kind"] in ("PodDisruptionBudget", "NetworkPolicy"):
+            sel = (o["spec"].get("selector") or o["spec"]["podSelector"])["matchLabels"]
+        else:
+            continue
+        matched = [t for t in pods.values() if sel.items() <= t["metadata"]["labels"].items()]
+        assert len(matched) == 1, key_of(o)
+        ports = {p["name"] for p in matched[0]["spec"]["containers"][0]["ports"]}
+        if o["kind"] == "Service":
+            assert {p["targetPort"] for p in o["spec"]["ports"]} <= ports, key_of(o)
+        if o["kind"] == "NetworkPolicy":
+            assert {p["port"] for r in o["spec"]["ingress"] for p in r["ports"]} <= ports, key_of(o)

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# edgebind container image: a static (musl) binary on distroless/static, running as non-root.
+#   docker build -t ghcr.io/edgebind/edgebind:0.1.0 .
+# The Helm chart and deploy/kustomize run it with a read-only root filesystem and no capabilities;
+# the binary writes nothing to disk, so no volume is needed.
+
+# ---- build: Alpine's Rust targets musl, so the result is statically linked ----
+FROM rust:1.95-alpine AS build
+# ring (TLS) compiles C and assembly.
+RUN apk add --no-cache musl-dev
+WORKDIR /src
+# Dependencies first, so code changes reuse the cached dependency layer.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src tests/integration && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && touch tests/integration/main.rs \
+    && cargo build --release --locked --bin edgebind \
+    && rm -rf src target/release/.fingerprint/edgebind-* target/release/deps/edgebind-* \
+              target/release/deps/libedgebind-* tests
+COPY . .
+RUN cargo build --release --locked --bin edgebind \
+    && cp target/release/edgebind /edgebind \
+    && /edgebind --version
+
+# ---- runtime: no shell, no package manager; uid/gid 65532 (nonroot) ----
+FROM gcr.io/distroless/static-debian12:nonroot
+LABEL org.opencontainers.image.title="edgebind" \
+      org.opencontainers.image.description="Binds LINSTOR replicated block storage to the Cloudflare edge" \
+      org.opencontainers.image.source="https://github.com/edgebind/edgebind" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /edgebind /usr/local/bin/edgebind
+USER 65532:65532
+# Controller admin (/livez /readyz /metrics); gateway API and admin.
+EXPOSE 8080 8443 8081
+ENTRYPOINT ["/usr/local/bin/edgebind"]
+CMD ["controller"]

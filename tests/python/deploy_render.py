@@ -1,0 +1,129 @@
+"""Renders the Helm chart with real Helm 4 (helm-python-sdk's libhelm) and derives the kustomize base.
+
+The kustomize base under deploy/kustomize/base is the chart's default render with Helm-only metadata
+removed. Regenerate it after changing the chart:
+
+    .venv/bin/python tests/python/deploy_render.py --write-kustomize-base
+
+tests/python/test_deploy.py checks that the files on disk equal a fresh render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "edgebind"
+KUSTOMIZE = REPO / "deploy" / "kustomize"
+BASE = KUSTOMIZE / "base"
+RELEASE = "edgebind"
+NAMESPACE = "edgebind"
+
+# Metadata only Helm needs: a kustomize user's objects should not claim to be managed by Helm.
+HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
+HELM_ANNOTATIONS = ("helm.sh/resource-policy",)
+HEADER = (
+    "# Generated from deploy/helm/edgebind (default values) by tests/python/deploy_render.py.\n"
+    "# Do not edit: change the chart and run\n"
+    "#   .venv/bin/python tests/python/deploy_render.py --write-kustomize-base\n"
+)
+
+
+def render(values: dict[str, Any] | None = None, *, name: str = RELEASE,
+           namespace: str = NAMESPACE) -> dict[str, str]:
+    """Template path -> rendered text, as `helm template` would produce (schema checked)."""
+    with helm.Chart.load(CHART) as chart:
+        return chart.render(values, name=name, namespace=namespace, is_install=True)
+
+
+def objects(manifests: dict[str, str]) -> list[dict[str, Any]]:
+    """Every Kubernetes object of a render, in template order (NOTES.txt excluded)."""
+    out = []
+    for path in sorted(manifests):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(manifests[path]):
+            if doc:
+                out.append(doc)
+    return out
+
+
+def objects_by_template(manifests: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Template file name (e.g. `rbac-controller.yaml`) -> its objects; empty templates dropped."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(manifests):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs = [d for d in yaml.safe_load_all(manifests[path]) if d]
+        if docs:
+            out[Path(path).name] = docs
+    return out
+
+
+def _strip_meta(meta: dict[str, Any]) -> None:
+    for key in HELM_LABELS:
+        meta.get("labels", {}).pop(key, None)
+    for key in HELM_ANNOTATIONS:
+        meta.get("annotations", {}).pop(key, None)
+    for field in ("labels", "annotations"):
+        if field in meta and not meta[field]:
+            del meta[field]
+
+
+def strip_helm_metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of obj without Helm-only labels and annotations (object and pod template)."""
+    obj = copy.deepcopy(obj)
+    _strip_meta(obj.get("metadata", {}))
+    template = obj.get("spec", {}).get("template") if isinstance(obj.get("spec"), dict) else None
+    if isinstance(template, dict):
+        _strip_meta(template.get("metadata", {}))
+    return obj
+
+
+def kustomize_base_files() -> dict[str, str]:
+    """File name -> content of deploy/kustomize/base, derived from the chart's default render."""
+    files: dict[str, str] = {}
+    for name, docs in objects_by_template(render()).items():
+        body = "---\n".join(yaml.safe_dump(strip_helm_metadata(d), sort_keys=False) for d in docs)
+        files[name] = HEADER + "---\n" + body
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": NAMESPACE,
+        "resources": sorted(files),
+    }
+    files["kustomization.yaml"] = HEADER + yaml.safe_dump(kustomization, sort_keys=False)
+    return files
+
+
+def write_kustomize_base() -> None:
+    BASE.mkdir(parents=True, exist_ok=True)
+    wanted = kustomize_base_files()
+    for stale in BASE.glob("*.yaml"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for name, text in wanted.items():
+        (BASE / name).write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-kustomize-base", action="store_true",
+                        help="regenerate deploy/kustomize/base from the chart")
+    args = parser.parse_args()
+    if args.write_kustomize_base:
+        write_kustomize_base()
+        print(f"wrote {BASE.relative_to(REPO)}")
+    else:
+        for obj in objects(render()):
+            print(f"{obj['kind']}/{obj['metadata']['name']}")
+
+
+if __name__ == "__main__":
+    main()

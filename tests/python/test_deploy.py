@@ -1,0 +1,476 @@
+"""Deployment artefacts: the Helm chart rendered and linted by real Helm 4 (helm-python-sdk), every
+object validated against the Kubernetes 1.33 OpenAPI schemas (kubernetes-validate --strict), the
+values schema rejecting bad values, least-privilege RBAC, secure defaults, and the kustomize base
+and overlay (kubectl kustomize) kept equal to the chart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+import deploy_render as dr
+
+KUBE_VERSION = "1.33"
+# Kinds whose schemas are not part of Kubernetes itself, so kubernetes-validate has none.
+THIRD_PARTY_GROUPS = ("monitoring.coreos.com/",)
+CRD_FILE = dr.REPO / "crds" / "edgebind.dev.yaml"
+CHART_CRDS = dr.CHART / "files" / "crds.yaml"
+
+ALL_FEATURES: dict[str, Any] = {
+    "image": {"digest": "sha256:" + "a" * 64, "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "commonLabels": {"team": "storage"},
+    "controller": {
+        "replicas": 2,
+        "leaderElection": {"enabled": True},
+        "logFormat": "text",
+        "backendSecrets": {"namespaces": ["linstor", "piraeus-datastore"],
+                           "names": ["linstor-client-tls", "linstor-token"]},
+        "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                         "effect": "NoSchedule"}],
+        "podAnnotations": {"example.com/scrape": "true"},
+        "podLabels": {"tier": "control"},
+        "serviceAccount": {"annotations": {"example.com/role": "edgebind"}},
+    },
+    "gateway": {
+        "replicas": 3,
+        "service": {"type": "LoadBalancer", "port": 443, "annotations": {"example.com/lb": "internal"}},
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": "34%"},
+        "extraEnv": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+    },
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}}},
+    "networkPolicy": {
+        "enabled": True,
+        "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "gatewayFrom": [{"podSelector": {"matchLabels": {"app": "cloudflared"}}}],
+        "egress": {"enabled": True, "ports": [443, 6443, 3371]},
+    },
+}
+
+
+def validate_all(objs: list[dict[str, Any]]) -> list[str]:
+    """Validates every object strictly; returns the kinds skipped for lack of a schema."""
+    skipped = []
+    for obj in objs:
+        if obj["apiVersion"].startswith(THIRD_PARTY_GROUPS):
+            skipped.append(obj["kind"])
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {e.message} at {list(e.path)}")
+    return skipped
+
+
+def kinds(objs):
+    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
+
+
+def find(objs, kind, name):
+    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name} not rendered once: {kinds(objs)}"
+    return found[0]
+
+
+def rules_of(obj):
+    """RBAC rules as a set of (group, resource, verb, resourceName-or-None) tuples."""
+    out = set()
+    for r in obj["rules"]:
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                for v in r["verbs"]:
+                    for n in r.get("resourceNames") or [None]:
+                        out.add((g, res, v, n))
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_objs():
+    return dr.objects(dr.render())
+
+
+@pytest.fixture(scope="module")
+def full_objs():
+    return dr.objects(dr.render(ALL_FEATURES))
+
+
+# ---- CRDs ----
+
+def test_chart_crd_copy_equals_generated_crds():
+    assert CHART_CRDS.read_bytes() == CRD_FILE.read_bytes(), (
+        "deploy/helm/edgebind/files/crds.yaml is stale: cp crds/edgebind.dev.yaml deploy/helm/edgebind/files/crds.yaml")
+
+
+def test_rendered_crds_equal_generated_and_are_kept_on_uninstall(default_objs):
+    generated = [d for d in yaml.safe_load_all(CRD_FILE.read_text()) if d]
+    rendered = [o for o in default_objs if o["kind"] == "CustomResourceDefinition"]
+    assert len(rendered) == len(generated) >= 3
+    for crd in rendered:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    stripped = []
+    for crd in rendered:
+        crd = dict(crd, metadata={k: v for k, v in crd["metadata"].items() if k not in ("labels", "annotations")})
+        stripped.append(crd)
+    # The fromYaml/toYaml round trip in the template must not change a single schema value.
+    assert stripped == generated
+
+
+def test_crds_switch_off():
+    objs = dr.objects(dr.render({"crds": {"install": False}}))
+    assert not [o for o in objs if o["kind"] == "CustomResourceDefinition"]
+    assert any(o["kind"] == "Deployment" for o in objs)
+
+
+# ---- Helm lint and Kubernetes schemas ----
+
+@pytest.mark.parametrize("values", [None, ALL_FEATURES], ids=["defaults", "all-features"])
+def test_helm_lint_strict_is_clean(values):
+    report = helm.lint(dr.CHART, values, strict=True, namespace=dr.NAMESPACE, kube_version="v1.33.0")
+    assert report["errors"] == []
+    # Severity 2 = warning, 3 = error; only the info "icon is recommended" may remain.
+    bad = [m for m in report["messages"] if m["severity"] >= 2]
+    assert bad == [], bad
+
+
+def test_default_render_is_valid_kubernetes(default_objs):
+    assert validate_all(default_objs) == []
+    crds = {f"CustomResourceDefinition/{p}.edgebind.dev" for p in crd_plurals()}
+    assert kinds(default_objs) == sorted(crds | {
+        "ClusterRole/edgebind-controller", "ClusterRole/edgebind-gateway",
+        "ClusterRoleBinding/edgebind-controller", "ClusterRoleBinding/edgebind-gateway",
+        "Deployment/edgebind-controller", "Deployment/edgebind-gateway",
+        "PodDisruptionBudget/edgebind-gateway",
+        "Role/edgebind-controller-backend-secrets", "Role/edgebind-gateway-keys",
+        "RoleBinding/edgebind-controller-backend-secrets", "RoleBinding/edgebind-gateway-keys",
+        "Service/edgebind-controller-metrics", "Service/edgebind-gateway", "Service/edgebind-gateway-metrics",
+        "ServiceAccount/edgebind-controller", "ServiceAccount/edgebind-gateway",
+    })
+    names = set(kinds(default_objs))
+    assert not any(k.startswith(("NetworkPolicy/", "ServiceMonitor/", "Role/edgebind-controller-leader"))
+                   for k in names), "optional features must be off by default"
+
+
+def test_all_features_render_is_valid_kubernetes(full_objs):
+    skipped = validate_all(full_objs)
+    # ServiceMonitor is a Prometheus Operator CRD, not a Kubernetes API: no upstream schema exists.
+    assert skipped == ["ServiceMonitor"]
+    names = set(kinds(full_objs))
+    for must in ("NetworkPolicy/edgebind-controller", "NetworkPolicy/edgebind-gateway",
+                 "ServiceMonitor/edgebind", "Role/edgebind-controller-leader-election",
+                 "Role/edgebind-controller-backend-secrets"):
+        assert must in names
+    sm = find(full_objs, "ServiceMonitor", "edgebind")
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    for svc in ("edgebind-controller-metrics", "edgebind-gateway-metrics"):
+        labels = find(full_objs, "Service", svc)["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
+    gw = find(full_objs, "Deployment", "edgebind-gateway")
+    assert gw["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/edgebind/edgebind@sha256:" + "a" * 64
+
+
+# ---- secure defaults ----
+
+@pytest.mark.parametrize("fixture", ["default_objs", "full_objs"])
+def test_every_pod_is_locked_down(fixture, request):
+    objs = request.getfixturevalue(fixture)
+    deployments = [o for o in objs if o["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for d in deployments:
+        pod = d["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert "add" not in sc["capabilities"]
+            for part in ("requests", "limits"):
+                assert set(c["resources"][part]) >= {"cpu", "memory"}
+            assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+            assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_controller_strategy_follows_leader_election(default_objs, full_objs):
+    single = find(default_objs, "Deployment", "edgebind-controller")
+    assert single["spec"]["replicas"] == 1
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
+    env = {e["name"] for e in single["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "EDGEBIND_LEADER_ELECTION" not in env
+    ha = find(full_objs, "Deployment", "edgebind-controller")
+    assert ha["spec"]["replicas"] == 2
+    assert ha["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e.get("value") for e in ha["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["EDGEBIND_LEADER_ELECTION"] == "true"
+    assert env["EDGEBIND_LEASE_NAME"] == "edgebind-controller"
+    assert env["EDGEBIND_LOG_FORMAT"] == "text"
+    assert env["RUST_BACKTRACE"] == "1"
+
+
+def test_controller_env_matches_cli_flags():
+    """Every EDGEBIND_* variable the chart sets for `controller` is one the CLI reads (src/cli.rs),
+    except the leader-election ones that the CLI does not have yet."""
+    cli = (dr.REPO / "src" / "cli.rs").read_text()
+    d = find(dr.objects(dr.render()), "Deployment", "edgebind-controller")
+    for e in d["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if e["name"].startswith("EDGEBIND_"):
+            assert f'env = "{e["name"]}"' in cli, e["name"]
+
+
+# ---- RBAC ----
+
+CONTROLLER_KINDS = {"linstorbackends", "edgevolumes", "edgesnapshots"}
+
+
+def crd_plurals():
+    return {d["spec"]["names"]["plural"] for d in yaml.safe_load_all(CRD_FILE.read_text()) if d}
+
+
+def test_controller_cluster_role_is_exactly_what_it_uses(default_objs):
+    got = rules_of(find(default_objs, "ClusterRole", "edgebind-controller"))
+    want = set()
+    for k in CONTROLLER_KINDS:
+        want |= {("edgebind.dev", k, v, None) for v in ("get", "list", "watch", "patch")}
+        want.add(("edgebind.dev", f"{k}/status", "patch", None))
+        want.add(("edgebind.dev", f"{k}/finalizers", "update", None))
+    want |= {("events.k8s.io", "events", v, None) for v in ("create", "patch")}
+    assert got == want
+    # A new kind in crds/ must be granted deliberately (or this set updated).
+    assert crd_plurals() - CONTROLLER_KINDS <= {"identityissuers", "volumeaccesspolicies"}
+
+
+@pytest.mark.parametrize("fixture", ["default_objs", "full_objs"])
+def test_no_wildcards_no_cluster_wide_secrets_no_crd_writes(fixture, request):
+    for o in request.getfixturevalue(fixture):
+        if o["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for g, res, verb, _ in rules_of(o):
+            assert "*" not in (g, res, verb), o["metadata"]["name"]
+            assert res != "customresourcedefinitions"
+            if o["kind"] == "ClusterRole":
+                assert res not in ("secrets", "leases"), f"{o['metadata']['name']} grants {res} cluster-wide"
+
+
+def test_secrets_only_where_needed(default_objs, full_objs):
+    role = find(default_objs, "Role", "edgebind-controller-backend-secrets")
+    assert role["metadata"]["namespace"] == dr.NAMESPACE
+    assert rules_of(role) == {("", "secrets", "get", None)}
+    roles = [o for o in full_objs if o["kind"] == "Role" and o["metadata"]["name"] == "edgebind-controller-backend-secrets"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["linstor", "piraeus-datastore"]
+    for r in roles:
+        assert rules_of(r) == {("", "secrets", "get", "linstor-client-tls"), ("", "secrets", "get", "linstor-token")}
+    bindings = [o for o in full_objs if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "edgebind-controller-backend-secrets"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["linstor", "piraeus-datastore"]
+    for b in bindings:
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "edgebind-controller", "namespace": dr.NAMESPACE}]
+    keys = find(default_objs, "Role", "edgebind-gateway-keys")
+    assert {n for *_, n in rules_of(keys)} == {"edgebind-gateway-keys"}
+    assert {v for _, _, v, _ in rules_of(keys)} == {"get", "list", "watch"}
+
+
+def test_leases_only_in_release_namespace_with_leader_election(full_objs):
+    role = find(full_objs, "Role", "edgebind-controller-leader-election")
+    assert role["metadata"]["namespace"] == dr.NAMESPACE
+    assert rules_of(role) == {
+        ("coordination.k8s.io", "leases", "create", None),
+        ("coordination.k8s.io", "leases", "get", "edgebind-controller"),
+        ("coordination.k8s.io", "leases", "update", "edgebind-controller"),
+        ("coordination.k8s.io", "leases", "patch", "edgebind-controller"),
+    }
+
+
+def test_gateway_never_writes_status_or_backends(default_objs):
+    got = rules_of(find(default_objs, "ClusterRole", "edgebind-gateway"))
+    assert not [r for r in got if r[1].endswith(("/status", "/finalizers")) or r[1] == "linstorbackends"]
+    assert ("edgebind.dev", "edgesnapshots", "create", None) in got
+    assert ("edgebind.dev", "edgesnapshots", "delete", None) not in got
+
+
+def test_gateway_can_be_switched_off():
+    objs = dr.objects(dr.render({"gateway": {"enabled": False}, "networkPolicy": {"enabled": True}}))
+    assert not [o for o in objs if "gateway" in o["metadata"]["name"]]
+    assert validate_all(objs) == []
+
+
+# ---- values schema ----
+
+BAD_VALUES = [
+    ({"controller": {"replicas": 2}}, "/controller/leaderElection/enabled"),
+    ({"controller": {"replicas": 0, "leaderElection": {"enabled": True}}}, "/controller/replicas"),
+    ({"controller": {"replicas": "1"}}, "/controller/replicas"),
+    ({"controller": {"logFormat": "xml"}}, "/controller/logFormat"),
+    ({"controller": {"resyncSeconds": 1}}, "/controller/resyncSeconds"),
+    ({"controller": {"concurrency": 5000}}, "/controller/concurrency"),
+    ({"controller": {"adminPort": 70000}}, "/controller/adminPort"),
+    ({"controller": {"backendSecrets": {"namespaces": ["Not_A_Namespace"]}}}, "/controller/backendSecrets/namespaces/0"),
+    # null deletes a default (Helm's coalesce): requests and limits must stay.
+    ({"controller": {"resources": {"limits": None}}}, "/controller/resources"),
+    ({"gateway": {"resources": {"limits": {"memory": None}}}}, "/gateway/resources/limits"),
+    ({"controller": {"resources": {"requests": {"memory": "lots"}, "limits": {}}}}, "/controller/resources/requests/memory"),
+    ({"controller": {"extraEnv": [{"value": "x"}]}}, "/controller/extraEnv/0"),
+    ({"controller": {"leaderElection": {"enabled": "yes"}}}, "/controller/leaderElection/enabled"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ({"image": {"digest": "sha256:abc"}}, "/image/digest"),
+    ({"image": {"tag": "has space"}}, "/image/tag"),
+    ({"crds": {"install": "true"}}, "/crds/install"),
+    ({"gateway": {"port": 0}}, "/gateway/port"),
+    ({"gateway": {"service": {"type": "ExternalName"}}}, "/gateway/service/type"),
+    ({"gateway": {"podDisruptionBudget": {"maxUnavailable": 0}}}, "/gateway/podDisruptionBudget/maxUnavailable"),
+    ({"gateway": {"keysSecretName": ""}}, "/gateway/keysSecretName"),
+    ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "/metrics/serviceMonitor/interval"),
+    ({"networkPolicy": {"egress": {"ports": []}}}, "/networkPolicy/egress/ports"),
+    ({"networkPolicy": {"enabeld": True}}, "enabeld"),
+    ({"podSecurityContext": {"runAsUser": -1}}, "/podSecurityContext/runAsUser"),
+    ({"replicaCount": 3}, "replicaCount"),
+]
+
+
+@pytest.mark.parametrize("values,field", BAD_VALUES, ids=[f for _, f in BAD_VALUES])
+def test_schema_rejects_bad_values(values, field):
+    with pytest.raises(helm.HelmValuesError) as err:
+        dr.render(values)
+    assert field in str(err.value)
+    # Lint applies the same schema.
+    report = helm.lint(dr.CHART, values, namespace=dr.NAMESPACE)
+    assert any(field in m["error"] for m in report["messages"] if m["severity"] == 3), report
+
+
+def test_port_clash_is_refused():
+    with pytest.raises(helm.HelmError) as err:
+        dr.render({"gateway": {"port": 8081, "adminPort": 8081}})
+    assert "gateway.port and gateway.adminPort must differ" in str(err.value)
+
+
+def test_schema_accepts_the_documented_values():
+    with helm.Chart.load(dr.CHART) as chart:
+        chart.validate_schema(chart.values)
+        chart.validate_schema(ALL_FEATURES)
+
+
+def test_notes_tell_what_to_do_next():
+    notes = dr.render()["edgebind/templates/NOTES.txt"]
+    assert "rollout status deployment/edgebind-controller" in notes
+    assert "LinstorBackend" in notes
+    assert "edgebind-gateway-keys" in notes
+    notes = dr.render({"crds": {"install": False}})["edgebind/templates/NOTES.txt"]
+    assert "kubectl apply -f crds/edgebind.dev.yaml" in notes
+
+
+# ---- kustomize ----
+
+def kubectl():
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.skip("kubectl is not installed (the machine image provides it)")
+    return path
+
+
+def test_kustomize_base_is_in_sync_with_chart():
+    want = dr.kustomize_base_files()
+    have = {p.name: p.read_text() for p in dr.BASE.glob("*.yaml")}
+    assert sorted(have) == sorted(want), "run tests/python/deploy_render.py --write-kustomize-base"
+    for name in want:
+        assert have[name] == want[name], f"deploy/kustomize/base/{name} is stale: run deploy_render.py --write-kustomize-base"
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    out = subprocess.run([kubectl(), "kustomize", str(path)], check=True, capture_output=True,
+                         text=True, timeout=120)
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_kustomize_base_builds_the_chart_defaults(default_objs):
+    built = kustomize(dr.BASE)
+    assert validate_all(built) == []
+    key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+    assert sorted(map(key, built)) == sorted(map(key, default_objs))
+    chart = {key(o): dr.strip_helm_metadata(o) for o in default_objs}
+    for obj in built:
+        assert obj == chart[key(obj)], key(obj)
+
+
+def test_kustomize_example_overlay_is_valid_and_consistent():
+    built = kustomize(dr.KUSTOMIZE / "overlays" / "example")
+    assert validate_all(built) == []
+    ns = "edgebind-system"
+    namespace = find(built, "Namespace", ns)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for o in built:
+        if o["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert o["metadata"]["namespace"] == ns, key_of(o)
+        # Every binding must point at the service accounts where they now live.
+        for s in o.get("subjects", []):
+            assert s["namespace"] == ns, key_of(o)
+    ctrl = find(built, "Deployment", "edgebind-controller")
+    env = {e["name"]: e.get("value") for e in ctrl["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["EDGEBIND_LOG_FORMAT"] == "text" and env["EDGEBIND_CONCURRENCY"] == "32"
+    assert ctrl["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def key_of(o):
+    return f"{o['kind']}/{o['metadata']['name']}"
+
+
+# ---- Dockerfile ----
+
+def test_dockerfile_is_multistage_static_and_non_root():
+    text = (dr.REPO / "Dockerfile").read_text()
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(froms) >= 2, "multi-stage build expected"
+    assert "alpine" in froms[0]  # musl toolchain: a static binary
+    assert froms[-1].startswith("FROM gcr.io/distroless/static")
+    users = [line for line in text.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split()[1].split(":")[0] not in ("0", "root")
+    assert "--locked" in text
+
+
+def test_other_release_name_and_namespace_stay_consistent():
+    objs = dr.objects(dr.render(ALL_FEATURES, name="prod", namespace="storage"))
+    validate_all(objs)
+    sas = {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount"}
+    assert sas == {"prod-edgebind-controller", "prod-edgebind-gateway"}
+    for o in objs:
+        for s in o.get("subjects", []):
+            assert (s["name"], s["namespace"]) in {(n, "storage") for n in sas}, key_of(o)
+        if o["kind"] == "Deployment":
+            pod = o["spec"]["template"]["spec"]
+            assert pod["serviceAccountName"] in sas
+            assert o["spec"]["selector"]["matchLabels"].items() <= o["spec"]["template"]["metadata"]["labels"].items()
+    lease = find(objs, "Role", "prod-edgebind-controller-leader-election")
+    assert lease["metadata"]["namespace"] == "storage"
+    env = {e["name"]: e.get("value") for e in
+           find(objs, "Deployment", "prod-edgebind-controller")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert ("coordination.k8s.io", "leases", "update", env["EDGEBIND_LEASE_NAME"]) in rules_of(lease)
+
+
+@pytest.mark.parametrize("fixture", ["default_objs", "full_objs"])
+def test_every_selector_selects_a_deployment_and_named_ports_exist(fixture, request):
+    objs = request.getfixturevalue(fixture)
+    pods = {o["metadata"]["name"]: o["spec"]["template"] for o in objs if o["kind"] == "Deployment"}
+    for o in objs:
+        if o["kind"] == "Service":
+            sel = o["spec"]["selector"]
+        elif o["kind"] in ("PodDisruptionBudget", "NetworkPolicy"):
+            sel = (o["spec"].get("selector") or o["spec"]["podSelector"])["matchLabels"]
+        else:
+            continue
+        matched = [t for t in pods.values() if sel.items() <= t["metadata"]["labels"].items()]
+        assert len(matched) == 1, key_of(o)
+        ports = {p["name"] for p in matched[0]["spec"]["containers"][0]["ports"]}
+        if o["kind"] == "Service":
+            assert {p["targetPort"] for p in o["spec"]["ports"]} <= ports, key_of(o)
+        if o["kind"] == "NetworkPolicy":
+            assert {p["port"] for r in o["spec"]["ingress"] for p in r["ports"]} <= ports, key_of(o)

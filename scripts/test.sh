@@ -30,6 +30,9 @@ cargo build --locked --bins --tests
 }
 
 step "Rust tests (unit and integration)"
+# The suite records the controller's Kubernetes API calls here for the RBAC coverage test.
+export EDGEBIND_RBAC_CALLS_DIR="$root/target/tmp/rbac-calls"
+rm -rf "$EDGEBIND_RBAC_CALLS_DIR"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --locked --no-fail-fast
 else

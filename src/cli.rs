@@ -59,6 +59,22 @@ pub struct ControllerArgs {
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, env = "EDGEBIND_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,
+    /// Run several replicas with one active: only the holder of a Lease reconciles.
+    #[arg(long, env = "EDGEBIND_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// Name of the Lease (in --lease-namespace) used for leader election.
+    #[arg(
+        long,
+        env = "EDGEBIND_LEASE_NAME",
+        default_value = "edgebind-controller"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease; the controller's own namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Identity in the Lease; the pod name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
     /// Cap of the per-object retry backoff, in seconds.
     #[arg(long, env = "EDGEBIND_BACKOFF_CAP_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub backoff_cap_seconds: u64,

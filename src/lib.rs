@@ -44,7 +44,16 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Controller(args) => {
-            let client = kube::Client::try_default().await?;
+            let mut kcfg = kube::Config::infer().await?;
+            // Identifies edgebind's calls in the API server's audit log.
+            kcfg.headers.push((
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(concat!(
+                    "edgebind-controller/",
+                    env!("CARGO_PKG_VERSION")
+                )),
+            ));
+            let client = kube::Client::try_from(kcfg)?;
             let config = controller::ControllerConfig {
                 resync: Duration::from_secs(args.resync_seconds),
                 concurrency: args.concurrency,
@@ -58,7 +67,27 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
                 shutdown_signal(),
             ));
             tracing::info!(admin = %args.admin_addr, "edgebind controller starting");
-            controller::run(client, config, ready, shutdown_signal()).await?;
+            if args.leader_election {
+                let identity = args
+                    .identity
+                    .clone()
+                    .unwrap_or_else(|| format!("edgebind-{}", uuid::Uuid::new_v4()));
+                let lease = controller::leader::LeaseConfig::new(
+                    &args.lease_namespace,
+                    &args.lease_name,
+                    &identity,
+                );
+                controller::run_with_leader_election(
+                    client,
+                    config,
+                    ready,
+                    lease,
+                    shutdown_signal(),
+                )
+                .await?;
+            } else {
+                controller::run(client, config, ready, shutdown_signal()).await?;
+            }
             admin.abort();
             Ok(())
         }

@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod backoff;
 pub mod inventory;
+pub mod leader;
 pub mod ownership;
 pub mod snapshot;
 pub mod volume;
@@ -212,4 +213,67 @@ pub async fn run(
         .for_each(|r| record("EdgeSnapshot", r));
     tokio::join!(b, v, s);
     Ok(())
+}
+
+/// Runs the controllers only while this replica holds the Lease. Returns when `shutdown`
+/// resolves (after releasing the Lease) or with an error when leadership is lost, so the process
+/// restarts with clean caches rather than racing the new leader.
+pub async fn run_with_leader_election(
+    client: kube::Client,
+    config: ControllerConfig,
+    ready: Readiness,
+    lease: leader::LeaseConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    use leader::Leadership;
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let (elector, rx) = leader::Elector::new(client.clone(), lease);
+    // The campaign runs in this future (not a detached task), so it ends with it.
+    let campaign = elector.run(shutdown.clone());
+    let work = async {
+        let mut rx = rx.clone();
+        // Leadership known (either way) counts as ready: a standby is healthy and waiting.
+        loop {
+            match *rx.borrow() {
+                Leadership::Leader => break,
+                Leadership::Standby => ready.set(),
+                Leadership::Unknown => {}
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return Ok(()) },
+                _ = shutdown.clone() => return Ok(()),
+            }
+        }
+        tracing::info!("leading: starting controllers");
+        let mut lost_rx = rx.clone();
+        let lost = async move {
+            while lost_rx.changed().await.is_ok() {
+                if *lost_rx.borrow() != Leadership::Leader {
+                    return;
+                }
+            }
+        };
+        let stop = futures::future::select(Box::pin(shutdown.clone()), Box::pin(lost));
+        run(client, config, ready.clone(), async move {
+            stop.await;
+        })
+        .await?;
+        let shutting_down = futures::FutureExt::now_or_never(shutdown.clone()).is_some();
+        if !shutting_down {
+            anyhow::bail!("lost leadership of the lease; exiting so a restart starts clean");
+        }
+        Ok(())
+    };
+    tokio::pin!(campaign);
+    tokio::pin!(work);
+    tokio::select! {
+        res = &mut work => {
+            // On shutdown, let the campaign release the lease before returning.
+            if res.is_ok() {
+                campaign.await;
+            }
+            res
+        }
+        _ = &mut campaign => work.await,
+    }
 }

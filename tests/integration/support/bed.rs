@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 use super::contract::{self, Contract};
 
 pub const NS: &str = "team-a";
+/// User agent of the controller under test (and prefix of leader-election candidates).
+pub const CONTROLLER_UA: &str = "edgebind-controller/test";
 
 pub struct Bed {
     pub kube: FakeApiServer,
@@ -41,6 +43,12 @@ impl Bed {
     }
 
     pub async fn start_with(sim: SimConfig, config: ControllerConfig) -> Bed {
+        let mut bed = Self::start_without_controller(sim, config).await;
+        bed.start_controller();
+        bed
+    }
+
+    pub async fn start_without_controller(sim: SimConfig, config: ControllerConfig) -> Bed {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let kube = FakeApiServer::start()
             .await
@@ -82,8 +90,19 @@ impl Bed {
         bed
     }
 
+    /// A client that identifies itself with `user_agent`, so the fake API server's request log
+    /// tells the controller's calls from the test's own.
+    pub fn client_as(&self, user_agent: &str) -> kube::Client {
+        let mut cfg = kube::Config::new(self.kube.url().parse().expect("fake API server URL"));
+        cfg.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_str(user_agent).expect("valid user agent"),
+        ));
+        kube::Client::try_from(cfg).expect("client for the fake API server")
+    }
+
     pub fn start_controller(&mut self) {
-        let (client, config) = (self.client.clone(), self.config.clone());
+        let (client, config) = (self.client_as(CONTROLLER_UA), self.config.clone());
         self.ctrl = Some(tokio::spawn(async move {
             if let Err(e) = controller::run(
                 client,
@@ -227,9 +246,34 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
+        record_controller_calls(&self.kube);
         if let Some(h) = self.ctrl.take() {
             h.abort();
         }
         self.kube.shutdown();
     }
+}
+
+/// Appends every API call the controller made to `target/tmp/rbac-calls/`, for the RBAC coverage
+/// test (tests/python/test_rbac_coverage.py) that checks them against the chart's roles.
+fn record_controller_calls(kube: &FakeApiServer) {
+    let calls: Vec<serde_json::Value> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.as_deref().is_some_and(|ua| ua.starts_with(CONTROLLER_UA)))
+        .map(|r| {
+            json!({"verb": r.verb, "group": r.group, "resource": r.resource, "subresource": r.subresource,
+                   "namespace": r.namespace, "name": r.name, "status": r.status})
+        })
+        .collect();
+    if calls.is_empty() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rbac-calls");
+    let _ = std::fs::create_dir_all(&dir);
+    let body: String = calls.iter().map(|c| format!("{c}\n")).collect();
+    let _ = std::fs::write(
+        dir.join(format!("controller-{}.jsonl", uuid::Uuid::new_v4())),
+        body,
+    );
 }

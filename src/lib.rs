@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod gateway;
 pub mod linstor;
 pub mod metrics;
 pub mod sim;

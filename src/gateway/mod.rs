@@ -1,0 +1,6 @@
+//! The in-cluster edge gateway (`edgebind gateway`): verifies requests signed by the Worker,
+//! decides policy authoritatively and acts by writing custom resources. It never calls LINSTOR.
+
+pub mod keys;
+pub mod reason;
+pub mod signature;

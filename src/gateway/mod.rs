@@ -1,6 +1,8 @@
 //! The in-cluster edge gateway (`edgebind gateway`): verifies requests signed by the Worker,
 //! decides policy authoritatively and acts by writing custom resources. It never calls LINSTOR.
 
+pub mod identity;
 pub mod keys;
+pub mod policy;
 pub mod reason;
 pub mod signature;

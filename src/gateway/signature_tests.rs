@@ -258,7 +258,7 @@ fn signer_reproduces_the_vector() {
     );
 }
 
-mod prop {
+mod props {
     use super::*;
     use proptest::prelude::*;
 

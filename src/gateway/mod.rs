@@ -6,3 +6,5 @@ pub mod keys;
 pub mod policy;
 pub mod reason;
 pub mod signature;
+pub mod ratelimit;
+pub mod audit;

@@ -158,9 +158,24 @@ mod tests {
         assert_eq!(lines.len(), 1);
         let v = &lines[0];
         for k in [
-            "schema", "time", "source", "requestId", "traceId", "issuer", "subject", "action",
-            "object", "decision", "reasonCode", "policy", "policyRevision", "keyId",
-            "edgeLocation", "rayId", "result", "latencyMs",
+            "schema",
+            "time",
+            "source",
+            "requestId",
+            "traceId",
+            "issuer",
+            "subject",
+            "action",
+            "object",
+            "decision",
+            "reasonCode",
+            "policy",
+            "policyRevision",
+            "keyId",
+            "edgeLocation",
+            "rayId",
+            "result",
+            "latencyMs",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

@@ -117,10 +117,7 @@ fn evict(map: &mut HashMap<BucketKey, Bucket>, now: Instant) {
         b.tokens < b.capacity
     });
     if map.len() > 0
-        && let Some(oldest) = map
-            .iter()
-            .min_by_key(|(_, b)| b.at)
-            .map(|(k, _)| k.clone())
+        && let Some(oldest) = map.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| k.clone())
     {
         map.remove(&oldest);
     }
@@ -162,7 +159,10 @@ mod tests {
         let t0 = Instant::now();
         let slow = [touch(6, Some(1))]; // one token per 10 s
         assert!(rl.check("i", "s", &slow, t0).is_ok());
-        assert_eq!(rl.check("i", "s", &slow, t0 + Duration::from_millis(500)), Err(10));
+        assert_eq!(
+            rl.check("i", "s", &slow, t0 + Duration::from_millis(500)),
+            Err(10)
+        );
         let both = [
             touch(6000, Some(5)),
             Touch {

@@ -165,19 +165,20 @@ impl VolumeBackend for MemoryBackend {
     fn create_volume<'a>(&'a self, v: NewVolume) -> BoxFuture<'a, BackendResult<VolumeView>> {
         let mut vols = lock(&self.volumes);
         let key = (v.namespace.clone(), v.name.clone());
-        let out = if vols.contains_key(&key) {
-            Err(BackendError::AlreadyExists)
-        } else {
-            let view = VolumeView {
-                namespace: v.namespace,
-                name: v.name,
-                labels: v.labels,
-                size_bytes: v.size_bytes,
-                phase: "Pending".into(),
-                created_at: Self::now(),
-            };
-            vols.insert(key, view.clone());
-            Ok(view)
+        let out = match vols.entry(key) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(BackendError::AlreadyExists),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let view = VolumeView {
+                    namespace: v.namespace,
+                    name: v.name,
+                    labels: v.labels,
+                    size_bytes: v.size_bytes,
+                    phase: "Pending".into(),
+                    created_at: Self::now(),
+                };
+                e.insert(view.clone());
+                Ok(view)
+            }
         };
         Box::pin(async move { out })
     }
@@ -250,20 +251,20 @@ impl VolumeBackend for MemoryBackend {
         let exists = lock(&self.volumes).contains_key(&(ns.to_string(), volume.to_string()));
         let mut snaps = lock(&self.snapshots);
         let key = (ns.to_string(), name.to_string());
-        let out = if !exists {
-            Err(BackendError::NotFound)
-        } else if snaps.contains_key(&key) {
-            Err(BackendError::AlreadyExists)
-        } else {
-            let s = SnapshotView {
-                namespace: ns.into(),
-                volume: volume.into(),
-                name: name.into(),
-                phase: "Pending".into(),
-                created_at: Self::now(),
-            };
-            snaps.insert(key, s.clone());
-            Ok(s)
+        let out = match snaps.entry(key) {
+            _ if !exists => Err(BackendError::NotFound),
+            std::collections::btree_map::Entry::Occupied(_) => Err(BackendError::AlreadyExists),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let s = SnapshotView {
+                    namespace: ns.into(),
+                    volume: volume.into(),
+                    name: name.into(),
+                    phase: "Pending".into(),
+                    created_at: Self::now(),
+                };
+                e.insert(s.clone());
+                Ok(s)
+            }
         };
         Box::pin(async move { out })
     }

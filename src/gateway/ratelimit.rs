@@ -116,7 +116,7 @@ fn evict(map: &mut HashMap<BucketKey, Bucket>, now: Instant) {
         b.refill(now);
         b.tokens < b.capacity
     });
-    if map.len() > 0
+    if !map.is_empty()
         && let Some(oldest) = map.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| k.clone())
     {
         map.remove(&oldest);

@@ -1,4 +1,5 @@
 mod support;
 
 mod cf_sim;
+mod gateway;
 mod linstor_sim;

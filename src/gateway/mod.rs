@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 pub mod backend;
+pub mod compile;
 pub mod identity;
 pub mod keys;
 pub mod metrics;

@@ -12,4 +12,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod reason;
 pub mod routes;
+pub mod server;
 pub mod signature;
+
+pub use server::{GatewayArgs, run};

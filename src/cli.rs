@@ -42,6 +42,9 @@ pub enum Command {
     /// with bodies) and the status it would report. Runs against an embedded LINSTOR simulator,
     /// or read-only against a real controller with --linstor-url. Changes nothing real.
     Plan(PlanArgs),
+    /// Run the in-cluster edge gateway: verifies the Worker's signed requests, re-evaluates
+    /// policy, and acts by writing EdgeVolumes and EdgeSnapshots. It never calls LINSTOR.
+    Gateway(crate::gateway::GatewayArgs),
     /// Run a built-in simulator as a local server, to try edgebind or your own tools without
     /// the real system.
     #[command(subcommand)]

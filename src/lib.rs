@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod gateway;
 pub mod linstor;
 pub mod metrics;
 pub mod plan;
@@ -92,6 +93,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plan(args) => plan::run(&args).await,
+        Command::Gateway(args) => gateway::run(args).await,
         Command::Simulate(cli::SimulateCommand::Linstor(a)) => {
             let cfg = sim::linstor::SimConfig {
                 latency: Duration::from_millis(a.latency_ms),

@@ -2,14 +2,20 @@
 
 pub mod backend;
 pub mod conditions;
+pub mod issuer;
+pub mod policy;
 pub mod quantity;
 pub mod snapshot;
 pub mod volume;
 
 #[cfg(test)]
+mod access_cel_tests;
+#[cfg(test)]
 mod cel_tests;
 
 pub use backend::{LinstorBackend, LinstorBackendSpec, LinstorBackendStatus};
+pub use issuer::{IdentityIssuer, IdentityIssuerSpec, IdentityIssuerStatus};
+pub use policy::{VolumeAccessPolicy, VolumeAccessPolicySpec, VolumeAccessPolicyStatus};
 pub use snapshot::{EdgeSnapshot, EdgeSnapshotSpec, EdgeSnapshotStatus};
 pub use volume::{EdgeVolume, EdgeVolumeSpec, EdgeVolumeStatus};
 
@@ -27,6 +33,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         LinstorBackend::crd(),
         EdgeVolume::crd(),
         EdgeSnapshot::crd(),
+        IdentityIssuer::crd(),
+        VolumeAccessPolicy::crd(),
     ]
 }
 

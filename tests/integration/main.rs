@@ -6,6 +6,7 @@ mod cf_sim;
 mod cli;
 mod contract_selftest;
 mod fake_kube;
+mod gateway;
 mod leader;
 mod linstor_sim;
 mod linstor_sim_contract;

@@ -1,0 +1,18 @@
+//! The in-cluster edge gateway (`edgebind gateway`): verifies requests signed by the Worker,
+//! decides policy authoritatively and acts by writing custom resources. It never calls LINSTOR.
+
+pub mod api;
+pub mod audit;
+pub mod backend;
+pub mod compile;
+pub mod identity;
+pub mod keys;
+pub mod metrics;
+pub mod policy;
+pub mod ratelimit;
+pub mod reason;
+pub mod routes;
+pub mod server;
+pub mod signature;
+
+pub use server::{GatewayArgs, run};

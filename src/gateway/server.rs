@@ -1,0 +1,140 @@
+//! `edgebind gateway`: CLI arguments, the reloader of keys and policies, and the HTTP server.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+
+use super::api::{BundleStore, GatewayState, admin_router, api_router};
+use super::audit::AuditSink;
+use super::backend::{KUBE_TIMEOUT, KubeVolumeBackend};
+use super::compile::compile_bundle;
+use super::keys::{KeySet, KeyStore};
+use super::policy::Bundle;
+use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
+
+/// Arguments of `edgebind gateway`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Address of the API (`/api/v1/...`), the only door the Worker talks to.
+    #[arg(long, env = "EDGEBIND_GATEWAY_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of /livez, /readyz and /metrics (kept off the API listener).
+    #[arg(long, env = "EDGEBIND_ADMIN_ADDR", default_value = "0.0.0.0:8081")]
+    pub admin_addr: SocketAddr,
+    /// Namespace of the Secret holding the trusted edge public keys: the gateway's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "edgebind")]
+    pub keys_namespace: String,
+    /// Name of that Secret (entries `<keyid>.pub`); the controller maintains it.
+    #[arg(
+        long,
+        env = "EDGEBIND_GATEWAY_KEYS_SECRET",
+        default_value = "edgebind-gateway-keys"
+    )]
+    pub keys_secret: String,
+    /// LinstorBackend that volumes created from the edge use.
+    #[arg(long, env = "EDGEBIND_GATEWAY_BACKEND", default_value = "default")]
+    pub backend_ref: String,
+    /// How often keys and policies are re-read, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub reload_seconds: u64,
+}
+
+async fn with_timeout<T>(
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> anyhow::Result<T> {
+    Ok(tokio::time::timeout(KUBE_TIMEOUT, f).await??)
+}
+
+/// Reads the key Secret. A missing Secret is an empty set (nothing is trusted: fail closed).
+pub async fn load_keys(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<KeySet> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = with_timeout(api.get_opt(name)).await?;
+    let data = secret.and_then(|s| s.data).unwrap_or_default();
+    let (set, problems) =
+        KeySet::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())));
+    for p in problems {
+        tracing::warn!(entry = %p, "edge key entry skipped");
+    }
+    Ok(set)
+}
+
+/// Lists the policy resources and compiles them.
+pub async fn load_bundle(client: &kube::Client) -> anyhow::Result<Bundle> {
+    let issuers: Api<IdentityIssuer> = Api::all(client.clone());
+    let policies: Api<VolumeAccessPolicy> = Api::all(client.clone());
+    let is = with_timeout(issuers.list(&ListParams::default())).await?;
+    let ps = with_timeout(policies.list(&ListParams::default())).await?;
+    let compiled = compile_bundle(&is.items, &ps.items);
+    compiled.bundle.validate().map_err(|e| anyhow::anyhow!(e))?;
+    Ok(compiled.bundle)
+}
+
+/// Re-reads keys and policies forever. A failed read keeps the previous state (and is logged);
+/// readiness waits for the first success of both.
+async fn reload_loop(client: kube::Client, args: GatewayArgs, state: Arc<GatewayState>) {
+    let mut keys_ok = false;
+    let mut bundle_ok = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(args.reload_seconds.max(1)));
+    loop {
+        tick.tick().await;
+        match load_keys(&client, &args.keys_namespace, &args.keys_secret).await {
+            Ok(set) => {
+                let ids: Vec<String> = set.key_ids().map(str::to_string).collect();
+                tracing::debug!(keys = ?ids, "edge keys loaded");
+                state.keys.replace(set);
+                keys_ok = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading edge keys failed; keeping the previous set")
+            }
+        }
+        match load_bundle(&client).await {
+            Ok(b) => {
+                if state.bundle.current().revision != b.revision {
+                    tracing::info!(revision = %b.revision, "policy bundle loaded");
+                }
+                state.bundle.replace(b);
+                bundle_ok = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading policies failed; keeping the previous bundle")
+            }
+        }
+        state.ready.store(keys_ok && bundle_ok, Ordering::Relaxed);
+    }
+}
+
+/// Runs the gateway until SIGTERM.
+pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let backend = Arc::new(KubeVolumeBackend::new(
+        client.clone(),
+        args.backend_ref.clone(),
+    ));
+    let state = Arc::new(GatewayState::new(
+        KeyStore::default(),
+        BundleStore::new(Bundle::empty()),
+        backend,
+        AuditSink::stdout(),
+    ));
+    let reloader = tokio::spawn(reload_loop(client, args.clone(), state.clone()));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let admin = tokio::net::TcpListener::bind(args.admin_addr).await?;
+    tracing::info!(addr = %args.listen, admin = %args.admin_addr, "edgebind gateway listening");
+    let admin_task = tokio::spawn(
+        axum::serve(admin, admin_router(state.clone()))
+            .with_graceful_shutdown(crate::shutdown_signal())
+            .into_future(),
+    );
+    axum::serve(listener, api_router(state))
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await?;
+    admin_task.abort();
+    reloader.abort();
+    Ok(())
+}

@@ -2,9 +2,10 @@
 //!
 //! Volumes do not GET their own state: one refresh lists resource definitions, the resource
 //! view and the snapshot view (paged), and every volume of the backend reads from it. A volume
-//! edgebind just wrote to is "dirty" and gets a fresh read: a targeted one when few are dirty,
-//! a shared full refresh during bulk changes. So a converged resync costs a constant number of
-//! list calls per backend, whatever the number of volumes.
+//! edgebind just wrote to is "dirty" and gets a fresh read, batched: one filtered read of each
+//! list serves every name dirty at that moment (up to `DIRTY_BATCH`). So a converged resync
+//! costs three paged list calls per backend whatever the number of volumes, and a bulk create
+//! costs a fraction of a read per volume.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use super::volume::plan::Observed;
 use crate::linstor::types::{ResourceDefinition, ResourceWithVolumes, Snapshot};
 use crate::linstor::{LinstorClient, LinstorError};
 
-/// Above this many dirty names, one full refresh is cheaper than targeted reads.
-const DIRTY_FULL_REFRESH: usize = 8;
+/// Names read fresh in one filtered call (repeated query parameters; keeps URLs short).
+const DIRTY_BATCH: usize = 40;
 
 #[derive(Default)]
 struct State {
@@ -26,8 +27,8 @@ struct State {
     snapshots: HashMap<String, Vec<Snapshot>>,
     /// Start time of the last complete full refresh.
     full_at: Option<Instant>,
-    /// Names written since, with the time of the write.
-    dirty: HashMap<String, Instant>,
+    /// Names written since: key -> (name as given, time of the write).
+    dirty: HashMap<String, (String, Instant)>,
 }
 
 pub struct Inventory {
@@ -62,7 +63,9 @@ impl Inventory {
 
     /// Marks `name` as changed by us: the next observation reads it fresh.
     pub fn mark_dirty(&self, name: &str) {
-        self.lock().dirty.insert(key(name), Instant::now());
+        self.lock()
+            .dirty
+            .insert(key(name), (name.to_string(), Instant::now()));
     }
 
     /// Forces the next observation of every name to refresh (after the backend was down).
@@ -73,19 +76,17 @@ impl Inventory {
     /// The state of one resource definition, as fresh as the rules above require.
     pub async fn observe(&self, name: &str) -> Result<Observed, LinstorError> {
         let k = key(name);
-        let (stale, dirty_since, dirty_count) = {
+        let (stale, dirty) = {
             let s = self.lock();
-            let stale = s.full_at.is_none_or(|t| t.elapsed() > self.ttl);
-            (stale, s.dirty.get(&k).copied(), s.dirty.len())
+            (
+                s.full_at.is_none_or(|t| t.elapsed() > self.ttl),
+                s.dirty.contains_key(&k),
+            )
         };
         if stale {
             self.refresh_all(None).await?;
-        } else if let Some(since) = dirty_since {
-            if dirty_count > DIRTY_FULL_REFRESH {
-                self.refresh_all(Some(since)).await?;
-            } else {
-                self.refresh_one(name).await?;
-            }
+        } else if dirty {
+            self.refresh_dirty(&k).await?;
         }
         let s = self.lock();
         Ok(Observed {
@@ -136,46 +137,81 @@ impl Inventory {
                 .push(sn);
         }
         s.full_at = Some(started);
-        s.dirty.retain(|_, at| *at >= started);
+        s.dirty.retain(|_, (_, at)| *at >= started);
         Ok(())
     }
 
-    async fn refresh_one(&self, name: &str) -> Result<(), LinstorError> {
+    /// Reads the dirty names, `k` among them, with one filtered call per list. Callers that
+    /// waited for a batch covering them return at once.
+    async fn refresh_dirty(&self, k: &str) -> Result<(), LinstorError> {
+        let _guard = self.refresh.lock().await;
+        let batch: Vec<(String, String)> = {
+            let s = self.lock();
+            let Some((name, _)) = s.dirty.get(k) else {
+                return Ok(());
+            };
+            let mut others: Vec<(&String, &(String, Instant))> =
+                s.dirty.iter().filter(|(dk, _)| dk.as_str() != k).collect();
+            others.sort_by_key(|(_, (_, at))| *at);
+            std::iter::once((k.to_string(), name.clone()))
+                .chain(
+                    others
+                        .into_iter()
+                        .map(|(dk, (n, _))| (dk.clone(), n.clone())),
+                )
+                .take(DIRTY_BATCH)
+                .collect()
+        };
         let started = Instant::now();
-        let q = |k: &'static str| vec![(k, name.to_string())];
-        let mut rq = q("resource_definitions");
+        let filter = |param: &'static str| -> Vec<(&'static str, String)> {
+            batch.iter().map(|(_, n)| (param, n.clone())).collect()
+        };
+        let mut rq = filter("resource_definitions");
         rq.push(("with_volume_definitions", "true".to_string()));
-        let rds: Vec<ResourceDefinition> = self.client.get("/v1/resource-definitions", &rq).await?;
+        let rds: Vec<ResourceDefinition> =
+            self.client.list("/v1/resource-definitions", &rq).await?;
         let resources: Vec<ResourceWithVolumes> = self
             .client
-            .get("/v1/view/resources", &q("resources"))
+            .list("/v1/view/resources", &filter("resources"))
             .await?;
         let snapshots: Vec<Snapshot> = self
             .client
-            .get("/v1/view/snapshots", &q("resources"))
+            .list("/v1/view/snapshots", &filter("resources"))
             .await?;
-        let k = key(name);
         let mut s = self.lock();
-        match rds.into_iter().find(|r| key(&r.name) == k) {
-            Some(rd) => s.rds.insert(k.clone(), rd),
-            None => s.rds.remove(&k),
-        };
-        s.resources.insert(
-            k.clone(),
-            resources
-                .into_iter()
-                .filter(|r| key(&r.name) == k)
-                .collect(),
-        );
-        s.snapshots.insert(
-            k.clone(),
-            snapshots
-                .into_iter()
-                .filter(|r| key(&r.resource_name) == k)
-                .collect(),
-        );
-        if s.dirty.get(&k).is_some_and(|at| *at < started) {
-            s.dirty.remove(&k);
+        for (bk, _) in &batch {
+            s.rds.remove(bk);
+            s.resources.insert(bk.clone(), Vec::new());
+            s.snapshots.insert(bk.clone(), Vec::new());
+        }
+        for rd in rds {
+            let rk = key(&rd.name);
+            if batch.iter().any(|(bk, _)| *bk == rk) {
+                s.rds.insert(rk, rd);
+            }
+        }
+        for r in resources {
+            if let Some(v) = s
+                .resources
+                .get_mut(&key(&r.name))
+                .filter(|_| batch.iter().any(|(bk, _)| *bk == key(&r.name)))
+            {
+                v.push(r);
+            }
+        }
+        for sn in snapshots {
+            if let Some(v) = s
+                .snapshots
+                .get_mut(&key(&sn.resource_name))
+                .filter(|_| batch.iter().any(|(bk, _)| *bk == key(&sn.resource_name)))
+            {
+                v.push(sn);
+            }
+        }
+        for (bk, _) in &batch {
+            if s.dirty.get(bk).is_some_and(|(_, at)| *at < started) {
+                s.dirty.remove(bk);
+            }
         }
         Ok(())
     }

@@ -247,7 +247,12 @@ async fn main() -> anyhow::Result<()> {
     let created = t0.elapsed();
     wait_ready(&vols, o.volumes).await;
     let took = t0.elapsed();
-    let write_phase = if watcher.is_finished() { watcher.await.ok() } else { watcher.abort(); None };
+    let write_phase = if watcher.is_finished() {
+        watcher.await.ok()
+    } else {
+        watcher.abort();
+        None
+    };
     let stats = sim.sim.stats();
     let calls = stats.total();
     println!("\nbulk create of {} volumes", o.volumes);

@@ -31,7 +31,7 @@ pub fn router(ready: Readiness) -> Router {
                 (
                     [(
                         header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
                     crate::metrics::encode(),
                 )

@@ -160,6 +160,38 @@ pub fn path_template(path: &str) -> String {
     out.join("/")
 }
 
+/// Counts a reconcile as in progress until dropped, and records its duration.
+pub struct ReconcileGuard {
+    kind: &'static str,
+    started: std::time::Instant,
+}
+
+impl ReconcileGuard {
+    pub fn start(kind: &'static str) -> Self {
+        get()
+            .queue_depth
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+        Self {
+            kind,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for ReconcileGuard {
+    fn drop(&mut self) {
+        let m = get();
+        let label = KindLabel {
+            kind: self.kind.into(),
+        };
+        m.queue_depth.get_or_create(&label).dec();
+        m.reconcile_duration
+            .get_or_create(&label)
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -162,6 +162,7 @@ pub async fn client_config(
 }
 
 pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Action, BackendError> {
+    let _guard = crate::metrics::ReconcileGuard::start("LinstorBackend");
     let name = b.name_any();
     let api: Api<LinstorBackend> = Api::all(ctx.client.clone());
     if b.meta().deletion_timestamp.is_some() {

@@ -157,6 +157,15 @@ async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many objects of a kind exist now (one cheap paged list call).
+async fn initial_count<K>(api: &Api<K>) -> anyhow::Result<usize>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let l = api.list_metadata(&ListParams::default().limit(1)).await?;
+    Ok(l.items.len() + l.metadata.remaining_item_count.unwrap_or(0).max(0) as usize)
+}
+
 /// Readiness the admin server reports.
 #[derive(Clone, Default)]
 pub struct Readiness(Arc<std::sync::atomic::AtomicBool>);
@@ -194,12 +203,26 @@ pub async fn run(
     let snapshots = Controller::new(Api::<EdgeSnapshot>::all(client.clone()), wc())
         .with_config(cfg)
         .graceful_shutdown_on(shutdown.clone());
+    // Ready once every cache holds at least the objects that existed at start. (Awaiting
+    // `Store::wait_until_ready` here would race the controller's own wait on the same one-shot
+    // signal, which wakes only one waiter.)
     let (bs, vs, ss) = (backends.store(), volumes.store(), snapshots.store());
+    let want = (
+        initial_count(&Api::<LinstorBackend>::all(client.clone())).await?,
+        initial_count(&Api::<EdgeVolume>::all(client.clone())).await?,
+        initial_count(&Api::<EdgeSnapshot>::all(client.clone())).await?,
+    );
     tokio::spawn(async move {
-        let _ = bs.wait_until_ready().await;
-        let _ = vs.wait_until_ready().await;
-        let _ = ss.wait_until_ready().await;
-        ready.set();
+        loop {
+            if bs.state().len() >= want.0
+                && vs.state().len() >= want.1
+                && ss.state().len() >= want.2
+            {
+                ready.set();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
 
     let b = backends

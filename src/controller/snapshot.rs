@@ -90,6 +90,7 @@ pub fn cleanup_ops(
 }
 
 pub async fn reconcile(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _guard = crate::metrics::ReconcileGuard::start("EdgeSnapshot");
     let api: Api<EdgeSnapshot> =
         Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, s, |event| async {

@@ -114,7 +114,7 @@ pub fn admin_router(state: Arc<GatewayState>) -> Router {
                 (
                     [(
                         header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
                     s.metrics.encode(),
                 )

@@ -509,3 +509,17 @@ async fn already_exists_race_rereads_and_continues() {
     }
     assert_eq!(sim.sim.resources(&name).len(), 2);
 }
+
+#[tokio::test]
+async fn readiness_is_reported_once_caches_are_synced() {
+    let mut bed = Bed::start_without_controller(
+        edgebind::sim::linstor::SimConfig::realistic(),
+        crate::support::bed::fast_config(),
+    )
+    .await;
+    let ready = edgebind::controller::Readiness::default();
+    assert!(!ready.get());
+    bed.start_controller_with(ready.clone());
+    bed.eventually(10, "readiness", || async { ready.get().then_some(()) })
+        .await;
+}

@@ -8,7 +8,6 @@ pub mod validate;
 mod plan_tests;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -46,24 +45,17 @@ pub fn owner(ev: &EdgeVolume) -> Owner {
 }
 
 pub async fn reconcile(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
+    let _guard = crate::metrics::ReconcileGuard::start("EdgeVolume");
     let api: Api<EdgeVolume> =
         Api::namespaced(ctx.client.clone(), &ev.namespace().unwrap_or_default());
-    let res = finalizer(&api, FINALIZER, ev, |event| async {
+    finalizer(&api, FINALIZER, ev, |event| async {
         match event {
             Finalizer::Apply(ev) => apply(ev, ctx.clone()).await,
             Finalizer::Cleanup(ev) => cleanup(ev, ctx.clone()).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    crate::metrics::get()
-        .reconcile_duration
-        .get_or_create(&crate::metrics::KindLabel {
-            kind: "EdgeVolume".into(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    res
+    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// Writes status when it differs from what is there (a converged resync writes nothing), and

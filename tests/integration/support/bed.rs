@@ -102,15 +102,13 @@ impl Bed {
     }
 
     pub fn start_controller(&mut self) {
+        self.start_controller_with(Readiness::default());
+    }
+
+    pub fn start_controller_with(&mut self, ready: Readiness) {
         let (client, config) = (self.client_as(CONTROLLER_UA), self.config.clone());
         self.ctrl = Some(tokio::spawn(async move {
-            if let Err(e) = controller::run(
-                client,
-                config,
-                Readiness::default(),
-                futures::future::pending(),
-            )
-            .await
+            if let Err(e) = controller::run(client, config, ready, futures::future::pending()).await
             {
                 panic!("controller failed: {e:#}");
             }

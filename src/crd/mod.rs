@@ -1,6 +1,8 @@
 //! The custom resources of `edgebind.dev/v1alpha1`, generated into `crds/` by `edgebind crds`.
 
+pub mod account;
 pub mod backend;
+pub mod binding;
 pub mod conditions;
 pub mod quantity;
 pub mod snapshot;
@@ -9,7 +11,9 @@ pub mod volume;
 #[cfg(test)]
 mod cel_tests;
 
+pub use account::{CloudflareAccount, CloudflareAccountSpec, CloudflareAccountStatus};
 pub use backend::{LinstorBackend, LinstorBackendSpec, LinstorBackendStatus};
+pub use binding::{EdgeBinding, EdgeBindingSpec, EdgeBindingStatus};
 pub use snapshot::{EdgeSnapshot, EdgeSnapshotSpec, EdgeSnapshotStatus};
 pub use volume::{EdgeVolume, EdgeVolumeSpec, EdgeVolumeStatus};
 
@@ -27,6 +31,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         LinstorBackend::crd(),
         EdgeVolume::crd(),
         EdgeSnapshot::crd(),
+        CloudflareAccount::crd(),
+        EdgeBinding::crd(),
     ]
 }
 

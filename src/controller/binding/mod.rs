@@ -38,8 +38,8 @@ pub const SIGNING_KEY: &str = "SIGNING_KEY";
 pub const ISSUERS: &str = "ISSUERS";
 pub const POLICY_BUNDLE: &str = "POLICY_BUNDLE";
 pub const GATEWAY_URL: &str = "GATEWAY_URL";
-/// Attempts of a route write while a freshly uploaded script is not visible yet (10019).
-const ROUTE_ATTEMPTS: u32 = 5;
+/// Attempts of a write while a freshly uploaded script is not visible yet.
+const FRESH_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -454,7 +454,8 @@ async fn execute(
                 st.script_etag = etag;
             }
             CfOp::PutSecrets { script, secrets } => {
-                match cf.put_secrets(script, secrets).await {
+                let put = visible_retry(&op.summary(), || cf.put_secrets(script, secrets)).await;
+                match put {
                     Ok(()) => {}
                     Err(e) if e.is_latest_not_deployed() => {
                         // Someone uploaded a version without deploying it: secrets cannot be
@@ -508,19 +509,28 @@ async fn execute(
     Ok(())
 }
 
-/// A route write, retried while a just-uploaded script is not visible yet (10019).
-async fn route_write(cf: &CfClient, op: &CfOp) -> Result<Option<String>, CfError> {
+/// Runs a write, retrying while a just-uploaded script is not visible yet (10019 on routes,
+/// 10007 on script calls: propagation, reference §3).
+async fn visible_retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, CfError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CfError>>,
+{
     let mut attempt = 0;
     loop {
-        match cf.execute(op).await {
-            Err(e) if e.is_script_missing() && attempt + 1 < ROUTE_ATTEMPTS => {
+        match f().await {
+            Err(e) if e.is_script_missing() && attempt + 1 < FRESH_ATTEMPTS => {
                 attempt += 1;
-                tracing::info!(op = %op.summary(), attempt, "Worker not visible yet; retrying the route");
+                tracing::info!(write = %what, attempt, "Worker not visible yet; retrying");
                 tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt - 1))).await;
             }
             other => return other,
         }
     }
+}
+
+async fn route_write(cf: &CfClient, op: &CfOp) -> Result<Option<String>, CfError> {
+    visible_retry(&op.summary(), || cf.execute(op)).await
 }
 
 async fn fail(

@@ -268,12 +268,7 @@ async fn first_publish_then_converged_resyncs_make_no_writes() {
         t.sim()
             .secret_value_for_test(ACC, SCRIPT, "ISSUERS")
             .as_deref(),
-        Some(
-            serde_json::from_str::<Value>(ISSUERS)
-                .unwrap()
-                .to_string()
-                .as_str()
-        )
+        Some(ISSUERS)
     );
     assert_eq!(st.script_etag.as_deref(), Some(script.etag.as_str()));
     assert_eq!(

@@ -76,7 +76,8 @@ async fn config_map_key(
         .ok_or_else(|| format!("ConfigMap {ns}/{name} has no key {key}"))
 }
 
-/// Checks a JSON document destined for a binding and returns it compact.
+/// Checks a JSON document destined for a binding and returns it as given (trimmed): the
+/// producer's byte form is kept, so its hash only changes when the producer's output does.
 pub fn check_document(what: &str, text: &str, array: bool) -> Result<String, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
@@ -86,7 +87,7 @@ pub fn check_document(what: &str, text: &str, array: bool) -> Result<String, Str
     if !array && !v.is_object() {
         return Err(format!("{what} must be a JSON object"));
     }
-    let compact = v.to_string();
+    let compact = text.trim().to_string();
     if compact.len() > MAX_BINDING_BYTES {
         return Err(format!(
             "{what} is {} bytes; a Worker binding holds at most {MAX_BINDING_BYTES}: split the policies over more EdgeBindings",
@@ -139,7 +140,7 @@ mod tests {
 
     #[test]
     fn documents_are_checked_and_capped() {
-        assert_eq!(check_document("ISSUERS", " [ ] ", true).unwrap(), "[]");
+        assert_eq!(check_document("ISSUERS", " [ ]\n", true).unwrap(), "[ ]");
         assert!(check_document("ISSUERS", "{}", true).is_err());
         assert!(check_document("POLICY_BUNDLE", "nope", false).is_err());
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_BINDING_BYTES));

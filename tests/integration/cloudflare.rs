@@ -798,3 +798,72 @@ async fn expired_token_stops_publishing_and_is_reported() {
     assert_eq!(stats.total(), verify, "{:?}", stats.by_endpoint);
     t.assert_contract();
 }
+
+#[tokio::test]
+async fn plan_shows_cloudflare_writes_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"apiVersion: edgebind.dev/v1alpha1
+kind: CloudflareAccount
+metadata: {{name: cf}}
+spec:
+  accountId: {ACC}
+  apiToken: {{namespace: {SYS}, name: cf-token, key: token}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: edge-config, namespace: {NS}}}
+data:
+  issuers.json: '{ISSUERS}'
+  bundle.json: '{BUNDLE}'
+---
+apiVersion: edgebind.dev/v1alpha1
+kind: EdgeBinding
+metadata: {{name: edge, namespace: {NS}}}
+spec:
+  accountRef: cf
+  zoneId: {ZONE}
+  routes: ["api.example.com/*"]
+  scriptName: {SCRIPT}
+  gatewayUrl: https://gw.example.com
+  issuersRef: edge-config
+  policyBundleRef: edge-config
+"#
+    );
+    std::fs::write(dir.path().join("edge.yaml"), manifest).unwrap();
+    let args = edgebind::cli::PlanArgs {
+        files: vec![dir.path().to_path_buf()],
+        linstor_url: None,
+        linstor_ca: None,
+        linstor_cert: None,
+        linstor_key: None,
+        linstor_token_file: None,
+        output: edgebind::cli::PlanOutput::Text,
+    };
+    let report = edgebind::plan::plan(&args).await.expect("plan runs");
+    let text = edgebind::plan::render_text(&report);
+    let json = serde_json::to_string(&report).unwrap();
+    for out in [&text, &json] {
+        assert!(
+            !out.contains("idp.example.com"),
+            "a secret value leaked: {out}"
+        );
+        assert!(out.contains("<redacted sha256:"), "{out}");
+    }
+    assert!(
+        text.contains("+ PUT /accounts/{account_id}/workers/scripts/{script_name}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ PATCH /accounts/{account_id}/workers/scripts/{script_name}/secrets-bulk"),
+        "{text}"
+    );
+    assert!(
+        text.contains("create route api.example.com/* -> edgebind-gw"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 2 to create, 1 to change, 0 to delete."),
+        "{text}"
+    );
+}

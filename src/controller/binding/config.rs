@@ -97,28 +97,39 @@ pub fn check_document(what: &str, text: &str, array: bool) -> Result<String, Str
     Ok(compact)
 }
 
-/// The Worker configuration a binding asks for. Errors are messages for a `Ready=False`
-/// condition (no Cloudflare call is made).
-pub async fn desired_config(b: &EdgeBinding, ctx: &Context) -> Result<WorkerConfig, String> {
-    let ns = b.namespace().unwrap_or_default();
-    let gateway_url = check_gateway_url(&b.spec.gateway_url)?;
-    let issuers_ref = b
+/// The ConfigMaps a binding reads: (issuers, policy bundle).
+pub fn config_refs(b: &EdgeBinding) -> Result<(&str, &str), String> {
+    let issuers = b
         .spec
         .issuers_ref
         .as_deref()
         .ok_or("spec.issuersRef must name a ConfigMap with the key issuers.json")?;
-    let bundle_ref = b
+    let bundle = b
         .spec
         .policy_bundle_ref
         .as_deref()
         .ok_or("spec.policyBundleRef must name a ConfigMap with the key bundle.json")?;
+    Ok((issuers, bundle))
+}
+
+/// Checks and assembles the configuration from the documents read (pure; `plan` uses it too).
+pub fn assemble(b: &EdgeBinding, issuers: &str, bundle: &str) -> Result<WorkerConfig, String> {
+    Ok(WorkerConfig {
+        gateway_url: check_gateway_url(&b.spec.gateway_url)?,
+        issuers: check_document("ISSUERS", issuers, true)?,
+        policy_bundle: check_document("POLICY_BUNDLE", bundle, false)?,
+    })
+}
+
+/// The Worker configuration a binding asks for. Errors are messages for a `Ready=False`
+/// condition (no Cloudflare call is made).
+pub async fn desired_config(b: &EdgeBinding, ctx: &Context) -> Result<WorkerConfig, String> {
+    let ns = b.namespace().unwrap_or_default();
+    check_gateway_url(&b.spec.gateway_url)?;
+    let (issuers_ref, bundle_ref) = config_refs(b)?;
     let issuers = config_map_key(&ctx.client, &ns, issuers_ref, ISSUERS_KEY).await?;
     let bundle = config_map_key(&ctx.client, &ns, bundle_ref, BUNDLE_KEY).await?;
-    Ok(WorkerConfig {
-        gateway_url,
-        issuers: check_document("ISSUERS", &issuers, true)?,
-        policy_bundle: check_document("POLICY_BUNDLE", &bundle, false)?,
-    })
+    assemble(b, &issuers, &bundle)
 }
 
 #[cfg(test)]

@@ -231,7 +231,12 @@ async fn rotate_keys(
     let requested = b.annotations().get(ROTATE_KEY_ANNOTATION).cloned();
     let steps = keys::steps(st, now, schedule(b, ctx), requested.as_deref());
     let (mut current, mut pending) = signing::read_keys(ctx, b).await?;
-    if steps.retire {
+    // Retire the old key only once the Worker demonstrably holds the current one (its hash is
+    // recorded), so a failing secret write never leaves the Worker signing with a dropped key.
+    let worker_has_current = current
+        .as_deref()
+        .is_some_and(|c| st.secret_hashes.get(SIGNING_KEY) == Some(&SecretValue::new(c).hash()));
+    if steps.retire && worker_has_current {
         if let Some(old) = st.retiring_key_id.take() {
             signing::publish_public(ctx, &old, None).await?;
             tracing::info!(binding = %key_of(b), key_id = %old, "retired signing key");

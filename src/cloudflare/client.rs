@@ -75,6 +75,9 @@ pub struct CfClient {
     /// No call before this instant: set from 429 answers and exhausted `Ratelimit` headers,
     /// shared by every caller so one rate-limited token is not hammered by many reconciles.
     paused_until: Mutex<Option<Instant>>,
+    /// The verify path that accepted the token last, tried first next time (saves a refused
+    /// call per verification for user tokens).
+    token_kind: Mutex<Option<TokenKind>>,
 }
 
 impl std::fmt::Debug for CfClient {
@@ -156,6 +159,7 @@ impl CfClient {
             timeout: cfg.timeout,
             max_wait: cfg.max_wait,
             paused_until: Mutex::new(None),
+            token_kind: Mutex::new(None),
         })
     }
 
@@ -316,17 +320,31 @@ impl CfClient {
         })
     }
 
-    /// Verifies the token: the account path first (account-owned tokens), then the user path.
+    /// Verifies the token: the account path first (account-owned tokens), then the user path;
+    /// once a path accepted the token, that one is tried first.
     pub async fn verify_token(&self) -> Result<(TokenVerify, TokenKind), CfError> {
         let account_path = format!("/accounts/{}/tokens/verify", seg(&self.account_id));
-        match self.get::<TokenVerify>(&account_path, &[]).await {
-            Ok(v) => Ok((v, TokenKind::Account)),
-            Err(e) if e.is_unauthorized() => {
-                let v = self.get::<TokenVerify>("/user/tokens/verify", &[]).await?;
-                Ok((v, TokenKind::User))
+        let known = *self.token_kind.lock().unwrap_or_else(|e| e.into_inner());
+        let order = match known {
+            Some(TokenKind::User) => [TokenKind::User, TokenKind::Account],
+            _ => [TokenKind::Account, TokenKind::User],
+        };
+        let mut last = None;
+        for kind in order {
+            let path = match kind {
+                TokenKind::Account => account_path.as_str(),
+                TokenKind::User => "/user/tokens/verify",
+            };
+            match self.get::<TokenVerify>(path, &[]).await {
+                Ok(v) => {
+                    *self.token_kind.lock().unwrap_or_else(|e| e.into_inner()) = Some(kind);
+                    return Ok((v, kind));
+                }
+                Err(e) if e.is_unauthorized() => last = Some(e),
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        Err(last.unwrap_or(CfError::BudgetClosed))
     }
 
     pub async fn list_scripts(&self) -> Result<Vec<ScriptInfo>, CfError> {

@@ -344,7 +344,7 @@ async fn first_publish_then_converged_resyncs_make_no_writes() {
     );
     // Per resync round: 3 list calls for the binding + up to 2 token verifies.
     assert!(
-        stats.reads <= 4 * 5,
+        stats.reads <= 4 * 4,
         "too many reads: {:?}",
         stats.by_endpoint
     );

@@ -342,7 +342,7 @@ async fn first_publish_then_converged_resyncs_make_no_writes() {
         stats.reads >= 3,
         "resync did not look at Cloudflare: {stats:?}"
     );
-    // Per resync round: 3 list calls for the binding + up to 2 token verifies.
+    // Per resync round: 3 list calls for the binding + 1 token verify.
     assert!(
         stats.reads <= 4 * 4,
         "too many reads: {:?}",

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cloudflare;
 pub mod controller;
 pub mod crd;
 pub mod gateway;

@@ -15,15 +15,21 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::{PlanArgs, PlanOutput};
+use crate::cloudflare::CfOp;
 use crate::controller::inventory::Inventory;
 use crate::controller::ownership::{self, Owner};
 use crate::controller::snapshot::{self, SnapshotPlan};
 use crate::controller::volume::plan::{self as vplan, PlanInput, RestoreSource, VolumePlan};
 use crate::controller::volume::{status as vstatus, validate};
-use crate::crd::{EdgeSnapshot, EdgeVolume, LinstorBackend};
+use crate::crd::{CloudflareAccount, EdgeBinding, EdgeSnapshot, EdgeVolume, LinstorBackend};
 use crate::linstor::tls::TlsSource;
 use crate::linstor::{ClientConfig, LinstorClient, Op, naming};
 use crate::sim::linstor::{LinstorSim, RunningSim, SimConfig};
+use k8s_openapi::api::core::v1::ConfigMap;
+
+/// The Cloudflare half of the plan (EdgeBinding).
+#[path = "plan_cloudflare.rs"]
+mod cfplan;
 
 /// Resource group the embedded simulator offers, so examples using `resourceGroup` work.
 pub const SIM_RESOURCE_GROUP: &str = "replicated";
@@ -33,6 +39,9 @@ struct Manifests {
     backends: Vec<LinstorBackend>,
     volumes: Vec<EdgeVolume>,
     snapshots: Vec<EdgeSnapshot>,
+    accounts: Vec<CloudflareAccount>,
+    bindings: Vec<EdgeBinding>,
+    config_maps: Vec<ConfigMap>,
     skipped: Vec<String>,
 }
 
@@ -79,6 +88,12 @@ fn parse(files: &[PathBuf]) -> anyhow::Result<Manifests> {
                 .to_string();
             let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             let at = || format!("{} (document {}, kind {kind})", f.display(), i + 1);
+            if api == "v1" && kind == "ConfigMap" {
+                // EdgeBindings read their issuers and policy bundle from ConfigMaps.
+                m.config_maps
+                    .push(serde_json::from_value(v).with_context(at)?);
+                continue;
+            }
             if api != "edgebind.dev/v1alpha1" {
                 m.skipped
                     .push(format!("{}: not an edgebind object, skipped", at()));
@@ -90,6 +105,8 @@ fn parse(files: &[PathBuf]) -> anyhow::Result<Manifests> {
                 "EdgeSnapshot" => m
                     .snapshots
                     .push(serde_json::from_value(v).with_context(at)?),
+                "CloudflareAccount" => m.accounts.push(serde_json::from_value(v).with_context(at)?),
+                "EdgeBinding" => m.bindings.push(serde_json::from_value(v).with_context(at)?),
                 _ => m
                     .skipped
                     .push(format!("{}: not planned by this version, skipped", at())),
@@ -102,6 +119,12 @@ fn parse(files: &[PathBuf]) -> anyhow::Result<Manifests> {
     for s in &mut m.snapshots {
         s.metadata.namespace.get_or_insert_with(|| "default".into());
     }
+    for b in &mut m.bindings {
+        b.metadata.namespace.get_or_insert_with(|| "default".into());
+    }
+    for c in &mut m.config_maps {
+        c.metadata.namespace.get_or_insert_with(|| "default".into());
+    }
     Ok(m)
 }
 
@@ -112,6 +135,9 @@ pub struct ObjectPlan {
     pub name: String,
     pub linstor_name: Option<String>,
     pub ops: Vec<Op>,
+    /// Cloudflare writes (secret values shown as hashes only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cloudflare_ops: Vec<CfOp>,
     pub conditions: Vec<PlannedCondition>,
     pub details: BTreeMap<String, Value>,
 }
@@ -339,6 +365,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
     if let Some(s) = sim {
         s.stop().await;
     }
+    objects.extend(cfplan::plan_cloudflare(&m.accounts, &m.bindings, &m.config_maps).await?);
     Ok(PlanReport {
         target,
         objects,
@@ -659,8 +686,31 @@ pub fn render_text(r: &PlanReport) -> String {
                 let _ = writeln!(s, "{id}");
             }
         }
-        if o.ops.is_empty() {
+        if o.ops.is_empty() && o.cloudflare_ops.is_empty() {
             let _ = writeln!(s, "  (no changes)");
+        }
+        for op in &o.cloudflare_ops {
+            let sign = match op {
+                CfOp::UploadScript { .. } | CfOp::CreateRoute { .. } => {
+                    c += 1;
+                    "+"
+                }
+                CfOp::PutSecrets { .. } | CfOp::UpdateRoute { .. } => {
+                    ch += 1;
+                    "~"
+                }
+                _ => {
+                    d += 1;
+                    "-"
+                }
+            };
+            let (method, path) = op.endpoint();
+            let _ = writeln!(s, "  {sign} {method} {path}    # {}", op.summary());
+            if let CfOp::PutSecrets { secrets, .. } = op {
+                for (k, v) in secrets {
+                    let _ = writeln!(s, "      {k} = <redacted {}>", v.hash());
+                }
+            }
         }
         for op in &o.ops {
             let sign = match op.kind {

@@ -4,8 +4,10 @@
 //! backend's inventory), validate, compute the writes (pure, in `volume::plan`), apply them,
 //! and report status. Most logic is in the pure steps and is unit-tested without I/O.
 
+pub mod account;
 pub mod backends;
 pub mod backoff;
+pub mod binding;
 pub mod inventory;
 pub mod leader;
 pub mod ownership;
@@ -23,7 +25,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{EdgeSnapshot, EdgeVolume, LinstorBackend};
+use crate::crd::{CloudflareAccount, EdgeBinding, EdgeSnapshot, EdgeVolume, LinstorBackend};
+use account::Accounts;
 use backends::Backends;
 use backoff::Backoff;
 
@@ -42,6 +45,37 @@ pub struct ControllerConfig {
     pub progress_interval: Duration,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// Cloudflare publishing and signing key settings.
+    pub cloudflare: CloudflareSettings,
+}
+
+/// Settings of the Cloudflare side (EdgeBinding) that are not per object.
+#[derive(Clone, Debug)]
+pub struct CloudflareSettings {
+    /// Namespace of the Secret the gateways read trusted public keys from.
+    pub gateway_keys_namespace: String,
+    /// Name of that Secret; each key `<keyid>.pub` holds a base64url raw Ed25519 public key.
+    pub gateway_keys_secret: String,
+    /// Wait between publishing a new public key to the gateways and switching the Worker to
+    /// it (until gateways report their key sets, this stands in for "every replica has it").
+    pub key_propagation: Duration,
+    /// How long a replaced public key stays trusted (docs/edge-protocol.md §8: at least 10 min).
+    pub key_overlap: Duration,
+    /// Longest a Cloudflare call waits out a rate-limit pause before the reconcile requeues.
+    pub max_rate_limit_wait: Duration,
+}
+
+impl Default for CloudflareSettings {
+    fn default() -> Self {
+        Self {
+            gateway_keys_namespace: std::env::var("POD_NAMESPACE")
+                .unwrap_or_else(|_| "edgebind-system".into()),
+            gateway_keys_secret: "edgebind-gateway-keys".into(),
+            key_propagation: Duration::from_secs(30),
+            key_overlap: Duration::from_secs(600),
+            max_rate_limit_wait: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for ControllerConfig {
@@ -52,6 +86,7 @@ impl Default for ControllerConfig {
             progress_interval: Duration::from_secs(2),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
+            cloudflare: CloudflareSettings::default(),
         }
     }
 }
@@ -68,6 +103,7 @@ pub struct Context {
     pub client: kube::Client,
     pub config: ControllerConfig,
     pub backends: Backends,
+    pub accounts: Accounts,
     pub backoff: Backoff,
     recorder: Recorder,
 }
@@ -82,6 +118,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             backoff: Backoff::new(config.backoff_base, config.backoff_cap),
             backends: Backends::default(),
+            accounts: Accounts::default(),
             config,
             client,
         })
@@ -154,6 +191,14 @@ async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
         .list(&lp)
         .await
         .map_err(|e| anyhow::anyhow!("EdgeSnapshot CRD missing ({e}); {hint}"))?;
+    Api::<CloudflareAccount>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| anyhow::anyhow!("CloudflareAccount CRD missing ({e}); {hint}"))?;
+    Api::<EdgeBinding>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| anyhow::anyhow!("EdgeBinding CRD missing ({e}); {hint}"))?;
     Ok(())
 }
 
@@ -179,7 +224,7 @@ impl Readiness {
     }
 }
 
-/// Runs the three controllers until `shutdown` resolves; in-flight reconciles finish first.
+/// Runs the five controllers until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
     client: kube::Client,
     config: ControllerConfig,
@@ -201,22 +246,33 @@ pub async fn run(
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
     let snapshots = Controller::new(Api::<EdgeSnapshot>::all(client.clone()), wc())
+        .with_config(cfg.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let accounts = Controller::new(Api::<CloudflareAccount>::all(client.clone()), wc())
+        .with_config(cfg.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let bindings = Controller::new(Api::<EdgeBinding>::all(client.clone()), wc())
         .with_config(cfg)
         .graceful_shutdown_on(shutdown.clone());
     // Ready once every cache holds at least the objects that existed at start. (Awaiting
     // `Store::wait_until_ready` here would race the controller's own wait on the same one-shot
     // signal, which wakes only one waiter.)
     let (bs, vs, ss) = (backends.store(), volumes.store(), snapshots.store());
+    let (acs, ebs) = (accounts.store(), bindings.store());
     let want = (
         initial_count(&Api::<LinstorBackend>::all(client.clone())).await?,
         initial_count(&Api::<EdgeVolume>::all(client.clone())).await?,
         initial_count(&Api::<EdgeSnapshot>::all(client.clone())).await?,
+        initial_count(&Api::<CloudflareAccount>::all(client.clone())).await?,
+        initial_count(&Api::<EdgeBinding>::all(client.clone())).await?,
     );
     tokio::spawn(async move {
         loop {
             if bs.state().len() >= want.0
                 && vs.state().len() >= want.1
                 && ss.state().len() >= want.2
+                && acs.state().len() >= want.3
+                && ebs.state().len() >= want.4
             {
                 ready.set();
                 return;
@@ -234,7 +290,13 @@ pub async fn run(
     let s = snapshots
         .run(snapshot::reconcile, error_policy, ctx.clone())
         .for_each(|r| record("EdgeSnapshot", r));
-    tokio::join!(b, v, s);
+    let a = accounts
+        .run(account::reconcile, error_policy, ctx.clone())
+        .for_each(|r| record("CloudflareAccount", r));
+    let e = bindings
+        .run(binding::reconcile, error_policy, ctx.clone())
+        .for_each(|r| record("EdgeBinding", r));
+    tokio::join!(b, v, s, a, e);
     Ok(())
 }
 

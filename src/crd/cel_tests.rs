@@ -185,3 +185,64 @@ fn backend_urls_need_a_scheme() {
         .validate_cel()
         .expect("http URL");
 }
+
+fn binding(spec: serde_json::Value) -> super::EdgeBinding {
+    serde_json::from_value(json!({
+        "apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeBinding",
+        "metadata": {"name": "b", "namespace": "ns"},
+        "spec": spec,
+    }))
+    .expect("test fixture is a valid EdgeBinding")
+}
+
+fn binding_base() -> serde_json::Value {
+    json!({"accountRef": "main", "zoneId": "023e105f4ecef8ad9ca31a8372d0c353",
+           "routes": ["api.example.com/*"], "scriptName": "edgebind-gw",
+           "gatewayUrl": "https://gw.example.com"})
+}
+
+#[test]
+fn binding_rules() {
+    binding(binding_base())
+        .validate_cel()
+        .expect("valid binding");
+    let dup = binding(with(
+        binding_base(),
+        &["routes"],
+        json!(["a.example.com/*", "a.example.com/*"]),
+    ));
+    assert!(dup.validate_cel().is_err(), "duplicate patterns refused");
+    let query = binding(with(
+        binding_base(),
+        &["routes"],
+        json!(["a.example.com/x?y=1"]),
+    ));
+    assert!(query.validate_cel().is_err(), "query strings refused");
+    let ftp = binding(with(binding_base(), &["gatewayUrl"], json!("ftp://gw")));
+    assert!(ftp.validate_cel().is_err());
+    let old = binding(binding_base());
+    let renamed = binding(with(binding_base(), &["scriptName"], json!("other")));
+    let err = renamed.validate_cel_update(&old).expect_err("immutable");
+    assert!(
+        format!("{err:?}").contains("scriptName is immutable"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn account_rules() {
+    let acc = |id: &str| -> super::CloudflareAccount {
+        serde_json::from_value(json!({
+            "apiVersion": "edgebind.dev/v1alpha1", "kind": "CloudflareAccount",
+            "metadata": {"name": "main"},
+            "spec": {"accountId": id, "apiToken": {"namespace": "edgebind", "name": "cf", "key": "token"}},
+        }))
+        .expect("valid CloudflareAccount fixture")
+    };
+    let a = acc("9a7806061c88ada191ed06f989cc3dac");
+    a.validate_cel().expect("valid account");
+    assert_eq!(a.spec.budget.requests_per_second, 2);
+    assert_eq!(a.spec.budget.burst, 20);
+    let b = acc("0a7806061c88ada191ed06f989cc3dac");
+    assert!(b.validate_cel_update(&a).is_err(), "accountId immutable");
+}

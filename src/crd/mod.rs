@@ -1,6 +1,8 @@
 //! The custom resources of `edgebind.dev/v1alpha1`, generated into `crds/` by `edgebind crds`.
 
+pub mod account;
 pub mod backend;
+pub mod binding;
 pub mod conditions;
 pub mod issuer;
 pub mod policy;
@@ -13,7 +15,9 @@ mod access_cel_tests;
 #[cfg(test)]
 mod cel_tests;
 
+pub use account::{CloudflareAccount, CloudflareAccountSpec, CloudflareAccountStatus};
 pub use backend::{LinstorBackend, LinstorBackendSpec, LinstorBackendStatus};
+pub use binding::{EdgeBinding, EdgeBindingSpec, EdgeBindingStatus};
 pub use issuer::{IdentityIssuer, IdentityIssuerSpec, IdentityIssuerStatus};
 pub use policy::{VolumeAccessPolicy, VolumeAccessPolicySpec, VolumeAccessPolicyStatus};
 pub use snapshot::{EdgeSnapshot, EdgeSnapshotSpec, EdgeSnapshotStatus};
@@ -35,6 +39,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         EdgeSnapshot::crd(),
         IdentityIssuer::crd(),
         VolumeAccessPolicy::crd(),
+        CloudflareAccount::crd(),
+        EdgeBinding::crd(),
     ]
 }
 

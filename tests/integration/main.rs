@@ -4,6 +4,7 @@ mod support;
 
 mod cf_sim;
 mod cli;
+mod cloudflare;
 mod contract_selftest;
 mod fake_kube;
 mod gateway;

@@ -34,6 +34,7 @@ pub fn fast_config() -> ControllerConfig {
         progress_interval: Duration::from_millis(200),
         backoff_base: Duration::from_millis(100),
         backoff_cap: Duration::from_secs(1),
+        ..ControllerConfig::default()
     }
 }
 

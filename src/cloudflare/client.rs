@@ -1,0 +1,640 @@
+//! The Cloudflare API client: budgeted (one token bucket per account), timed, honouring
+//! `Retry-After` and `Ratelimit` on 429, backing off on 5xx, and careful with the token.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::error::{self, CfError};
+use super::ops::{CfOp, SecretValue};
+use super::types::{
+    Deployment, DeploymentList, Route, ScriptInfo, SecretInfo, TokenKind, TokenVerify, VersionInfo,
+};
+use super::upload::ScriptUpload;
+use crate::crd::backend::Budget as BudgetSpec;
+use crate::linstor::budget::Budget;
+use crate::metrics;
+
+/// Cloudflare's API root.
+pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
+/// Attempts of one call on 429 (within `max_wait`) and, for idempotent calls, on 5xx.
+const ATTEMPTS: u32 = 4;
+/// Wait when a 429 carries neither `Retry-After` nor `Ratelimit`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct CfClientConfig {
+    pub api_url: String,
+    pub account_id: String,
+    pub token: String,
+    pub budget: BudgetSpec,
+    /// Timeout of one HTTP exchange.
+    pub timeout: Duration,
+    /// Longest a call waits for a rate-limit pause inside the client; a longer pause makes
+    /// the call fail with [`CfError::RateLimited`] so the reconciler requeues instead of
+    /// holding a worker.
+    pub max_wait: Duration,
+}
+
+impl std::fmt::Debug for CfClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CfClientConfig")
+            .field("api_url", &self.api_url)
+            .field("account_id", &self.account_id)
+            .field("token", &"<redacted>")
+            .field("budget", &self.budget)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A request body.
+enum Body {
+    None,
+    Json(Vec<u8>),
+    Raw {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
+}
+
+pub struct CfClient {
+    http: reqwest::Client,
+    base: Url,
+    account_id: String,
+    auth: HeaderValue,
+    budget: Arc<Budget>,
+    timeout: Duration,
+    max_wait: Duration,
+    /// No call before this instant: set from 429 answers and exhausted `Ratelimit` headers,
+    /// shared by every caller so one rate-limited token is not hammered by many reconciles.
+    paused_until: Mutex<Option<Instant>>,
+    /// The verify path that accepted the token last, tried first next time (saves a refused
+    /// call per verification for user tokens).
+    token_kind: Mutex<Option<TokenKind>>,
+}
+
+impl std::fmt::Debug for CfClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CfClient")
+            .field("base", &self.base.as_str())
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn user_agent() -> String {
+    format!("edgebind/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Seconds from `Retry-After` (delta-seconds form), or from the `t=` of a `Ratelimit` header.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(s) = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_secs(s));
+    }
+    ratelimit_header(headers).map(|(_, t)| t)
+}
+
+/// `(remaining, reset)` of the IETF draft `Ratelimit: "default";r=50;t=30` header.
+pub fn ratelimit_header(headers: &HeaderMap) -> Option<(u64, Duration)> {
+    let v = headers.get("ratelimit")?.to_str().ok()?;
+    let mut r = None;
+    let mut t = None;
+    for p in v.split(';') {
+        let p = p.trim();
+        if let Some(x) = p.strip_prefix("r=") {
+            r = x.parse::<u64>().ok();
+        } else if let Some(x) = p.strip_prefix("t=") {
+            t = x.parse::<u64>().ok();
+        }
+    }
+    Some((r?, Duration::from_secs(t?)))
+}
+
+fn seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+impl CfClient {
+    pub fn new(cfg: CfClientConfig) -> Result<Self, String> {
+        let base = Url::parse(cfg.api_url.trim_end_matches('/'))
+            .map_err(|e| format!("API URL {:?} is not valid: {e}", cfg.api_url))?;
+        if base.scheme() != "https" && base.scheme() != "http" {
+            return Err(format!("API URL {base} must use http or https"));
+        }
+        let token = cfg.token.trim();
+        if token.is_empty() {
+            return Err("the API token is empty".into());
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the API token contains characters not allowed in a header".to_string())?;
+        auth.set_sensitive(true);
+        // Public CAs (webpki roots) with the ring provider, as for LINSTOR without a custom CA.
+        let tls = crate::linstor::tls::client_config(None)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .user_agent(user_agent())
+            .connect_timeout(Duration::from_secs(10).min(cfg.timeout))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base,
+            account_id: cfg.account_id,
+            auth,
+            budget: Arc::new(Budget::new(&cfg.budget)),
+            timeout: cfg.timeout,
+            max_wait: cfg.max_wait,
+            paused_until: Mutex::new(None),
+            token_kind: Mutex::new(None),
+        })
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    fn scripts_path(&self) -> String {
+        format!("/accounts/{}/workers/scripts", seg(&self.account_id))
+    }
+
+    fn script_path(&self, script: &str) -> String {
+        format!("{}/{}", self.scripts_path(), seg(script))
+    }
+
+    fn pause_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|old| old < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Time left in a rate-limit pause, if any.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let p = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        p.and_then(|u| u.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Sends one call and returns the envelope's `result` (or the raw body for non-JSON
+    /// answers, as `Value::Null`).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Value, CfError> {
+        let what = format!("{method} {path}");
+        let idempotent = method != reqwest::Method::POST;
+        let template = metrics::path_template(path);
+        let mut last = None;
+        for attempt in 0..ATTEMPTS {
+            if let Some(wait) = self.paused_for() {
+                if wait > self.max_wait {
+                    return Err(CfError::RateLimited {
+                        what,
+                        retry_after: wait,
+                    });
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let _permit = self.budget.acquire().await.ok_or(CfError::BudgetClosed)?;
+            let mut url = self.base.clone();
+            url.set_path(&format!(
+                "{}{}",
+                self.base.path().trim_end_matches('/'),
+                path
+            ));
+            if !query.is_empty() {
+                url.query_pairs_mut().extend_pairs(query);
+            }
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .timeout(self.timeout)
+                .header(AUTHORIZATION, self.auth.clone());
+            match &body {
+                Body::None => {}
+                Body::Json(b) => req = req.header(CONTENT_TYPE, "application/json").body(b.clone()),
+                Body::Raw {
+                    content_type,
+                    bytes,
+                } => {
+                    req = req
+                        .header(CONTENT_TYPE, content_type.as_str())
+                        .body(bytes.clone())
+                }
+            }
+            let started = Instant::now();
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    metrics::external_request(
+                        "cloudflare",
+                        method.as_str(),
+                        &template,
+                        "error",
+                        started.elapsed(),
+                    );
+                    let err = CfError::Unreachable(plain(&e));
+                    // A write that timed out may have been applied: never resend it; the
+                    // reconciler re-reads.
+                    if method != reqwest::Method::GET {
+                        return Err(err);
+                    }
+                    last = Some(err);
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| CfError::Unreachable(format!("reading the answer: {}", plain(&e))))?;
+            metrics::external_request(
+                "cloudflare",
+                method.as_str(),
+                &template,
+                &status.to_string(),
+                started.elapsed(),
+            );
+            if let Some((0, reset)) = ratelimit_header(&headers) {
+                // The window is used up: stop before Cloudflare has to say 429.
+                self.pause_for(reset);
+            }
+            if (200..300).contains(&status) {
+                return decode(&what, &bytes);
+            }
+            let wait = retry_after(&headers).unwrap_or(DEFAULT_RETRY_AFTER);
+            let err = error::classify(&what, status, &bytes, wait);
+            match &err {
+                CfError::RateLimited { .. } => {
+                    tracing::info!(call = %what, retry_after = ?wait, "Cloudflare rate limit; pausing");
+                    self.pause_for(wait);
+                    if wait > self.max_wait {
+                        return Err(err);
+                    }
+                }
+                CfError::Api { status, .. } if *status >= 500 && idempotent => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                _ => return Err(err),
+            }
+            last = Some(err);
+        }
+        Err(last.unwrap_or(CfError::BudgetClosed))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, CfError> {
+        let v = self
+            .call(reqwest::Method::GET, path, query, Body::None)
+            .await?;
+        serde_json::from_value(v).map_err(|e| CfError::Decode {
+            what: format!("GET {path}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Verifies the token: the account path first (account-owned tokens), then the user path;
+    /// once a path accepted the token, that one is tried first.
+    pub async fn verify_token(&self) -> Result<(TokenVerify, TokenKind), CfError> {
+        let account_path = format!("/accounts/{}/tokens/verify", seg(&self.account_id));
+        let known = *self.token_kind.lock().unwrap_or_else(|e| e.into_inner());
+        let order = match known {
+            Some(TokenKind::User) => [TokenKind::User, TokenKind::Account],
+            _ => [TokenKind::Account, TokenKind::User],
+        };
+        let mut last = None;
+        for kind in order {
+            let path = match kind {
+                TokenKind::Account => account_path.as_str(),
+                TokenKind::User => "/user/tokens/verify",
+            };
+            match self.get::<TokenVerify>(path, &[]).await {
+                Ok(v) => {
+                    *self.token_kind.lock().unwrap_or_else(|e| e.into_inner()) = Some(kind);
+                    return Ok((v, kind));
+                }
+                Err(e) if e.is_unauthorized() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(CfError::BudgetClosed))
+    }
+
+    pub async fn list_scripts(&self) -> Result<Vec<ScriptInfo>, CfError> {
+        self.get(&self.scripts_path(), &[]).await
+    }
+
+    pub async fn list_routes(&self, zone: &str) -> Result<Vec<Route>, CfError> {
+        self.get(&format!("/zones/{}/workers/routes", seg(zone)), &[])
+            .await
+    }
+
+    pub async fn list_secrets(&self, script: &str) -> Result<Vec<SecretInfo>, CfError> {
+        self.get(&format!("{}/secrets", self.script_path(script)), &[])
+            .await
+    }
+
+    /// Deployments, newest first.
+    pub async fn list_deployments(&self, script: &str) -> Result<Vec<Deployment>, CfError> {
+        let l: DeploymentList = self
+            .get(&format!("{}/deployments", self.script_path(script)), &[])
+            .await?;
+        Ok(l.deployments)
+    }
+
+    /// Uploads the script and deploys it at 100 %.
+    pub async fn upload_script(&self, up: &ScriptUpload) -> Result<ScriptInfo, CfError> {
+        let (content_type, bytes) = up.form(&up.script_metadata());
+        let v = self
+            .call(
+                reqwest::Method::PUT,
+                &self.script_path(&up.script_name),
+                &[],
+                Body::Raw {
+                    content_type,
+                    bytes,
+                },
+            )
+            .await?;
+        decode_value("upload", v)
+    }
+
+    /// Uploads a version (code plus `secrets` as bindings) without deploying it.
+    pub async fn upload_version(
+        &self,
+        up: &ScriptUpload,
+        secrets: &BTreeMap<String, SecretValue>,
+    ) -> Result<VersionInfo, CfError> {
+        let pairs: Vec<(String, String)> = secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect();
+        let (content_type, bytes) =
+            up.form(&up.version_metadata(&pairs, "edgebind: secrets update"));
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("{}/versions", self.script_path(&up.script_name)),
+                &[],
+                Body::Raw {
+                    content_type,
+                    bytes,
+                },
+            )
+            .await?;
+        decode_value("version upload", v)
+    }
+
+    /// Deploys one version at 100 %.
+    pub async fn deploy_version(&self, script: &str, version_id: &str) -> Result<(), CfError> {
+        let body = json!({
+            "strategy": "percentage",
+            "versions": [{"version_id": version_id, "percentage": 100.0}],
+            "annotations": {"workers/message": "edgebind: deploy secrets update"},
+        });
+        self.call(
+            reqwest::Method::POST,
+            &format!("{}/deployments", self.script_path(script)),
+            &[],
+            Body::Json(body.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sets several secrets with one `secrets-bulk` merge patch (one new version).
+    pub async fn put_secrets(
+        &self,
+        script: &str,
+        secrets: &BTreeMap<String, SecretValue>,
+    ) -> Result<(), CfError> {
+        let map: serde_json::Map<String, Value> = secrets
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    json!({"name": k, "type": "secret_text", "text": v.expose()}),
+                )
+            })
+            .collect();
+        let body = json!({ "secrets": map });
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("{}/secrets-bulk", self.script_path(script)),
+            &[],
+            Body::Json(body.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_secret(&self, script: &str, name: &str) -> Result<(), CfError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("{}/secrets/{}", self.script_path(script), seg(name)),
+            &[],
+            Body::None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn create_route(
+        &self,
+        zone: &str,
+        pattern: &str,
+        script: &str,
+    ) -> Result<Route, CfError> {
+        let body = json!({"pattern": pattern, "script": script});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/zones/{}/workers/routes", seg(zone)),
+                &[],
+                Body::Json(body.to_string().into_bytes()),
+            )
+            .await?;
+        decode_value("route create", v)
+    }
+
+    pub async fn update_route(
+        &self,
+        zone: &str,
+        id: &str,
+        pattern: &str,
+        script: &str,
+    ) -> Result<Route, CfError> {
+        let body = json!({"pattern": pattern, "script": script});
+        let v = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/zones/{}/workers/routes/{}", seg(zone), seg(id)),
+                &[],
+                Body::Json(body.to_string().into_bytes()),
+            )
+            .await?;
+        decode_value("route update", v)
+    }
+
+    pub async fn delete_route(&self, zone: &str, id: &str) -> Result<(), CfError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/zones/{}/workers/routes/{}", seg(zone), seg(id)),
+            &[],
+            Body::None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_script(&self, script: &str) -> Result<(), CfError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &self.script_path(script),
+            &[],
+            Body::None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Executes one planned write. A created route's id is returned.
+    pub async fn execute(&self, op: &CfOp) -> Result<Option<String>, CfError> {
+        match op {
+            CfOp::UploadScript { upload, .. } => {
+                let info = self.upload_script(upload).await?;
+                Ok(info.etag)
+            }
+            CfOp::PutSecrets { script, secrets } => {
+                self.put_secrets(script, secrets).await?;
+                Ok(None)
+            }
+            CfOp::DeleteSecret { script, name } => {
+                self.delete_secret(script, name).await?;
+                Ok(None)
+            }
+            CfOp::CreateRoute {
+                zone,
+                pattern,
+                script,
+            } => Ok(Some(self.create_route(zone, pattern, script).await?.id)),
+            CfOp::UpdateRoute {
+                zone,
+                id,
+                pattern,
+                script,
+            } => Ok(Some(self.update_route(zone, id, pattern, script).await?.id)),
+            CfOp::DeleteRoute { zone, id, .. } => {
+                self.delete_route(zone, id).await?;
+                Ok(None)
+            }
+            CfOp::DeleteScript { script } => {
+                self.delete_script(script).await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 * 2u64.pow(attempt.min(5)))
+}
+
+fn decode(what: &str, bytes: &[u8]) -> Result<Value, CfError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| CfError::Decode {
+        what: what.into(),
+        reason: format!("not a JSON envelope: {e}"),
+    })?;
+    if v.get("success").and_then(Value::as_bool) != Some(true) {
+        return Err(CfError::Decode {
+            what: what.into(),
+            reason: "2xx answer without success:true".into(),
+        });
+    }
+    Ok(v.get("result").cloned().unwrap_or(Value::Null))
+}
+
+fn decode_value<T: DeserializeOwned>(what: &str, v: Value) -> Result<T, CfError> {
+    serde_json::from_value(v).map_err(|e| CfError::Decode {
+        what: what.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// A transport error, terse (the URL holds no secret, but keep messages short).
+fn plain(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(&format!(": {inner}"));
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit",
+            HeaderValue::from_static("\"default\";r=0;t=30"),
+        );
+        assert_eq!(ratelimit_header(&h), Some((0, Duration::from_secs(30))));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let cfg = CfClientConfig {
+            api_url: DEFAULT_API_URL.into(),
+            account_id: "a".repeat(32),
+            token: "super-secret-token".into(),
+            budget: BudgetSpec::default(),
+            timeout: Duration::from_secs(5),
+            max_wait: Duration::from_secs(5),
+        };
+        assert!(!format!("{cfg:?}").contains("super-secret"));
+        let c = CfClient::new(cfg).unwrap();
+        assert!(!format!("{c:?}").contains("super-secret"));
+    }
+}

@@ -1,0 +1,148 @@
+//! Building Worker uploads: the `multipart/form-data` body with its `metadata` part.
+//!
+//! Every upload sends `keep_bindings` for the secret types, so secrets set through the secrets
+//! API survive a code upload (a re-upload otherwise replaces the whole binding list).
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::worker::{MAIN_MODULE, sha256_tagged};
+
+/// Binding types carried over from the previous version on every upload.
+pub const KEEP_BINDINGS: &[&str] = &["secret_text", "secret_key"];
+
+/// What a script upload consists of, apart from secrets.
+#[derive(Clone, PartialEq)]
+pub struct ScriptUpload {
+    pub script_name: String,
+    pub module: Bytes,
+    pub compatibility_date: String,
+    /// `plain_text` bindings (name, value): configuration that is not secret.
+    pub plain_bindings: Vec<(String, String)>,
+    /// Script tags (ownership marker).
+    pub tags: Vec<String>,
+}
+
+impl std::fmt::Debug for ScriptUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptUpload")
+            .field("script_name", &self.script_name)
+            .field("module_bytes", &self.module.len())
+            .field("compatibility_date", &self.compatibility_date)
+            .field("plain_bindings", &self.plain_bindings)
+            .field("tags", &self.tags)
+            .finish()
+    }
+}
+
+impl ScriptUpload {
+    /// Content hash of everything the upload sets: a re-upload is needed only when it changes.
+    pub fn content_hash(&self) -> String {
+        let meta = json!({
+            "module": sha256_tagged(&self.module),
+            "compatibility_date": self.compatibility_date,
+            "bindings": self.plain_bindings,
+            "tags": self.tags,
+        });
+        sha256_tagged(meta.to_string().as_bytes())
+    }
+
+    fn bindings(&self, extra_secrets: &[(String, String)]) -> Vec<Value> {
+        let mut b: Vec<Value> = self
+            .plain_bindings
+            .iter()
+            .map(|(n, v)| json!({"type": "plain_text", "name": n, "text": v}))
+            .collect();
+        b.extend(
+            extra_secrets
+                .iter()
+                .map(|(n, v)| json!({"type": "secret_text", "name": n, "text": v})),
+        );
+        b
+    }
+
+    /// Metadata of `PUT .../scripts/{name}` (upload and deploy).
+    pub fn script_metadata(&self) -> Value {
+        json!({
+            "main_module": MAIN_MODULE,
+            "compatibility_date": self.compatibility_date,
+            "bindings": self.bindings(&[]),
+            "keep_bindings": KEEP_BINDINGS,
+            "tags": self.tags,
+        })
+    }
+
+    /// Metadata of `POST .../versions` (upload without deploying), carrying secrets to set.
+    pub fn version_metadata(&self, secrets: &[(String, String)], message: &str) -> Value {
+        json!({
+            "main_module": MAIN_MODULE,
+            "compatibility_date": self.compatibility_date,
+            "bindings": self.bindings(secrets),
+            "keep_bindings": KEEP_BINDINGS,
+            "annotations": {"workers/message": message},
+        })
+    }
+
+    /// The multipart body for `metadata`; returns (content type, body).
+    pub fn form(&self, metadata: &Value) -> (String, Vec<u8>) {
+        let boundary = format!("edgebind-{}", uuid::Uuid::new_v4().simple());
+        let mut body = Vec::with_capacity(self.module.len() + 1024);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"blob\"\r\nContent-Type: application/json\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(metadata.to_string().as_bytes());
+        body.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{MAIN_MODULE}\"; filename=\"{MAIN_MODULE}\"\r\nContent-Type: application/javascript+module\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&self.module);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up() -> ScriptUpload {
+        ScriptUpload {
+            script_name: "gw".into(),
+            module: Bytes::from_static(b"export default { fetch() {} }"),
+            compatibility_date: "2025-09-01".into(),
+            plain_bindings: vec![("GATEWAY_URL".into(), "https://gw.example.com".into())],
+            tags: vec!["edgebind".into()],
+        }
+    }
+
+    #[test]
+    fn hash_follows_content_and_settings() {
+        let a = up();
+        assert_eq!(a.content_hash(), up().content_hash());
+        let mut b = up();
+        b.module = Bytes::from_static(b"export default { fetch() { return 1 } }");
+        assert_ne!(a.content_hash(), b.content_hash());
+        let mut c = up();
+        c.plain_bindings[0].1 = "https://other.example.com".into();
+        assert_ne!(a.content_hash(), c.content_hash());
+    }
+
+    #[test]
+    fn metadata_keeps_secret_bindings() {
+        let m = up().script_metadata();
+        assert_eq!(m["main_module"], "worker.js");
+        assert_eq!(m["keep_bindings"], json!(["secret_text", "secret_key"]));
+        assert_eq!(m["bindings"][0]["type"], "plain_text");
+        let (ct, body) = up().form(&m);
+        assert!(ct.starts_with("multipart/form-data; boundary=edgebind-"));
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("name=\"metadata\""));
+        assert!(text.contains("application/javascript+module"));
+        assert!(text.trim_end().ends_with("--"));
+    }
+}

@@ -1,0 +1,317 @@
+//! `CloudflareAccount` reconciliation and the registry of verified accounts.
+//!
+//! The reconciler reads the token Secret, builds one client per account (rebuilt when the spec
+//! or the token changes, so a rotated token is picked up), verifies the token (account path
+//! first, for account-owned tokens, then the user path) and publishes the client for bindings.
+//! A binding never calls Cloudflare through an account that is not verified.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::Context;
+use super::backends::BackendError;
+use crate::cloudflare::client::DEFAULT_API_URL;
+use crate::cloudflare::types::TokenKind;
+use crate::cloudflare::{CfClient, CfClientConfig, CfError};
+use crate::crd::account::{CloudflareAccount, CloudflareAccountStatus};
+use crate::crd::conditions::{self, Desired, READY};
+
+/// A verified (or failed) account as bindings see it.
+pub struct AccountHandle {
+    pub client: Arc<CfClient>,
+    /// Why the account is not usable, for binding conditions. `None`: verified.
+    pub problem: Option<String>,
+    fingerprint: u64,
+}
+
+#[derive(Default)]
+pub struct Accounts {
+    map: RwLock<HashMap<String, Arc<AccountHandle>>>,
+}
+
+impl Accounts {
+    pub fn get(&self, name: &str) -> Option<Arc<AccountHandle>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+    fn insert(&self, name: &str, h: Arc<AccountHandle>) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), h);
+    }
+    fn remove(&self, name: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+    /// An account with a ready client (used by `plan` and tests).
+    pub fn insert_client(&self, name: &str, client: Arc<CfClient>) {
+        self.insert(
+            name,
+            Arc::new(AccountHandle {
+                client,
+                problem: None,
+                fingerprint: 0,
+            }),
+        );
+    }
+    /// A binding saw the token refused: stop using the account until it verifies again, so
+    /// other bindings do not hammer Cloudflare with a dead token.
+    pub fn mark_refused(&self, name: &str, why: &str) {
+        let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = m.get(name).cloned() {
+            m.insert(
+                name.to_string(),
+                Arc::new(AccountHandle {
+                    client: h.client.clone(),
+                    problem: Some(why.to_string()),
+                    fingerprint: h.fingerprint,
+                }),
+            );
+        }
+    }
+}
+
+async fn token_of(client: &kube::Client, a: &CloudflareAccount) -> Result<String, String> {
+    let r = &a.spec.api_token;
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &r.namespace);
+    let s = match api.get_opt(&r.name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(format!("Secret {}/{} does not exist", r.namespace, r.name)),
+        Err(e) => {
+            return Err(format!(
+                "cannot read Secret {}/{}: {e}",
+                r.namespace, r.name
+            ));
+        }
+    };
+    let bytes = s
+        .data
+        .unwrap_or_default()
+        .remove(&r.key)
+        .ok_or_else(|| format!("Secret {}/{} has no key {:?}", r.namespace, r.name, r.key))?;
+    String::from_utf8(bytes.0).map_err(|_| "the API token is not UTF-8".to_string())
+}
+
+/// Builds the client config from the spec and token. Errors say what to fix.
+pub async fn client_config(
+    client: &kube::Client,
+    a: &CloudflareAccount,
+    max_wait: Duration,
+) -> Result<(CfClientConfig, u64), String> {
+    let token = token_of(client, a).await?;
+    let mut fp = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&a.spec)
+        .unwrap_or_default()
+        .hash(&mut fp);
+    token.hash(&mut fp);
+    Ok((
+        CfClientConfig {
+            api_url: a
+                .spec
+                .api_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+            account_id: a.spec.account_id.clone(),
+            token,
+            budget: a.spec.budget.as_budget(),
+            timeout: Duration::from_secs(a.spec.timeout_seconds.into()),
+            max_wait,
+        },
+        fp.finish(),
+    ))
+}
+
+struct Verdict {
+    ready: bool,
+    reason: &'static str,
+    message: String,
+    token: Option<(crate::cloudflare::types::TokenVerify, TokenKind)>,
+}
+
+fn judge(res: Result<(crate::cloudflare::types::TokenVerify, TokenKind), CfError>) -> Verdict {
+    match res {
+        Ok((v, kind)) => {
+            let (ready, reason, message) = match v.status.as_str() {
+                "active" => (
+                    true,
+                    "Verified",
+                    format!("{} token {} is active", kind.as_str(), v.id),
+                ),
+                "expired" => (
+                    false,
+                    "TokenExpired",
+                    format!(
+                        "token {} expired{}; put a new token into the Secret",
+                        v.id,
+                        v.expires_on
+                            .as_deref()
+                            .map(|e| format!(" on {e}"))
+                            .unwrap_or_default()
+                    ),
+                ),
+                other => (
+                    false,
+                    "TokenDisabled",
+                    format!(
+                        "token {} is {other}; enable it or put a new token into the Secret",
+                        v.id
+                    ),
+                ),
+            };
+            Verdict {
+                ready,
+                reason,
+                message,
+                token: Some((v, kind)),
+            }
+        }
+        Err(e) if e.is_unauthorized() => Verdict {
+            ready: false,
+            reason: "InvalidToken",
+            message: format!(
+                "Cloudflare does not accept the API token at the account or user verify path ({e}); check the Secret"
+            ),
+            token: None,
+        },
+        Err(e) => Verdict {
+            ready: false,
+            reason: e.reason(),
+            message: e.to_string(),
+            token: None,
+        },
+    }
+}
+
+pub async fn reconcile(
+    a: Arc<CloudflareAccount>,
+    ctx: Arc<Context>,
+) -> Result<Action, BackendError> {
+    let name = a.name_any();
+    if a.meta().deletion_timestamp.is_some() {
+        ctx.accounts.remove(&name);
+        return Ok(Action::await_change());
+    }
+    let key = format!("CloudflareAccount/{name}");
+    let existing = ctx.accounts.get(&name);
+    let verdict =
+        match client_config(&ctx.client, &a, ctx.config.cloudflare.max_rate_limit_wait).await {
+            Err(msg) => {
+                if existing.is_some() {
+                    ctx.accounts.mark_refused(&name, &msg);
+                }
+                Verdict {
+                    ready: false,
+                    reason: "InvalidConfig",
+                    message: msg,
+                    token: None,
+                }
+            }
+            Ok((cfg, fp)) => {
+                let client = match existing.as_ref().filter(|h| h.fingerprint == fp) {
+                    Some(h) => Ok(h.client.clone()),
+                    None => CfClient::new(cfg).map(Arc::new),
+                };
+                match client {
+                    Err(msg) => Verdict {
+                        ready: false,
+                        reason: "InvalidConfig",
+                        message: msg,
+                        token: None,
+                    },
+                    Ok(client) => {
+                        let v = judge(client.verify_token().await);
+                        ctx.accounts.insert(
+                            &name,
+                            Arc::new(AccountHandle {
+                                client,
+                                problem: (!v.ready).then(|| v.message.clone()),
+                                fingerprint: fp,
+                            }),
+                        );
+                        v
+                    }
+                }
+            }
+        };
+    let old = a.status.clone().unwrap_or_default();
+    let conds = conditions::merge(
+        &old.conditions,
+        &[Desired::new(
+            READY,
+            verdict.ready,
+            verdict.reason,
+            verdict.message.clone(),
+        )],
+        a.meta().generation,
+        conditions::now(),
+    );
+    let new = CloudflareAccountStatus {
+        observed_generation: a.meta().generation,
+        conditions: conds,
+        token_id: verdict
+            .token
+            .as_ref()
+            .map(|(t, _)| t.id.clone())
+            .or(old.token_id.clone()),
+        token_status: verdict.token.as_ref().map(|(t, _)| t.status.clone()).or(
+            if verdict.reason == "InvalidToken" {
+                Some("invalid".into())
+            } else {
+                old.token_status.clone()
+            },
+        ),
+        token_expires_on: match &verdict.token {
+            Some((t, _)) => t.expires_on.clone(),
+            None => old.token_expires_on.clone(),
+        },
+        token_kind: verdict
+            .token
+            .as_ref()
+            .map(|(_, k)| k.as_str().to_string())
+            .or(old.token_kind.clone()),
+    };
+    if Some(&new) != a.status.as_ref() {
+        let was_ready =
+            conditions::find(&old.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
+        let now_ready =
+            conditions::find(&new.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
+        if was_ready != now_ready {
+            ctx.event(
+                &a.object_ref(&()),
+                verdict.ready,
+                verdict.reason,
+                &verdict.message,
+            )
+            .await;
+        }
+        let api: Api<CloudflareAccount> = Api::all(ctx.client.clone());
+        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "CloudflareAccount", "status": new});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(super::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    if verdict.ready {
+        ctx.backoff.reset(&key);
+        Ok(Action::requeue(ctx.config.resync))
+    } else {
+        // A refused token will not heal by itself: back off (up to the cap) instead of
+        // verifying again and again.
+        Ok(Action::requeue(ctx.backoff.next(&key)))
+    }
+}

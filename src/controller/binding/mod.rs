@@ -1,0 +1,637 @@
+//! `EdgeBinding` reconciliation: the I/O around the pure steps in `plan` and `keys`.
+//!
+//! One reconcile: check the account, read the Worker configuration, advance the signing key
+//! rotation, read Cloudflare (scripts, routes, secrets: three list calls), plan, write the
+//! difference in order (script, secrets, routes), and record what was written in status. A
+//! converged binding makes no Cloudflare write and no status write.
+
+pub mod config;
+pub mod keys;
+pub mod plan;
+pub mod signing;
+
+#[cfg(test)]
+mod plan_tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::account::AccountHandle;
+use super::{Context, FIELD_MANAGER, FINALIZER};
+use crate::cloudflare::ops::{CfOp, SecretValue};
+use crate::cloudflare::upload::ScriptUpload;
+use crate::cloudflare::worker::WORKER_JS;
+use crate::cloudflare::{CfClient, CfError};
+use crate::crd::binding::{EdgeBinding, EdgeBindingStatus, ROTATE_KEY_ANNOTATION, ROUTE_CONFLICT};
+use crate::crd::conditions::{self, DEGRADED, Desired, READY};
+pub use config::{WorkerConfig, desired_config};
+use plan::{BindingPlan, Observed};
+
+pub const SIGNING_KEY: &str = "SIGNING_KEY";
+pub const ISSUERS: &str = "ISSUERS";
+pub const POLICY_BUNDLE: &str = "POLICY_BUNDLE";
+pub const GATEWAY_URL: &str = "GATEWAY_URL";
+/// Attempts of a write while a freshly uploaded script is not visible yet.
+const FRESH_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Cloudflare(#[from] CfError),
+    #[error("{0}")]
+    Blocked(String),
+    #[error(transparent)]
+    Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// Tag marking a Worker script as this binding's (scripts carry no other ownership field).
+pub fn owner_tag(b: &EdgeBinding) -> String {
+    format!("edgebind-{}", b.uid().unwrap_or_default())
+}
+
+fn key_of(b: &EdgeBinding) -> String {
+    format!(
+        "EdgeBinding/{}/{}",
+        b.namespace().unwrap_or_default(),
+        b.name_any()
+    )
+}
+
+/// The upload for a binding: the bundled Worker, its settings and `GATEWAY_URL`.
+pub fn script_upload(b: &EdgeBinding, cfg: &WorkerConfig) -> ScriptUpload {
+    ScriptUpload {
+        script_name: b.spec.script_name.clone(),
+        module: Bytes::from_static(WORKER_JS),
+        compatibility_date: b.spec.compatibility_date.clone(),
+        plain_bindings: vec![(GATEWAY_URL.to_string(), cfg.gateway_url.clone())],
+        tags: vec![owner_tag(b)],
+    }
+}
+
+/// The secrets a binding wants (SIGNING_KEY only once a key is current).
+pub fn desired_secrets(
+    cfg: &WorkerConfig,
+    signing_key: Option<&str>,
+) -> BTreeMap<String, SecretValue> {
+    let mut m = BTreeMap::from([
+        (ISSUERS.to_string(), SecretValue::new(cfg.issuers.clone())),
+        (
+            POLICY_BUNDLE.to_string(),
+            SecretValue::new(cfg.policy_bundle.clone()),
+        ),
+    ]);
+    if let Some(k) = signing_key {
+        m.insert(SIGNING_KEY.to_string(), SecretValue::new(k));
+    }
+    m
+}
+
+/// Reads what Cloudflare holds for a binding: three list calls (secrets only when the script
+/// exists).
+pub async fn observe(cf: &CfClient, script: &str, zone: &str) -> Result<Observed, CfError> {
+    let scripts = cf.list_scripts().await?;
+    let script = scripts.into_iter().find(|s| s.id == script);
+    let routes = cf.list_routes(zone).await?;
+    let secret_names: BTreeSet<String> = match &script {
+        Some(s) => match cf.list_secrets(&s.id).await {
+            Ok(l) => l.into_iter().map(|s| s.name).collect(),
+            // Listed a moment ago, gone or not visible now: treat as holding no secrets.
+            Err(e) if e.is_not_found() => BTreeSet::new(),
+            Err(e) => return Err(e),
+        },
+        None => BTreeSet::new(),
+    };
+    Ok(Observed {
+        script,
+        routes,
+        secret_names,
+    })
+}
+
+pub async fn reconcile(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let api: Api<EdgeBinding> =
+        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let res = finalizer(&api, FINALIZER, b, |event| async {
+        match event {
+            Finalizer::Apply(b) => apply(b, ctx.clone()).await,
+            Finalizer::Cleanup(b) => cleanup(b, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    crate::metrics::get()
+        .reconcile_duration
+        .get_or_create(&crate::metrics::KindLabel {
+            kind: "EdgeBinding".into(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
+/// Writes status when it differs (a converged resync writes nothing) and publishes an event
+/// when the Ready condition changes.
+async fn report(
+    b: &EdgeBinding,
+    ctx: &Context,
+    mut new: EdgeBindingStatus,
+    conds: Vec<Desired>,
+) -> Result<(), kube::Error> {
+    let old = b.status.clone().unwrap_or_default();
+    let generation = b.meta().generation;
+    new.conditions = conditions::merge(&old.conditions, &conds, generation, conditions::now());
+    new.observed_generation = generation;
+    if new == old {
+        return Ok(());
+    }
+    let (o, n) = (
+        conditions::find(&old.conditions, READY),
+        conditions::find(&new.conditions, READY),
+    );
+    if o.map(|c| (&c.status, &c.reason)) != n.map(|c| (&c.status, &c.reason))
+        && let Some(c) = n
+    {
+        ctx.event(
+            &b.object_ref(&()),
+            c.status == "True",
+            &c.reason,
+            &c.message,
+        )
+        .await;
+    }
+    let api: Api<EdgeBinding> =
+        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeBinding", "status": new});
+    api.patch_status(
+        &b.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Conditions for a binding that cannot be published right now. `transient`: Degraded is set
+/// (something that worked may be failing); otherwise the spec or a reference must change.
+fn failed(reason: &str, message: &str, transient: bool) -> Vec<Desired> {
+    vec![
+        Desired::new(READY, false, reason, message),
+        Desired::new(
+            ROUTE_CONFLICT,
+            false,
+            "NoConflict",
+            "no route conflict known",
+        ),
+        Desired::new(
+            DEGRADED,
+            transient,
+            if transient { reason } else { "AsExpected" },
+            if transient { message } else { "" },
+        ),
+    ]
+}
+
+fn account_ready(ctx: &Context, name: &str) -> Result<Arc<AccountHandle>, String> {
+    match ctx.accounts.get(name) {
+        None => Err(format!(
+            "CloudflareAccount {name:?} does not exist or has not been verified yet"
+        )),
+        Some(h) => match &h.problem {
+            Some(p) => Err(format!("CloudflareAccount {name:?} is not ready: {p}")),
+            None => Ok(h),
+        },
+    }
+}
+
+fn schedule(b: &EdgeBinding, ctx: &Context) -> keys::Schedule {
+    keys::Schedule {
+        period: Duration::from_secs(u64::from(b.spec.signing_key_rotation_hours) * 3600),
+        propagation: ctx.config.cloudflare.key_propagation,
+        overlap: ctx.config.cloudflare.key_overlap,
+    }
+}
+
+/// Advances the key rotation (Kubernetes writes only) and returns the `SIGNING_KEY` value the
+/// Worker should hold, plus when to look again.
+async fn rotate_keys(
+    b: &EdgeBinding,
+    ctx: &Context,
+    st: &mut EdgeBindingStatus,
+) -> Result<(Option<String>, Option<Duration>), kube::Error> {
+    let now = jiff::Timestamp::now();
+    let requested = b.annotations().get(ROTATE_KEY_ANNOTATION).cloned();
+    let steps = keys::steps(st, now, schedule(b, ctx), requested.as_deref());
+    let (mut current, mut pending) = signing::read_keys(ctx, b).await?;
+    // Retire the old key only once the Worker demonstrably holds the current one (its hash is
+    // recorded), so a failing secret write never leaves the Worker signing with a dropped key.
+    let worker_has_current = current
+        .as_deref()
+        .is_some_and(|c| st.secret_hashes.get(SIGNING_KEY) == Some(&SecretValue::new(c).hash()));
+    if steps.retire && worker_has_current {
+        if let Some(old) = st.retiring_key_id.take() {
+            signing::publish_public(ctx, &old, None).await?;
+            tracing::info!(binding = %key_of(b), key_id = %old, "retired signing key");
+        }
+        st.retire_after = None;
+    }
+    if steps.promote {
+        match pending
+            .as_deref()
+            .and_then(keys::KeyPair::from_signing_json)
+        {
+            Some(p) => {
+                signing::write_keys(
+                    ctx,
+                    b,
+                    &[
+                        (signing::CURRENT, pending.as_deref()),
+                        (signing::PENDING, None),
+                    ],
+                )
+                .await?;
+                st.retiring_key_id = st.current_key_id.take();
+                st.retire_after = st.retiring_key_id.as_ref().map(|_| {
+                    (now + jiff::SignedDuration::try_from(ctx.config.cloudflare.key_overlap)
+                        .unwrap_or_default())
+                    .to_string()
+                });
+                st.current_key_id = Some(p.key_id.clone());
+                st.last_rotation = Some(now.to_string());
+                st.pending_key_id = None;
+                st.pending_since = None;
+                current = pending.take();
+                tracing::info!(binding = %key_of(b), key_id = %p.key_id, "switching the Worker to the new signing key");
+            }
+            None => {
+                // The pending key was lost (Secret edited): start over with a new one.
+                st.pending_key_id = None;
+                st.pending_since = None;
+            }
+        }
+    }
+    if steps.generate || (st.pending_key_id.is_none() && current.is_none() && !steps.promote) {
+        let kp = keys::KeyPair::generate(keys::new_key_id(
+            &b.namespace().unwrap_or_default(),
+            &b.name_any(),
+            now,
+        ));
+        let json = kp.signing_json();
+        // Gateways first: the Worker never signs with a key they do not trust.
+        signing::publish_public(ctx, &kp.key_id, Some(&kp.public_b64url())).await?;
+        signing::write_keys(ctx, b, &[(signing::PENDING, Some(&json))]).await?;
+        st.pending_key_id = Some(kp.key_id.clone());
+        st.pending_since = Some(now.to_string());
+        if requested.is_some() {
+            st.rotation_request = requested;
+        }
+        tracing::info!(binding = %key_of(b), key_id = %kp.key_id, "published a new signing key to the gateways");
+    }
+    // The current key must match status; a Secret edited by hand is not trusted blindly.
+    let current = current
+        .filter(|c| keys::KeyPair::from_signing_json(c).map(|k| k.key_id) == st.current_key_id);
+    let wake = keys::steps(st, jiff::Timestamp::now(), schedule(b, ctx), None).wake_in;
+    Ok((current, wake))
+}
+
+async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(&b);
+    let mut st = b.status.clone().unwrap_or_default();
+    let account = match account_ready(&ctx, &b.spec.account_ref) {
+        Ok(a) => a,
+        Err(msg) => {
+            report(&b, &ctx, st, failed("AccountNotReady", &msg, false)).await?;
+            return Ok(Action::requeue(ctx.backoff.next(&key)));
+        }
+    };
+    let cfg = match desired_config(&b, &ctx).await {
+        Ok(c) => c,
+        Err(msg) => {
+            // Only a spec or ConfigMap change fixes this; ConfigMaps are not watched, so look
+            // again at the resync.
+            report(&b, &ctx, st, failed("InvalidConfig", &msg, false)).await?;
+            return Ok(Action::requeue(ctx.config.resync));
+        }
+    };
+    let (signing_key, wake) = rotate_keys(&b, &ctx, &mut st).await?;
+    let cf = account.client.clone();
+    let desired = plan::Desired {
+        upload: script_upload(&b, &cfg),
+        zone: b.spec.zone_id.clone(),
+        routes: b.spec.routes.clone(),
+        secrets: desired_secrets(&cfg, signing_key.as_deref()),
+        owner_tag: owner_tag(&b),
+    };
+    let observed = match observe(&cf, &b.spec.script_name, &b.spec.zone_id).await {
+        Ok(o) => o,
+        Err(e) => return fail(&b, &ctx, st, e).await,
+    };
+    let p = plan::plan(&desired, &observed, &st);
+    if let Some(msg) = &p.script_conflict {
+        report(&b, &ctx, st, failed("ScriptConflict", msg, false)).await?;
+        return Ok(Action::requeue(ctx.config.resync));
+    }
+    // Routes edgebind still holds: recorded ones that exist, plus the ones already right.
+    st.route_ids
+        .retain(|_, id| observed.routes.iter().any(|r| &r.id == id));
+    for (pat, id) in &p.kept_routes {
+        st.route_ids.insert(pat.clone(), id.clone());
+    }
+    let wrote = !p.ops.is_empty();
+    if let Err(e) = execute(&b, &ctx, &cf, &desired, &p, &mut st).await {
+        return fail(&b, &ctx, st, e).await;
+    }
+    if wrote {
+        // Record what serves now (reads only after writes, so a converged pass stays cheap).
+        match refresh_deployed(&cf, &b.spec.script_name).await {
+            Ok((etag, version)) => {
+                if etag.is_some() {
+                    st.script_etag = etag;
+                }
+                st.deployed_version_id = version.or(st.deployed_version_id.take());
+            }
+            Err(e) => {
+                tracing::warn!(binding = %key, error = %e, "cannot read the deployment after writing")
+            }
+        }
+        ctx.event(
+            &b.object_ref(&()),
+            true,
+            "Published",
+            &p.ops
+                .iter()
+                .map(CfOp::summary)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .await;
+    }
+    let conds = if p.conflicts.is_empty() {
+        vec![
+            Desired::new(
+                READY,
+                true,
+                "Published",
+                format!(
+                    "Worker {} serves {} route(s)",
+                    b.spec.script_name,
+                    st.route_ids.len()
+                ),
+            ),
+            Desired::new(
+                ROUTE_CONFLICT,
+                false,
+                "NoConflict",
+                "every route pattern is routed to this Worker",
+            ),
+            Desired::new(DEGRADED, false, "AsExpected", ""),
+        ]
+    } else {
+        let msg = p
+            .conflicts
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} is routed to {} (route {}), not to {}; edgebind leaves it alone: remove that route or choose another pattern",
+                    c.pattern,
+                    c.script.as_deref().unwrap_or("no Worker"),
+                    c.route_id,
+                    b.spec.script_name
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        vec![
+            Desired::new(READY, false, "RouteConflict", msg.clone()),
+            Desired::new(ROUTE_CONFLICT, true, "RouteOwnedElsewhere", msg),
+            Desired::new(DEGRADED, false, "AsExpected", ""),
+        ]
+    };
+    report(&b, &ctx, st, conds).await?;
+    ctx.backoff.reset(&key);
+    let next = wake.map_or(ctx.config.resync, |w| w.min(ctx.config.resync));
+    Ok(Action::requeue(next.max(Duration::from_millis(100))))
+}
+
+async fn refresh_deployed(
+    cf: &CfClient,
+    script: &str,
+) -> Result<(Option<String>, Option<String>), CfError> {
+    let etag = cf
+        .list_scripts()
+        .await?
+        .into_iter()
+        .find(|s| s.id == script)
+        .and_then(|s| s.etag);
+    let deployments = cf.list_deployments(script).await?;
+    let version = deployments
+        .first()
+        .and_then(|d| d.sole_version())
+        .map(str::to_string);
+    Ok((etag, version))
+}
+
+/// Runs the planned writes in order, recording each success in `st` so a failure halfway
+/// keeps what was done.
+async fn execute(
+    b: &EdgeBinding,
+    ctx: &Context,
+    cf: &CfClient,
+    desired: &plan::Desired,
+    p: &BindingPlan,
+    st: &mut EdgeBindingStatus,
+) -> Result<(), CfError> {
+    let key = key_of(b);
+    for op in &p.ops {
+        tracing::info!(binding = %key, op = %op.summary(), "Cloudflare write");
+        match op {
+            CfOp::UploadScript { content_hash, .. } => {
+                let etag = cf.execute(op).await?;
+                st.script_hash = Some(content_hash.clone());
+                st.script_etag = etag;
+            }
+            CfOp::PutSecrets { script, secrets } => {
+                let put = visible_retry(&op.summary(), || cf.put_secrets(script, secrets)).await;
+                match put {
+                    Ok(()) => {}
+                    Err(e) if e.is_latest_not_deployed() => {
+                        // Someone uploaded a version without deploying it: secrets cannot be
+                        // edited until the latest version is deployed. Upload a version with
+                        // our code and these secrets, then deploy it (no force, no loop).
+                        tracing::info!(binding = %key, "latest Worker version is not deployed; uploading a version with the secrets and deploying it");
+                        let v = cf.upload_version(&desired.upload, secrets).await?;
+                        cf.deploy_version(script, &v.id).await?;
+                        st.script_hash = Some(desired.upload.content_hash());
+                        ctx.event(
+                            &b.object_ref(&()),
+                            true,
+                            "VersionDeployed",
+                            &format!("the latest Worker version was not deployed; deployed version {} with edgebind's code and secrets", v.id),
+                        )
+                        .await;
+                    }
+                    Err(e) => return Err(e),
+                }
+                for (k, v) in secrets {
+                    st.secret_hashes.insert(k.clone(), v.hash());
+                }
+            }
+            CfOp::DeleteSecret { name, .. } => {
+                match cf.execute(op).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+                st.secret_hashes.remove(name);
+            }
+            CfOp::CreateRoute { pattern, .. } | CfOp::UpdateRoute { pattern, .. } => {
+                let id = route_write(cf, op).await?;
+                if let Some(id) = id {
+                    st.route_ids.insert(pattern.clone(), id);
+                }
+            }
+            CfOp::DeleteRoute { id, .. } => {
+                match cf.execute(op).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+                st.route_ids.retain(|_, v| v != id);
+            }
+            CfOp::DeleteScript { .. } => {
+                cf.execute(op).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a write, retrying while a just-uploaded script is not visible yet (10019 on routes,
+/// 10007 on script calls: propagation, reference §3).
+async fn visible_retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, CfError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CfError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if e.is_script_missing() && attempt + 1 < FRESH_ATTEMPTS => {
+                attempt += 1;
+                tracing::info!(write = %what, attempt, "Worker not visible yet; retrying");
+                tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt - 1))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn route_write(cf: &CfClient, op: &CfOp) -> Result<Option<String>, CfError> {
+    visible_retry(&op.summary(), || cf.execute(op)).await
+}
+
+async fn fail(
+    b: &EdgeBinding,
+    ctx: &Context,
+    st: EdgeBindingStatus,
+    e: CfError,
+) -> Result<Action, Error> {
+    let key = key_of(b);
+    if e.is_unauthorized() {
+        ctx.accounts
+            .mark_refused(&b.spec.account_ref, &e.to_string());
+    }
+    let transient = e.is_transient();
+    report(
+        b,
+        ctx,
+        st,
+        failed(e.reason(), &e.to_string(), transient || e.is_unauthorized()),
+    )
+    .await?;
+    match &e {
+        CfError::RateLimited { retry_after, .. } => {
+            Ok(Action::requeue((*retry_after).max(ctx.backoff.next(&key))))
+        }
+        _ => Err(Error::Cloudflare(e)),
+    }
+}
+
+async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let st = b.status.clone().unwrap_or_default();
+    let accounts: Api<crate::crd::CloudflareAccount> = Api::all(ctx.client.clone());
+    let account = match account_ready(&ctx, &b.spec.account_ref) {
+        Ok(a) => a,
+        Err(msg) => {
+            if accounts.get_opt(&b.spec.account_ref).await?.is_none() {
+                ctx.event(
+                    &b.object_ref(&()),
+                    false,
+                    "AccountGone",
+                    &format!(
+                        "{msg}; the Worker, its routes and secrets (if any) were left as they are"
+                    ),
+                )
+                .await;
+                retire_all_public(&ctx, &st).await?;
+                return Ok(Action::await_change());
+            }
+            return Err(Error::Blocked(msg));
+        }
+    };
+    let cf = account.client.clone();
+    let observed = observe(&cf, &b.spec.script_name, &b.spec.zone_id).await?;
+    let ops = plan::plan_cleanup(
+        &b.spec.script_name,
+        &owner_tag(&b),
+        &b.spec.zone_id,
+        b.spec.keep_script_on_delete,
+        &observed,
+        &st,
+    );
+    for op in &ops {
+        tracing::info!(binding = %key_of(&b), op = %op.summary(), "Cloudflare write");
+        match cf.execute(op).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                if e.is_unauthorized() {
+                    ctx.accounts
+                        .mark_refused(&b.spec.account_ref, &e.to_string());
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    retire_all_public(&ctx, &st).await?;
+    if !ops.is_empty() {
+        ctx.event(
+            &b.object_ref(&()),
+            true,
+            "Unpublished",
+            &ops.iter().map(CfOp::summary).collect::<Vec<_>>().join("; "),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Removes every public key of this binding from the gateways' Secret (the private keys go
+/// with the binding's own Secret, which the binding owns).
+async fn retire_all_public(ctx: &Context, st: &EdgeBindingStatus) -> Result<(), kube::Error> {
+    for k in [&st.current_key_id, &st.pending_key_id, &st.retiring_key_id]
+        .into_iter()
+        .flatten()
+    {
+        signing::publish_public(ctx, k, None).await?;
+    }
+    Ok(())
+}

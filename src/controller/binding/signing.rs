@@ -1,0 +1,131 @@
+//! The Kubernetes side of signing keys: the binding's private keys in Secret
+//! `<binding>-signing-key` (keys `current` and `pending`, each a `SIGNING_KEY` JSON), and the
+//! public keys the gateways trust in the shared Secret (one `<keyid>.pub` each).
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::super::{Context, FIELD_MANAGER};
+use crate::crd::binding::EdgeBinding;
+
+pub const CURRENT: &str = "current";
+pub const PENDING: &str = "pending";
+
+pub fn key_secret_name(b: &EdgeBinding) -> String {
+    format!("{}-signing-key", b.name_any())
+}
+
+/// The binding's private keys: (`current`, `pending`) `SIGNING_KEY` JSON strings.
+pub async fn read_keys(
+    ctx: &Context,
+    b: &EdgeBinding,
+) -> Result<(Option<String>, Option<String>), kube::Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let Some(s) = api.get_opt(&key_secret_name(b)).await? else {
+        return Ok((None, None));
+    };
+    let data = s.data.unwrap_or_default();
+    let get = |k: &str| {
+        data.get(k)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    Ok((get(CURRENT), get(PENDING)))
+}
+
+/// Sets (`Some`) or removes (`None`) entries of the binding's key Secret, creating it (owned
+/// by the binding, so Kubernetes removes it with the binding) when absent.
+pub async fn write_keys(
+    ctx: &Context,
+    b: &EdgeBinding,
+    changes: &[(&str, Option<&str>)],
+) -> Result<(), kube::Error> {
+    let ns = b.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = key_secret_name(b);
+    if api.get_opt(&name).await?.is_none() {
+        let data: BTreeMap<String, String> = changes
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), STANDARD.encode(v))))
+            .collect();
+        let owner = b.controller_owner_ref(&());
+        let s: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"app.kubernetes.io/managed-by": "edgebind"},
+                         "ownerReferences": owner.map(|o| vec![o]).unwrap_or_default()},
+            "type": "Opaque",
+            "data": data,
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        api.create(&PostParams::default(), &s).await?;
+        return Ok(());
+    }
+    merge_data(&api, &name, changes).await
+}
+
+async fn merge_data(
+    api: &Api<Secret>,
+    name: &str,
+    changes: &[(&str, Option<&str>)],
+) -> Result<(), kube::Error> {
+    let data: serde_json::Map<String, Value> = changes
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.map(|v| Value::String(STANDARD.encode(v)))
+                    .unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(json!({ "data": data })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds (`Some(public key)`) or removes (`None`) `<keyid>.pub` in the gateways' Secret.
+pub async fn publish_public(
+    ctx: &Context,
+    key_id: &str,
+    public_b64url: Option<&str>,
+) -> Result<(), kube::Error> {
+    let cf = &ctx.config.cloudflare;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cf.gateway_keys_namespace);
+    let entry = format!("{key_id}.pub");
+    let exists = api.get_opt(&cf.gateway_keys_secret).await?.is_some();
+    match (exists, public_b64url) {
+        (false, None) => Ok(()),
+        (false, Some(p)) => {
+            let s: Secret = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": cf.gateway_keys_secret, "namespace": cf.gateway_keys_namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "edgebind"}},
+                "type": "Opaque",
+                "data": {entry.clone(): STANDARD.encode(p)},
+            }))
+            .map_err(kube::Error::SerdeError)?;
+            match api.create(&PostParams::default(), &s).await {
+                Ok(_) => Ok(()),
+                // Another binding created it meanwhile: add our entry to it.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    merge_data(&api, &cf.gateway_keys_secret, &[(&entry, Some(p))]).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (true, p) => merge_data(&api, &cf.gateway_keys_secret, &[(&entry, p)]).await,
+    }
+}

@@ -1,0 +1,150 @@
+//! `EdgeBinding`: where a namespace's volumes are exposed at the edge (the gatekeeper Worker,
+//! its routes and its secrets).
+
+// kube's repeated `printcolumn(type_ = ...)` arguments trip this lint; they are distinct columns.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Annotation asking for a signing key rotation now: any new value triggers one rotation.
+pub const ROTATE_KEY_ANNOTATION: &str = "edgebind.dev/rotate-key";
+/// Condition set when a route pattern belongs to another Worker.
+pub const ROUTE_CONFLICT: &str = "RouteConflict";
+
+/// Publishes edgebind's gatekeeper Worker for this namespace: uploads the bundled script,
+/// creates its routes and keeps its secrets (signing key, policy bundle, issuers) current.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "edgebind.dev",
+    version = "v1alpha1",
+    kind = "EdgeBinding",
+    namespaced,
+    status = "EdgeBindingStatus",
+    shortname = "eb",
+    category = "edgebind",
+    printcolumn(name = "Script", type_ = "string", json_path = ".spec.scriptName"),
+    printcolumn(name = "Route", type_ = "string", json_path = ".spec.routes[0]"),
+    printcolumn(name = "Key", type_ = "string", json_path = ".status.currentKeyId"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    cel
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeBindingSpec {
+    /// Name of the CloudflareAccount to publish with.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("accountRef is immutable; create a new EdgeBinding to move accounts"))]
+    pub account_ref: String,
+    /// The Cloudflare zone id (32 hexadecimal characters) the routes belong to.
+    #[schemars(regex(pattern = r"^[0-9a-f]{32}$"))]
+    pub zone_id: String,
+    /// Worker route patterns, e.g. `api.example.com/edgebind/*`. A pattern already routed to
+    /// another Worker is never taken over (the `RouteConflict` condition says which).
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = Rule::new("self.all(p, size(p) > 0 && size(p) <= 512 && !p.contains('?'))").message("route patterns must be non-empty, at most 512 characters, without a query string"))]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q == p))").message("route patterns must be unique"))]
+    pub routes: Vec<String>,
+    /// Worker script name. Immutable: renaming would orphan the old Worker.
+    #[schemars(regex(pattern = r"^[a-z0-9_][a-z0-9_-]{0,62}$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("scriptName is immutable"))]
+    pub script_name: String,
+    /// Origin of the in-cluster gateway the Worker forwards to (`https://host[:port]`, no path).
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("gatewayUrl must be an http(s) URL"))]
+    pub gateway_url: String,
+    /// ConfigMap in this namespace whose key `bundle.json` holds the compiled policy bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_bundle_ref: Option<String>,
+    /// ConfigMap in this namespace whose key `issuers.json` holds the trusted issuers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuers_ref: Option<String>,
+    /// Hours between scheduled signing key rotations. The annotation `edgebind.dev/rotate-key`
+    /// rotates on demand.
+    #[serde(default = "default_rotation_hours")]
+    #[schemars(range(min = 1, max = 8784))]
+    pub signing_key_rotation_hours: u32,
+    /// Workers compatibility date (`YYYY-MM-DD`) the script runs with.
+    #[serde(default = "default_compat_date")]
+    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub compatibility_date: String,
+    /// Keep the Worker script when this object is deleted (routes and secrets are still removed).
+    #[serde(default)]
+    pub keep_script_on_delete: bool,
+}
+
+fn default_rotation_hours() -> u32 {
+    720
+}
+
+/// The compatibility date the bundled Worker is tested with.
+pub fn default_compat_date() -> String {
+    "2025-09-01".into()
+}
+
+/// Observed state of a binding. Secret values never appear here, only their SHA-256.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeBindingStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `RouteConflict`, `Degraded`.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Etag Cloudflare reported for the uploaded script.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_etag: Option<String>,
+    /// SHA-256 of what edgebind uploaded (script and upload settings); a re-upload happens
+    /// only when this differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_hash: Option<String>,
+    /// The Worker version serving all traffic after edgebind's last change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_version_id: Option<String>,
+    /// Route pattern -> route id, for the routes edgebind created (only these are ever
+    /// changed or deleted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub route_ids: BTreeMap<String, String>,
+    /// Secret name -> `sha256:<hex>` of the value last written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_hashes: BTreeMap<String, String>,
+    /// Key id of the signing key the Worker uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_key_id: Option<String>,
+    /// When the current key became the Worker's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation: Option<String>,
+    /// A new key published to the gateways, not yet used by the Worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_key_id: Option<String>,
+    /// When the pending key was published to the gateways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<String>,
+    /// The previous key, still trusted by the gateways until `retireAfter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_key_id: Option<String>,
+    /// When the previous key's public half is removed from the gateways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_after: Option<String>,
+    /// Last value of the `edgebind.dev/rotate-key` annotation acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_request: Option<String>,
+}

@@ -369,7 +369,7 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     assert.ok(found, `LINSTOR snapshot ${snap.status.linstorName} of ${linstorName}: ${JSON.stringify(inLinstor)}`);
   });
 
-  it('refuses a token without the group (403 policy_no_match) and creates nothing', async () => {
+  it('refuses a token without the group (403 policy_no_match) and a Deny (403 policy_denied); creates nothing', async () => {
     const token = await idp.token('mallory');
     const before = gatewayAudit().length;
     const r = await call(`${EDGE}/volumes`, { token, method: 'POST', body: { name: 'edge-data-2', sizeBytes: GiB } });

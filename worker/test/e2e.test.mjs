@@ -149,7 +149,7 @@ async function stopProc(proc) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `probe` until it returns a truthy value; fails with `what` and the process logs. */
-async function waitFor(what, probe, { timeoutMs = 30000, procs = [] } = {}) {
+async function waitFor(what, probe, { timeoutMs = 60000, procs = [] } = {}) {
   const deadline = Date.now() + timeoutMs;
   let last;
   for (;;) {

@@ -1,0 +1,442 @@
+//! Gateway benchmark: what one verified request costs.
+//!
+//! 1. In-process: signature verification (§5.5 steps 1-10, nonce cache included), identity
+//!    decoding, route parsing and policy evaluation per request, over requests signed beforehand
+//!    with the Rust `Signer` exactly as the Worker signs them. Reported as p50/p99 per stage.
+//! 2. Loopback HTTP: the gateway's API router with the in-memory backend on 127.0.0.1, a fixed
+//!    number of pre-signed requests sent by a fixed number of concurrent keep-alive clients, for a
+//!    read (GET a volume) and a write (resize). Reported as requests/s and p50/p99 latency.
+//!
+//! Run: `cargo bench --bench gateway -- [--requests 20000] [--reads 20000] [--writes 5000]
+//! [--concurrency 32] [--policies 40]`.
+//!
+//! Client and server share this process and the machine's cores, so the HTTP figures are a
+//! lower bound of what the gateway alone sustains. It prints figures; it asserts nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::SigningKey;
+use edgebind::gateway::api::{BundleStore, GatewayState, api_router};
+use edgebind::gateway::audit::AuditSink;
+use edgebind::gateway::backend::{MemoryBackend, NewVolume, VolumeBackend};
+use edgebind::gateway::identity;
+use edgebind::gateway::keys::{KeySet, KeyStore};
+use edgebind::gateway::policy::{self, Action, Bundle, Decision, PolicyRequest};
+use edgebind::gateway::routes::Route;
+use edgebind::gateway::signature::{self, NonceCache, SignedRequest, Signer};
+use http::{HeaderMap, HeaderValue};
+use serde_json::json;
+
+const NS: &str = "team-a";
+const KEY_ID: &str = "edge-bench-1";
+const GIB: u64 = 1 << 30;
+/// Volumes the in-memory backend holds; requests spread over them.
+const VOLUMES: usize = 1000;
+
+struct Opts {
+    requests: usize,
+    reads: usize,
+    writes: usize,
+    concurrency: usize,
+    policies: usize,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        requests: 20_000,
+        reads: 20_000,
+        writes: 5_000,
+        concurrency: 32,
+        policies: 40,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let val = args.get(i + 1).cloned().unwrap_or_default();
+        let slot = match args[i].as_str() {
+            "--requests" => &mut o.requests,
+            "--reads" => &mut o.reads,
+            "--writes" => &mut o.writes,
+            "--concurrency" => &mut o.concurrency,
+            "--policies" => &mut o.policies,
+            _ => {
+                // `cargo bench` passes `--bench`; anything unknown is skipped.
+                i += 1;
+                continue;
+            }
+        };
+        *slot = val
+            .parse()
+            .unwrap_or_else(|_| panic!("{} needs a number", args[i]));
+        i += 2;
+    }
+    o.concurrency = o.concurrency.max(1);
+    o
+}
+
+/// A bundle shaped like a real one: `n` policies over several namespaces with name globs,
+/// label selectors and conditions, of which one Allow decides the benchmark's requests and one
+/// Deny is evaluated but does not apply.
+fn bundle(n: usize) -> Bundle {
+    let mut policies = vec![
+        json!({"namespace": NS, "name": "edge-storage", "effect": "Allow",
+               "subjects": [{"issuer": "okta", "groups": ["okta:storage"]}],
+               "actions": ["read", "create", "resize", "snapshot"],
+               "volumes": {"names": ["vol-*"], "labelSelector": {"matchExpressions": [
+                   {"key": "tier", "operator": "In", "values": ["gold", "silver"]}]}},
+               "conditions": {"maxSizeBytes": 64 * GIB}}),
+        json!({"namespace": NS, "name": "no-frozen", "effect": "Deny",
+               "subjects": [{"issuer": "okta"}], "actions": ["resize", "delete"],
+               "volumes": {"labelSelector": {"matchLabels": {"frozen": "true"}}}}),
+    ];
+    for i in 0..n.saturating_sub(2) {
+        let ns = if i % 3 == 0 {
+            NS.to_string()
+        } else {
+            format!("team-{i}")
+        };
+        policies.push(
+            json!({"namespace": ns, "name": format!("p-{i:03}"), "effect": "Allow",
+            "subjects": [{"issuer": "okta", "groups": [format!("okta:group-{i}")]},
+                         {"issuer": "ci", "subjects": [format!("ci:job-{i}")]}],
+            "actions": ["read", "snapshot"],
+            "volumes": {"names": [format!("app-{i}-*"), "scratch-??"]}}),
+        );
+    }
+    policies.sort_by(|a, b| {
+        let k = |p: &serde_json::Value| (p["namespace"].to_string(), p["name"].to_string());
+        k(a).cmp(&k(b))
+    });
+    let doc = json!({"version": 1, "revision": "sha256:bench", "policies": policies});
+    Bundle::parse(&doc.to_string()).expect("the benchmark bundle is valid")
+}
+
+fn identity_header() -> String {
+    identity::encode(&json!({
+        "v": 1, "issuer": "okta", "issuerUrl": "https://idp.example",
+        "subject": "okta:alice", "groups": ["okta:storage", "okta:everyone"], "claims": {},
+        "tokenJti": null, "tokenExp": 0, "clientIp": "203.0.113.7",
+        "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:bench",
+        "decision": "allow", "policy": "team-a/edge-storage"
+    }))
+}
+
+/// A request signed as the Worker signs it, ready to send or to verify.
+struct Signed {
+    method: &'static str,
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+fn nonce(i: usize, salt: u8) -> String {
+    let mut b = [salt; 16];
+    b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn sign_all(
+    key: &SigningKey,
+    authority: &str,
+    n: usize,
+    salt: u8,
+    make: impl Fn(usize) -> (&'static str, String, Vec<u8>),
+) -> Vec<Signed> {
+    let ident = HeaderValue::from_str(&identity_header()).expect("identity is ASCII");
+    let created = jiff::Timestamp::now().as_second();
+    (0..n)
+        .map(|i| {
+            let (method, path, body) = make(i);
+            let mut headers = HeaderMap::new();
+            headers.insert("edge-identity", ident.clone());
+            let rid = uuid::Uuid::new_v4().to_string();
+            headers.insert(
+                "edge-request-id",
+                HeaderValue::from_str(&rid).expect("uuid is ASCII"),
+            );
+            let nonce = nonce(i, salt);
+            Signer {
+                key,
+                key_id: KEY_ID,
+                created,
+                expires: created + 60,
+                nonce: &nonce,
+            }
+            .sign(method, authority, &path, None, &mut headers, &body);
+            Signed {
+                method,
+                path,
+                headers,
+                body,
+            }
+        })
+        .collect()
+}
+
+fn read_req(i: usize) -> (&'static str, String, Vec<u8>) {
+    (
+        "GET",
+        format!("/api/v1/namespaces/{NS}/volumes/vol-{}", i % VOLUMES),
+        Vec::new(),
+    )
+}
+
+fn resize_req(i: usize) -> (&'static str, String, Vec<u8>) {
+    (
+        "POST",
+        format!("/api/v1/namespaces/{NS}/volumes/vol-{}/resize", i % VOLUMES),
+        json!({"sizeBytes": 2 * GIB}).to_string().into_bytes(),
+    )
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("tier".to_string(), "gold".to_string())])
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+fn stats(mut d: Vec<Duration>) -> Stats {
+    d.sort_unstable();
+    let at = |q: f64| d[((d.len() as f64 - 1.0) * q).round() as usize];
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        max: d[d.len() - 1],
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Part 1: verification and policy in-process, per request, as `api.rs` does them.
+fn in_process(o: &Opts, key: &SigningKey, bundle: &Bundle) {
+    let authority = "gw.example.com";
+    let reqs = sign_all(key, authority, o.requests, 1, read_req);
+    let keys = KeySet::new([(KEY_ID.to_string(), key.verifying_key())]);
+    let nonces = NonceCache::new(o.requests + 1);
+    let labels = labels();
+    let now = jiff::Timestamp::now().as_second();
+    let (mut verify_t, mut policy_t, mut total_t) = (
+        Vec::with_capacity(reqs.len()),
+        Vec::with_capacity(reqs.len()),
+        Vec::with_capacity(reqs.len()),
+    );
+    let mut allowed = 0usize;
+    for r in &reqs {
+        let t0 = Instant::now();
+        let signed = SignedRequest {
+            method: r.method,
+            authority: Some(authority),
+            path: &r.path,
+            query: None,
+            headers: &r.headers,
+            body: &r.body,
+        };
+        let ok = signature::verify(&signed, &keys, &nonces, now).is_ok();
+        let t1 = Instant::now();
+        let ident = r
+            .headers
+            .get("edge-identity")
+            .and_then(|v| v.to_str().ok())
+            .and_then(identity::parse);
+        let decision = match (ident, Route::parse(&r.path)) {
+            (Some(id), Some(Route::Volume { ns, name })) => {
+                let req = PolicyRequest {
+                    action: Action::Read,
+                    namespace: &ns,
+                    name: Some(&name),
+                    labels: Some(&labels),
+                    size_bytes: None,
+                    client_ip: id.client_ip.as_deref(),
+                    principal: &id.principal,
+                };
+                policy::evaluate(bundle, &req).decision
+            }
+            _ => Decision::Deny,
+        };
+        let t2 = Instant::now();
+        if ok && decision == Decision::Allow {
+            allowed += 1;
+        }
+        verify_t.push(t1 - t0);
+        policy_t.push(t2 - t1);
+        total_t.push(t2 - t0);
+    }
+    println!(
+        "in-process, {} signed reads, {} policies in the bundle ({allowed} verified and allowed):",
+        reqs.len(),
+        bundle.policies.len()
+    );
+    for (what, d) in [
+        ("signature verification", verify_t),
+        ("identity + route + policy", policy_t),
+        ("total per request", total_t),
+    ] {
+        let s = stats(d);
+        println!(
+            "  {what:<28} p50 {:>10}  p99 {:>10}  max {:>10}",
+            us(s.p50),
+            us(s.p99),
+            us(s.max)
+        );
+    }
+}
+
+/// Sends every request with `concurrency` clients; returns per-request latency, statuses and
+/// the wall time.
+async fn drive(
+    client: &reqwest::Client,
+    base: &str,
+    reqs: Arc<Vec<Signed>>,
+    concurrency: usize,
+) -> (Vec<Duration>, BTreeMap<u16, usize>, Duration) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, base, reqs, next) =
+            (client.clone(), base.to_string(), reqs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut codes: BTreeMap<u16, usize> = BTreeMap::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = reqs.get(i) else { break };
+                let m = reqwest::Method::from_bytes(r.method.as_bytes()).expect("known method");
+                let t = Instant::now();
+                let res = client
+                    .request(m, format!("{base}{}", r.path))
+                    .headers(r.headers.clone())
+                    .body(r.body.clone())
+                    .send()
+                    .await;
+                let code = match res {
+                    Ok(res) => {
+                        let code = res.status().as_u16();
+                        let _ = res.bytes().await;
+                        code
+                    }
+                    Err(_) => 0,
+                };
+                lat.push(t.elapsed());
+                *codes.entry(code).or_default() += 1;
+            }
+            (lat, codes)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut codes: BTreeMap<u16, usize> = BTreeMap::new();
+    for t in tasks {
+        let (l, c) = t.await.expect("client task");
+        lat.extend(l);
+        for (k, v) in c {
+            *codes.entry(k).or_default() += v;
+        }
+    }
+    (lat, codes, start.elapsed())
+}
+
+/// Part 2: the router over loopback HTTP with the in-memory backend.
+async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let backend = Arc::new(MemoryBackend::new());
+    for i in 0..VOLUMES {
+        backend
+            .create_volume(NewVolume {
+                namespace: NS.into(),
+                name: format!("vol-{i}"),
+                size_bytes: GIB,
+                labels: labels(),
+                source_snapshot: None,
+            })
+            .await
+            .expect("seed volume");
+    }
+    let state = Arc::new(GatewayState::new(
+        KeyStore::new(KeySet::new([(KEY_ID.to_string(), key.verifying_key())])),
+        BundleStore::new(bundle),
+        backend,
+        // Events are serialized as in production and then dropped, so the terminal is not the
+        // bottleneck being measured.
+        AuditSink::new(std::io::sink()),
+    ));
+    state.ready.store(true, Ordering::Relaxed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let app = api_router(state);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let base = format!("http://{addr}");
+    let authority = addr.to_string();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(o.concurrency)
+        .build()
+        .expect("reqwest client");
+
+    println!(
+        "\nloopback HTTP, {} concurrent keep-alive clients, in-memory backend with {VOLUMES} volumes:",
+        o.concurrency
+    );
+    // Warm the connection pool and the code paths; these requests are not counted.
+    let warm = Arc::new(sign_all(key, &authority, o.concurrency * 20, 2, read_req));
+    drive(&client, &base, warm, o.concurrency).await;
+
+    for (what, n, salt, make) in [
+        (
+            "read   (GET volume)",
+            o.reads,
+            3u8,
+            read_req as fn(usize) -> (&'static str, String, Vec<u8>),
+        ),
+        ("write  (POST resize)", o.writes, 4u8, resize_req),
+    ] {
+        // Signing is the Worker's work: done before the clock starts.
+        let reqs = Arc::new(sign_all(key, &authority, n, salt, make));
+        let (lat, codes, wall) = drive(&client, &base, reqs, o.concurrency).await;
+        let s = stats(lat);
+        println!(
+            "  {what:<21} {n:>6} requests in {:>7}: {:>8.0} req/s  p50 {:>9}  p99 {:>9}  max {:>9}  statuses {codes:?}",
+            ms(wall),
+            n as f64 / wall.as_secs_f64(),
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.max)
+        );
+    }
+    server.abort();
+}
+
+fn main() {
+    let o = opts();
+    let key = SigningKey::from_bytes(&[42u8; 32]);
+    let b = bundle(o.policies);
+    if cfg!(debug_assertions) {
+        println!("gateway benchmark, debug build: figures are not representative\n");
+    } else {
+        println!("gateway benchmark, release build\n");
+    }
+    in_process(&o, &key, &b);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(over_http(&o, &key, b));
+}

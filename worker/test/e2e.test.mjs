@@ -1,0 +1,433 @@
+// The edge request end to end: a real OpenID provider, the bundled Worker in workerd, the Rust
+// gateway, the controller, the fake Kubernetes API server and the LINSTOR simulator, all on
+// 127.0.0.1. A token carrying the right group creates, resizes and snapshots a volume through
+// the edge, and the result is read where it lands: the custom resources and LINSTOR itself.
+//
+// Needs the edgebind binary: EDGEBIND_BIN=/path/to/target/debug/edgebind (scripts/test.sh sets it).
+// Without it the suite is skipped with a message.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startIdp, startWorker, generateSigningKey, freePort } from './harness.mjs';
+
+const BIN = process.env.EDGEBIND_BIN;
+const skip = !BIN
+  ? 'EDGEBIND_BIN is not set: build edgebind (cargo build) and set EDGEBIND_BIN=target/debug/edgebind to run the end-to-end test'
+  : !existsSync(BIN)
+    ? `EDGEBIND_BIN=${BIN} does not exist: run cargo build first`
+    : false;
+
+const GROUP = 'edgebind.dev';
+const VERSION = 'v1alpha1';
+const NS = 'team-a';
+const KEYS_NS = 'edgebind-system';
+const GiB = 1024 ** 3;
+const EDGE = `/api/v1/namespaces/${NS}`;
+const AUDIT_PREFIX = '{"schema":"edgebind.dev/audit/v1"';
+
+// ---------------------------------------------------------------------------------------------
+// Compiling the custom resources into ISSUERS and POLICY_BUNDLE, the way src/gateway/compile.rs
+// does (docs/edge-protocol.md §1.1, §3.1). The CLI has no command that prints the compiled
+// documents, so this mirrors the Rust compiler field by field, in the same member order, so the
+// bytes (and hence the sha256 revision) are the same. The test checks that the gateway's audit
+// events report the same revision as the Worker's: a drift between the two compilers fails it.
+
+const nonEmpty = (a) => Array.isArray(a) && a.length > 0;
+
+function compilePolicy(p) {
+  const s = p.spec;
+  const out = { namespace: p.metadata.namespace ?? '', name: p.metadata.name ?? '', effect: s.effect };
+  out.subjects = s.subjects.map((e) => {
+    const m = { issuer: e.issuer };
+    if (nonEmpty(e.subjects)) m.subjects = e.subjects;
+    if (nonEmpty(e.groups)) m.groups = e.groups;
+    if (nonEmpty(e.claims)) m.claims = e.claims.map((c) => ({ claim: c.claim, values: c.values }));
+    return m;
+  });
+  out.actions = s.actions;
+  if (s.volumes) {
+    const v = {};
+    if (nonEmpty(s.volumes.names)) v.names = s.volumes.names;
+    const l = s.volumes.labelSelector;
+    if (l) {
+      const sel = {};
+      const keys = Object.keys(l.matchLabels ?? {}).sort(); // a BTreeMap in Rust
+      if (keys.length) sel.matchLabels = Object.fromEntries(keys.map((k) => [k, l.matchLabels[k]]));
+      if (nonEmpty(l.matchExpressions)) {
+        sel.matchExpressions = l.matchExpressions.map((e) => ({ key: e.key, operator: e.operator, ...(e.values ? { values: e.values } : {}) }));
+      }
+      v.labelSelector = sel;
+    }
+    out.volumes = v;
+  }
+  if (s.conditions) {
+    const c = {};
+    if (s.conditions.maxSizeBytes !== undefined) c.maxSizeBytes = s.conditions.maxSizeBytes;
+    if (s.conditions.sourceIpCidrs !== undefined) c.sourceIpCidrs = s.conditions.sourceIpCidrs;
+    out.conditions = c;
+  }
+  if (s.rateLimit) {
+    out.rateLimit = { requestsPerMinute: s.rateLimit.requestsPerMinute, ...(s.rateLimit.burst !== undefined ? { burst: s.rateLimit.burst } : {}) };
+  }
+  return out;
+}
+
+// Rust compares Strings byte-wise; for the ASCII names of Kubernetes objects that is < on strings.
+const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+export function compileBundle(issuers, policies) {
+  const ps = policies.filter((p) => !p.metadata.deletionTimestamp).map(compilePolicy);
+  ps.sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.name, b.name));
+  const uniq = ps.filter((p, i) => i === 0 || p.namespace !== ps[i - 1].namespace || p.name !== ps[i - 1].name);
+  const is = issuers
+    .filter((i) => !i.metadata.deletionTimestamp)
+    .map((i) => {
+      const name = i.metadata.name ?? '';
+      const s = i.spec;
+      const cm = s.claimMapping ?? {};
+      const e = { name, issuer: s.issuer };
+      if (s.jwksUri !== undefined) e.jwksUri = s.jwksUri;
+      e.audiences = s.audiences;
+      e.algorithms = s.algorithms;
+      e.clockSkewSeconds = s.clockSkewSeconds ?? 60;
+      if (s.maxTokenAgeSeconds !== undefined) e.maxTokenAgeSeconds = s.maxTokenAgeSeconds;
+      e.claimMapping = { subjectClaim: cm.subjectClaim ?? 'sub', ...(cm.groupsClaim !== undefined ? { groupsClaim: cm.groupsClaim } : {}), prefix: cm.prefix ?? `${name}:` };
+      return e;
+    })
+    .sort((a, b) => cmp(a.name, b.name));
+  const revision = `sha256:${crypto.createHash('sha256').update(JSON.stringify(uniq)).digest('hex')}`;
+  return { issuers: JSON.stringify(is), bundle: JSON.stringify({ version: 1, revision, policies: uniq }), revision };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+const children = new Set();
+// Last resort if the test process dies without running after(): no edgebind process outlives it.
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/** Starts `edgebind <args>`; keeps stdout lines and the tail of stderr. */
+function startEdgebind(name, args, env = {}) {
+  const child = spawn(BIN, args, { env: { ...process.env, EDGEBIND_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const proc = { name, child, stdout: [], stderr: [] };
+  let partial = '';
+  child.stdout.on('data', (d) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop();
+    for (const l of parts) if (l.trim()) proc.stdout.push(l);
+  });
+  child.stderr.on('data', (d) => {
+    for (const l of d.toString().split('\n')) if (l.trim()) proc.stderr.push(l);
+    if (proc.stderr.length > 400) proc.stderr.splice(0, proc.stderr.length - 400);
+  });
+  proc.exited = new Promise((resolve) => child.once('exit', resolve));
+  proc.tail = () => `--- ${name} (exit ${child.exitCode ?? child.signalCode ?? 'running'}) ---\n${[...proc.stdout.slice(-10), ...proc.stderr.slice(-20)].join('\n')}`;
+  return proc;
+}
+
+async function stopProc(proc) {
+  if (!proc) return;
+  const c = proc.child;
+  if (c.exitCode === null && c.signalCode === null) {
+    c.kill('SIGTERM');
+    const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
+    await proc.exited;
+    clearTimeout(timer);
+  }
+  children.delete(c);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns a truthy value; fails with `what` and the process logs. */
+async function waitFor(what, probe, { timeoutMs = 60000, procs = [] } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last.message})` : ''}\n${procs.map((p) => p.tail()).join('\n')}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** fetch with a timeout: every call to a local server is bounded. */
+async function http(url, { method = 'GET', body, headers = {}, timeoutMs = 10000 } = {}) {
+  return fetch(url, {
+    method,
+    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+}
+
+async function json(url, opts) {
+  const res = await http(url, opts);
+  const text = await res.text();
+  let parsed = null;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON: keep the text for the message.
+  }
+  return { status: res.status, body: parsed, text, headers: res.headers };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('edge request end to end (Worker -> gateway -> custom resources -> controller -> LINSTOR)', { skip }, () => {
+  let dir;
+  let idp;
+  let kube;
+  let linstor;
+  let controller;
+  let gateway;
+  let worker;
+  let kubeUrl;
+  let linstorUrl;
+  let compiled;
+  const procs = () => [kube, linstor, controller, gateway].filter(Boolean);
+
+  const kubeCreate = async (apiPath, obj) => {
+    const r = await json(`${kubeUrl}${apiPath}`, { method: 'POST', body: obj });
+    assert.ok(r.status === 201 || r.status === 200, `POST ${apiPath}: ${r.status} ${r.text}`);
+    return r.body;
+  };
+  const crPath = (plural, ns, name) => `/apis/${GROUP}/${VERSION}${ns ? `/namespaces/${ns}` : ''}/${plural}${name ? `/${name}` : ''}`;
+  const getVolume = async (name) => json(`${kubeUrl}${crPath('edgevolumes', NS, name)}`);
+  const ready = (obj) => (obj?.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+
+  const call = (p, { token, method = 'GET', body } = {}) =>
+    json(`${worker.url}${p}`, { method, body, headers: token ? { authorization: `Bearer ${token}` } : {}, timeoutMs: 30000 });
+
+  const gatewayAudit = () => gateway.stdout.filter((l) => l.startsWith(AUDIT_PREFIX)).map((l) => JSON.parse(l));
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'edgebind-e2e-'));
+    const kubeconfig = path.join(dir, 'kubeconfig');
+
+    idp = await startIdp({
+      clients: [
+        { id: 'alice', secret: 'alice-secret-0123456789abcdef', groups: ['storage'] },
+        { id: 'mallory', secret: 'mallory-secret-0123456789abcd', groups: ['viewers'] },
+      ],
+    });
+
+    const kubePort = await freePort();
+    kubeUrl = `http://127.0.0.1:${kubePort}`;
+    kube = startEdgebind('kube', ['simulate', 'kubernetes', '--listen', `127.0.0.1:${kubePort}`, '--kubeconfig', kubeconfig]);
+    const linstorPort = await freePort();
+    linstorUrl = `http://127.0.0.1:${linstorPort}`;
+    linstor = startEdgebind('linstor', ['simulate', 'linstor', '--listen', `127.0.0.1:${linstorPort}`]);
+    await waitFor('the fake Kubernetes API server', async () => (await http(`${kubeUrl}/api/v1/namespaces`)).ok && existsSync(kubeconfig), { procs: procs() });
+    await waitFor('the LINSTOR simulator', async () => (await http(`${linstorUrl}/v1/controller/version`)).ok, { procs: procs() });
+
+    // Cluster state: namespaces, the backend, the issuer, the policies and the gateway's key Secret.
+    for (const ns of [NS, KEYS_NS]) await kubeCreate('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    await kubeCreate(crPath('linstorbackends'), { apiVersion: `${GROUP}/${VERSION}`, kind: 'LinstorBackend', metadata: { name: 'main' }, spec: { urls: [linstorUrl] } });
+    await kubeCreate(crPath('identityissuers'), {
+      apiVersion: `${GROUP}/${VERSION}`, kind: 'IdentityIssuer', metadata: { name: 'test-idp' },
+      spec: { issuer: idp.issuer, audiences: [idp.audience], algorithms: ['ES256'], clockSkewSeconds: 30, claimMapping: { groupsClaim: 'groups' } },
+    });
+    await kubeCreate(crPath('volumeaccesspolicies', NS), {
+      apiVersion: `${GROUP}/${VERSION}`, kind: 'VolumeAccessPolicy', metadata: { name: 'edge-storage', namespace: NS },
+      spec: {
+        effect: 'Allow',
+        subjects: [{ issuer: 'test-idp', groups: ['test-idp:storage'] }],
+        actions: ['read', 'create', 'resize', 'snapshot'],
+        volumes: { names: ['edge-*'] },
+        conditions: { maxSizeBytes: 8 * GiB },
+      },
+    });
+    await kubeCreate(crPath('volumeaccesspolicies', NS), {
+      apiVersion: `${GROUP}/${VERSION}`, kind: 'VolumeAccessPolicy', metadata: { name: 'no-prod-from-edge', namespace: NS },
+      spec: { effect: 'Deny', subjects: [{ issuer: 'test-idp' }], actions: ['create'], volumes: { names: ['edge-prod-*'] } },
+    });
+    const key = generateSigningKey('edge-e2e-1');
+    // §8.1: entry `<keyId>.pub` holding the base64url of the raw public key (the JWK x).
+    await kubeCreate(`/api/v1/namespaces/${KEYS_NS}/secrets`, {
+      apiVersion: 'v1', kind: 'Secret', metadata: { name: 'edgebind-gateway-keys' }, type: 'Opaque',
+      data: { [`${key.keyId}.pub`]: Buffer.from(key.publicJwk.x).toString('base64') },
+    });
+
+    // The Worker's configuration, compiled from the resources as the API server stores them.
+    const issuers = (await json(`${kubeUrl}${crPath('identityissuers')}`)).body.items;
+    const policies = (await json(`${kubeUrl}${crPath('volumeaccesspolicies')}`)).body.items;
+    assert.equal(policies.length, 2);
+    compiled = compileBundle(issuers, policies);
+
+    const env = { KUBECONFIG: kubeconfig };
+    controller = startEdgebind('controller', ['controller', '--admin-addr', `127.0.0.1:${await freePort()}`, '--resync-seconds', '5'], env);
+    const gwPort = await freePort();
+    const gwAdmin = await freePort();
+    gateway = startEdgebind(
+      'gateway',
+      ['gateway', '--listen', `127.0.0.1:${gwPort}`, '--admin-addr', `127.0.0.1:${gwAdmin}`, '--backend-ref', 'main', '--reload-seconds', '1'],
+      { ...env, POD_NAMESPACE: KEYS_NS, EDGEBIND_GATEWAY_KEYS_SECRET: 'edgebind-gateway-keys' },
+    );
+    await waitFor('the gateway to load keys and policies', async () => (await http(`http://127.0.0.1:${gwAdmin}/readyz`)).ok, { procs: procs() });
+    await waitFor('the LinstorBackend to be Ready', async () => ready((await json(`${kubeUrl}${crPath('linstorbackends', null, 'main')}`)).body), { procs: procs() });
+
+    worker = await startWorker({
+      bindings: {
+        GATEWAY_URL: `http://127.0.0.1:${gwPort}`,
+        ISSUERS: compiled.issuers,
+        POLICY_BUNDLE: compiled.bundle,
+        SIGNING_KEY: key.binding,
+        EDGE_LOCATION: 'E2E',
+        JWKS_COOLDOWN_SECONDS: '0',
+      },
+    });
+  });
+
+  after(async () => {
+    // Every process goes, also when a step above failed half way.
+    await worker?.stop();
+    await Promise.all([gateway, controller, linstor, kube].map(stopProc));
+    await idp?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const created = []; // request ids of the allowed requests, for the audit check
+  let linstorName;
+
+  it('creates a volume through the edge; the controller makes it Ready with replicas in LINSTOR', async () => {
+    const token = await idp.token('alice');
+    const r = await call(`${EDGE}/volumes`, { token, method: 'POST', body: { name: 'edge-data-1', sizeBytes: 1 * GiB, labels: { app: 'e2e' } } });
+    assert.equal(r.status, 201, r.text);
+    assert.equal(r.body.name, 'edge-data-1');
+    assert.equal(r.body.sizeBytes, GiB);
+    created.push(r.headers.get('edge-request-id'));
+
+    const vol = await waitFor('EdgeVolume edge-data-1 Ready', async () => {
+      const v = (await getVolume('edge-data-1')).body;
+      return ready(v) && v;
+    }, { procs: procs() });
+    assert.equal(vol.spec.backendRef, 'main');
+    assert.deepEqual(vol.metadata.labels, { app: 'e2e' });
+    linstorName = vol.status.linstorName;
+    assert.ok(linstorName, 'status names the LINSTOR resource definition');
+
+    const rds = (await json(`${linstorUrl}/v1/resource-definitions`)).body;
+    assert.ok(rds.some((d) => d.name === linstorName), `resource definition ${linstorName} in LINSTOR`);
+    const resources = (await json(`${linstorUrl}/v1/resource-definitions/${linstorName}/resources`)).body;
+    const diskful = resources.filter((x) => !(x.flags ?? []).includes('DISKLESS'));
+    assert.ok(diskful.length >= 2, `replicated: ${JSON.stringify(resources.map((x) => [x.node_name, x.flags]))}`);
+    assert.equal(vol.status.diskfulReplicas, diskful.length);
+    const vds = (await json(`${linstorUrl}/v1/resource-definitions/${linstorName}/volume-definitions`)).body;
+    assert.equal(vds[0].size_kib, GiB / 1024);
+
+    // Read back through the edge: the gateway reports what the controller wrote.
+    const g = await call(`${EDGE}/volumes/edge-data-1`, { token });
+    assert.equal(g.status, 200, g.text);
+    assert.equal(g.body.phase, 'Ready');
+    created.push(g.headers.get('edge-request-id'));
+  });
+
+  it('resizes it through the edge; the LINSTOR volume definition grows', async () => {
+    assert.ok(linstorName, 'needs the volume of the previous step');
+    const token = await idp.token('alice');
+    const r = await call(`${EDGE}/volumes/edge-data-1/resize`, { token, method: 'POST', body: { sizeBytes: 2 * GiB } });
+    assert.equal(r.status, 202, r.text);
+    assert.equal(r.body.sizeBytes, 2 * GiB);
+    created.push(r.headers.get('edge-request-id'));
+    await waitFor('the LINSTOR volume definition at 2 GiB', async () => {
+      const vds = (await json(`${linstorUrl}/v1/resource-definitions/${linstorName}/volume-definitions`)).body;
+      return vds?.[0]?.size_kib === (2 * GiB) / 1024;
+    }, { procs: procs() });
+    await waitFor('EdgeVolume status size 2Gi', async () => (await getVolume('edge-data-1')).body?.status?.size === '2Gi', { procs: procs() });
+  });
+
+  it('snapshots it through the edge; the snapshot appears in LINSTOR', async () => {
+    assert.ok(linstorName, 'needs the volume of the first step');
+    const token = await idp.token('alice');
+    const r = await call(`${EDGE}/volumes/edge-data-1/snapshots`, { token, method: 'POST', body: { name: 'edge-data-1-snap' } });
+    assert.equal(r.status, 201, r.text);
+    assert.equal(r.body.volume, 'edge-data-1');
+    created.push(r.headers.get('edge-request-id'));
+    const snap = await waitFor('EdgeSnapshot ready to use', async () => {
+      const s = (await json(`${kubeUrl}${crPath('edgesnapshots', NS, 'edge-data-1-snap')}`)).body;
+      return s?.status?.readyToUse && s;
+    }, { procs: procs() });
+    const inLinstor = (await json(`${linstorUrl}/v1/view/snapshots`)).body;
+    const found = inLinstor.find((s) => s.resource_name === linstorName && s.name === snap.status.linstorName);
+    assert.ok(found, `LINSTOR snapshot ${snap.status.linstorName} of ${linstorName}: ${JSON.stringify(inLinstor)}`);
+  });
+
+  it('refuses a token without the group (403 policy_no_match) and a Deny (403 policy_denied); creates nothing', async () => {
+    const token = await idp.token('mallory');
+    const before = gatewayAudit().length;
+    const r = await call(`${EDGE}/volumes`, { token, method: 'POST', body: { name: 'edge-data-2', sizeBytes: GiB } });
+    assert.equal(r.status, 403, r.text);
+    assert.equal(r.body.error.code, 'policy_no_match');
+    assert.equal(r.body.error.requestId, r.headers.get('edge-request-id'));
+    // Also an allowed group is refused by a Deny, and reads are refused for mallory.
+    const alice = await idp.token('alice');
+    const d = await call(`${EDGE}/volumes`, { token: alice, method: 'POST', body: { name: 'edge-prod-1', sizeBytes: GiB } });
+    assert.equal(d.status, 403, d.text);
+    assert.equal(d.body.error.code, 'policy_denied');
+    const g = await call(`${EDGE}/volumes/edge-data-1`, { token });
+    assert.equal(g.status, 403, g.text);
+    assert.equal(g.body.error.code, 'policy_no_match');
+
+    await sleep(1500); // give a wrongly forwarded request time to land, then look
+    for (const name of ['edge-data-2', 'edge-prod-1']) assert.equal((await getVolume(name)).status, 404, `${name} was not created`);
+    const rds = (await json(`${linstorUrl}/v1/resource-definitions`)).body;
+    assert.deepEqual(rds.map((x) => x.name), [linstorName], 'only the allowed volume exists in LINSTOR');
+    assert.equal(gatewayAudit().length, before, 'the Worker refused these; nothing reached the gateway');
+    for (const res of [r, d, g]) {
+      const ev = worker.auditEvents().find((e) => e.requestId === res.headers.get('edge-request-id'));
+      assert.ok(ev, 'the Worker audited the refusal');
+      assert.deepEqual([ev.decision, ev.reasonCode, ev.result], ['deny', res.body.error.code, 403]);
+    }
+  });
+
+  it('the audit trail joins both sides of every allowed request by request id', async () => {
+    assert.equal(created.length, 4, 'the allowed requests of the previous steps');
+    const gw = await waitFor('gateway audit events', async () => {
+      const evs = gatewayAudit();
+      return created.every((id) => evs.some((e) => e.requestId === id)) && evs;
+    }, { timeoutMs: 5000, procs: procs() });
+    const wk = worker.auditEvents();
+    const expected = [['create', 201, null], ['read', 200, 'edge-data-1'], ['resize', 202, 'edge-data-1'], ['snapshot', 201, 'edge-data-1']];
+    for (const [i, id] of created.entries()) {
+      const w = wk.filter((e) => e.requestId === id);
+      const g = gw.filter((e) => e.requestId === id);
+      assert.equal(w.length, 1, `one Worker event for ${id}`);
+      assert.equal(g.length, 1, `one gateway event for ${id}`);
+      const [action, status, name] = expected[i];
+      for (const [side, ev] of [['worker', w[0]], ['gateway', g[0]]]) {
+        assert.equal(ev.source, side);
+        assert.equal(ev.action, action, `${side} action`);
+        assert.equal(ev.decision, 'allow', `${side} decision`);
+        assert.equal(ev.result, status, `${side} result`);
+        assert.equal(ev.issuer, 'test-idp');
+        assert.equal(ev.subject, 'test-idp:alice');
+        assert.equal(ev.policy, `${NS}/edge-storage`);
+        assert.equal(ev.keyId, 'edge-e2e-1');
+        assert.equal(ev.edgeLocation, 'E2E');
+        assert.equal(ev.object?.namespace, NS);
+        if (name) assert.equal(ev.object?.name, name);
+        // Same bundle on both sides: the JS compilation above equals the gateway's.
+        assert.equal(ev.policyRevision, compiled.revision, `${side} policy revision`);
+      }
+      assert.equal(w[0].traceId, g[0].traceId, 'one trace across both sides');
+      for (const ev of [w[0], g[0]]) assert.ok(!JSON.stringify(ev).includes('eyJ'), 'no token in an audit event');
+    }
+  });
+});

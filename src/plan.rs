@@ -25,7 +25,6 @@ use crate::crd::{CloudflareAccount, EdgeBinding, EdgeSnapshot, EdgeVolume, Linst
 use crate::linstor::tls::TlsSource;
 use crate::linstor::{ClientConfig, LinstorClient, Op, naming};
 use crate::sim::linstor::{LinstorSim, RunningSim, SimConfig};
-use k8s_openapi::api::core::v1::ConfigMap;
 
 /// The Cloudflare half of the plan (EdgeBinding).
 #[path = "plan_cloudflare.rs"]
@@ -41,7 +40,8 @@ struct Manifests {
     snapshots: Vec<EdgeSnapshot>,
     accounts: Vec<CloudflareAccount>,
     bindings: Vec<EdgeBinding>,
-    config_maps: Vec<ConfigMap>,
+    issuers: Vec<crate::crd::IdentityIssuer>,
+    policies: Vec<crate::crd::VolumeAccessPolicy>,
     skipped: Vec<String>,
 }
 
@@ -88,12 +88,6 @@ fn parse(files: &[PathBuf]) -> anyhow::Result<Manifests> {
                 .to_string();
             let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             let at = || format!("{} (document {}, kind {kind})", f.display(), i + 1);
-            if api == "v1" && kind == "ConfigMap" {
-                // EdgeBindings read their issuers and policy bundle from ConfigMaps.
-                m.config_maps
-                    .push(serde_json::from_value(v).with_context(at)?);
-                continue;
-            }
             if api != "edgebind.dev/v1alpha1" {
                 m.skipped
                     .push(format!("{}: not an edgebind object, skipped", at()));
@@ -107,6 +101,10 @@ fn parse(files: &[PathBuf]) -> anyhow::Result<Manifests> {
                     .push(serde_json::from_value(v).with_context(at)?),
                 "CloudflareAccount" => m.accounts.push(serde_json::from_value(v).with_context(at)?),
                 "EdgeBinding" => m.bindings.push(serde_json::from_value(v).with_context(at)?),
+                "IdentityIssuer" => m.issuers.push(serde_json::from_value(v).with_context(at)?),
+                "VolumeAccessPolicy" => {
+                    m.policies.push(serde_json::from_value(v).with_context(at)?)
+                }
                 _ => m
                     .skipped
                     .push(format!("{}: not planned by this version, skipped", at())),
@@ -122,8 +120,8 @@ fn parse(files: &[PathBuf]) -> anyhow::Result<Manifests> {
     for b in &mut m.bindings {
         b.metadata.namespace.get_or_insert_with(|| "default".into());
     }
-    for c in &mut m.config_maps {
-        c.metadata.namespace.get_or_insert_with(|| "default".into());
+    for p in &mut m.policies {
+        p.metadata.namespace.get_or_insert_with(|| "default".into());
     }
     Ok(m)
 }
@@ -365,7 +363,8 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
     if let Some(s) = sim {
         s.stop().await;
     }
-    objects.extend(cfplan::plan_cloudflare(&m.accounts, &m.bindings, &m.config_maps).await?);
+    objects
+        .extend(cfplan::plan_cloudflare(&m.accounts, &m.bindings, &m.issuers, &m.policies).await?);
     Ok(PlanReport {
         target,
         objects,

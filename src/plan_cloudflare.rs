@@ -6,34 +6,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use serde_json::Value;
 
 use super::{ObjectPlan, cond};
 use crate::cloudflare::{CfClient, CfClientConfig};
-use crate::controller::binding::config::{BUNDLE_KEY, ISSUERS_KEY, assemble, config_refs};
+use crate::controller::binding::config::compile_for;
 use crate::controller::binding::{
     desired_secrets, observe, owner_tag, plan as bplan, script_upload,
 };
 use crate::crd::binding::EdgeBindingStatus;
-use crate::crd::{CloudflareAccount, EdgeBinding};
+use crate::crd::{CloudflareAccount, EdgeBinding, IdentityIssuer, VolumeAccessPolicy};
 use crate::sim::cloudflare::{CfSimConfig, CloudflareSim, REALISTIC_TOKEN, SimToken};
-
-fn config_map_value(cms: &[ConfigMap], ns: &str, name: &str, key: &str) -> Result<String, String> {
-    cms.iter()
-        .find(|c| c.namespace().as_deref() == Some(ns) && c.name_any() == name)
-        .ok_or_else(|| format!("ConfigMap {ns}/{name} is not among the manifests"))?
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key).cloned())
-        .ok_or_else(|| format!("ConfigMap {ns}/{name} has no key {key}"))
-}
 
 pub(super) async fn plan_cloudflare(
     accounts: &[CloudflareAccount],
     bindings: &[EdgeBinding],
-    cms: &[ConfigMap],
+    issuers: &[IdentityIssuer],
+    policies: &[VolumeAccessPolicy],
 ) -> anyhow::Result<Vec<ObjectPlan>> {
     let mut out = Vec::new();
     if bindings.is_empty() && accounts.is_empty() {
@@ -97,7 +87,7 @@ pub(super) async fn plan_cloudflare(
         out.push(op);
     }
     for b in bindings {
-        out.push(plan_binding(b, accounts, cms, &sim.url()).await);
+        out.push(plan_binding(b, accounts, issuers, policies, &sim.url()).await);
     }
     sim.shutdown().await;
     Ok(out)
@@ -106,7 +96,8 @@ pub(super) async fn plan_cloudflare(
 async fn plan_binding(
     b: &EdgeBinding,
     accounts: &[CloudflareAccount],
-    cms: &[ConfigMap],
+    issuers: &[IdentityIssuer],
+    policies: &[VolumeAccessPolicy],
     url: &str,
 ) -> ObjectPlan {
     let ns = b.namespace().unwrap_or_else(|| "default".into());
@@ -137,11 +128,7 @@ async fn plan_binding(
             ),
         );
     };
-    let cfg = config_refs(b).and_then(|(i, p)| {
-        let issuers = config_map_value(cms, &ns, i, ISSUERS_KEY)?;
-        let bundle = config_map_value(cms, &ns, p, BUNDLE_KEY)?;
-        assemble(b, &issuers, &bundle)
-    });
+    let cfg = compile_for(b, issuers, policies);
     let cfg = match cfg {
         Ok(c) => c,
         Err(msg) => return fail(op, "InvalidConfig", msg),

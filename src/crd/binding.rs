@@ -69,12 +69,14 @@ pub struct EdgeBindingSpec {
     #[schemars(length(min = 8, max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("gatewayUrl must be an http(s) URL"))]
     pub gateway_url: String,
-    /// ConfigMap in this namespace whose key `bundle.json` holds the compiled policy bundle.
+    /// Names of the IdentityIssuers whose tokens the Worker accepts; empty means all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub issuers: Vec<String>,
+    /// Selects the VolumeAccessPolicies of this namespace compiled into the Worker's policy
+    /// bundle; absent means all of them. (The gateway enforces every policy regardless.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_bundle_ref: Option<String>,
-    /// ConfigMap in this namespace whose key `issuers.json` holds the trusted issuers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuers_ref: Option<String>,
+    pub policy_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     /// Hours between scheduled signing key rotations. The annotation `edgebind.dev/rotate-key`
     /// rotates on demand.
     #[serde(default = "default_rotation_hours")]

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use edgebind::controller::ControllerConfig;
-use edgebind::crd::{CloudflareAccount, EdgeBinding};
+use edgebind::crd::{CloudflareAccount, EdgeBinding, IdentityIssuer, VolumeAccessPolicy};
 use edgebind::sim::cloudflare::{
     CfSimConfig, CloudflareSim, REALISTIC_ACCOUNT_ID as ACC, REALISTIC_TOKEN as TOKEN,
     REALISTIC_ZONE_ID as ZONE, RunningCfSim,
 };
 use edgebind::sim::linstor::SimConfig;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -23,9 +23,9 @@ use crate::support::contract::{self, Contract};
 
 const SYS: &str = "edgebind-system";
 const SCRIPT: &str = "edgebind-gw";
-const ISSUERS: &str = r#"[{"name":"okta","issuer":"https://idp.example.com","audiences":["api://edgebind"],"algorithms":["RS256"]}]"#;
-const BUNDLE: &str = r#"{"version":1,"revision":"sha256:00","policies":[]}"#;
-const BUNDLE2: &str = r#"{"version":1,"revision":"sha256:01","policies":[]}"#;
+/// Actions of the test policy before and after a policy change.
+const ACTIONS: &[&str] = &["read"];
+const ACTIONS2: &[&str] = &["read", "create"];
 
 struct CfBed {
     bed: Bed,
@@ -83,17 +83,17 @@ impl CfBed {
                             "budget": {"requestsPerSecond": 4, "burst": 20}}}),
         )
         .await;
-        let cms = Api::<ConfigMap>::namespaced(c.clone(), NS);
         create(
-            &cms,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "issuers", "namespace": NS},
-                   "data": {"issuers.json": ISSUERS}}),
+            &Api::<IdentityIssuer>::all(c.clone()),
+            json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer", "metadata": {"name": "okta"},
+                   "spec": {"issuer": "https://idp.example.com", "audiences": ["api://edgebind"], "algorithms": ["RS256"]}}),
         )
         .await;
         create(
-            &cms,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "policies", "namespace": NS},
-                   "data": {"bundle.json": BUNDLE}}),
+            &Api::<VolumeAccessPolicy>::namespaced(c.clone(), NS),
+            json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy",
+                   "metadata": {"name": "readers", "namespace": NS},
+                   "spec": {"effect": "Allow", "subjects": [{"issuer": "okta", "groups": ["storage"]}], "actions": ACTIONS}}),
         )
         .await;
         CfBed { bed, cf }
@@ -109,8 +109,7 @@ impl CfBed {
 
     async fn create_binding(&self, name: &str, routes: &[&str], extra: Value) {
         let mut spec = json!({"accountRef": "cf", "zoneId": ZONE, "routes": routes, "scriptName": SCRIPT,
-                              "gatewayUrl": "https://gw.example.com", "issuersRef": "issuers",
-                              "policyBundleRef": "policies"});
+                              "gatewayUrl": "https://gw.example.com"});
         if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
             s.extend(e.clone());
         }
@@ -179,15 +178,32 @@ impl CfBed {
             .collect()
     }
 
-    async fn set_bundle(&self, bundle: &str) {
-        Api::<ConfigMap>::namespaced(self.bed.client.clone(), NS)
+    /// Changes the policy's actions: the compiled bundle changes, nothing else.
+    async fn set_policy_actions(&self, actions: &[&str]) {
+        Api::<VolumeAccessPolicy>::namespaced(self.bed.client.clone(), NS)
             .patch(
-                "policies",
+                "readers",
                 &PatchParams::default(),
-                &Patch::Merge(json!({"data": {"bundle.json": bundle}})),
+                &Patch::Merge(json!({"spec": {"actions": actions}})),
             )
             .await
-            .expect("patch bundle");
+            .expect("patch policy");
+    }
+
+    /// What the Worker should hold, compiled (by the gateway's compiler) from the resources as
+    /// the API server stores them.
+    async fn expected(&self) -> (String, String) {
+        let c = self.bed.client.clone();
+        let issuers = Api::<IdentityIssuer>::all(c.clone())
+            .list(&Default::default())
+            .await
+            .expect("issuers");
+        let policies = Api::<VolumeAccessPolicy>::namespaced(c, NS)
+            .list(&Default::default())
+            .await
+            .expect("policies");
+        let compiled = edgebind::gateway::compile::compile_bundle(&issuers.items, &policies.items);
+        (compiled.issuers_json(), compiled.bundle_json())
     }
 
     /// Every recorded exchange, checked against the official Cloudflare document.
@@ -269,11 +285,19 @@ async fn first_publish_then_converged_resyncs_make_no_writes() {
         t.sim().secret_names(ACC, SCRIPT),
         vec!["ISSUERS", "POLICY_BUNDLE", "SIGNING_KEY"]
     );
+    let (issuers, bundle) = t.expected().await;
     assert_eq!(
         t.sim()
             .secret_value_for_test(ACC, SCRIPT, "ISSUERS")
             .as_deref(),
-        Some(ISSUERS)
+        Some(issuers.as_str())
+    );
+    assert_eq!(
+        t.sim()
+            .secret_value_for_test(ACC, SCRIPT, "POLICY_BUNDLE")
+            .as_deref(),
+        Some(bundle.as_str()),
+        "the Worker gets the bundle the gateway compiles"
     );
     assert_eq!(st.script_etag.as_deref(), Some(script.etag.as_str()));
     assert_eq!(
@@ -369,7 +393,8 @@ async fn bundle_change_updates_only_that_secret() {
     let before = t.wait_published("edge").await.status.unwrap();
     let versions = t.sim().script(ACC, SCRIPT).unwrap().version_count;
     t.sim().reset_stats();
-    t.set_bundle(BUNDLE2).await;
+    t.set_policy_actions(ACTIONS2).await;
+    let (_, bundle2) = t.expected().await;
     let api = t.bindings();
     let after = t
         .bed
@@ -390,7 +415,7 @@ async fn bundle_change_updates_only_that_secret() {
         t.sim()
             .secret_value_for_test(ACC, SCRIPT, "POLICY_BUNDLE")
             .as_deref(),
-        Some(BUNDLE2)
+        Some(bundle2.as_str())
     );
     // The other secrets were not rewritten.
     assert_eq!(
@@ -555,18 +580,17 @@ async fn latest_version_not_deployed_is_resolved_by_version_then_deploy() {
     let pending: Value = resp.json().await.unwrap();
     let pending_id = pending["result"]["id"].as_str().unwrap().to_string();
     t.sim().reset_stats();
-    t.set_bundle(BUNDLE2).await;
+    t.set_policy_actions(ACTIONS2).await;
+    let (_, bundle2) = t.expected().await;
+    let want = edgebind::cloudflare::worker::sha256_tagged(bundle2.as_bytes());
     let api = t.bindings();
     t.bed
         .eventually(20, "bundle published through a deployed version", || {
             let api = api.clone();
+            let want = want.clone();
             async move {
                 let st = api.get("edge").await.ok()?.status?;
-                (st.secret_hashes.get("POLICY_BUNDLE")
-                    == Some(&edgebind::cloudflare::worker::sha256_tagged(
-                        BUNDLE2.as_bytes(),
-                    )))
-                .then_some(())
+                (st.secret_hashes.get("POLICY_BUNDLE") == Some(&want)).then_some(())
             }
         })
         .await;
@@ -601,7 +625,7 @@ async fn latest_version_not_deployed_is_resolved_by_version_then_deploy() {
         t.sim()
             .secret_value_for_test(ACC, SCRIPT, "POLICY_BUNDLE")
             .as_deref(),
-        Some(BUNDLE2)
+        Some(bundle2.as_str())
     );
     // The other secrets survived the version upload (keep_bindings).
     assert_eq!(
@@ -824,12 +848,13 @@ spec:
   accountId: {ACC}
   apiToken: {{namespace: {SYS}, name: cf-token, key: token}}
 ---
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: edge-config, namespace: {NS}}}
-data:
-  issuers.json: '{ISSUERS}'
-  bundle.json: '{BUNDLE}'
+apiVersion: edgebind.dev/v1alpha1
+kind: IdentityIssuer
+metadata: {{name: okta}}
+spec:
+  issuer: https://idp.example.com
+  audiences: [api://edgebind]
+  algorithms: [RS256]
 ---
 apiVersion: edgebind.dev/v1alpha1
 kind: EdgeBinding
@@ -840,8 +865,6 @@ spec:
   routes: ["api.example.com/*"]
   scriptName: {SCRIPT}
   gatewayUrl: https://gw.example.com
-  issuersRef: edge-config
-  policyBundleRef: edge-config
 "#
     );
     std::fs::write(dir.path().join("edge.yaml"), manifest).unwrap();

@@ -1,20 +1,20 @@
-//! What the Worker should be configured with, read from Kubernetes. Kept behind one function,
-//! [`desired_config`], so the source of issuers and policies can change (today: ConfigMaps
-//! named by the binding; next: compiled from IdentityIssuer and VolumeAccessPolicy).
+//! What the Worker should be configured with: the gateway URL, and the issuers and policy
+//! bundle compiled from the IdentityIssuer and VolumeAccessPolicy resources the binding selects
+//! (by the same compiler the gateway uses, so both sides enforce one bundle).
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
+use kube::core::{Selector, SelectorExt};
 use url::{Host, Url};
 
 use super::super::Context;
 use crate::crd::binding::EdgeBinding;
+use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
+use crate::gateway::compile::compile_bundle;
 
 /// A Workers variable holds at most 5 KB; the protocol caps compiled documents at 5,000 bytes
 /// (docs/edge-protocol.md §1) rather than upload a truncated one.
 pub const MAX_BINDING_BYTES: usize = 5000;
-pub const BUNDLE_KEY: &str = "bundle.json";
-pub const ISSUERS_KEY: &str = "issuers.json";
 
 /// The Worker's configuration apart from the signing key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,23 +59,6 @@ pub fn check_gateway_url(s: &str) -> Result<String, String> {
     Ok(u.origin().ascii_serialization())
 }
 
-async fn config_map_key(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    key: &str,
-) -> Result<String, String> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = api
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("cannot read ConfigMap {ns}/{name}: {e}"))?
-        .ok_or_else(|| format!("ConfigMap {ns}/{name} does not exist"))?;
-    cm.data
-        .and_then(|mut d| d.remove(key))
-        .ok_or_else(|| format!("ConfigMap {ns}/{name} has no key {key}"))
-}
-
 /// Checks a JSON document destined for a binding and returns it as given (trimmed): the
 /// producer's byte form is kept, so its hash only changes when the producer's output does.
 pub fn check_document(what: &str, text: &str, array: bool) -> Result<String, String> {
@@ -97,19 +80,48 @@ pub fn check_document(what: &str, text: &str, array: bool) -> Result<String, Str
     Ok(compact)
 }
 
-/// The ConfigMaps a binding reads: (issuers, policy bundle).
-pub fn config_refs(b: &EdgeBinding) -> Result<(&str, &str), String> {
-    let issuers = b
-        .spec
-        .issuers_ref
-        .as_deref()
-        .ok_or("spec.issuersRef must name a ConfigMap with the key issuers.json")?;
-    let bundle = b
-        .spec
-        .policy_bundle_ref
-        .as_deref()
-        .ok_or("spec.policyBundleRef must name a ConfigMap with the key bundle.json")?;
-    Ok((issuers, bundle))
+/// Compiles the Worker configuration from the issuers and policies given (pure; `plan` uses it
+/// too): the binding's issuers (all when it names none; a named one that does not exist is an
+/// error) and the policies of its namespace its selector matches.
+pub fn compile_for(
+    b: &EdgeBinding,
+    issuers: &[IdentityIssuer],
+    policies: &[VolumeAccessPolicy],
+) -> Result<WorkerConfig, String> {
+    let ns = b.namespace().unwrap_or_default();
+    let chosen_issuers: Vec<IdentityIssuer> = if b.spec.issuers.is_empty() {
+        issuers.to_vec()
+    } else {
+        let mut out = Vec::new();
+        for name in &b.spec.issuers {
+            let i = issuers
+                .iter()
+                .find(|i| i.name_any() == *name)
+                .ok_or_else(|| {
+                    format!("IdentityIssuer {name:?} named in spec.issuers does not exist")
+                })?;
+            out.push(i.clone());
+        }
+        out
+    };
+    if chosen_issuers.is_empty() {
+        return Err("no IdentityIssuer exists: create one so the Worker can verify tokens".into());
+    }
+    let selector: Option<Selector> = match &b.spec.policy_selector {
+        None => None,
+        Some(ls) => Some(
+            Selector::try_from(ls.clone())
+                .map_err(|e| format!("spec.policySelector is not valid: {e}"))?,
+        ),
+    };
+    let chosen_policies: Vec<VolumeAccessPolicy> = policies
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| selector.as_ref().is_none_or(|s| s.matches(p.labels())))
+        .cloned()
+        .collect();
+    let compiled = compile_bundle(&chosen_issuers, &chosen_policies);
+    assemble(b, &compiled.issuers_json(), &compiled.bundle_json())
 }
 
 /// Checks and assembles the configuration from the documents read (pure; `plan` uses it too).
@@ -124,12 +136,17 @@ pub fn assemble(b: &EdgeBinding, issuers: &str, bundle: &str) -> Result<WorkerCo
 /// The Worker configuration a binding asks for. Errors are messages for a `Ready=False`
 /// condition (no Cloudflare call is made).
 pub async fn desired_config(b: &EdgeBinding, ctx: &Context) -> Result<WorkerConfig, String> {
-    let ns = b.namespace().unwrap_or_default();
     check_gateway_url(&b.spec.gateway_url)?;
-    let (issuers_ref, bundle_ref) = config_refs(b)?;
-    let issuers = config_map_key(&ctx.client, &ns, issuers_ref, ISSUERS_KEY).await?;
-    let bundle = config_map_key(&ctx.client, &ns, bundle_ref, BUNDLE_KEY).await?;
-    assemble(b, &issuers, &bundle)
+    let ns = b.namespace().unwrap_or_default();
+    let issuers = Api::<IdentityIssuer>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list IdentityIssuers: {e}"))?;
+    let policies = Api::<VolumeAccessPolicy>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list VolumeAccessPolicies in {ns}: {e}"))?;
+    compile_for(b, &issuers.items, &policies.items)
 }
 
 #[cfg(test)]

@@ -80,15 +80,13 @@ impl Bed {
             .create(&PostParams::default(), &backend)
             .await
             .expect("backend");
-        let mut bed = Bed {
+        Bed {
             kube,
             client,
             linstor,
             config,
             ctrl: None,
-        };
-        bed.start_controller();
-        bed
+        }
     }
 
     /// A client that identifies itself with `user_agent`, so the fake API server's request log

@@ -25,10 +25,14 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{CloudflareAccount, EdgeBinding, EdgeSnapshot, EdgeVolume, LinstorBackend};
+use crate::crd::{
+    CloudflareAccount, EdgeBinding, EdgeSnapshot, EdgeVolume, IdentityIssuer, LinstorBackend,
+    VolumeAccessPolicy,
+};
 use account::Accounts;
 use backends::Backends;
 use backoff::Backoff;
+use kube::runtime::reflector::ObjectRef;
 
 /// Field manager of every write edgebind's controller makes.
 pub const FIELD_MANAGER: &str = "edgebind-controller";
@@ -254,6 +258,34 @@ pub async fn run(
     let bindings = Controller::new(Api::<EdgeBinding>::all(client.clone()), wc())
         .with_config(cfg)
         .graceful_shutdown_on(shutdown.clone());
+    // A policy or issuer change recompiles the bundle of the bindings it feeds, at once rather
+    // than at the next resync.
+    let (for_policies, for_issuers) = (bindings.store(), bindings.store());
+    let bindings = bindings
+        .watches(
+            Api::<VolumeAccessPolicy>::all(client.clone()),
+            wc(),
+            move |p| {
+                let ns = p.namespace();
+                for_policies
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.namespace() == ns)
+                    .map(|b| ObjectRef::from_obj(b.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<IdentityIssuer>::all(client.clone()),
+            wc(),
+            move |_| {
+                for_issuers
+                    .state()
+                    .into_iter()
+                    .map(|b| ObjectRef::from_obj(b.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
     // Ready once every cache holds at least the objects that existed at start. (Awaiting
     // `Store::wait_until_ready` here would race the controller's own wait on the same one-shot
     // signal, which wakes only one waiter.)

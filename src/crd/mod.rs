@@ -49,9 +49,19 @@ pub fn to_yaml(crds: &[CustomResourceDefinition]) -> anyhow::Result<String> {
     let mut out = String::new();
     for crd in crds {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(crd)?);
+        out.push_str(&quote_dates(&serde_yaml::to_string(crd)?));
     }
     Ok(out)
+}
+
+/// The YAML writer leaves `2025-09-01` unquoted (a string in YAML 1.2), but YAML 1.1 readers,
+/// which many Kubernetes tools are, take it for a timestamp. Quote such scalars.
+fn quote_dates(yaml: &str) -> String {
+    static DATE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?m)^(\s*(?:- )?(?:[A-Za-z0-9_.-]+: )?)(\d{4}-\d{2}-\d{2})$")
+            .expect("valid regex")
+    });
+    DATE.replace_all(yaml, "$1'$2'").into_owned()
 }
 
 /// Deletion policy shared by volumes and snapshots.

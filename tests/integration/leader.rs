@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 
 use crate::support::bed::{Bed, CONTROLLER_UA, fast_config};
 
-/// The chart's release namespace, where the controller's Role allows Leases.
-const LEASE_NS: &str = "edgebind";
+/// The controller's own namespace (the chart's release namespace, where its Role allows Leases).
+const LEASE_NS: &str = "edgebind-system";
 
 struct Instance {
     ua: String,

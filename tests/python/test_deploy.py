@@ -154,6 +154,8 @@ def test_default_render_is_valid_kubernetes(default_objs):
         "PodDisruptionBudget/edgebind-gateway",
         "Role/edgebind-controller-backend-secrets", "Role/edgebind-gateway-keys",
         "RoleBinding/edgebind-controller-backend-secrets", "RoleBinding/edgebind-gateway-keys",
+        "Role/edgebind-controller-binding-keys", "RoleBinding/edgebind-controller-binding-keys",
+        "Role/edgebind-controller-gateway-keys", "RoleBinding/edgebind-controller-gateway-keys",
         "Service/edgebind-controller-metrics", "Service/edgebind-gateway", "Service/edgebind-gateway-metrics",
         "ServiceAccount/edgebind-controller", "ServiceAccount/edgebind-gateway",
     })
@@ -232,7 +234,9 @@ def test_controller_env_matches_cli_flags():
 
 # ---- RBAC ----
 
-CONTROLLER_KINDS = {"linstorbackends", "edgevolumes", "edgesnapshots"}
+CONTROLLER_KINDS = {"linstorbackends", "edgevolumes", "edgesnapshots", "cloudflareaccounts", "edgebindings"}
+# Read by the controller (compiled into EdgeBindings), written only by people.
+CONTROLLER_READS = {"identityissuers", "volumeaccesspolicies"}
 
 
 def crd_plurals():
@@ -243,13 +247,26 @@ def test_controller_cluster_role_is_exactly_what_it_uses(default_objs):
     got = rules_of(find(default_objs, "ClusterRole", "edgebind-controller"))
     want = set()
     for k in CONTROLLER_KINDS:
-        want |= {("edgebind.dev", k, v, None) for v in ("get", "list", "watch", "patch")}
+        want |= {("edgebind.dev", k, v, None) for v in ("get", "list", "watch")}
         want.add(("edgebind.dev", f"{k}/status", "patch", None))
-        want.add(("edgebind.dev", f"{k}/finalizers", "update", None))
+    # Finalizers are added and removed by patching the object itself.
+    for k in ("edgevolumes", "edgesnapshots", "edgebindings"):
+        want.add(("edgebind.dev", k, "patch", None))
+    for k in CONTROLLER_READS:
+        want |= {("edgebind.dev", k, v, None) for v in ("list", "watch")}
     want |= {("events.k8s.io", "events", v, None) for v in ("create", "patch")}
     assert got == want
-    # A new kind in crds/ must be granted deliberately (or this set updated).
-    assert crd_plurals() - CONTROLLER_KINDS <= {"identityissuers", "volumeaccesspolicies"}
+    # A new kind in crds/ must be granted deliberately (or these sets updated).
+    assert crd_plurals() == CONTROLLER_KINDS | CONTROLLER_READS
+
+
+def test_controller_writes_only_its_own_secrets(default_objs):
+    keys = find(default_objs, "Role", "edgebind-controller-gateway-keys")
+    assert rules_of(keys) == {("", "secrets", "create", None), ("", "secrets", "get", "edgebind-gateway-keys"),
+                              ("", "secrets", "patch", "edgebind-gateway-keys")}
+    binding = find(default_objs, "Role", "edgebind-controller-binding-keys")
+    assert rules_of(binding) == {("", "secrets", v, None) for v in ("get", "create", "patch")}
+    assert binding["metadata"]["namespace"] == dr.NAMESPACE
 
 
 @pytest.mark.parametrize("fixture", ["default_objs", "full_objs"])

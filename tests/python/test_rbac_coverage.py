@@ -17,7 +17,12 @@ import pytest
 from deploy_render import objects, render
 
 RELEASE = "edgebind"
-NAMESPACE = "edgebind"
+# The topology the Rust suite runs: the controller's own namespace (leases, the gateway key
+# Secret, the Cloudflare token), and team-a (volumes, snapshots, EdgeBindings).
+NAMESPACE = "edgebind-system"
+VALUES = {"controller": {"leaderElection": {"enabled": True},
+                         "backendSecrets": {"namespaces": ["edgebind-system"]},
+                         "edgeBindings": {"namespaces": ["team-a"]}}}
 CALLS_DIR = os.environ.get("EDGEBIND_RBAC_CALLS_DIR")
 
 
@@ -74,7 +79,7 @@ def allows(ns: str | None, rule: dict[str, Any], call: dict[str, Any]) -> bool:
 @pytest.mark.skipif(CALLS_DIR is None, reason="run through scripts/test.sh, after the Rust suite")
 def test_every_controller_call_is_allowed_by_the_chart() -> None:
     calls = load_calls()
-    objs = objects(render({"controller": {"leaderElection": {"enabled": True}}}, name=RELEASE, namespace=NAMESPACE))
+    objs = objects(render(VALUES, name=RELEASE, namespace=NAMESPACE))
     rules = controller_rules(objs)
     assert rules, "the chart binds no rule to the controller"
     denied = sorted({

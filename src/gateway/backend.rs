@@ -295,4 +295,4 @@ pub const KUBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[path = "kube_backend.rs"]
 mod kube_backend;
-pub use kube_backend::KubeVolumeBackend;
+pub use kube_backend::{KubeVolumeBackend, WatchCache};

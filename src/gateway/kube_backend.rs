@@ -2,9 +2,12 @@
 
 use std::future::Future;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 
 use super::{
     BackendError, BackendResult, FIELD_MANAGER, KUBE_TIMEOUT, NewVolume, SnapshotView,
@@ -21,6 +24,42 @@ pub struct KubeVolumeBackend {
     client: kube::Client,
     /// `spec.backendRef` of volumes the gateway creates.
     backend_ref: String,
+    /// Watch caches serving reads (list and get), so read traffic from the edge does not become
+    /// API server traffic. Writes always go to the API server.
+    cache: Option<WatchCache>,
+}
+
+/// Reflector stores of the objects the gateway answers about.
+#[derive(Clone)]
+pub struct WatchCache {
+    pub volumes: Store<EdgeVolume>,
+    pub snapshots: Store<EdgeSnapshot>,
+}
+
+impl WatchCache {
+    /// The stores, and the future that keeps them current (spawn it; it runs until dropped).
+    pub fn start(client: &kube::Client) -> (WatchCache, impl Future<Output = ()> + Send + 'static) {
+        let (volumes, vw) = reflector::store::<EdgeVolume>();
+        let (snapshots, sw) = reflector::store::<EdgeSnapshot>();
+        // Watches time out below common load-balancer idle limits; errors back off and relist.
+        let wc = || watcher::Config::default().timeout(240);
+        let v = reflector(vw, watcher(Api::<EdgeVolume>::all(client.clone()), wc()))
+            .default_backoff()
+            .for_each(|_| async {});
+        let s = reflector(sw, watcher(Api::<EdgeSnapshot>::all(client.clone()), wc()))
+            .default_backoff()
+            .for_each(|_| async {});
+        let driver = async move {
+            futures::join!(v, s);
+        };
+        (WatchCache { volumes, snapshots }, driver)
+    }
+
+    /// Resolves once both caches hold a complete initial list.
+    pub async fn synced(&self) {
+        let _ = self.volumes.wait_until_ready().await;
+        let _ = self.snapshots.wait_until_ready().await;
+    }
 }
 
 impl KubeVolumeBackend {
@@ -28,7 +67,14 @@ impl KubeVolumeBackend {
         KubeVolumeBackend {
             client,
             backend_ref: backend_ref.into(),
+            cache: None,
         }
+    }
+
+    /// Reads from `cache` instead of the API server.
+    pub fn with_cache(mut self, cache: WatchCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     fn volumes(&self, ns: &str) -> Api<EdgeVolume> {
@@ -115,6 +161,17 @@ fn post() -> PostParams {
 impl VolumeBackend for KubeVolumeBackend {
     fn list_volumes<'a>(&'a self, ns: &'a str) -> BoxFuture<'a, BackendResult<Vec<VolumeView>>> {
         Box::pin(async move {
+            if let Some(c) = &self.cache {
+                let mut out: Vec<VolumeView> = c
+                    .volumes
+                    .state()
+                    .iter()
+                    .filter(|v| v.metadata.namespace.as_deref() == Some(ns))
+                    .map(|v| volume_view(v))
+                    .collect();
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                return Ok(out);
+            }
             let list = call(self.volumes(ns).list(&ListParams::default())).await?;
             Ok(list.items.iter().map(volume_view).collect())
         })
@@ -126,6 +183,10 @@ impl VolumeBackend for KubeVolumeBackend {
         name: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<VolumeView>>> {
         Box::pin(async move {
+            if let Some(c) = &self.cache {
+                let key = ObjectRef::<EdgeVolume>::new(name).within(ns);
+                return Ok(c.volumes.get(&key).map(|v| volume_view(&v)));
+            }
             let v = call(self.volumes(ns).get_opt(name)).await?;
             Ok(v.as_ref().map(volume_view))
         })
@@ -199,6 +260,19 @@ impl VolumeBackend for KubeVolumeBackend {
         volume: &'a str,
     ) -> BoxFuture<'a, BackendResult<Vec<SnapshotView>>> {
         Box::pin(async move {
+            if let Some(c) = &self.cache {
+                let mut out: Vec<SnapshotView> = c
+                    .snapshots
+                    .state()
+                    .iter()
+                    .filter(|s| {
+                        s.metadata.namespace.as_deref() == Some(ns) && s.spec.volume_ref == volume
+                    })
+                    .map(|s| snapshot_view(s))
+                    .collect();
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                return Ok(out);
+            }
             let list = call(self.snapshots(ns).list(&ListParams::default())).await?;
             Ok(list
                 .items
@@ -216,6 +290,14 @@ impl VolumeBackend for KubeVolumeBackend {
         name: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<SnapshotView>>> {
         Box::pin(async move {
+            if let Some(c) = &self.cache {
+                let key = ObjectRef::<EdgeSnapshot>::new(name).within(ns);
+                return Ok(c
+                    .snapshots
+                    .get(&key)
+                    .filter(|s| s.spec.volume_ref == volume)
+                    .map(|s| snapshot_view(&s)));
+            }
             let s = call(self.snapshots(ns).get_opt(name)).await?;
             Ok(s.filter(|s| s.spec.volume_ref == volume)
                 .as_ref()

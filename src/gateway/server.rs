@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams};
 
 use super::api::{BundleStore, GatewayState, admin_router, api_router};
 use super::audit::AuditSink;
-use super::backend::{KUBE_TIMEOUT, KubeVolumeBackend};
+use super::backend::{KUBE_TIMEOUT, KubeVolumeBackend, WatchCache};
 use super::compile::compile_bundle;
 use super::keys::{KeySet, KeyStore};
 use super::policy::Bundle;
@@ -76,7 +76,12 @@ pub async fn load_bundle(client: &kube::Client) -> anyhow::Result<Bundle> {
 
 /// Re-reads keys and policies forever. A failed read keeps the previous state (and is logged);
 /// readiness waits for the first success of both.
-async fn reload_loop(client: kube::Client, args: GatewayArgs, state: Arc<GatewayState>) {
+async fn reload_loop(
+    client: kube::Client,
+    args: GatewayArgs,
+    state: Arc<GatewayState>,
+    caches_synced: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut keys_ok = false;
     let mut bundle_ok = false;
     let mut tick = tokio::time::interval(Duration::from_secs(args.reload_seconds.max(1)));
@@ -105,24 +110,47 @@ async fn reload_loop(client: kube::Client, args: GatewayArgs, state: Arc<Gateway
                 tracing::warn!(error = %e, "reading policies failed; keeping the previous bundle")
             }
         }
-        state.ready.store(keys_ok && bundle_ok, Ordering::Relaxed);
+        let synced = caches_synced.load(Ordering::Relaxed);
+        state
+            .ready
+            .store(keys_ok && bundle_ok && synced, Ordering::Relaxed);
     }
 }
 
 /// Runs the gateway until SIGTERM.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
-    let backend = Arc::new(KubeVolumeBackend::new(
-        client.clone(),
-        args.backend_ref.clone(),
+    let mut kcfg = kube::Config::infer().await?;
+    // Identifies the gateway's calls in the API server's audit log.
+    kcfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("edgebind-gateway/", env!("CARGO_PKG_VERSION"))),
     ));
+    let client = kube::Client::try_from(kcfg)?;
+    let (cache, driver) = WatchCache::start(&client);
+    let cache_task = tokio::spawn(driver);
+    let caches_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (cache, flag) = (cache.clone(), caches_synced.clone());
+        tokio::spawn(async move {
+            cache.synced().await;
+            flag.store(true, Ordering::Relaxed);
+        });
+    }
+    let backend = Arc::new(
+        KubeVolumeBackend::new(client.clone(), args.backend_ref.clone()).with_cache(cache),
+    );
     let state = Arc::new(GatewayState::new(
         KeyStore::default(),
         BundleStore::new(Bundle::empty()),
         backend,
         AuditSink::stdout(),
     ));
-    let reloader = tokio::spawn(reload_loop(client, args.clone(), state.clone()));
+    let reloader = tokio::spawn(reload_loop(
+        client,
+        args.clone(),
+        state.clone(),
+        caches_synced,
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let admin = tokio::net::TcpListener::bind(args.admin_addr).await?;
     tracing::info!(addr = %args.listen, admin = %args.admin_addr, "edgebind gateway listening");
@@ -135,6 +163,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(crate::shutdown_signal())
         .await?;
     admin_task.abort();
+    cache_task.abort();
     reloader.abort();
     Ok(())
 }

@@ -547,3 +547,72 @@ async fn allowed_create_resize_snapshot_restore_and_list() {
     let text = metrics.text().await.unwrap_or_default();
     assert!(text.contains("edgebind_gateway_requests_total{route=\"/api/v1/namespaces/{ns}/volumes/{name}/resize\""), "{text}");
 }
+
+/// The gateway's Kubernetes backend answers reads from watch caches: an EdgeVolume written to the
+/// API server appears in its list and get without a read per request, and writes go through.
+#[tokio::test]
+async fn kube_backend_reads_from_watch_caches() {
+    use edgebind::gateway::backend::{KubeVolumeBackend, VolumeBackend, WatchCache};
+    let kube = edgebind::sim::kube::FakeApiServer::start()
+        .await
+        .expect("fake API server");
+    for c in edgebind::crd::all() {
+        kube.try_install_crd(&c).expect("CRD");
+    }
+    let client = kube.client();
+    let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+    )
+    .unwrap();
+    kube::Api::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .unwrap();
+    let (cache, driver) = WatchCache::start(&client);
+    let task = tokio::spawn(driver);
+    tokio::time::timeout(std::time::Duration::from_secs(10), cache.synced())
+        .await
+        .expect("caches sync");
+    let backend = KubeVolumeBackend::new(client.clone(), "main").with_cache(cache);
+    let before = kube.requests().len();
+    let created = backend
+        .create_volume(edgebind::gateway::backend::NewVolume {
+            namespace: "team-a".into(),
+            name: "app-db".into(),
+            size_bytes: 1 << 30,
+            labels: Default::default(),
+            source_snapshot: None,
+        })
+        .await
+        .expect("create goes to the API server");
+    assert_eq!(created.name, "app-db");
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = backend.get_volume("team-a", "app-db").await.unwrap();
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen.expect("the watch delivers the new volume").size_bytes,
+        1 << 30
+    );
+    let listed = backend.list_volumes("team-a").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        vec!["app-db"]
+    );
+    assert!(backend.list_volumes("other").await.unwrap().is_empty());
+    // Only the create (and the watch's own traffic) reached the API server: no GET or LIST per read.
+    let reads: Vec<_> = kube.requests()[before..]
+        .iter()
+        .filter(|r| r.resource == "edgevolumes" && matches!(r.verb.as_str(), "get" | "list"))
+        .map(|r| r.verb.clone())
+        .collect();
+    assert!(
+        reads.is_empty(),
+        "reads were served from the cache: {reads:?}"
+    );
+    task.abort();
+}

@@ -200,5 +200,9 @@ pub fn client_config(source: Option<&TlsSource>) -> Result<rustls::ClientConfig,
         }
         _ => builder.with_no_client_auth(),
     };
+    let mut config = config;
+    // No session resumption: a resumed session carries the identity of the certificate it was
+    // made with, so a rotated client certificate would not be presented until tickets expire.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }

@@ -11,4 +11,5 @@ mod gateway;
 mod leader;
 mod linstor_sim;
 mod linstor_sim_contract;
+mod linstor_tls;
 mod operator;

@@ -1,0 +1,212 @@
+//! mTLS to LINSTOR: the client presents its certificate, verifies the controller against the
+//! given CA, and picks up a rotated certificate from disk without being rebuilt.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use edgebind::linstor::tls::TlsSource;
+use edgebind::linstor::{ClientConfig, LinstorClient, LinstorError};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Pki {
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn pki() -> Pki {
+    let key = KeyPair::generate().expect("CA key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    let cert = params.self_signed(&key).expect("CA cert");
+    Pki {
+        ca_pem: cert.pem(),
+        ca_der: cert.der().clone(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// A leaf certificate (PEM cert, PEM key, DER cert) for `cn` and the SANs.
+fn leaf(pki: &Pki, cn: &str, sans: &[&str]) -> (String, String, Vec<u8>) {
+    let key = KeyPair::generate().expect("leaf key");
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let cert = params.signed_by(&key, &pki.issuer).expect("leaf cert");
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+/// A controller stand-in that requires a client certificate from the CA, records which one each
+/// connection presented, and answers `GET /v1/controller/version`.
+async fn mtls_server(pki: &Pki) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).expect("CA into roots");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("client verifier");
+    let server_key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
+    let server_cert = params
+        .signed_by(&server_key, &pki.issuer)
+        .expect("server cert");
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Some(c) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                    seen.lock().unwrap().push(c.to_vec());
+                }
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"version":"1.33.1","git_hash":"x","rest_api_version":"1.27.0"}"#;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn client(port: u16, tls: TlsSource) -> LinstorClient {
+    LinstorClient::new(ClientConfig {
+        urls: vec![url::Url::parse(&format!("https://127.0.0.1:{port}")).unwrap()],
+        tls: Some(tls),
+        bearer_token: None,
+        budget: Default::default(),
+        timeouts: Default::default(),
+    })
+    .expect("client builds")
+}
+
+#[tokio::test]
+async fn client_certificate_is_presented_and_rotated_files_are_picked_up() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = self::pki();
+    let (port, seen) = mtls_server(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = (
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+        dir.path().join("ca.crt"),
+    );
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let (a_pem, a_key, a_der) = leaf(&pki, "edgebind-a", &["edgebind"]);
+    std::fs::write(&cert, &a_pem).unwrap();
+    std::fs::write(&key, &a_key).unwrap();
+    let c = client(
+        port,
+        TlsSource::Files {
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+            ca: Some(ca.clone()),
+        },
+    );
+
+    let (v, _) = c.probe().await.expect("mTLS handshake and version probe");
+    assert_eq!(v.rest_api_version, "1.27.0");
+    assert_eq!(
+        seen.lock().unwrap().last(),
+        Some(&a_der),
+        "certificate A presented"
+    );
+
+    // cert-manager renews the certificate: new files, same client.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (b_pem, b_key, b_der) = leaf(&pki, "edgebind-b", &["edgebind"]);
+    std::fs::write(&cert, &b_pem).unwrap();
+    std::fs::write(&key, &b_key).unwrap();
+    c.reset_probe().await;
+    c.probe().await.expect("probe after rotation");
+    assert_eq!(
+        seen.lock().unwrap().last(),
+        Some(&b_der),
+        "the rotated certificate B is presented"
+    );
+}
+
+#[tokio::test]
+async fn without_a_client_certificate_or_with_the_wrong_ca_the_call_fails_cleanly() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pki = self::pki();
+    let (port, seen) = mtls_server(&pki).await;
+    // No client certificate: the server refuses the handshake.
+    let c = client(
+        port,
+        TlsSource::Pem {
+            cert: None,
+            key: None,
+            ca: Some(pki.ca_pem.clone().into_bytes()),
+        },
+    );
+    let err = c
+        .probe()
+        .await
+        .expect_err("refused without a client certificate");
+    assert!(matches!(err, LinstorError::Unreachable { .. }), "{err}");
+    // A CA that did not sign the server: the client refuses the server.
+    let other = self::pki();
+    let (a_pem, a_key, _) = leaf(&pki, "edgebind-a", &["edgebind"]);
+    let c = client(
+        port,
+        TlsSource::Pem {
+            cert: Some(a_pem.into_bytes()),
+            key: Some(a_key.into_bytes()),
+            ca: Some(other.ca_pem.into_bytes()),
+        },
+    );
+    let err = c.probe().await.expect_err("server not trusted");
+    assert!(matches!(err, LinstorError::Unreachable { .. }), "{err}");
+    assert!(seen.lock().unwrap().is_empty(), "no request was served");
+    // Half a key pair is a configuration error, found before any connection.
+    let half = LinstorClient::new(ClientConfig {
+        urls: vec![url::Url::parse(&format!("https://127.0.0.1:{port}")).unwrap()],
+        tls: Some(TlsSource::Pem {
+            cert: Some(b"x".to_vec()),
+            key: None,
+            ca: None,
+        }),
+        bearer_token: None,
+        budget: Default::default(),
+        timeouts: Default::default(),
+    });
+    assert!(half.is_err());
+}

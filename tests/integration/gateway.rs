@@ -559,15 +559,33 @@ async fn kube_backend_reads_from_watch_caches() {
     for c in edgebind::crd::all() {
         kube.try_install_crd(&c).expect("CRD");
     }
-    let client = kube.client();
-    let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
-    )
-    .unwrap();
-    kube::Api::all(client.clone())
-        .create(&Default::default(), &ns)
-        .await
+    let setup = kube.client();
+    for name in ["team-a", "edgebind-system"] {
+        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
         .unwrap();
+        kube::Api::all(setup.clone())
+            .create(&Default::default(), &ns)
+            .await
+            .unwrap();
+    }
+    // The gateway's own client, told apart in the request log for the RBAC coverage test.
+    let mut cfg = kube::Config::new(kube.url().parse().unwrap());
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(crate::support::bed::GATEWAY_UA),
+    ));
+    let client = kube::Client::try_from(cfg).unwrap();
+    // What the gateway's reload loop reads: its key Secret (absent: an empty set) and the policies.
+    let keys =
+        edgebind::gateway::server::load_keys(&client, "edgebind-system", "edgebind-gateway-keys")
+            .await
+            .expect("keys load");
+    assert_eq!(keys.key_ids().count(), 0, "no Secret: nothing is trusted");
+    edgebind::gateway::server::load_bundle(&client)
+        .await
+        .expect("policies load");
     let (cache, driver) = WatchCache::start(&client);
     let task = tokio::spawn(driver);
     tokio::time::timeout(std::time::Duration::from_secs(10), cache.synced())
@@ -615,4 +633,5 @@ async fn kube_backend_reads_from_watch_caches() {
         "reads were served from the cache: {reads:?}"
     );
     task.abort();
+    crate::support::bed::record_calls(&kube, crate::support::bed::GATEWAY_UA, "gateway");
 }

@@ -295,7 +295,7 @@ def test_secrets_only_where_needed(default_objs, full_objs):
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": "edgebind-controller", "namespace": dr.NAMESPACE}]
     keys = find(default_objs, "Role", "edgebind-gateway-keys")
     assert {n for *_, n in rules_of(keys)} == {"edgebind-gateway-keys"}
-    assert {v for _, _, v, _ in rules_of(keys)} == {"get", "list", "watch"}
+    assert {v for _, _, v, _ in rules_of(keys)} == {"get"}
 
 
 def test_leases_only_in_release_namespace_with_leader_election(full_objs):
@@ -313,7 +313,8 @@ def test_gateway_never_writes_status_or_backends(default_objs):
     got = rules_of(find(default_objs, "ClusterRole", "edgebind-gateway"))
     assert not [r for r in got if r[1].endswith(("/status", "/finalizers")) or r[1] == "linstorbackends"]
     assert ("edgebind.dev", "edgesnapshots", "create", None) in got
-    assert ("edgebind.dev", "edgesnapshots", "delete", None) not in got
+    # DELETE .../snapshots/{snap} of the edge REST surface deletes the EdgeSnapshot.
+    assert ("edgebind.dev", "edgesnapshots", "delete", None) in got
 
 
 def test_gateway_can_be_switched_off():

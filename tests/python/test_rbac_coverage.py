@@ -26,10 +26,10 @@ VALUES = {"controller": {"leaderElection": {"enabled": True},
 CALLS_DIR = os.environ.get("EDGEBIND_RBAC_CALLS_DIR")
 
 
-def load_calls() -> list[dict[str, Any]]:
+def load_calls(component: str) -> list[dict[str, Any]]:
     assert CALLS_DIR is not None
-    files = sorted(Path(CALLS_DIR).glob("controller-*.jsonl"))
-    assert files, f"no recorded controller calls in {CALLS_DIR}: run the Rust suite first"
+    files = sorted(Path(CALLS_DIR).glob(f"{component}-*.jsonl"))
+    assert files, f"no recorded {component} calls in {CALLS_DIR}: run the Rust suite first"
     calls = []
     for f in files:
         for line in f.read_text().splitlines():
@@ -38,12 +38,12 @@ def load_calls() -> list[dict[str, Any]]:
     return calls
 
 
-def controller_rules(objs: list[dict[str, Any]]) -> list[tuple[str | None, dict[str, Any]]]:
-    """(namespace or None for cluster-wide, rule) for every rule bound to the controller's SA."""
+def component_rules(objs: list[dict[str, Any]], component: str) -> list[tuple[str | None, dict[str, Any]]]:
+    """(namespace or None for cluster-wide, rule) for every rule bound to the component's SA."""
     sa = next(
         o["metadata"]["name"]
         for o in objs
-        if o["kind"] == "ServiceAccount" and "controller" in o["metadata"]["name"]
+        if o["kind"] == "ServiceAccount" and component in o["metadata"]["name"]
     )
     roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
              for o in objs if o["kind"] in ("Role", "ClusterRole")}
@@ -77,31 +77,32 @@ def allows(ns: str | None, rule: dict[str, Any], call: dict[str, Any]) -> bool:
 
 
 @pytest.mark.skipif(CALLS_DIR is None, reason="run through scripts/test.sh, after the Rust suite")
-def test_every_controller_call_is_allowed_by_the_chart() -> None:
-    calls = load_calls()
+@pytest.mark.parametrize("component", ["controller", "gateway"])
+def test_every_call_is_allowed_by_the_chart(component: str) -> None:
+    calls = load_calls(component)
     objs = objects(render(VALUES, name=RELEASE, namespace=NAMESPACE))
-    rules = controller_rules(objs)
-    assert rules, "the chart binds no rule to the controller"
+    rules = component_rules(objs, component)
+    assert rules, f"the chart binds no rule to the {component}"
     denied = sorted({
         f"{c['verb']} {c['group'] or 'core'}/{c['resource']}{'/' + c['subresource'] if c.get('subresource') else ''}"
         f" in {c.get('namespace') or '(cluster)'}"
         for c in calls
         if not any(allows(ns, r, c) for ns, r in rules)
     })
-    assert not denied, "calls the chart's RBAC would refuse:\n" + "\n".join(denied)
+    assert not denied, f"calls the chart's RBAC would refuse the {component}:\n" + "\n".join(denied)
 
     unused = []
     for ns, r in rules:
         for g in r.get("apiGroups", []):
             for res in r.get("resources", []):
                 for v in r.get("verbs", []):
-                    probe = {"group": g, "resource": res.split("/")[0], "subresource": res.split("/")[1] if "/" in res else None, "verb": v}
+                    base, sub = (res.split("/", 1) + [None])[:2]
                     if not any(
-                        c["group"] == g and c["resource"] == probe["resource"]
-                        and (c.get("subresource") or None) == probe["subresource"] and c["verb"] == v
+                        c["group"] == g and c["resource"] == base
+                        and (c.get("subresource") or None) == sub and c["verb"] == v
                         and (ns is None or c.get("namespace") == ns)
                         for c in calls
                     ):
                         unused.append(f"{v} {g or 'core'}/{res}" + (f" in {ns}" if ns else ""))
-    print(f"\n{len(calls)} controller calls checked against {len(rules)} rules")
+    print(f"\n{component}: {len(calls)} calls checked against {len(rules)} rules")
     print("rules no recorded call used:\n  " + "\n  ".join(sorted(set(unused))) if unused else "every rule was used")

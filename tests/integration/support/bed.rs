@@ -251,13 +251,21 @@ impl Drop for Bed {
     }
 }
 
-/// Appends every API call the controller made to `target/tmp/rbac-calls/`, for the RBAC coverage
-/// test (tests/python/test_rbac_coverage.py) that checks them against the chart's roles.
 fn record_controller_calls(kube: &FakeApiServer) {
+    record_calls(kube, CONTROLLER_UA, "controller");
+}
+
+/// User agent of the gateway under test.
+pub const GATEWAY_UA: &str = "edgebind-gateway/test";
+
+/// Appends every API call a component made (told apart by its user agent) to
+/// `target/tmp/rbac-calls/<component>-*.jsonl`, for the RBAC coverage test
+/// (tests/python/test_rbac_coverage.py) that checks them against the chart's roles.
+pub fn record_calls(kube: &FakeApiServer, user_agent: &str, component: &str) {
     let calls: Vec<serde_json::Value> = kube
         .requests()
         .into_iter()
-        .filter(|r| r.user_agent.as_deref().is_some_and(|ua| ua.starts_with(CONTROLLER_UA)))
+        .filter(|r| r.user_agent.as_deref().is_some_and(|ua| ua.starts_with(user_agent)))
         .map(|r| {
             json!({"verb": r.verb, "group": r.group, "resource": r.resource, "subresource": r.subresource,
                    "namespace": r.namespace, "name": r.name, "status": r.status})
@@ -270,7 +278,7 @@ fn record_controller_calls(kube: &FakeApiServer) {
     let _ = std::fs::create_dir_all(&dir);
     let body: String = calls.iter().map(|c| format!("{c}\n")).collect();
     let _ = std::fs::write(
-        dir.join(format!("controller-{}.jsonl", uuid::Uuid::new_v4())),
+        dir.join(format!("{component}-{}.jsonl", uuid::Uuid::new_v4())),
         body,
     );
 }

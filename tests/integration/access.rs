@@ -335,3 +335,152 @@ async fn policy_status_and_bundle_revision() {
         "a converged resync writes no status"
     );
 }
+
+/// Sends one request to the gateway signed as the Worker signs it; returns the status and the
+/// values of the credential headers (which must never reach an Event).
+async fn send_signed(
+    base: &str,
+    key: &ed25519_dalek::SigningKey,
+    method: &str,
+    path: &str,
+    body: Value,
+    request_id: &'static str,
+) -> (u16, Vec<String>) {
+    use edgebind::gateway::{identity, signature::Signer};
+    use http::{HeaderMap, HeaderValue};
+    let authority = base.trim_start_matches("http://");
+    let ident = identity::encode(&json!({
+        "v": 1, "issuer": "okta", "issuerUrl": "https://idp.example",
+        "subject": "okta:alice", "groups": ["okta:admins"], "claims": {},
+        "tokenJti": null, "tokenExp": 0, "clientIp": "203.0.113.7",
+        "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:test",
+        "decision": "allow", "policy": null
+    }));
+    let mut h = HeaderMap::new();
+    h.insert(
+        "edge-identity",
+        HeaderValue::from_str(&ident).expect("ascii"),
+    );
+    h.insert("edge-request-id", HeaderValue::from_static(request_id));
+    // GET and DELETE carry no body.
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let created = jiff::Timestamp::now().as_second();
+    // 16 random bytes, base64url, as the Worker makes them.
+    let nonce = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        uuid::Uuid::new_v4().as_bytes(),
+    );
+    Signer {
+        key,
+        key_id: "edge-1",
+        created,
+        expires: created + 60,
+        nonce: &nonce,
+    }
+    .sign(method, authority, path, None, &mut h, &body);
+    let secrets: Vec<String> = ["edge-identity", "signature", "signature-input"]
+        .iter()
+        .filter_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::to_string))
+        .collect();
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut rb = crate::support::http::client().request(m, format!("{base}{path}"));
+    for (k, v) in &h {
+        rb = rb.header(k.as_str(), v.as_bytes());
+    }
+    let resp = rb.body(body).send().await.expect("gateway answers");
+    (resp.status().as_u16(), secrets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_publishes_events_for_changes() {
+    use edgebind::gateway::api::{BundleStore, GatewayState, router};
+    use edgebind::gateway::audit::{AuditSink, MemoryWriter};
+    use edgebind::gateway::backend::KubeVolumeBackend;
+    use edgebind::gateway::events::EventSink;
+    use edgebind::gateway::keys::{KeySet, KeyStore};
+    use edgebind::gateway::policy::Bundle;
+
+    let bed = Bed::start_without_controller(
+        edgebind::sim::linstor::SimConfig::realistic(),
+        crate::support::bed::fast_config(),
+    )
+    .await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let bundle = Bundle::parse(
+        &json!({"version": 1, "revision": "sha256:test", "policies": [
+            {"namespace": NS, "name": "admins", "effect": "Allow",
+             "subjects": [{"issuer": "okta", "groups": ["okta:admins"]}],
+             "actions": ["read", "create", "resize"]}]})
+        .to_string(),
+    )
+    .expect("test bundle");
+    let mut state = GatewayState::new(
+        KeyStore::new(KeySet::new([("edge-1".to_string(), key.verifying_key())])),
+        BundleStore::new(bundle),
+        Arc::new(KubeVolumeBackend::new(bed.client.clone(), "main")),
+        AuditSink::new(MemoryWriter::default()),
+    );
+    state.events = Some(EventSink::new(bed.client.clone()));
+    state.ready.store(true, Ordering::Relaxed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let app = router(Arc::new(state));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let create_path = format!("/api/v1/namespaces/{NS}/volumes");
+    let (status, secrets) = send_signed(
+        &base,
+        &key,
+        "POST",
+        &create_path,
+        json!({"name": "app-db", "sizeBytes": 1u64 << 30}),
+        "req-create-1",
+    )
+    .await;
+    assert_eq!(status, 201);
+    let ev = bed
+        .eventually(10, "an EdgeCreate event on app-db", || async {
+            bed.events_for("app-db")
+                .into_iter()
+                .find(|e| e["reason"] == "EdgeCreate")
+        })
+        .await;
+    assert_eq!(ev["regarding"]["kind"], "EdgeVolume");
+    assert_eq!(ev["reportingController"], "edgebind-gateway");
+    let note = ev["note"].as_str().unwrap_or_default();
+    for part in [
+        "requestId=req-create-1",
+        "subject=okta:alice",
+        "issuer=okta",
+        "keyId=edge-1",
+    ] {
+        assert!(note.contains(part), "{note} lacks {part}");
+    }
+    let text = ev.to_string();
+    assert!(!secrets.is_empty());
+    for s in &secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "a credential header reached the Event"
+        );
+    }
+
+    // A refused change (delete is not allowed) and a read publish nothing.
+    let vol_path = format!("/api/v1/namespaces/{NS}/volumes/app-db");
+    let (status, _) = send_signed(&base, &key, "DELETE", &vol_path, json!(null), "req-del-1").await;
+    assert_eq!(status, 403);
+    let (status, _) = send_signed(&base, &key, "GET", &vol_path, json!(null), "req-get-1").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = bed.events_for("app-db");
+    assert_eq!(all.len(), 1, "only the create is an event: {all:?}");
+    server.abort();
+}

@@ -4,6 +4,7 @@
 //! backend's inventory), validate, compute the writes (pure, in `volume::plan`), apply them,
 //! and report status. Most logic is in the pure steps and is unit-tested without I/O.
 
+pub mod access;
 pub mod account;
 pub mod backends;
 pub mod backoff;
@@ -203,6 +204,14 @@ async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
         .list(&lp)
         .await
         .map_err(|e| anyhow::anyhow!("EdgeBinding CRD missing ({e}); {hint}"))?;
+    Api::<IdentityIssuer>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| anyhow::anyhow!("IdentityIssuer CRD missing ({e}); {hint}"))?;
+    Api::<VolumeAccessPolicy>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| anyhow::anyhow!("VolumeAccessPolicy CRD missing ({e}); {hint}"))?;
     Ok(())
 }
 
@@ -228,7 +237,7 @@ impl Readiness {
     }
 }
 
-/// Runs the five controllers until `shutdown` resolves; in-flight reconciles finish first.
+/// Runs the seven controllers until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
     client: kube::Client,
     config: ControllerConfig,
@@ -256,8 +265,42 @@ pub async fn run(
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
     let bindings = Controller::new(Api::<EdgeBinding>::all(client.clone()), wc())
+        .with_config(cfg.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let issuers = Controller::new(Api::<IdentityIssuer>::all(client.clone()), wc())
+        .with_config(cfg.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let policies = Controller::new(Api::<VolumeAccessPolicy>::all(client.clone()), wc())
         .with_config(cfg)
         .graceful_shutdown_on(shutdown.clone());
+    // A policy's bundle revision covers its whole namespace, and its Ready depends on the
+    // issuers: any policy change there, or any issuer change, re-reconciles those policies.
+    let (same_ns, all_policies) = (policies.store(), policies.store());
+    let policies = policies
+        .watches(
+            Api::<VolumeAccessPolicy>::all(client.clone()),
+            wc(),
+            move |p| {
+                let ns = p.namespace();
+                same_ns
+                    .state()
+                    .into_iter()
+                    .filter(|q| q.namespace() == ns && q.name_any() != p.name_any())
+                    .map(|q| ObjectRef::from_obj(q.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<IdentityIssuer>::all(client.clone()),
+            wc(),
+            move |_| {
+                all_policies
+                    .state()
+                    .into_iter()
+                    .map(|q| ObjectRef::from_obj(q.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
     // A policy or issuer change recompiles the bundle of the bindings it feeds, at once rather
     // than at the next resync.
     let (for_policies, for_issuers) = (bindings.store(), bindings.store());
@@ -291,12 +334,15 @@ pub async fn run(
     // signal, which wakes only one waiter.)
     let (bs, vs, ss) = (backends.store(), volumes.store(), snapshots.store());
     let (acs, ebs) = (accounts.store(), bindings.store());
+    let (iis, vaps) = (issuers.store(), policies.store());
     let want = (
         initial_count(&Api::<LinstorBackend>::all(client.clone())).await?,
         initial_count(&Api::<EdgeVolume>::all(client.clone())).await?,
         initial_count(&Api::<EdgeSnapshot>::all(client.clone())).await?,
         initial_count(&Api::<CloudflareAccount>::all(client.clone())).await?,
         initial_count(&Api::<EdgeBinding>::all(client.clone())).await?,
+        initial_count(&Api::<IdentityIssuer>::all(client.clone())).await?,
+        initial_count(&Api::<VolumeAccessPolicy>::all(client.clone())).await?,
     );
     tokio::spawn(async move {
         loop {
@@ -305,6 +351,8 @@ pub async fn run(
                 && ss.state().len() >= want.2
                 && acs.state().len() >= want.3
                 && ebs.state().len() >= want.4
+                && iis.state().len() >= want.5
+                && vaps.state().len() >= want.6
             {
                 ready.set();
                 return;
@@ -328,7 +376,13 @@ pub async fn run(
     let e = bindings
         .run(binding::reconcile, error_policy, ctx.clone())
         .for_each(|r| record("EdgeBinding", r));
-    tokio::join!(b, v, s, a, e);
+    let i = issuers
+        .run(access::reconcile_issuer, error_policy, ctx.clone())
+        .for_each(|r| record("IdentityIssuer", r));
+    let p = policies
+        .run(access::reconcile_policy, error_policy, ctx.clone())
+        .for_each(|r| record("VolumeAccessPolicy", r));
+    tokio::join!(b, v, s, a, e, i, p);
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::audit::{AuditEvent, AuditObject, AuditSink};
 use super::backend::{BackendError, NewVolume, VolumeBackend};
+use super::events::EventSink;
 use super::identity::{self, EdgeIdentity};
 use super::keys::KeyStore;
 use super::metrics::GatewayMetrics;
@@ -64,6 +65,8 @@ pub struct GatewayState {
     pub nonces: NonceCache,
     pub limiter: RateLimiter,
     pub audit: AuditSink,
+    /// Kubernetes Events for changes made from the edge (absent in tests without a cluster).
+    pub events: Option<EventSink>,
     pub backend: Arc<dyn VolumeBackend>,
     /// Set once keys and policies have been loaded at least once.
     pub ready: Arc<AtomicBool>,
@@ -83,6 +86,7 @@ impl GatewayState {
             nonces: NonceCache::new(200_000),
             limiter: RateLimiter::new(50_000),
             audit,
+            events: None,
             backend,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: GatewayMetrics::new(),
@@ -237,6 +241,9 @@ async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
     ev.latency_ms.upstream = ctx.upstream_ms;
     ev.latency_ms.total = total;
     s.audit.emit(&ev);
+    if let Some(sink) = &s.events {
+        sink.publish(&ev, &answer.body);
+    }
     if let Some(id) = &ctx.identity
         && let (Some(wd), Some(rev)) = (&id.worker_decision, &ctx.revision)
         && wd == "allow"

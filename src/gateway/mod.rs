@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod backend;
 pub mod compile;
+pub mod events;
 pub mod identity;
 pub mod keys;
 pub mod metrics;

@@ -13,6 +13,7 @@ use super::api::{BundleStore, GatewayState, admin_router, api_router};
 use super::audit::AuditSink;
 use super::backend::{KUBE_TIMEOUT, KubeVolumeBackend, WatchCache};
 use super::compile::compile_bundle;
+use super::events::EventSink;
 use super::keys::{KeySet, KeyStore};
 use super::policy::Bundle;
 use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
@@ -139,12 +140,14 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let backend = Arc::new(
         KubeVolumeBackend::new(client.clone(), args.backend_ref.clone()).with_cache(cache),
     );
-    let state = Arc::new(GatewayState::new(
+    let mut state = GatewayState::new(
         KeyStore::default(),
         BundleStore::new(Bundle::empty()),
         backend,
         AuditSink::stdout(),
-    ));
+    );
+    state.events = Some(EventSink::new(client.clone()));
+    let state = Arc::new(state);
     let reloader = tokio::spawn(reload_loop(
         client,
         args.clone(),

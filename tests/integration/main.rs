@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod cf_sim;
 mod cli;
 mod cloudflare;

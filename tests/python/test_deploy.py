@@ -235,7 +235,8 @@ def test_controller_env_matches_cli_flags():
 # ---- RBAC ----
 
 CONTROLLER_KINDS = {"linstorbackends", "edgevolumes", "edgesnapshots", "cloudflareaccounts", "edgebindings"}
-# Read by the controller (compiled into EdgeBindings), written only by people.
+# Read by the controller (compiled into EdgeBindings), written only by people; the controller
+# writes their status.
 CONTROLLER_READS = {"identityissuers", "volumeaccesspolicies"}
 
 
@@ -254,6 +255,7 @@ def test_controller_cluster_role_is_exactly_what_it_uses(default_objs):
         want.add(("edgebind.dev", k, "patch", None))
     for k in CONTROLLER_READS:
         want |= {("edgebind.dev", k, v, None) for v in ("list", "watch")}
+        want.add(("edgebind.dev", f"{k}/status", "patch", None))
     want |= {("events.k8s.io", "events", v, None) for v in ("create", "patch")}
     assert got == want
     # A new kind in crds/ must be granted deliberately (or these sets updated).

@@ -1,0 +1,431 @@
+//! Status of the access kinds: `IdentityIssuer` (is its JWK Set reachable, which keys does it
+//! hold) and `VolumeAccessPolicy` (do its issuers exist, which bundle revision includes it).
+//!
+//! Both follow the status pattern of `backends.rs`: compute the status, compare it with the old
+//! one, and patch (server-side apply) only when it differs, so a converged resync writes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use super::Context;
+use crate::crd::conditions::{self, Desired, READY};
+use crate::crd::issuer::IdentityIssuerStatus;
+use crate::crd::policy::VolumeAccessPolicyStatus;
+use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
+use crate::gateway::compile::compile_bundle;
+
+/// Timeout of every discovery and JWK Set request.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest discovery document or JWK Set read; real ones are a few KiB.
+const MAX_DOCUMENT: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+/// Why a JWK Set could not be used; the reason is the Ready condition's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn fail(reason: &'static str, message: impl Into<String>) -> FetchFailure {
+    FetchFailure {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// https, or http to a loopback host (the same rule the CRD applies to `spec.jwksUri`), so a
+/// discovery document cannot steer the controller to plain http elsewhere.
+fn allowed_url(u: &url::Url) -> bool {
+    match u.scheme() {
+        "https" => true,
+        "http" => {
+            matches!(u.host(), Some(url::Host::Domain("localhost")))
+                || matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
+/// Scheme, host and path of a URL: what messages show (never userinfo or a query, which could
+/// carry credentials).
+fn shown(u: &url::Url) -> String {
+    format!(
+        "{}://{}{}",
+        u.scheme(),
+        u.host_str().unwrap_or(""),
+        u.path()
+    )
+}
+
+/// Why a document could not be read.
+enum GetError {
+    /// No answer, an error status, or an oversized body.
+    Unreachable(String),
+    /// An answer that is not JSON.
+    NotJson(String),
+}
+
+impl GetError {
+    fn message(self) -> String {
+        match self {
+            GetError::Unreachable(m) | GetError::NotJson(m) => m,
+        }
+    }
+}
+
+/// GETs a JSON document, at most [`MAX_DOCUMENT`] bytes.
+async fn get_json(http: &reqwest::Client, u: &url::Url) -> Result<Value, GetError> {
+    let unreachable = GetError::Unreachable;
+    let mut resp = http
+        .get(u.clone())
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| unreachable(format!("cannot reach {}: {}", shown(u), e.without_url())))?;
+    if !resp.status().is_success() {
+        return Err(unreachable(format!(
+            "{} answered HTTP {}",
+            shown(u),
+            resp.status()
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| unreachable(format!("reading {} failed: {}", shown(u), e.without_url())))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(unreachable(format!(
+                "{} sent more than {MAX_DOCUMENT} bytes",
+                shown(u)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| GetError::NotJson(format!("{} is not JSON: {e}", shown(u))))
+}
+
+/// Checks a JWK Set (RFC 7517 §5) and returns its sorted key ids. At least one key must be
+/// usable for signatures (`use` absent or `sig`).
+pub fn key_ids_of(jwks: &Value) -> Result<Vec<String>, String> {
+    let keys = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("the document has no \"keys\" array")?;
+    let mut usable = 0;
+    let mut ids = Vec::new();
+    for k in keys {
+        let Some(obj) = k.as_object() else {
+            return Err("an entry of \"keys\" is not an object".into());
+        };
+        if !obj.get("kty").is_some_and(Value::is_string) {
+            return Err("a key has no \"kty\"".into());
+        }
+        if obj.get("use").is_none_or(|u| u == "sig") {
+            usable += 1;
+        }
+        if let Some(kid) = obj.get("kid").and_then(Value::as_str) {
+            ids.push(kid.to_string());
+        }
+    }
+    if usable == 0 {
+        return Err("the JWK Set holds no signature key".into());
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Finds the JWK Set (spec.jwksUri, else OIDC discovery) and returns its key ids.
+pub async fn fetch_key_ids(
+    http: &reqwest::Client,
+    issuer: &str,
+    jwks_uri: Option<&str>,
+) -> Result<Vec<String>, FetchFailure> {
+    let jwks_url = match jwks_uri {
+        Some(u) => url::Url::parse(u)
+            .map_err(|e| fail("InvalidJwks", format!("spec.jwksUri is not a URL: {e}")))?,
+        None => {
+            let base = url::Url::parse(issuer.trim_end_matches('/'))
+                .map_err(|e| fail("DiscoveryFailed", format!("the issuer is not a URL: {e}")))?;
+            let disc = url::Url::parse(&format!(
+                "{}/.well-known/openid-configuration",
+                base.as_str().trim_end_matches('/')
+            ))
+            .map_err(|e| fail("DiscoveryFailed", e.to_string()))?;
+            let doc = get_json(http, &disc)
+                .await
+                .map_err(|e| fail("DiscoveryFailed", e.message()))?;
+            let found = doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| {
+                fail(
+                    "DiscoveryFailed",
+                    format!("{} has no jwks_uri", shown(&disc)),
+                )
+            })?;
+            let u = url::Url::parse(found).map_err(|e| {
+                fail(
+                    "DiscoveryFailed",
+                    format!("jwks_uri from discovery is not a URL: {e}"),
+                )
+            })?;
+            if !allowed_url(&u) {
+                return Err(fail(
+                    "DiscoveryFailed",
+                    format!("jwks_uri {} from discovery is not https", shown(&u)),
+                ));
+            }
+            u
+        }
+    };
+    let doc = get_json(http, &jwks_url).await.map_err(|e| match e {
+        GetError::NotJson(m) => fail("InvalidJwks", m),
+        GetError::Unreachable(m) => fail("JwksUnreachable", m),
+    })?;
+    key_ids_of(&doc).map_err(|m| fail("InvalidJwks", format!("{}: {m}", shown(&jwks_url))))
+}
+
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::linstor::tls::client_config(None)?)
+        .timeout(FETCH_TIMEOUT)
+        .connect_timeout(FETCH_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The issuer's new status from the fetch outcome. Key ids and the fetch time survive a failure;
+/// the fetch time is rewritten only when the key ids change or after a failure, so a converged
+/// resync computes the old status again.
+pub fn issuer_status(
+    old: &IdentityIssuerStatus,
+    generation: Option<i64>,
+    outcome: &Result<Vec<String>, FetchFailure>,
+    now: Time,
+) -> IdentityIssuerStatus {
+    let was_ready = conditions::is_true(&old.conditions, READY);
+    let (desired, key_ids, last) = match outcome {
+        Ok(ids) => {
+            let unchanged = was_ready && old.key_ids == *ids && old.last_jwks_fetch.is_some();
+            let msg = format!("JWK Set fetched: {} key id(s)", ids.len());
+            (
+                Desired::new(READY, true, "JwksFetched", msg),
+                ids.clone(),
+                if unchanged {
+                    old.last_jwks_fetch.clone()
+                } else {
+                    Some(now.clone())
+                },
+            )
+        }
+        Err(f) => (
+            Desired::new(READY, false, f.reason, f.message.clone()),
+            old.key_ids.clone(),
+            old.last_jwks_fetch.clone(),
+        ),
+    };
+    IdentityIssuerStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&old.conditions, &[desired], generation, now),
+        key_ids,
+        last_jwks_fetch: last,
+    }
+}
+
+pub async fn reconcile_issuer(
+    i: Arc<IdentityIssuer>,
+    ctx: Arc<Context>,
+) -> Result<Action, AccessError> {
+    let _guard = crate::metrics::ReconcileGuard::start("IdentityIssuer");
+    if i.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let name = i.name_any();
+    let outcome = match http_client() {
+        Ok(http) => fetch_key_ids(&http, &i.spec.issuer, i.spec.jwks_uri.as_deref()).await,
+        Err(e) => Err(fail("JwksUnreachable", format!("no HTTP client: {e}"))),
+    };
+    let old = i.status.clone().unwrap_or_default();
+    let new = issuer_status(&old, i.meta().generation, &outcome, conditions::now());
+    if Some(&new) != i.status.as_ref() {
+        let ready = outcome.is_ok();
+        let transition =
+            conditions::is_true(&old.conditions, READY) != ready || old.conditions.is_empty();
+        if transition && let Some(c) = conditions::find(&new.conditions, READY) {
+            ctx.event(&i.object_ref(&()), ready, &c.reason, &c.message)
+                .await;
+        }
+        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer", "status": new});
+        Api::<IdentityIssuer>::all(ctx.client.clone())
+            .patch_status(
+                &name,
+                &PatchParams::apply(super::FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+    let key = super::key_of(i.as_ref());
+    if outcome.is_ok() {
+        ctx.backoff.reset(&key);
+        Ok(Action::requeue(ctx.config.resync))
+    } else {
+        Ok(Action::requeue(ctx.backoff.next(&key)))
+    }
+}
+
+/// Issuer names the policy's subjects refer to that are not in `issuers`, sorted.
+pub fn unknown_issuers(p: &VolumeAccessPolicy, issuers: &[IdentityIssuer]) -> Vec<String> {
+    let mut out: Vec<String> = p
+        .spec
+        .subjects
+        .iter()
+        .map(|s| s.issuer.clone())
+        .filter(|n| {
+            !issuers
+                .iter()
+                .any(|i| i.meta().deletion_timestamp.is_none() && i.name_any() == *n)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The policy's new status, given every issuer and every policy of its namespace.
+pub fn policy_status(
+    p: &VolumeAccessPolicy,
+    issuers: &[IdentityIssuer],
+    namespace_policies: &[VolumeAccessPolicy],
+    now: Time,
+) -> VolumeAccessPolicyStatus {
+    let old = p.status.clone().unwrap_or_default();
+    let revision = compile_bundle(issuers, namespace_policies).bundle.revision;
+    let unknown = unknown_issuers(p, issuers);
+    let desired = if unknown.is_empty() {
+        Desired::new(
+            READY,
+            true,
+            "Compiled",
+            format!("part of bundle {revision}"),
+        )
+    } else {
+        Desired::new(
+            READY,
+            false,
+            "UnknownIssuer",
+            format!("no IdentityIssuer named {}", unknown.join(", ")),
+        )
+    };
+    let generation = p.meta().generation;
+    VolumeAccessPolicyStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&old.conditions, &[desired], generation, now),
+        bundle_revision: Some(revision),
+    }
+}
+
+pub async fn reconcile_policy(
+    p: Arc<VolumeAccessPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, AccessError> {
+    let _guard = crate::metrics::ReconcileGuard::start("VolumeAccessPolicy");
+    if p.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let (name, ns) = (p.name_any(), p.namespace().unwrap_or_default());
+    // Listed rather than read from a cache: an issuer change triggers this reconcile through a
+    // watch that can run ahead of any other cache, and the revision must not lag behind.
+    let issuers = Api::<IdentityIssuer>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let api = Api::<VolumeAccessPolicy>::namespaced(ctx.client.clone(), &ns);
+    let policies = api.list(&ListParams::default()).await?;
+    let old = p.status.clone().unwrap_or_default();
+    let new = policy_status(&p, &issuers.items, &policies.items, conditions::now());
+    if Some(&new) != p.status.as_ref() {
+        let ready = conditions::is_true(&new.conditions, READY);
+        let transition =
+            conditions::is_true(&old.conditions, READY) != ready || old.conditions.is_empty();
+        if transition && let Some(c) = conditions::find(&new.conditions, READY) {
+            ctx.event(&p.object_ref(&()), ready, &c.reason, &c.message)
+                .await;
+        }
+        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy", "status": new});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(super::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    // Clears the delay `error_policy` keeps for this object after a failed list or patch.
+    ctx.backoff.reset(&super::key_of(p.as_ref()));
+    Ok(Action::requeue(ctx.config.resync))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn t(s: i64) -> Time {
+        Time(jiff::Timestamp::from_second(s).expect("valid timestamp"))
+    }
+
+    #[test]
+    fn jwk_set_checks() {
+        let ok = json!({"keys": [{"kty": "RSA", "kid": "b"}, {"kty": "EC", "kid": "a", "use": "sig"},
+                                 {"kty": "RSA", "kid": "e", "use": "enc"}]});
+        assert_eq!(key_ids_of(&ok).expect("valid set"), ["a", "b", "e"]);
+        assert!(key_ids_of(&json!({"issuer": "x"})).is_err());
+        assert!(key_ids_of(&json!({"keys": [{"kid": "a"}]})).is_err());
+        assert!(key_ids_of(&json!({"keys": []})).is_err());
+        assert!(key_ids_of(&json!({"keys": [{"kty": "RSA", "use": "enc"}]})).is_err());
+    }
+
+    #[test]
+    fn fetch_time_moves_only_on_change_or_recovery() {
+        let first = issuer_status(&Default::default(), Some(1), &Ok(vec!["a".into()]), t(10));
+        assert_eq!(first.last_jwks_fetch, Some(t(10)));
+        let same = issuer_status(&first, Some(1), &Ok(vec!["a".into()]), t(20));
+        assert_eq!(same, first, "a converged resync computes the old status");
+        let rotated = issuer_status(&same, Some(1), &Ok(vec!["b".into()]), t(30));
+        assert_eq!(rotated.last_jwks_fetch, Some(t(30)));
+        let down = issuer_status(
+            &rotated,
+            Some(1),
+            &Err(fail("JwksUnreachable", "gone")),
+            t(40),
+        );
+        assert_eq!(down.key_ids, ["b"]);
+        assert_eq!(down.last_jwks_fetch, Some(t(30)));
+        assert!(!conditions::is_true(&down.conditions, READY));
+        let back = issuer_status(&down, Some(1), &Ok(vec!["b".into()]), t(50));
+        assert_eq!(back.last_jwks_fetch, Some(t(50)));
+    }
+
+    #[test]
+    fn discovery_urls_must_be_https_or_loopback() {
+        let ok = |s: &str| allowed_url(&url::Url::parse(s).expect("test URL"));
+        assert!(ok("https://idp.example.com/jwks"));
+        assert!(ok("http://127.0.0.1:8080/jwks"));
+        assert!(ok("http://[::1]/jwks"));
+        assert!(!ok("http://idp.example.com/jwks"));
+        assert!(!ok("file:///etc/passwd"));
+    }
+}

@@ -5,6 +5,7 @@ mod support;
 mod cf_sim;
 mod cli;
 mod cloudflare;
+mod cloudflare_rotation;
 mod contract_selftest;
 mod fake_kube;
 mod gateway;

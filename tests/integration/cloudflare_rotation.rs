@@ -177,7 +177,7 @@ async fn rotation_under_traffic_refuses_nothing_and_retires_the_old_key() {
         json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "CloudflareAccount", "metadata": {"name": "cf"},
                "spec": {"accountId": ACC, "apiUrl": cf.url(), "timeoutSeconds": 5,
                         "apiToken": {"namespace": SYS, "name": "cf-token", "key": "token"},
-                        "budget": {"requestsPerSecond": 20, "burst": 20}}}),
+                        "budget": {"requestsPerSecond": 4, "burst": 20}}}),
     )
     .await;
     create(

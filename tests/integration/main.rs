@@ -6,6 +6,7 @@ mod access;
 mod cf_sim;
 mod cli;
 mod cloudflare;
+mod cloudflare_rotation;
 mod contract_selftest;
 mod fake_kube;
 mod gateway;

@@ -88,13 +88,21 @@ async fn report(
         conditions::find(&old.conditions, READY),
         conditions::find(&new.conditions, READY),
     );
+    // Progress steps (Creating, Placing, Syncing) are visible in status; events mark the
+    // transitions a person acts on: becoming Ready, losing Ready, and each new failure reason.
+    // (Fewer events also keeps the event recorder's cache small with many volumes.)
+    let progress = |r: &str| matches!(r, "Creating" | "Placing" | "Syncing");
     if o.map(|c| (&c.status, &c.reason)) != n.map(|c| (&c.status, &c.reason))
         && let Some(c) = n
+        && !(c.status == "False" && progress(&c.reason))
     {
-        let normal =
-            c.status == "True" || matches!(c.reason.as_str(), "Creating" | "Placing" | "Syncing");
-        ctx.event(&ev.object_ref(&()), normal, &c.reason, &c.message)
-            .await;
+        ctx.event(
+            &ev.object_ref(&()),
+            c.status == "True",
+            &c.reason,
+            &c.message,
+        )
+        .await;
     }
     let api: Api<EdgeVolume> =
         Api::namespaced(ctx.client.clone(), &ev.namespace().unwrap_or_default());

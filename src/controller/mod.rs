@@ -22,7 +22,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Config as CtrlConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
@@ -110,17 +109,14 @@ pub struct Context {
     pub backends: Backends,
     pub accounts: Accounts,
     pub backoff: Backoff,
-    recorder: Recorder,
+    /// `reportingInstance` of events: the pod name.
+    instance: String,
 }
 
 impl Context {
     pub fn new(client: kube::Client, config: ControllerConfig) -> Arc<Self> {
-        let reporter = Reporter {
-            controller: "edgebind-controller".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Arc::new(Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "edgebind-controller".into()),
             backoff: Backoff::new(config.backoff_base, config.backoff_cap),
             backends: Backends::default(),
             accounts: Accounts::default(),
@@ -129,20 +125,39 @@ impl Context {
         })
     }
 
-    /// Publishes an event; failures to publish are logged, never fatal.
+    /// Publishes an event (events.k8s.io/v1); failures to publish are logged, never fatal.
+    ///
+    /// Events are created directly rather than through kube's `Recorder`, whose series cache
+    /// keeps every event for six minutes: with thousands of volumes changing at once that cache
+    /// was a large share of the controller's memory. edgebind publishes on transitions, so
+    /// repeated identical events (what series aggregate) are rare.
     pub async fn event(&self, obj: &ObjectReference, normal: bool, reason: &str, note: &str) {
+        use k8s_openapi::api::events::v1::Event;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        let ns = obj.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = format!(
+            "{}.{:016x}",
+            obj.name.as_deref().unwrap_or("edgebind"),
+            rand::random::<u64>()
+        );
         let ev = Event {
-            type_: if normal {
-                EventType::Normal
-            } else {
-                EventType::Warning
+            metadata: kube::api::ObjectMeta {
+                name: Some(name),
+                namespace: Some(ns.clone()),
+                ..Default::default()
             },
-            reason: reason.into(),
+            event_time: Some(MicroTime(jiff::Timestamp::now())),
+            type_: Some(if normal { "Normal" } else { "Warning" }.into()),
+            reason: Some(reason.into()),
             note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
+            action: Some("Reconcile".into()),
+            reporting_controller: Some("edgebind-controller".into()),
+            reporting_instance: Some(self.instance.clone()),
+            regarding: Some(obj.clone()),
+            ..Default::default()
         };
-        if let Err(e) = self.recorder.publish(&ev, obj).await {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(e) = api.create(&Default::default(), &ev).await {
             tracing::warn!(error = %e, "cannot publish event");
         }
     }

@@ -25,8 +25,13 @@ struct State {
     rds: HashMap<String, ResourceDefinition>,
     resources: HashMap<String, Vec<ResourceWithVolumes>>,
     snapshots: HashMap<String, Vec<Snapshot>>,
-    /// Start time of the last complete full refresh.
+    /// Start time of the last complete full refresh (writes before it are in it).
     full_at: Option<Instant>,
+    /// When that refresh finished: the TTL counts from here, so a refresh that takes longer than
+    /// the TTL (tens of thousands of objects, 50 per page) does not make the cache stale at once.
+    full_done: Option<Instant>,
+    /// Number of full refreshes completed, so callers that waited for one can tell it happened.
+    generation: u64,
     /// Names written since: key -> (name as given, time of the write).
     dirty: HashMap<String, (String, Instant)>,
 }
@@ -70,7 +75,9 @@ impl Inventory {
 
     /// Forces the next observation of every name to refresh (after the backend was down).
     pub fn invalidate(&self) {
-        self.lock().full_at = None;
+        let mut s = self.lock();
+        s.full_at = None;
+        s.full_done = None;
     }
 
     /// The state of one resource definition, as fresh as the rules above require.
@@ -79,7 +86,7 @@ impl Inventory {
         let (stale, dirty) = {
             let s = self.lock();
             (
-                s.full_at.is_none_or(|t| t.elapsed() > self.ttl),
+                s.full_done.is_none_or(|t| t.elapsed() > self.ttl),
                 s.dirty.contains_key(&k),
             )
         };
@@ -99,17 +106,21 @@ impl Inventory {
     /// Lists everything. Concurrent callers share one refresh: a caller that waited skips its own
     /// when a refresh that started after `needed_after` (or within the TTL) completed meanwhile.
     pub async fn refresh_all(&self, needed_after: Option<Instant>) -> Result<(), LinstorError> {
+        let seen = self.lock().generation;
         let _guard = self.refresh.lock().await;
         {
             let s = self.lock();
-            if let Some(t) = s.full_at {
-                let fresh_enough = match needed_after {
-                    Some(n) => t > n,
-                    None => t.elapsed() <= self.ttl,
-                };
-                if fresh_enough {
-                    return Ok(());
-                }
+            // Another caller completed a full refresh while this one waited: use it. (Without
+            // this, callers queued behind a slow refresh each ran their own, one after another.)
+            if needed_after.is_none() && s.generation != seen {
+                return Ok(());
+            }
+            let fresh_enough = match needed_after {
+                Some(n) => s.full_at.is_some_and(|t| t > n),
+                None => s.full_done.is_some_and(|t| t.elapsed() <= self.ttl),
+            };
+            if fresh_enough {
+                return Ok(());
             }
         }
         let started = Instant::now();
@@ -137,6 +148,8 @@ impl Inventory {
                 .push(sn);
         }
         s.full_at = Some(started);
+        s.full_done = Some(Instant::now());
+        s.generation += 1;
         s.dirty.retain(|_, (_, at)| *at >= started);
         Ok(())
     }

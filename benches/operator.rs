@@ -9,7 +9,7 @@
 //!
 //! It prints figures; it asserts nothing (timing on shared machines is noise, not a verdict).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ use edgebind::crd::{EdgeVolume, LinstorBackend};
 use edgebind::sim::linstor::{LinstorSim, SimConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 struct Opts {
@@ -105,26 +106,33 @@ async fn create_volumes(api: &Api<EdgeVolume>, from: usize, to: usize) {
         .await;
 }
 
+/// Counts Ready volumes from a watch: listing 10,000 objects every poll would load the API
+/// server (and this driver) more than the controller under test.
 async fn wait_ready(api: &Api<EdgeVolume>, n: usize) -> Duration {
     let t = Instant::now();
-    loop {
-        let list = api.list(&ListParams::default()).await.expect("list");
-        let ready = list
-            .items
-            .iter()
-            .filter(|v| {
-                v.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-            .count();
-        if ready >= n {
-            return t.elapsed();
+    let mut ready = HashSet::new();
+    let events = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    let mut events = std::pin::pin!(events);
+    while let Some(ev) = events.next().await {
+        let Ok(v) = ev else { continue };
+        let is_ready = v.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        let name = v.metadata.name.unwrap_or_default();
+        if is_ready {
+            ready.insert(name);
+        } else {
+            ready.remove(&name);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if ready.len() >= n {
+            break;
+        }
     }
+    t.elapsed()
 }
 
 fn print_routes(title: &str, routes: &BTreeMap<String, u64>) {
@@ -247,12 +255,11 @@ async fn main() -> anyhow::Result<()> {
     let created = t0.elapsed();
     wait_ready(&vols, o.volumes).await;
     let took = t0.elapsed();
-    let write_phase = if watcher.is_finished() {
-        watcher.await.ok()
-    } else {
-        watcher.abort();
-        None
-    };
+    // The last write lands just before the last Ready; give the 100 ms poll time to see it.
+    let write_phase = tokio::time::timeout(Duration::from_secs(2), watcher)
+        .await
+        .ok()
+        .and_then(Result::ok);
     let stats = sim.sim.stats();
     let calls = stats.total();
     println!("\nbulk create of {} volumes", o.volumes);

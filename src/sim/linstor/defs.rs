@@ -74,14 +74,14 @@ pub async fn list_rgs(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
     let names: Vec<String> = q.all("resource_groups").iter().map(|n| key(n)).collect();
     let props = q.props();
     let w = sim.read();
-    let items: Vec<Value> = w
-        .rgs
-        .iter()
-        .filter(|(k, _)| names.is_empty() || names.contains(k))
-        .filter(|(_, rg)| props_match(&rg.props, &props))
-        .map(|(_, rg)| w.rg_json(rg))
-        .collect();
-    ok_json(Value::Array(q.page(items)))
+    let page = q.page(
+        w.rgs
+            .iter()
+            .filter(|(k, _)| names.is_empty() || names.contains(k))
+            .filter(|(_, rg)| props_match(&rg.props, &props)),
+    );
+    let items = page.into_iter().map(|(_, rg)| w.rg_json(rg));
+    ok_json(Value::Array(items.collect()))
 }
 
 pub async fn get_rg(S(sim): S<LinstorSim>, P(name): P<String>) -> Response {
@@ -624,7 +624,7 @@ pub async fn adjust(S(sim): S<LinstorSim>, P(rg_name): P<String>, body: Bytes) -
 
 pub async fn list_rds(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
     let q = Query::from_raw(raw);
-    let names: Vec<String> = q
+    let names: std::collections::HashSet<String> = q
         .all("resource_definitions")
         .iter()
         .map(|n| key(n))
@@ -632,14 +632,14 @@ pub async fn list_rds(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
     let props = q.props();
     let with_vds = q.flag("with_volume_definitions");
     let w = sim.read();
-    let items: Vec<Value> = w
-        .rds
-        .iter()
-        .filter(|(k, _)| names.is_empty() || names.contains(k))
-        .filter(|(_, rd)| props_match(&rd.props, &props))
-        .map(|(_, rd)| w.rd_json(rd, with_vds))
-        .collect();
-    ok_json(Value::Array(q.page(items)))
+    let page = q.page(
+        w.rds
+            .iter()
+            .filter(|(k, _)| names.is_empty() || names.contains(*k))
+            .filter(|(_, rd)| props_match(&rd.props, &props)),
+    );
+    let items = page.into_iter().map(|(_, rd)| w.rd_json(rd, with_vds));
+    ok_json(Value::Array(items.collect()))
 }
 
 pub async fn get_rd(S(sim): S<LinstorSim>, P(name): P<String>, raw: RawQuery) -> Response {

@@ -100,6 +100,8 @@ pub fn plan(
 
     let mut rejected: Vec<String> = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
+    let usage = world.usage_kib();
+    let avoid_any = !avoid_rds.is_empty() || avoid_re.is_some();
     for (nk, node) in &world.nodes {
         if existing.contains_key(nk) {
             continue;
@@ -111,12 +113,13 @@ pub fn plan(
         if node_list.as_ref().is_some_and(|l| !l.contains(nk)) {
             continue;
         }
-        let hosts_avoided = world.rds.iter().any(|(rk, rd)| {
-            Some(rk.as_str()) != rd_key
-                && rd.resources.contains_key(nk)
-                && (avoid_rds.contains(rk)
-                    || avoid_re.as_ref().is_some_and(|re| re.is_match(&rd.name)))
-        });
+        let hosts_avoided = avoid_any
+            && world.rds.iter().any(|(rk, rd)| {
+                Some(rk.as_str()) != rd_key
+                    && rd.resources.contains_key(nk)
+                    && (avoid_rds.contains(rk)
+                        || avoid_re.as_ref().is_some_and(|re| re.is_match(&rd.name)))
+            });
         if hosts_avoided {
             rejected.push(format!("{}: hosts a resource to avoid", node.cfg.name));
             continue;
@@ -133,7 +136,10 @@ pub fn plan(
                     .as_ref()
                     .is_none_or(|l| l.is_empty() || l.contains(&p.provider_kind))
             })
-            .map(|p| (p, world.free_kib(nk, p)))
+            .map(|p| {
+                let used = usage.get(&(nk.clone(), p.name.clone())).copied();
+                (p, p.total_kib.saturating_sub(used.unwrap_or(0)))
+            })
             .filter(|(_, free)| *free >= need_kib)
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.name.cmp(&a.0.name)));
         match best {

@@ -573,7 +573,8 @@ pub async fn autoplace(S(sim): S<LinstorSim>, P(rd): P<String>, body: Bytes) -> 
 pub async fn view_resources(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
     let q = Query::from_raw(raw);
     let nodes: Vec<String> = q.all("nodes").iter().map(|n| key(n)).collect();
-    let rds: Vec<String> = q.all("resources").iter().map(|n| key(n)).collect();
+    let rds: std::collections::HashSet<String> =
+        q.all("resources").iter().map(|n| key(n)).collect();
     let pools: Vec<String> = q.all("storage_pools").iter().map(|n| key(n)).collect();
     let props = q.props();
     let w = sim.read();
@@ -589,10 +590,13 @@ pub async fn view_resources(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
             {
                 continue;
             }
-            items.push(w.resource_view_json(d, r));
+            items.push((d, r));
         }
     }
-    ok_json(Value::Array(q.page(items)))
+    let page = q.page(items).into_iter();
+    ok_json(Value::Array(
+        page.map(|(d, r)| w.resource_view_json(d, r)).collect(),
+    ))
 }
 
 pub async fn modify_resource(

@@ -218,17 +218,15 @@ impl Query {
             .unwrap_or(0)
     }
 
-    /// Paging applies only when `limit > 0`, as on the real server.
-    pub fn page<T>(&self, items: Vec<T>) -> Vec<T> {
+    /// Paging applies only when `limit > 0`, as on the real server. Callers page the
+    /// filtered objects before rendering JSON, so one page costs a page, not the whole list.
+    pub fn page<T>(&self, items: impl IntoIterator<Item = T>) -> Vec<T> {
         let limit = self.num("limit");
+        let items = items.into_iter();
         if limit == 0 {
-            return items;
+            return items.collect();
         }
-        items
-            .into_iter()
-            .skip(self.num("offset"))
-            .take(limit)
-            .collect()
+        items.skip(self.num("offset")).take(limit).collect()
     }
 }
 

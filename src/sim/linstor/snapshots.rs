@@ -54,7 +54,8 @@ pub async fn get_one(S(sim): S<LinstorSim>, P((rd, snap)): P<(String, String)>) 
 pub async fn view(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
     let q = Query::from_raw(raw);
     let nodes: Vec<String> = q.all("nodes").iter().map(|n| key(n)).collect();
-    let rds: Vec<String> = q.all("resources").iter().map(|n| key(n)).collect();
+    let rds: std::collections::HashSet<String> =
+        q.all("resources").iter().map(|n| key(n)).collect();
     let snaps: Vec<String> = q.all("snapshots").iter().map(|n| key(n)).collect();
     let w = sim.read();
     let mut items = Vec::new();
@@ -68,10 +69,13 @@ pub async fn view(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
             {
                 continue;
             }
-            items.push(w.snapshot_json(d, s));
+            items.push((d, s));
         }
     }
-    ok_json(Value::Array(q.page(items)))
+    let page = q.page(items).into_iter();
+    ok_json(Value::Array(
+        page.map(|(d, s)| w.snapshot_json(d, s)).collect(),
+    ))
 }
 
 pub async fn create(S(sim): S<LinstorSim>, P(rd): P<String>, body: Bytes) -> Response {

@@ -1,7 +1,7 @@
 //! The simulated controller's objects and their JSON views (shapes from the OpenAPI schemas).
 
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::api::{AutoSelectFilter, Props};
@@ -258,6 +258,22 @@ impl World {
                 _ => 0,
             })
             .fold(0u64, u64::saturating_add)
+    }
+
+    /// KiB used per (node key, pool name), in one pass over every resource definition (the
+    /// placer needs every pool's figure; asking per pool would scan the world per pool).
+    pub fn usage_kib(&self) -> HashMap<(String, String), u64> {
+        let mut m: HashMap<(String, String), u64> = HashMap::new();
+        for rd in self.rds.values() {
+            let size = rd.total_size_kib();
+            for (nk, r) in &rd.resources {
+                if r.is_diskful() {
+                    let e = m.entry((nk.clone(), r.pool.clone())).or_default();
+                    *e = e.saturating_add(size);
+                }
+            }
+        }
+        m
     }
 
     pub fn free_kib(&self, node_key: &str, pool: &SimPool) -> u64 {

@@ -81,7 +81,19 @@ pub struct ControllerArgs {
     /// Cap of the per-object retry backoff, in seconds.
     #[arg(long, env = "EDGEBIND_BACKOFF_CAP_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub backoff_cap_seconds: u64,
+    /// Seconds between publishing a new signing key's public half to the gateways and
+    /// switching the Worker to it (docs/edge-protocol.md §8, step 2: it stands in for "every
+    /// gateway replica reports the keyId"). Keep it above the gateways' key reload period.
+    #[arg(long, env = "EDGEBIND_KEY_PROPAGATION_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub key_propagation_seconds: u64,
+    /// Seconds the replaced public key stays trusted after the Worker switched keys
+    /// (docs/edge-protocol.md §8, step 4: at least 600; lower values are for tests).
+    #[arg(long, env = "EDGEBIND_KEY_OVERLAP_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub key_overlap_seconds: u64,
 }
+
+/// docs/edge-protocol.md §8: the old key must stay trusted for at least this long.
+pub const MIN_SAFE_KEY_OVERLAP_SECONDS: u64 = 600;
 
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {

@@ -60,8 +60,22 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
                 resync: Duration::from_secs(args.resync_seconds),
                 concurrency: args.concurrency,
                 backoff_cap: Duration::from_secs(args.backoff_cap_seconds),
+                cloudflare: controller::CloudflareSettings {
+                    key_propagation: Duration::from_secs(args.key_propagation_seconds),
+                    key_overlap: Duration::from_secs(args.key_overlap_seconds),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
+            if args.key_overlap_seconds < cli::MIN_SAFE_KEY_OVERLAP_SECONDS {
+                // Signatures live 60 s plus 30 s skew, and Cloudflare rolls a new version out
+                // gradually: a shorter overlap can refuse requests still signed with the old key.
+                tracing::warn!(
+                    key_overlap_seconds = args.key_overlap_seconds,
+                    minimum = cli::MIN_SAFE_KEY_OVERLAP_SECONDS,
+                    "signing key overlap is below the protocol's minimum; use this only in tests"
+                );
+            }
             let ready = controller::Readiness::default();
             let admin = tokio::spawn(admin::serve(
                 args.admin_addr,

@@ -8,20 +8,13 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startIdp, startWorker, generateSigningKey, freePort } from './harness.mjs';
-
-const BIN = process.env.EDGEBIND_BIN;
-const skip = !BIN
-  ? 'EDGEBIND_BIN is not set: build edgebind (cargo build) and set EDGEBIND_BIN=target/debug/edgebind to run the end-to-end test'
-  : !existsSync(BIN)
-    ? `EDGEBIND_BIN=${BIN} does not exist: run cargo build first`
-    : false;
+import { compileBundle } from './compile.mjs';
+import { skipReason as skip, startEdgebind, stopProc, sleep, waitFor, http, json } from './procs.mjs';
 
 const GROUP = 'edgebind.dev';
 const VERSION = 'v1alpha1';
@@ -30,163 +23,6 @@ const KEYS_NS = 'edgebind-system';
 const GiB = 1024 ** 3;
 const EDGE = `/api/v1/namespaces/${NS}`;
 const AUDIT_PREFIX = '{"schema":"edgebind.dev/audit/v1"';
-
-// ---------------------------------------------------------------------------------------------
-// Compiling the custom resources into ISSUERS and POLICY_BUNDLE, the way src/gateway/compile.rs
-// does (docs/edge-protocol.md §1.1, §3.1). The CLI has no command that prints the compiled
-// documents, so this mirrors the Rust compiler field by field, in the same member order, so the
-// bytes (and hence the sha256 revision) are the same. The test checks that the gateway's audit
-// events report the same revision as the Worker's: a drift between the two compilers fails it.
-
-const nonEmpty = (a) => Array.isArray(a) && a.length > 0;
-
-function compilePolicy(p) {
-  const s = p.spec;
-  const out = { namespace: p.metadata.namespace ?? '', name: p.metadata.name ?? '', effect: s.effect };
-  out.subjects = s.subjects.map((e) => {
-    const m = { issuer: e.issuer };
-    if (nonEmpty(e.subjects)) m.subjects = e.subjects;
-    if (nonEmpty(e.groups)) m.groups = e.groups;
-    if (nonEmpty(e.claims)) m.claims = e.claims.map((c) => ({ claim: c.claim, values: c.values }));
-    return m;
-  });
-  out.actions = s.actions;
-  if (s.volumes) {
-    const v = {};
-    if (nonEmpty(s.volumes.names)) v.names = s.volumes.names;
-    const l = s.volumes.labelSelector;
-    if (l) {
-      const sel = {};
-      const keys = Object.keys(l.matchLabels ?? {}).sort(); // a BTreeMap in Rust
-      if (keys.length) sel.matchLabels = Object.fromEntries(keys.map((k) => [k, l.matchLabels[k]]));
-      if (nonEmpty(l.matchExpressions)) {
-        sel.matchExpressions = l.matchExpressions.map((e) => ({ key: e.key, operator: e.operator, ...(e.values ? { values: e.values } : {}) }));
-      }
-      v.labelSelector = sel;
-    }
-    out.volumes = v;
-  }
-  if (s.conditions) {
-    const c = {};
-    if (s.conditions.maxSizeBytes !== undefined) c.maxSizeBytes = s.conditions.maxSizeBytes;
-    if (s.conditions.sourceIpCidrs !== undefined) c.sourceIpCidrs = s.conditions.sourceIpCidrs;
-    out.conditions = c;
-  }
-  if (s.rateLimit) {
-    out.rateLimit = { requestsPerMinute: s.rateLimit.requestsPerMinute, ...(s.rateLimit.burst !== undefined ? { burst: s.rateLimit.burst } : {}) };
-  }
-  return out;
-}
-
-// Rust compares Strings byte-wise; for the ASCII names of Kubernetes objects that is < on strings.
-const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
-
-export function compileBundle(issuers, policies) {
-  const ps = policies.filter((p) => !p.metadata.deletionTimestamp).map(compilePolicy);
-  ps.sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.name, b.name));
-  const uniq = ps.filter((p, i) => i === 0 || p.namespace !== ps[i - 1].namespace || p.name !== ps[i - 1].name);
-  const is = issuers
-    .filter((i) => !i.metadata.deletionTimestamp)
-    .map((i) => {
-      const name = i.metadata.name ?? '';
-      const s = i.spec;
-      const cm = s.claimMapping ?? {};
-      const e = { name, issuer: s.issuer };
-      if (s.jwksUri !== undefined) e.jwksUri = s.jwksUri;
-      e.audiences = s.audiences;
-      e.algorithms = s.algorithms;
-      e.clockSkewSeconds = s.clockSkewSeconds ?? 60;
-      if (s.maxTokenAgeSeconds !== undefined) e.maxTokenAgeSeconds = s.maxTokenAgeSeconds;
-      e.claimMapping = { subjectClaim: cm.subjectClaim ?? 'sub', ...(cm.groupsClaim !== undefined ? { groupsClaim: cm.groupsClaim } : {}), prefix: cm.prefix ?? `${name}:` };
-      return e;
-    })
-    .sort((a, b) => cmp(a.name, b.name));
-  const revision = `sha256:${crypto.createHash('sha256').update(JSON.stringify(uniq)).digest('hex')}`;
-  return { issuers: JSON.stringify(is), bundle: JSON.stringify({ version: 1, revision, policies: uniq }), revision };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-const children = new Set();
-// Last resort if the test process dies without running after(): no edgebind process outlives it.
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-/** Starts `edgebind <args>`; keeps stdout lines and the tail of stderr. */
-function startEdgebind(name, args, env = {}) {
-  const child = spawn(BIN, args, { env: { ...process.env, EDGEBIND_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const proc = { name, child, stdout: [], stderr: [] };
-  let partial = '';
-  child.stdout.on('data', (d) => {
-    const parts = (partial + d.toString()).split('\n');
-    partial = parts.pop();
-    for (const l of parts) if (l.trim()) proc.stdout.push(l);
-  });
-  child.stderr.on('data', (d) => {
-    for (const l of d.toString().split('\n')) if (l.trim()) proc.stderr.push(l);
-    if (proc.stderr.length > 400) proc.stderr.splice(0, proc.stderr.length - 400);
-  });
-  proc.exited = new Promise((resolve) => child.once('exit', resolve));
-  proc.tail = () => `--- ${name} (exit ${child.exitCode ?? child.signalCode ?? 'running'}) ---\n${[...proc.stdout.slice(-10), ...proc.stderr.slice(-20)].join('\n')}`;
-  return proc;
-}
-
-async function stopProc(proc) {
-  if (!proc) return;
-  const c = proc.child;
-  if (c.exitCode === null && c.signalCode === null) {
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
-    await proc.exited;
-    clearTimeout(timer);
-  }
-  children.delete(c);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `probe` until it returns a truthy value; fails with `what` and the process logs. */
-async function waitFor(what, probe, { timeoutMs = 60000, procs = [] } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last.message})` : ''}\n${procs.map((p) => p.tail()).join('\n')}`);
-    }
-    await sleep(100);
-  }
-}
-
-/** fetch with a timeout: every call to a local server is bounded. */
-async function http(url, { method = 'GET', body, headers = {}, timeoutMs = 10000 } = {}) {
-  return fetch(url, {
-    method,
-    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-}
-
-async function json(url, opts) {
-  const res = await http(url, opts);
-  const text = await res.text();
-  let parsed = null;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Not JSON: keep the text for the message.
-  }
-  return { status: res.status, body: parsed, text, headers: res.headers };
-}
 
 // ---------------------------------------------------------------------------------------------
 

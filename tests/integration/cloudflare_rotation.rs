@@ -7,8 +7,11 @@
 //!
 //! The signer is Rust (`gateway::signature::Signer`, the §5 algorithm), not workerd: the
 //! subject here is the order of the controller's steps (publish the public half, wait, switch
-//! the Worker, overlap, retire) against the gateway's reload, which needs the Worker only as
-//! "signs with the current secret"; workerd is not available to the Rust test binary.
+//! the Worker, overlap, retire) against the gateway's reload, timed finely (100 ms reloads,
+//! the key read from the simulator for every request), which needs the Worker only as "signs
+//! with the current secret". The same rotation through the real bundled Worker in workerd,
+//! with the `edgebind` binary's controller, gateway and simulators as separate processes, is
+//! `worker/test/rotation.test.mjs`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

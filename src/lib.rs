@@ -38,6 +38,21 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The controller's settings from its flags.
+pub fn controller_config(args: &cli::ControllerArgs) -> controller::ControllerConfig {
+    controller::ControllerConfig {
+        resync: Duration::from_secs(args.resync_seconds),
+        concurrency: args.concurrency,
+        backoff_cap: Duration::from_secs(args.backoff_cap_seconds),
+        cloudflare: controller::CloudflareSettings {
+            key_propagation: Duration::from_secs(args.key_propagation_seconds),
+            key_overlap: Duration::from_secs(args.key_overlap_seconds),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Runs one subcommand.
 pub async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
@@ -56,17 +71,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
                 )),
             ));
             let client = kube::Client::try_from(kcfg)?;
-            let config = controller::ControllerConfig {
-                resync: Duration::from_secs(args.resync_seconds),
-                concurrency: args.concurrency,
-                backoff_cap: Duration::from_secs(args.backoff_cap_seconds),
-                cloudflare: controller::CloudflareSettings {
-                    key_propagation: Duration::from_secs(args.key_propagation_seconds),
-                    key_overlap: Duration::from_secs(args.key_overlap_seconds),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
+            let config = controller_config(&args);
             if args.key_overlap_seconds < cli::MIN_SAFE_KEY_OVERLAP_SECONDS {
                 // Signatures live 60 s plus 30 s skew, and Cloudflare rolls a new version out
                 // gradually: a shorter overlap can refuse requests still signed with the old key.
@@ -136,5 +141,40 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             server.shutdown();
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config_of(args: &[&str]) -> Result<controller::ControllerConfig, clap::Error> {
+        let cli = cli::Cli::try_parse_from(["edgebind", "controller"].iter().chain(args))?;
+        match cli.command {
+            Command::Controller(a) => Ok(controller_config(&a)),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_rotation_flags_reach_the_cloudflare_settings() {
+        let c = config_of(&[
+            "--key-propagation-seconds",
+            "2",
+            "--key-overlap-seconds",
+            "4",
+        ])
+        .expect("valid flags");
+        assert_eq!(c.cloudflare.key_propagation, Duration::from_secs(2));
+        assert_eq!(c.cloudflare.key_overlap, Duration::from_secs(4));
+        // The defaults are the protocol's (docs/edge-protocol.md §8).
+        let d = config_of(&[]).expect("no flags");
+        assert_eq!(d.cloudflare.key_propagation, Duration::from_secs(30));
+        assert_eq!(d.cloudflare.key_overlap, Duration::from_secs(600));
+        // No wait at all would let the Worker sign before any gateway trusts the key.
+        assert!(config_of(&["--key-propagation-seconds", "0"]).is_err());
+        assert!(config_of(&["--key-overlap-seconds", "0"]).is_err());
     }
 }

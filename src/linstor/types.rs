@@ -7,6 +7,34 @@ use serde::{Deserialize, Serialize};
 
 pub type Props = BTreeMap<String, String>;
 
+/// Keeps only the `Aux/` properties of a response: edgebind decides on its markers and the
+/// user's `Aux/` properties alone, and LINSTOR's own properties (DRBD options, pool names, ...)
+/// would otherwise fill the inventory, one map per object, at tens of thousands of objects.
+fn aux_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Props, D::Error> {
+    struct Aux;
+    impl<'de> serde::de::Visitor<'de> for Aux {
+        type Value = Props;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of properties")
+        }
+        fn visit_unit<E>(self) -> Result<Props, E> {
+            Ok(Props::new())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Props, A::Error> {
+            let mut out = Props::new();
+            while let Some(k) = m.next_key::<String>()? {
+                if k.starts_with("Aux/") {
+                    out.insert(k, m.next_value()?);
+                } else {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Aux)
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 pub struct ControllerVersion {
     #[serde(default)]
@@ -23,7 +51,11 @@ pub struct ResourceDefinition {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_group_name: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "aux_only",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub props: Props,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
@@ -37,7 +69,11 @@ pub struct VolumeDefinition {
     pub volume_number: i32,
     #[serde(default)]
     pub size_kib: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "aux_only",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub props: Props,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
@@ -52,7 +88,7 @@ pub struct ResourceWithVolumes {
     pub node_name: String,
     #[serde(default)]
     pub flags: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "aux_only")]
     pub props: Props,
     /// Absent when the node's satellite is offline.
     #[serde(default)]
@@ -97,7 +133,7 @@ pub struct Snapshot {
     pub nodes: Vec<String>,
     #[serde(default)]
     pub flags: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "aux_only")]
     pub snapshot_definition_props: Props,
     #[serde(default)]
     pub volume_definitions: Vec<SnapshotVolumeDefinition>,
@@ -219,4 +255,35 @@ pub struct SnapshotRestore {
     pub to_resource: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_keep_only_aux_properties() {
+        let rd: ResourceDefinition = serde_json::from_value(serde_json::json!({
+            "name": "pvc-1",
+            "props": {"Aux/edgebind.dev/owner-uid": "u1", "DrbdOptions/Net/protocol": "C", "Aux/team": "a"},
+            "volume_definitions": [{"volume_number": 0, "size_kib": 1024, "props": {"DrbdCurrentGi": "X"}}]
+        }))
+        .expect("a resource definition");
+        assert_eq!(
+            rd.props.keys().collect::<Vec<_>>(),
+            ["Aux/edgebind.dev/owner-uid", "Aux/team"]
+        );
+        assert!(rd.volume_definitions[0].props.is_empty());
+        let r: ResourceWithVolumes =
+            serde_json::from_value(serde_json::json!({"name": "pvc-1", "props": null}))
+                .expect("null props read as none");
+        assert!(r.props.is_empty());
+        assert!(
+            serde_json::from_value::<Snapshot>(
+                serde_json::json!({"snapshot_definition_props": {"Aux/x": 1}})
+            )
+            .is_err(),
+            "a property value that is not a string is an error, as before"
+        );
+    }
 }

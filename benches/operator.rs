@@ -7,6 +7,8 @@
 //!     cargo bench --bench operator -- [--volumes 1000] [--rss-volumes 10000] [--rps 50]
 //!         [--latency-ms 2] [--resync-seconds 20] [--concurrency 16]
 //!
+//! Set EDGEBIND_BENCH_WRAPPER="heaptrack -o /tmp/ctrl" to profile the controller's heap.
+//!
 //! It prints figures; it asserts nothing (timing on shared machines is noise, not a verdict).
 
 use std::collections::{BTreeMap, HashSet};
@@ -196,8 +198,14 @@ async fn main() -> anyhow::Result<()> {
     backends.create(&PostParams::default(), &backend).await?;
 
     let admin = free_port();
+    // EDGEBIND_BENCH_WRAPPER (e.g. "heaptrack -o /tmp/ctrl") runs the controller under a
+    // profiler; the RSS figures then describe the wrapper, not the controller.
+    let wrapper = std::env::var("EDGEBIND_BENCH_WRAPPER").unwrap_or_default();
+    let mut argv: Vec<String> = wrapper.split_whitespace().map(str::to_string).collect();
+    argv.push(bin.to_string());
     let ctrl = Kill(
-        Command::new(bin)
+        Command::new(&argv[0])
+            .args(&argv[1..])
             .args(["controller", "--admin-addr", &format!("127.0.0.1:{admin}")])
             .args([
                 "--resync-seconds",

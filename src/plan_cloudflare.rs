@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::{ObjectPlan, cond};
 use crate::cloudflare::{CfClient, CfClientConfig};
 use crate::controller::binding::config::compile_for;
+use crate::controller::binding::listing::Listings;
 use crate::controller::binding::{
     desired_secrets, observe, owner_tag, plan as bplan, script_upload,
 };
@@ -152,11 +153,22 @@ async fn plan_binding(
         secrets: desired_secrets(&cfg, None),
         owner_tag: owner_tag(b),
     };
-    let observed = match observe(&client, &b.spec.script_name, &b.spec.zone_id).await {
+    let listings = Listings::new(Duration::ZERO);
+    let status = EdgeBindingStatus::default();
+    let observed = match observe(
+        &client,
+        &listings,
+        &b.spec.script_name,
+        &b.spec.zone_id,
+        None,
+        &status,
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => return fail(op, e.reason(), e.to_string()),
     };
-    let p = bplan::plan(&desired, &observed, &EdgeBindingStatus::default());
+    let p = bplan::plan(&desired, &observed, &status);
     op.cloudflare_ops = p.ops;
     op.details.insert(
         "signingKey".into(),

@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::backends::BackendError;
+use super::binding::listing::Listings;
 use crate::cloudflare::client::DEFAULT_API_URL;
 use crate::cloudflare::types::TokenKind;
 use crate::cloudflare::{CfClient, CfClientConfig, CfError};
@@ -25,6 +26,8 @@ use crate::crd::conditions::{self, Desired, READY};
 /// A verified (or failed) account as bindings see it.
 pub struct AccountHandle {
     pub client: Arc<CfClient>,
+    /// The account's scripts and routes, read once for all its bindings.
+    pub listings: Arc<Listings>,
     /// Why the account is not usable, for binding conditions. `None`: verified.
     pub problem: Option<String>,
     fingerprint: u64,
@@ -61,6 +64,9 @@ impl Accounts {
             name,
             Arc::new(AccountHandle {
                 client,
+                listings: Arc::new(Listings::new(
+                    super::ControllerConfig::default().inventory_ttl(),
+                )),
                 problem: None,
                 fingerprint: 0,
             }),
@@ -75,6 +81,7 @@ impl Accounts {
                 name.to_string(),
                 Arc::new(AccountHandle {
                     client: h.client.clone(),
+                    listings: h.listings.clone(),
                     problem: Some(why.to_string()),
                     fingerprint: h.fingerprint,
                 }),
@@ -221,8 +228,11 @@ pub async fn reconcile(
             }
             Ok((cfg, fp)) => {
                 let client = match existing.as_ref().filter(|h| h.fingerprint == fp) {
-                    Some(h) => Ok(h.client.clone()),
-                    None => CfClient::new(cfg).map(Arc::new),
+                    Some(h) => Ok((h.client.clone(), h.listings.clone())),
+                    None => CfClient::new(cfg).map(|c| {
+                        let ttl = ctx.config.inventory_ttl();
+                        (Arc::new(c), Arc::new(Listings::new(ttl)))
+                    }),
                 };
                 match client {
                     Err(msg) => Verdict {
@@ -231,12 +241,13 @@ pub async fn reconcile(
                         message: msg,
                         token: None,
                     },
-                    Ok(client) => {
+                    Ok((client, listings)) => {
                         let v = judge(client.verify_token().await);
                         ctx.accounts.insert(
                             &name,
                             Arc::new(AccountHandle {
                                 client,
+                                listings,
                                 problem: (!v.ready).then(|| v.message.clone()),
                                 fingerprint: fp,
                             }),

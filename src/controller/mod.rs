@@ -22,7 +22,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Config as CtrlConfig, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{
@@ -239,6 +240,42 @@ where
     Ok(l.items.len() + l.metadata.remaining_item_count.unwrap_or(0).max(0) as usize)
 }
 
+/// Watches `api` into a cache without `managedFields` (the controller never reads them, and on
+/// a real API server they can be the largest part of an object), and yields changed objects.
+fn trimmed_watch<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Store<K>,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: serde::de::DeserializeOwned,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, wc)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    (events, store)
+}
+
+/// What a binding's reconcile depends on in its own object: spec (generation), deletion,
+/// finalizers and the rotation request; not its status, which the reconcile itself writes.
+fn binding_trigger(b: &EdgeBinding) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.metadata.generation.hash(&mut h);
+    b.metadata.deletion_timestamp.is_some().hash(&mut h);
+    b.metadata.finalizers.hash(&mut h);
+    b.annotations()
+        .get(crate::crd::binding::ROTATE_KEY_ANNOTATION)
+        .hash(&mut h);
+    Some(h.finish())
+}
+
 /// Readiness the admin server reports.
 #[derive(Clone, Default)]
 pub struct Readiness(Arc<std::sync::atomic::AtomicBool>);
@@ -270,7 +307,8 @@ pub async fn run(
     let backends = Controller::new(Api::<LinstorBackend>::all(client.clone()), wc())
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
-    let volumes = Controller::new(Api::<EdgeVolume>::all(client.clone()), wc())
+    let (volume_events, volume_store) = trimmed_watch(Api::<EdgeVolume>::all(client.clone()), wc());
+    let volumes = Controller::for_stream(volume_events, volume_store)
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
     let snapshots = Controller::new(Api::<EdgeSnapshot>::all(client.clone()), wc())
@@ -279,7 +317,11 @@ pub async fn run(
     let accounts = Controller::new(Api::<CloudflareAccount>::all(client.clone()), wc())
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
-    let bindings = Controller::new(Api::<EdgeBinding>::all(client.clone()), wc())
+    // A binding's status writes do not trigger it again: each would cost Cloudflare reads.
+    let (binding_events, binding_store) =
+        trimmed_watch(Api::<EdgeBinding>::all(client.clone()), wc());
+    let binding_events = binding_events.predicate_filter(binding_trigger, Default::default());
+    let bindings = Controller::for_stream(binding_events, binding_store)
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
     let issuers = Controller::new(Api::<IdentityIssuer>::all(client.clone()), wc())
@@ -461,5 +503,47 @@ pub async fn run_with_leader_election(
             res
         }
         _ = &mut campaign => work.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binding_is_triggered_by_its_spec_deletion_finalizers_and_rotation_request_not_its_status()
+    {
+        let mut b: EdgeBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeBinding",
+            "metadata": {"name": "edge", "namespace": "a", "generation": 1},
+            "spec": {"accountRef": "cf", "zoneId": "z", "routes": ["a.example.com/*"],
+                     "scriptName": "w", "gatewayUrl": "https://gw.example.com"}
+        }))
+        .expect("a binding");
+        let base = binding_trigger(&b);
+        b.status = Some(Default::default());
+        assert_eq!(binding_trigger(&b), base, "a status write");
+        b.metadata.resource_version = Some("9".into());
+        assert_eq!(binding_trigger(&b), base, "a new resource version alone");
+        for change in [
+            |b: &mut EdgeBinding| b.metadata.generation = Some(2),
+            |b: &mut EdgeBinding| b.metadata.finalizers = Some(vec![FINALIZER.into()]),
+            |b: &mut EdgeBinding| {
+                b.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        jiff::Timestamp::UNIX_EPOCH,
+                    ))
+            },
+            |b: &mut EdgeBinding| {
+                b.annotations_mut().insert(
+                    crate::crd::binding::ROTATE_KEY_ANNOTATION.into(),
+                    "r1".into(),
+                );
+            },
+        ] {
+            let mut c = b.clone();
+            change(&mut c);
+            assert_ne!(binding_trigger(&c), base);
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod listing;
 pub mod plan;
 pub mod signing;
 
@@ -32,6 +33,7 @@ use crate::cloudflare::{CfClient, CfError};
 use crate::crd::binding::{EdgeBinding, EdgeBindingStatus, ROTATE_KEY_ANNOTATION, ROUTE_CONFLICT};
 use crate::crd::conditions::{self, DEGRADED, Desired, READY};
 pub use config::{WorkerConfig, desired_config};
+use listing::Listings;
 use plan::{BindingPlan, Observed};
 
 pub const SIGNING_KEY: &str = "SIGNING_KEY";
@@ -95,20 +97,35 @@ pub fn desired_secrets(
     m
 }
 
-/// Reads what Cloudflare holds for a binding: three list calls (secrets only when the script
-/// exists).
-pub async fn observe(cf: &CfClient, script: &str, zone: &str) -> Result<Observed, CfError> {
-    let scripts = cf.list_scripts().await?;
-    let script = scripts.into_iter().find(|s| s.id == script);
-    let routes = cf.list_routes(zone).await?;
+/// Reads what Cloudflare holds for a binding. The script and route lists come from the
+/// account's shared listings, read no earlier than `after`; the secret names are listed only
+/// when Cloudflare shows the script changed since they last were, else the names recorded in
+/// status stand (`listing` explains why).
+pub async fn observe(
+    cf: &CfClient,
+    listings: &Listings,
+    script: &str,
+    zone: &str,
+    after: Option<Instant>,
+    recorded: &EdgeBindingStatus,
+) -> Result<Observed, CfError> {
+    let scripts = listings.scripts(cf, after).await?;
+    let script = scripts.iter().find(|s| s.id == script).cloned();
+    let routes = listings.routes(cf, zone, after).await?.as_ref().clone();
     let secret_names: BTreeSet<String> = match &script {
+        None => BTreeSet::new(),
+        Some(s) if !listings.secrets_stale(&s.id, s.modified_on.as_deref()) => {
+            recorded.secret_hashes.keys().cloned().collect()
+        }
         Some(s) => match cf.list_secrets(&s.id).await {
-            Ok(l) => l.into_iter().map(|s| s.name).collect(),
+            Ok(l) => {
+                listings.secrets_listed(&s.id, s.modified_on.as_deref());
+                l.into_iter().map(|s| s.name).collect()
+            }
             // Listed a moment ago, gone or not visible now: treat as holding no secrets.
             Err(e) if e.is_not_found() => BTreeSet::new(),
             Err(e) => return Err(e),
         },
-        None => BTreeSet::new(),
     };
     Ok(Observed {
         script,
@@ -322,19 +339,71 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         }
     };
     let (signing_key, wake) = rotate_keys(&b, &ctx, &mut st).await?;
-    let cf = account.client.clone();
+    let Some(signing_key) = signing_key else {
+        // The first key is on its way to the gateways: a Worker published now could not sign
+        // anything they accept, so publish once they trust it (one pass, not two).
+        let (reason, msg) = match &st.pending_key_id {
+            Some(k) => (
+                "WaitingForSigningKey",
+                format!(
+                    "waiting {}s for the gateways to load the first signing key {k} before publishing",
+                    ctx.config.cloudflare.key_propagation.as_secs()
+                ),
+            ),
+            None => (
+                "SigningKeyMissing",
+                format!(
+                    "the signing key Secret does not hold the key recorded in status ({}); annotate the binding with {ROTATE_KEY_ANNOTATION}=<any new value> to start a new key",
+                    st.current_key_id.as_deref().unwrap_or("none")
+                ),
+            ),
+        };
+        report(&b, &ctx, st, failed(reason, &msg, false)).await?;
+        let next = wake.map_or(ctx.config.resync, |w| w.min(ctx.config.resync));
+        return Ok(Action::requeue(next.max(Duration::from_millis(100))));
+    };
+    let (cf, listings) = (account.client.clone(), account.listings.clone());
     let desired = plan::Desired {
         upload: script_upload(&b, &cfg),
         zone: b.spec.zone_id.clone(),
         routes: b.spec.routes.clone(),
-        secrets: desired_secrets(&cfg, signing_key.as_deref()),
+        secrets: desired_secrets(&cfg, Some(&signing_key)),
         owner_tag: owner_tag(&b),
     };
-    let observed = match observe(&cf, &b.spec.script_name, &b.spec.zone_id).await {
+    let script = &b.spec.script_name;
+    let mut observed = match observe(
+        &cf,
+        &listings,
+        script,
+        &b.spec.zone_id,
+        listings.written_at(script),
+        &st,
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => return fail(&b, &ctx, st, e).await,
     };
-    let p = plan::plan(&desired, &observed, &st);
+    let mut p = plan::plan(&desired, &observed, &st);
+    if !p.ops.is_empty() {
+        // About to write: decide on lists read from now on (shared with the other bindings
+        // writing at this moment), not on a cached one that may miss a Worker or route created
+        // since by someone else.
+        observed = match observe(
+            &cf,
+            &listings,
+            script,
+            &b.spec.zone_id,
+            Some(Instant::now()),
+            &st,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => return fail(&b, &ctx, st, e).await,
+        };
+        p = plan::plan(&desired, &observed, &st);
+    }
     if let Some(msg) = &p.script_conflict {
         report(&b, &ctx, st, failed("ScriptConflict", msg, false)).await?;
         return Ok(Action::requeue(ctx.config.resync));
@@ -346,18 +415,19 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         st.route_ids.insert(pat.clone(), id.clone());
     }
     let wrote = !p.ops.is_empty();
-    if let Err(e) = execute(&b, &ctx, &cf, &desired, &p, &mut st).await {
+    let executed = execute(&b, &ctx, &cf, &desired, &p, &mut st).await;
+    if wrote {
+        // Lists read before this moment do not show these writes.
+        listings.mark_written(script);
+    }
+    if let Err(e) = executed {
         return fail(&b, &ctx, st, e).await;
     }
     if wrote {
-        // Record what serves now (reads only after writes, so a converged pass stays cheap).
-        match refresh_deployed(&cf, &b.spec.script_name).await {
-            Ok((etag, version)) => {
-                if etag.is_some() {
-                    st.script_etag = etag;
-                }
-                st.deployed_version_id = version.or(st.deployed_version_id.take());
-            }
+        // Record which version serves now (a read only after writes, so a converged pass stays
+        // cheap; the etag came with the upload).
+        match deployed_version(&cf, script).await {
+            Ok(version) => st.deployed_version_id = version.or(st.deployed_version_id.take()),
             Err(e) => {
                 tracing::warn!(binding = %key, error = %e, "cannot read the deployment after writing")
             }
@@ -421,22 +491,12 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
     Ok(Action::requeue(next.max(Duration::from_millis(100))))
 }
 
-async fn refresh_deployed(
-    cf: &CfClient,
-    script: &str,
-) -> Result<(Option<String>, Option<String>), CfError> {
-    let etag = cf
-        .list_scripts()
-        .await?
-        .into_iter()
-        .find(|s| s.id == script)
-        .and_then(|s| s.etag);
+async fn deployed_version(cf: &CfClient, script: &str) -> Result<Option<String>, CfError> {
     let deployments = cf.list_deployments(script).await?;
-    let version = deployments
+    Ok(deployments
         .first()
         .and_then(|d| d.sole_version())
-        .map(str::to_string);
-    Ok((etag, version))
+        .map(str::to_string))
 }
 
 /// Runs the planned writes in order, recording each success in `st` so a failure halfway
@@ -587,8 +647,18 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
             return Err(Error::Blocked(msg));
         }
     };
-    let cf = account.client.clone();
-    let observed = observe(&cf, &b.spec.script_name, &b.spec.zone_id).await?;
+    let (cf, listings) = (account.client.clone(), account.listings.clone());
+    // Deleting: decide on fresh lists, and every secret name as Cloudflare lists it.
+    listings.forget(&b.spec.script_name);
+    let observed = observe(
+        &cf,
+        &listings,
+        &b.spec.script_name,
+        &b.spec.zone_id,
+        Some(Instant::now()),
+        &st,
+    )
+    .await?;
     let ops = plan::plan_cleanup(
         &b.spec.script_name,
         &owner_tag(&b),

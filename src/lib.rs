@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod gateway;
 pub mod linstor;
+pub mod memory;
 pub mod metrics;
 pub mod plan;
 pub mod sim;

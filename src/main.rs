@@ -14,23 +14,8 @@ fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
-/// glibc gives each thread that contends for the heap its own arena (up to 8 per core), and
-/// memory freed in one arena is not reused by another: with many threads allocating watch and
-/// list responses the resident size grows well past what is live. Two arenas keep the controller
-/// near its live heap at little cost in contention (measured: docs in README, Benchmarks).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
 fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
+    edgebind::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

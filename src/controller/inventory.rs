@@ -43,6 +43,23 @@ pub struct Inventory {
     refresh: AsyncMutex<()>,
 }
 
+/// A resource definition without the growth slack of its lists.
+fn compact_rd(mut rd: ResourceDefinition) -> ResourceDefinition {
+    rd.flags.shrink_to_fit();
+    rd.volume_definitions.shrink_to_fit();
+    for vd in &mut rd.volume_definitions {
+        vd.flags.shrink_to_fit();
+    }
+    rd
+}
+
+/// A resource without the growth slack of its lists.
+fn compact_resource(mut r: ResourceWithVolumes) -> ResourceWithVolumes {
+    r.flags.shrink_to_fit();
+    r.volumes.shrink_to_fit();
+    r
+}
+
 fn key(name: &str) -> String {
     // LINSTOR names are case-insensitive.
     name.to_ascii_uppercase()
@@ -135,10 +152,16 @@ impl Inventory {
             self.client.list("/v1/view/resources", &[]).await?;
         let snapshots: Vec<Snapshot> = self.client.list("/v1/view/snapshots", &[]).await?;
         let mut s = self.lock();
-        s.rds = rds.into_iter().map(|r| (key(&r.name), r)).collect();
+        s.rds = rds
+            .into_iter()
+            .map(|r| (key(&r.name), compact_rd(r)))
+            .collect();
         s.resources.clear();
         for r in resources {
-            s.resources.entry(key(&r.name)).or_default().push(r);
+            s.resources
+                .entry(key(&r.name))
+                .or_default()
+                .push(compact_resource(r));
         }
         s.snapshots.clear();
         for sn in snapshots {
@@ -147,10 +170,17 @@ impl Inventory {
                 .or_default()
                 .push(sn);
         }
+        // Vectors grow by doubling (a volume's two replicas take room for four): at tens of
+        // thousands of volumes the slack is a large part of the inventory.
+        s.resources.values_mut().for_each(Vec::shrink_to_fit);
+        s.snapshots.values_mut().for_each(Vec::shrink_to_fit);
         s.full_at = Some(started);
         s.full_done = Some(Instant::now());
         s.generation += 1;
         s.dirty.retain(|_, (_, at)| *at >= started);
+        drop(s);
+        // The pages just read and the previous inventory are freed: give the memory back.
+        crate::memory::trim();
         Ok(())
     }
 
@@ -200,7 +230,7 @@ impl Inventory {
         for rd in rds {
             let rk = key(&rd.name);
             if batch.iter().any(|(bk, _)| *bk == rk) {
-                s.rds.insert(rk, rd);
+                s.rds.insert(rk, compact_rd(rd));
             }
         }
         for r in resources {
@@ -209,7 +239,16 @@ impl Inventory {
                 .get_mut(&key(&r.name))
                 .filter(|_| batch.iter().any(|(bk, _)| *bk == key(&r.name)))
             {
-                v.push(r);
+                v.push(compact_resource(r));
+            }
+        }
+        for (bk, _) in &batch {
+            if let Some(v) = s.resources.get_mut(bk) {
+                v.shrink_to_fit();
+            }
+            // No snapshots: no entry (one key per volume otherwise, for nothing).
+            if s.snapshots.get(bk).is_some_and(Vec::is_empty) {
+                s.snapshots.remove(bk);
             }
         }
         for sn in snapshots {

@@ -242,15 +242,6 @@ impl Inventory {
                 v.push(compact_resource(r));
             }
         }
-        for (bk, _) in &batch {
-            if let Some(v) = s.resources.get_mut(bk) {
-                v.shrink_to_fit();
-            }
-            // No snapshots: no entry (one key per volume otherwise, for nothing).
-            if s.snapshots.get(bk).is_some_and(Vec::is_empty) {
-                s.snapshots.remove(bk);
-            }
-        }
         for sn in snapshots {
             if let Some(v) = s
                 .snapshots
@@ -258,6 +249,15 @@ impl Inventory {
                 .filter(|_| batch.iter().any(|(bk, _)| *bk == key(&sn.resource_name)))
             {
                 v.push(sn);
+            }
+        }
+        for (bk, _) in &batch {
+            if let Some(v) = s.resources.get_mut(bk) {
+                v.shrink_to_fit();
+            }
+            // No snapshots: no entry (one key per volume otherwise, for nothing).
+            if s.snapshots.get(bk).is_some_and(Vec::is_empty) {
+                s.snapshots.remove(bk);
             }
         }
         for (bk, _) in &batch {

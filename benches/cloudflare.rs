@@ -24,6 +24,9 @@
 //!     [--resync-seconds 60] [--concurrency 16] [--propagation-ms 2000] [--all]
 //! ```
 //!
+//! The README's figures use the real proportions instead (about 11 minutes for 500 bindings):
+//! `--bindings 500 --rps 4 --burst 10 --sim-limit 1200 --sim-window-seconds 300`.
+//!
 //! A quick debug run: `cargo test --bench cloudflare -- --bindings 50`.
 //! It prints figures; it asserts nothing (timing on shared machines is noise, not a verdict).
 

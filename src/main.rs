@@ -15,7 +15,12 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 fn main() -> std::process::ExitCode {
-    edgebind::memory::limit_arenas();
+    let cli = Cli::parse();
+    // The controller holds a large, long-lived cache and is not allocation-bound: one arena
+    // keeps its resident size near its heap. The gateway keeps glibc's default (throughput).
+    if matches!(cli.command, edgebind::cli::Command::Controller(_)) {
+        edgebind::memory::limit_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -26,11 +31,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run())
+    runtime.block_on(run(cli))
 }
 
-async fn run() -> std::process::ExitCode {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> std::process::ExitCode {
     init_logging(cli.log_format, &cli.log);
     match edgebind::run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

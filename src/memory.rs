@@ -6,13 +6,20 @@
 //! every LINSTOR object, page by page) and then frees most of it, so without these two measures
 //! its RSS settles well above what it holds. Other allocators: both are no-ops.
 
-/// Caps glibc at two arenas. Call first thing in `main`, before other threads exist.
+/// Caps glibc at one arena. Call first thing in `main`, before other threads exist.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; no other thread allocates yet.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+}
+
+/// Objects kept in a watch cache for the process's lifetime: drop what the controller never
+/// reads and the spare room deserialisation leaves in their lists (a list filled element by
+/// element keeps room for four).
+pub trait Compact {
+    fn compact(&mut self) {}
 }
 
 /// Returns freed memory to the system (after a burst of allocations was released).

@@ -241,7 +241,8 @@ where
 }
 
 /// Watches `api` into a cache without `managedFields` (the controller never reads them, and on
-/// a real API server they can be the largest part of an object), and yields changed objects.
+/// a real API server they can be the largest part of an object) and without spare list room,
+/// and yields changed objects.
 fn trimmed_watch<K>(
     api: Api<K>,
     wc: watcher::Config,
@@ -251,12 +252,18 @@ fn trimmed_watch<K>(
 )
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
-    K: serde::de::DeserializeOwned,
+    K: serde::de::DeserializeOwned + crate::memory::Compact,
 {
     let (store, writer) = reflector::store();
     let events = watcher(api, wc)
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(|o| {
+            o.managed_fields_mut().clear();
+            if let Some(f) = o.meta_mut().finalizers.as_mut() {
+                f.shrink_to_fit();
+            }
+            o.compact();
+        })
         .reflect(writer)
         .applied_objects();
     (events, store)

@@ -150,3 +150,5 @@ pub struct EdgeBindingStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_request: Option<String>,
 }
+
+impl crate::memory::Compact for EdgeBinding {}

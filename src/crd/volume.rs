@@ -218,3 +218,12 @@ pub enum ReplicaRole {
     Diskless,
     TieBreaker,
 }
+
+impl crate::memory::Compact for EdgeVolume {
+    fn compact(&mut self) {
+        if let Some(st) = self.status.as_mut() {
+            st.conditions.shrink_to_fit();
+            st.replicas.shrink_to_fit();
+        }
+    }
+}

@@ -1,9 +1,11 @@
 //! `EdgeBinding` reconciliation: the I/O around the pure steps in `plan` and `keys`.
 //!
 //! One reconcile: check the account, read the Worker configuration, advance the signing key
-//! rotation, read Cloudflare (scripts, routes, secrets: three list calls), plan, write the
-//! difference in order (script, secrets, routes), and record what was written in status. A
-//! converged binding makes no Cloudflare write and no status write.
+//! rotation (a new binding waits here until the gateways trust its first key), read Cloudflare
+//! (the account's shared script and route lists, the script's secret names only when it changed:
+//! `listing`), plan, write the difference in order (script, secrets, routes), and record what was
+//! written in status. A converged binding makes no Cloudflare write, no status write, and no
+//! Cloudflare read of its own.
 
 pub mod config;
 pub mod keys;

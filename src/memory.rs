@@ -4,7 +4,8 @@
 //! memory freed in one arena is not reused by another; freed pages inside an arena also stay
 //! resident until trimmed. The controller allocates in bursts (a full inventory refresh reads
 //! every LINSTOR object, page by page) and then frees most of it, so without these two measures
-//! its RSS settles well above what it holds. Other allocators: both are no-ops.
+//! its RSS settles well above what it holds. With another C library (the container image is
+//! static musl, whose allocator has no per-thread arenas) both are no-ops.
 
 /// Caps glibc at one arena. Call first thing in `main`, before other threads exist.
 pub fn limit_arenas() {

@@ -14,14 +14,14 @@ use edgebind::sim::cloudflare::{
     REALISTIC_ZONE_ID as ZONE, RunningCfSim,
 };
 use edgebind::sim::linstor::SimConfig;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::bed::{Bed, NS, fast_config};
+use crate::support::cf::{SYS, create, seed_account};
 use crate::support::contract::{self, Contract};
 
-const SYS: &str = "edgebind-system";
 const SCRIPT: &str = "edgebind-gw";
 /// Actions of the test policy before and after a policy change.
 const ACTIONS: &[&str] = &["read"];
@@ -41,16 +41,6 @@ fn cf_config() -> ControllerConfig {
     c
 }
 
-async fn create<K>(api: &Api<K>, v: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).expect("fixture deserializes");
-    api.create(&PostParams::default(), &obj)
-        .await
-        .expect("create fixture");
-}
-
 impl CfBed {
     async fn start() -> CfBed {
         Self::start_with(CfSimConfig::realistic(), TOKEN).await
@@ -63,39 +53,7 @@ impl CfBed {
         cf.sim.record_exchanges(true);
         let bed = Bed::start_with(SimConfig::realistic(), cf_config()).await;
         let c = bed.client.clone();
-        create(
-            &Api::<Namespace>::all(c.clone()),
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYS}}),
-        )
-        .await;
-        let tok = base64::engine::general_purpose::STANDARD.encode(token);
-        create(
-            &Api::<Secret>::namespaced(c.clone(), SYS),
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cf-token", "namespace": SYS},
-                   "data": {"token": tok}}),
-        )
-        .await;
-        create(
-            &Api::<CloudflareAccount>::all(c.clone()),
-            json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "CloudflareAccount", "metadata": {"name": "cf"},
-                   "spec": {"accountId": ACC, "apiUrl": cf.url(), "timeoutSeconds": 5,
-                            "apiToken": {"namespace": SYS, "name": "cf-token", "key": "token"},
-                            "budget": {"requestsPerSecond": 4, "burst": 20}}}),
-        )
-        .await;
-        create(
-            &Api::<IdentityIssuer>::all(c.clone()),
-            json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer", "metadata": {"name": "okta"},
-                   "spec": {"issuer": "https://idp.example.com", "audiences": ["api://edgebind"], "algorithms": ["RS256"]}}),
-        )
-        .await;
-        create(
-            &Api::<VolumeAccessPolicy>::namespaced(c.clone(), NS),
-            json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy",
-                   "metadata": {"name": "readers", "namespace": NS},
-                   "spec": {"effect": "Allow", "subjects": [{"issuer": "okta", "groups": ["storage"]}], "actions": ACTIONS}}),
-        )
-        .await;
+        seed_account(&c, &cf.url(), token, ACTIONS).await;
         CfBed { bed, cf }
     }
 

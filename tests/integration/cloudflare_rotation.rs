@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
-use edgebind::crd::{CloudflareAccount, EdgeBinding, IdentityIssuer, VolumeAccessPolicy};
+use edgebind::crd::EdgeBinding;
 use edgebind::gateway::api::{BundleStore, GatewayState, router};
 use edgebind::gateway::audit::{AuditSink, MemoryWriter};
 use edgebind::gateway::backend::{MemoryBackend, NewVolume, VolumeBackend};
@@ -35,14 +35,14 @@ use edgebind::sim::cloudflare::{
 };
 use edgebind::sim::linstor::SimConfig;
 use http::{HeaderMap, HeaderValue};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::bed::{Bed, NS, fast_config};
+use crate::support::cf::{SYS, create, seed_account};
 use crate::support::http::client;
 
-const SYS: &str = "edgebind-system";
 const KEYS_SECRET: &str = "edgebind-gateway-keys";
 const SCRIPT: &str = "edgebind-gw";
 const VOLUME_PATH: &str = "/api/v1/namespaces/team-a/volumes/pvc-1";
@@ -51,16 +51,6 @@ const MAX_REQUESTS: u64 = 5_000;
 const MAX_TRAFFIC: Duration = Duration::from_secs(40);
 /// Pause between requests (about 50 requests per second).
 const PACE: Duration = Duration::from_millis(20);
-
-async fn create<K>(api: &Api<K>, v: Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).expect("fixture deserializes");
-    api.create(&PostParams::default(), &obj)
-        .await
-        .expect("create fixture");
-}
 
 /// The Worker's signing key as the simulator holds it now: key id and private key.
 fn worker_key(sim: &CloudflareSim) -> Option<(String, SigningKey)> {
@@ -164,38 +154,7 @@ async fn rotation_under_traffic_refuses_nothing_and_retires_the_old_key() {
     let bed = Bed::start_with(SimConfig::realistic(), config).await;
     let c = bed.client.clone();
 
-    create(
-        &Api::<Namespace>::all(c.clone()),
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYS}}),
-    )
-    .await;
-    create(
-        &Api::<Secret>::namespaced(c.clone(), SYS),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cf-token", "namespace": SYS},
-               "data": {"token": base64::engine::general_purpose::STANDARD.encode(TOKEN)}}),
-    )
-    .await;
-    create(
-        &Api::<CloudflareAccount>::all(c.clone()),
-        json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "CloudflareAccount", "metadata": {"name": "cf"},
-               "spec": {"accountId": ACC, "apiUrl": cf.url(), "timeoutSeconds": 5,
-                        "apiToken": {"namespace": SYS, "name": "cf-token", "key": "token"},
-                        "budget": {"requestsPerSecond": 4, "burst": 20}}}),
-    )
-    .await;
-    create(
-        &Api::<IdentityIssuer>::all(c.clone()),
-        json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer", "metadata": {"name": "okta"},
-               "spec": {"issuer": "https://idp.example.com", "audiences": ["api://edgebind"], "algorithms": ["RS256"]}}),
-    )
-    .await;
-    create(
-        &Api::<VolumeAccessPolicy>::namespaced(c.clone(), NS),
-        json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy",
-               "metadata": {"name": "readers", "namespace": NS},
-               "spec": {"effect": "Allow", "subjects": [{"issuer": "okta", "groups": ["storage"]}], "actions": ["read"]}}),
-    )
-    .await;
+    seed_account(&c, &cf.url(), TOKEN, &["read"]).await;
     let bindings: Api<EdgeBinding> = Api::namespaced(c.clone(), NS);
     create(
         &bindings,

@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod bed;
+pub mod cf;
 pub mod contract;
 pub mod http;

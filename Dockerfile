@@ -9,15 +9,12 @@ FROM rust:1.95-alpine AS build
 # ring (TLS) compiles C and assembly.
 RUN apk add --no-cache musl-dev
 WORKDIR /src
-# Dependencies first, so code changes reuse the cached dependency layer.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests/integration && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && touch tests/integration/main.rs \
-    && cargo build --release --locked --bin edgebind \
-    && rm -rf src target/release/.fingerprint/edgebind-* target/release/deps/edgebind-* \
-              target/release/deps/libedgebind-* tests
 COPY . .
-RUN cargo build --release --locked --bin edgebind \
+# The cache mounts keep the registry and compiled dependencies between builds (BuildKit), which
+# works for a workspace without stub sources for every crate and target.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p edgebind --bin edgebind \
     && cp target/release/edgebind /edgebind \
     && /edgebind --version
 

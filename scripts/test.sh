@@ -16,14 +16,23 @@ pip_pid=$!
 (cd worker && npm ci --no-audit --no-fund --loglevel=error >"$logs/npm.log" 2>&1; echo $? >"$logs/npm.rc") &
 npm_pid=$!
 
+step "the repository stands on its own (nothing reads outside it)"
+# The API documents and reference facts are vendored (specs/, docs/reference/). A path to the
+# folder they were first laid out in would pass here and fail for everyone else.
+outside='\.\./'"shared"'|'"shared"'/(specs|reference)'
+if git grep -nIE --untracked "$outside" -- ':!target' ':!worker/node_modules' ':!.venv'; then
+    echo "the lines above read outside the repository: use specs/ or docs/reference/" >&2
+    exit 1
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "building (debug, once) and checking generated files"
-cargo build --locked --bins --tests
+cargo build --workspace --locked --bins --tests
 ./target/debug/edgebind crds | diff -u crds/edgebind.dev.yaml - || {
     echo "crds/ is stale: run 'cargo run -q -- crds > crds/edgebind.dev.yaml'" >&2
     exit 1
@@ -34,9 +43,9 @@ step "Rust tests (unit and integration)"
 export EDGEBIND_RBAC_CALLS_DIR="$root/target/tmp/rbac-calls"
 rm -rf "$EDGEBIND_RBAC_CALLS_DIR"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --no-fail-fast
+    cargo nextest run --workspace --locked --no-fail-fast
 else
-    cargo test --locked --no-fail-fast
+    cargo test --workspace --locked --no-fail-fast
 fi
 
 wait "$pip_pid" "$npm_pid" || true

@@ -1,0 +1,180 @@
+//! edgebind: a Kubernetes operator that binds LINSTOR replicated block storage to the
+//! Cloudflare edge.
+
+pub mod admin;
+pub mod cli;
+pub mod cloudflare;
+pub mod controller;
+pub mod crd;
+pub mod gateway;
+pub mod linstor;
+pub mod memory;
+pub mod metrics;
+pub mod plan;
+
+use std::time::Duration;
+
+use cli::Command;
+
+/// Resolves when SIGTERM or Ctrl-C arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The controller's settings from its flags.
+pub fn controller_config(args: &cli::ControllerArgs) -> controller::ControllerConfig {
+    controller::ControllerConfig {
+        resync: Duration::from_secs(args.resync_seconds),
+        concurrency: args.concurrency,
+        backoff_cap: Duration::from_secs(args.backoff_cap_seconds),
+        cloudflare: controller::CloudflareSettings {
+            key_propagation: Duration::from_secs(args.key_propagation_seconds),
+            key_overlap: Duration::from_secs(args.key_overlap_seconds),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Runs one subcommand.
+pub async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Crds => {
+            print!("{}", crd::to_yaml(&crd::all())?);
+            Ok(())
+        }
+        Command::Controller(args) => {
+            let mut kcfg = kube::Config::infer().await?;
+            // Identifies edgebind's calls in the API server's audit log.
+            kcfg.headers.push((
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(concat!(
+                    "edgebind-controller/",
+                    env!("CARGO_PKG_VERSION")
+                )),
+            ));
+            let client = kube::Client::try_from(kcfg)?;
+            let config = controller_config(&args);
+            if args.key_overlap_seconds < cli::MIN_SAFE_KEY_OVERLAP_SECONDS {
+                // Signatures live 60 s plus 30 s skew, and Cloudflare rolls a new version out
+                // gradually: a shorter overlap can refuse requests still signed with the old key.
+                tracing::warn!(
+                    key_overlap_seconds = args.key_overlap_seconds,
+                    minimum = cli::MIN_SAFE_KEY_OVERLAP_SECONDS,
+                    "signing key overlap is below the protocol's minimum; use this only in tests"
+                );
+            }
+            let ready = controller::Readiness::default();
+            let admin = tokio::spawn(admin::serve(
+                args.admin_addr,
+                ready.clone(),
+                shutdown_signal(),
+            ));
+            tracing::info!(admin = %args.admin_addr, "edgebind controller starting");
+            if args.leader_election {
+                let identity = args
+                    .identity
+                    .clone()
+                    .unwrap_or_else(|| format!("edgebind-{}", uuid::Uuid::new_v4()));
+                let lease = controller::leader::LeaseConfig::new(
+                    &args.lease_namespace,
+                    &args.lease_name,
+                    &identity,
+                );
+                controller::run_with_leader_election(
+                    client,
+                    config,
+                    ready,
+                    lease,
+                    shutdown_signal(),
+                )
+                .await?;
+            } else {
+                controller::run(client, config, ready, shutdown_signal()).await?;
+            }
+            admin.abort();
+            Ok(())
+        }
+        Command::Plan(args) => plan::run(&args).await,
+        Command::Gateway(args) => gateway::run(args).await,
+        Command::Simulate(cli::SimulateCommand::Linstor(a)) => {
+            let cfg = edgebind_sim::linstor::SimConfig {
+                latency: Duration::from_millis(a.latency_ms),
+                ..edgebind_sim::linstor::SimConfig::realistic()
+            };
+            edgebind_sim::linstor::run_standalone(a.listen, cfg).await
+        }
+        Command::Simulate(cli::SimulateCommand::Cloudflare(a)) => {
+            let cfg = edgebind_sim::cloudflare::CfSimConfig {
+                rate_limit: Some((a.rate_limit, Duration::from_secs(300))),
+                ..edgebind_sim::cloudflare::CfSimConfig::realistic()
+            };
+            edgebind_sim::cloudflare::run_standalone(a.listen, cfg).await
+        }
+        Command::Simulate(cli::SimulateCommand::Kubernetes(a)) => {
+            let server = edgebind_sim::kube::FakeApiServer::start_on(a.listen).await?;
+            for c in crd::all() {
+                server.try_install_crd(&c)?;
+            }
+            if let Some(path) = &a.kubeconfig {
+                std::fs::write(path, server.kubeconfig_yaml())?;
+            }
+            println!("Kubernetes API simulator listening on {}", server.url());
+            shutdown_signal().await;
+            server.shutdown();
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config_of(args: &[&str]) -> Result<controller::ControllerConfig, clap::Error> {
+        let cli = cli::Cli::try_parse_from(["edgebind", "controller"].iter().chain(args))?;
+        match cli.command {
+            Command::Controller(a) => Ok(controller_config(&a)),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_rotation_flags_reach_the_cloudflare_settings() {
+        let c = config_of(&[
+            "--key-propagation-seconds",
+            "2",
+            "--key-overlap-seconds",
+            "4",
+        ])
+        .expect("valid flags");
+        assert_eq!(c.cloudflare.key_propagation, Duration::from_secs(2));
+        assert_eq!(c.cloudflare.key_overlap, Duration::from_secs(4));
+        // The defaults are the protocol's (docs/edge-protocol.md §8).
+        let d = config_of(&[]).expect("no flags");
+        assert_eq!(d.cloudflare.key_propagation, Duration::from_secs(30));
+        assert_eq!(d.cloudflare.key_overlap, Duration::from_secs(600));
+        // No wait at all would let the Worker sign before any gateway trusts the key.
+        assert!(config_of(&["--key-propagation-seconds", "0"]).is_err());
+        assert!(config_of(&["--key-overlap-seconds", "0"]).is_err());
+    }
+}

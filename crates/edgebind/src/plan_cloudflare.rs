@@ -1,0 +1,191 @@
+//! `edgebind plan` for EdgeBindings: the Cloudflare writes the controller would make for a
+//! first publish, computed by the controller's own pure plan against an embedded, empty
+//! Cloudflare simulator. Secret values are shown as hashes only; the signing key is not
+//! generated (the controller generates it and publishes it to the gateways first).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use serde_json::Value;
+
+use super::{ObjectPlan, cond};
+use crate::cloudflare::{CfClient, CfClientConfig};
+use crate::controller::binding::config::compile_for;
+use crate::controller::binding::listing::Listings;
+use crate::controller::binding::{
+    desired_secrets, observe, owner_tag, plan as bplan, script_upload,
+};
+use crate::crd::binding::EdgeBindingStatus;
+use crate::crd::{CloudflareAccount, EdgeBinding, IdentityIssuer, VolumeAccessPolicy};
+use edgebind_sim::cloudflare::{CfSimConfig, CloudflareSim, REALISTIC_TOKEN, SimToken};
+
+pub(super) async fn plan_cloudflare(
+    accounts: &[CloudflareAccount],
+    bindings: &[EdgeBinding],
+    issuers: &[IdentityIssuer],
+    policies: &[VolumeAccessPolicy],
+) -> anyhow::Result<Vec<ObjectPlan>> {
+    let mut out = Vec::new();
+    if bindings.is_empty() && accounts.is_empty() {
+        return Ok(out);
+    }
+    // One empty simulated account per CloudflareAccount, with the zones the bindings use.
+    let sim_cfg = CfSimConfig {
+        accounts: accounts
+            .iter()
+            .map(|a| {
+                (
+                    a.spec.account_id.clone(),
+                    vec![SimToken::active(REALISTIC_TOKEN)],
+                )
+            })
+            .collect(),
+        zones: bindings
+            .iter()
+            .filter_map(|b| {
+                let acc = accounts
+                    .iter()
+                    .find(|a| a.name_any() == b.spec.account_ref)?;
+                Some((
+                    b.spec.zone_id.clone(),
+                    "plan.invalid".to_string(),
+                    acc.spec.account_id.clone(),
+                ))
+            })
+            .collect(),
+        rate_limit: None,
+        latency: Duration::ZERO,
+    };
+    let sim = CloudflareSim::start(sim_cfg).await?;
+    for a in accounts {
+        let mut op = ObjectPlan {
+            kind: "CloudflareAccount".into(),
+            name: a.name_any(),
+            ..Default::default()
+        };
+        op.details.insert(
+            "apiToken".into(),
+            Value::String(format!(
+                "Secret {}/{} key {} (redacted; verified by the controller, not by plan)",
+                a.spec.api_token.namespace, a.spec.api_token.name, a.spec.api_token.key
+            )),
+        );
+        match a.validate_cel() {
+            Ok(()) => op.conditions.push(cond(
+                "Ready",
+                true,
+                "Planned",
+                "the token is verified when the controller runs",
+            )),
+            Err(e) => op.conditions.push(cond(
+                "Ready",
+                false,
+                "Invalid",
+                format!("the API server would refuse this object: {e}"),
+            )),
+        }
+        out.push(op);
+    }
+    for b in bindings {
+        out.push(plan_binding(b, accounts, issuers, policies, &sim.url()).await);
+    }
+    sim.shutdown().await;
+    Ok(out)
+}
+
+async fn plan_binding(
+    b: &EdgeBinding,
+    accounts: &[CloudflareAccount],
+    issuers: &[IdentityIssuer],
+    policies: &[VolumeAccessPolicy],
+    url: &str,
+) -> ObjectPlan {
+    let ns = b.namespace().unwrap_or_else(|| "default".into());
+    let mut op = ObjectPlan {
+        kind: "EdgeBinding".into(),
+        namespace: Some(ns.clone()),
+        name: b.name_any(),
+        ..Default::default()
+    };
+    let fail = |mut op: ObjectPlan, reason: &str, msg: String| {
+        op.conditions.push(cond("Ready", false, reason, msg));
+        op
+    };
+    if let Err(e) = b.validate_cel() {
+        return fail(
+            op,
+            "Invalid",
+            format!("the API server would refuse this object: {e}"),
+        );
+    }
+    let Some(acc) = accounts.iter().find(|a| a.name_any() == b.spec.account_ref) else {
+        return fail(
+            op,
+            "AccountNotReady",
+            format!(
+                "CloudflareAccount {:?} is not among the manifests",
+                b.spec.account_ref
+            ),
+        );
+    };
+    let cfg = compile_for(b, issuers, policies);
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(msg) => return fail(op, "InvalidConfig", msg),
+    };
+    let client = CfClient::new(CfClientConfig {
+        api_url: url.to_string(),
+        account_id: acc.spec.account_id.clone(),
+        token: REALISTIC_TOKEN.to_string(),
+        budget: acc.spec.budget.as_budget(),
+        timeout: Duration::from_secs(10),
+        max_wait: Duration::from_secs(1),
+    });
+    let client = match client {
+        Ok(c) => Arc::new(c),
+        Err(msg) => return fail(op, "InvalidConfig", msg),
+    };
+    let desired = bplan::Desired {
+        upload: script_upload(b, &cfg),
+        zone: b.spec.zone_id.clone(),
+        routes: b.spec.routes.clone(),
+        secrets: desired_secrets(&cfg, None),
+        owner_tag: owner_tag(b),
+    };
+    let listings = Listings::new(Duration::ZERO);
+    let status = EdgeBindingStatus::default();
+    let observed = match observe(
+        &client,
+        &listings,
+        &b.spec.script_name,
+        &b.spec.zone_id,
+        None,
+        &status,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => return fail(op, e.reason(), e.to_string()),
+    };
+    let p = bplan::plan(&desired, &observed, &status);
+    op.cloudflare_ops = p.ops;
+    op.details.insert(
+        "signingKey".into(),
+        Value::String(
+            "a new Ed25519 key is generated, published to the gateways, then set as SIGNING_KEY"
+                .into(),
+        ),
+    );
+    op.conditions.push(cond(
+        "Ready",
+        true,
+        "Published",
+        format!(
+            "Worker {} would serve {} route(s)",
+            b.spec.script_name,
+            b.spec.routes.len()
+        ),
+    ));
+    op
+}

@@ -23,7 +23,7 @@ CHART = REPO / "deploy" / "helm" / "edgebind"
 KUSTOMIZE = REPO / "deploy" / "kustomize"
 BASE = KUSTOMIZE / "base"
 RELEASE = "edgebind"
-NAMESPACE = "edgebind"
+NAMESPACE = "edgebind-system"  # crates/edgebind/src/defaults.rs NAMESPACE; test_deploy.py checks they agree
 
 # Metadata only Helm needs: a kustomize user's objects should not claim to be managed by Helm.
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")

@@ -5,6 +5,7 @@ and overlay (kubectl kustomize) kept equal to the chart."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ KUBE_VERSION = "1.33"
 THIRD_PARTY_GROUPS = ("monitoring.coreos.com/",)
 CRD_FILE = dr.REPO / "crds" / "edgebind.dev.yaml"
 CHART_CRDS = dr.CHART / "files" / "crds.yaml"
+CRATE_SRC = dr.REPO / "crates" / "edgebind" / "src"
 
 ALL_FEATURES: dict[str, Any] = {
     "image": {"digest": "sha256:" + "a" * 64, "pullPolicy": "Always"},
@@ -225,7 +227,7 @@ def test_controller_strategy_follows_leader_election(default_objs, full_objs):
 def test_controller_env_matches_cli_flags():
     """Every EDGEBIND_* variable the chart sets for `controller` is one the CLI reads (src/cli.rs),
     except the leader-election ones that the CLI does not have yet."""
-    cli = (dr.REPO / "src" / "cli.rs").read_text()
+    cli = (CRATE_SRC / "cli.rs").read_text()
     d = find(dr.objects(dr.render()), "Deployment", "edgebind-controller")
     for e in d["spec"]["template"]["spec"]["containers"][0]["env"]:
         if e["name"].startswith("EDGEBIND_"):
@@ -442,6 +444,58 @@ def test_kustomize_example_overlay_is_valid_and_consistent():
 
 def key_of(o):
     return f"{o['kind']}/{o['metadata']['name']}"
+
+
+# ---- one default namespace (crates/edgebind/src/defaults.rs) ----
+
+def rust_default(name: str) -> str:
+    m = re.search(rf'pub const {name}: &str = "([^"]+)";', (CRATE_SRC / "defaults.rs").read_text())
+    assert m, f"crates/edgebind/src/defaults.rs defines no {name}"
+    return m.group(1)
+
+
+# Any spelling of a namespace that starts with "edgebind" in docs and manifests: `namespace: X`,
+# `"namespace": "X"`, namespace `X`, `-n X`, `--namespace X`.
+EDGEBIND_NAMESPACE = re.compile(
+    r"""(?:\bnamespace["']?\s*[:=]?\s*[`"']?|(?<![\w-])-n\s+|--namespace[ =])(edgebind[a-z0-9-]*)""")
+
+
+def test_one_default_namespace_everywhere():
+    ns = rust_default("NAMESPACE")
+    assert rust_default("GATEWAY_KEYS_SECRET") == yaml.safe_load((dr.CHART / "values.yaml").read_text())["gateway"]["keysSecretName"]
+    # The binary: every flag read from POD_NAMESPACE falls back to the constant, not a literal.
+    for rs in ("cli.rs", "gateway/server.rs"):
+        attrs = re.findall(r'#\[arg\([^\]]*env = "POD_NAMESPACE"[^\]]*\]', (CRATE_SRC / rs).read_text())
+        assert attrs and all("default_value = crate::defaults::NAMESPACE" in a for a in attrs), (rs, attrs)
+    # kustomize: the base is rendered into it, and the example overlay creates it.
+    assert dr.NAMESPACE == ns
+    assert yaml.safe_load((dr.BASE / "kustomization.yaml").read_text())["namespace"] == ns
+    overlay = dr.KUSTOMIZE / "overlays" / "example"
+    assert yaml.safe_load((overlay / "kustomization.yaml").read_text())["namespace"] == ns
+    assert yaml.safe_load((overlay / "namespace.yaml").read_text())["metadata"]["name"] == ns
+    # Examples: the Cloudflare API token Secret lives in the operator namespace.
+    accounts = [d for f in sorted((dr.REPO / "examples").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())
+                if d and d["kind"] == "CloudflareAccount"]
+    assert accounts and all(a["spec"]["apiToken"]["namespace"] == ns for a in accounts)
+    # Install commands in both READMEs; the operator namespace must stay readable when
+    # --set controller.backendSecrets.namespaces replaces the default (the release namespace).
+    for readme in ("README.md", "deploy/README.md"):
+        text = (dr.REPO / readme).read_text()
+        installs = re.findall(r"helm install \S+ \S+ (?:-n|--namespace)[ =](\S+) --create-namespace", text)
+        assert installs and set(installs) == {ns}, (readme, installs)
+        for listed in re.findall(r"backendSecrets\.namespaces='\{([^}]*)\}'", text):
+            assert ns in listed.split(","), (readme, listed)
+    # No other edgebind* namespace anywhere in the docs, examples and deploy files.
+    files = [dr.REPO / "README.md", *sorted((dr.REPO / "docs").rglob("*.md")),
+             *sorted((dr.REPO / "examples").glob("*.yaml")),
+             *sorted(p for p in (dr.REPO / "deploy").rglob("*") if p.suffix in (".md", ".yaml", ".txt", ".tpl"))]
+    seen = {}
+    for f in files:
+        for n in EDGEBIND_NAMESPACE.findall(f.read_text()):
+            seen.setdefault(n, set()).add(str(f.relative_to(dr.REPO)))
+    assert set(seen) == {ns}, seen
+    assert {"README.md", "deploy/README.md", "examples/40-edge.yaml",
+            "deploy/kustomize/base/kustomization.yaml"} <= seen[ns], seen
 
 
 # ---- Dockerfile ----

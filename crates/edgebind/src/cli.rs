@@ -73,7 +73,7 @@ pub struct ControllerArgs {
     )]
     pub lease_name: String,
     /// Namespace of the Lease; the controller's own namespace.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    #[arg(long, env = "POD_NAMESPACE", default_value = crate::defaults::NAMESPACE)]
     pub lease_namespace: String,
     /// Identity in the Lease; the pod name.
     #[arg(long, env = "POD_NAME")]

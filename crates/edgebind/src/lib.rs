@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cloudflare;
 pub mod controller;
 pub mod crd;
+pub mod defaults;
 pub mod gateway;
 pub mod linstor;
 pub mod memory;

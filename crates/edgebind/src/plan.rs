@@ -154,7 +154,7 @@ impl From<&crate::crd::conditions::Desired> for PlannedCondition {
         Self {
             type_: d.type_.into(),
             status: d.status,
-            reason: d.reason.clone(),
+            reason: d.reason.to_string(),
             message: d.message.clone(),
         }
     }

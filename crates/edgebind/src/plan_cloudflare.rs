@@ -3,6 +3,7 @@
 //! Cloudflare simulator. Secret values are shown as hashes only; the signing key is not
 //! generated (the controller generates it and publishes it to the gateways first).
 
+use crate::crd::conditions::Reason as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,7 +167,7 @@ async fn plan_binding(
     .await
     {
         Ok(o) => o,
-        Err(e) => return fail(op, e.reason(), e.to_string()),
+        Err(e) => return fail(op, e.reason().as_str(), e.to_string()),
     };
     let p = bplan::plan(&desired, &observed, &status);
     op.cloudflare_ops = p.ops;

@@ -1,5 +1,6 @@
 //! What can go wrong talking to Cloudflare, classified so the reconciler can decide what to do.
 
+use crate::crd::reasons::CloudflareReason;
 use std::time::Duration;
 
 /// One `errors[]` entry of the envelope.
@@ -117,15 +118,17 @@ impl CfError {
         }
     }
     /// Short reason for a condition.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> CloudflareReason {
         match self {
-            CfError::Unreachable(_) => "CloudflareUnreachable",
-            CfError::Unauthorized { .. } => "Unauthorized",
-            CfError::RateLimited { .. } => "RateLimited",
-            CfError::Api { status, .. } if *status >= 500 => "CloudflareUnavailable",
-            CfError::Api { .. } => "CloudflareError",
-            CfError::Decode { .. } => "CloudflareError",
-            CfError::BudgetClosed => "ShuttingDown",
+            CfError::Unreachable(_) => CloudflareReason::CloudflareUnreachable,
+            CfError::Unauthorized { .. } => CloudflareReason::Unauthorized,
+            CfError::RateLimited { .. } => CloudflareReason::RateLimited,
+            CfError::Api { status, .. } if *status >= 500 => {
+                CloudflareReason::CloudflareUnavailable
+            }
+            CfError::Api { .. } => CloudflareReason::CloudflareError,
+            CfError::Decode { .. } => CloudflareReason::CloudflareError,
+            CfError::BudgetClosed => CloudflareReason::ShuttingDown,
         }
     }
 }

@@ -4,16 +4,18 @@
 //! Both follow the status pattern of `backends.rs`: compute the status, compare it with the old
 //! one, and patch (server-side apply) only when it differs, so a converged resync writes nothing.
 
+use crate::crd::reasons::{IssuerReason, PolicyReason};
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use super::Context;
+use super::skeleton;
 use crate::crd::conditions::{self, Desired, READY};
 use crate::crd::issuer::IdentityIssuerStatus;
 use crate::crd::policy::VolumeAccessPolicyStatus;
@@ -34,11 +36,11 @@ pub enum AccessError {
 /// Why a JWK Set could not be used; the reason is the Ready condition's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchFailure {
-    pub reason: &'static str,
+    pub reason: IssuerReason,
     pub message: String,
 }
 
-fn fail(reason: &'static str, message: impl Into<String>) -> FetchFailure {
+fn fail(reason: IssuerReason, message: impl Into<String>) -> FetchFailure {
     FetchFailure {
         reason,
         message: message.into(),
@@ -158,34 +160,42 @@ pub async fn fetch_key_ids(
     jwks_uri: Option<&str>,
 ) -> Result<Vec<String>, FetchFailure> {
     let jwks_url = match jwks_uri {
-        Some(u) => url::Url::parse(u)
-            .map_err(|e| fail("InvalidJwks", format!("spec.jwksUri is not a URL: {e}")))?,
+        Some(u) => url::Url::parse(u).map_err(|e| {
+            fail(
+                IssuerReason::InvalidJwks,
+                format!("spec.jwksUri is not a URL: {e}"),
+            )
+        })?,
         None => {
-            let base = url::Url::parse(issuer.trim_end_matches('/'))
-                .map_err(|e| fail("DiscoveryFailed", format!("the issuer is not a URL: {e}")))?;
+            let base = url::Url::parse(issuer.trim_end_matches('/')).map_err(|e| {
+                fail(
+                    IssuerReason::DiscoveryFailed,
+                    format!("the issuer is not a URL: {e}"),
+                )
+            })?;
             let disc = url::Url::parse(&format!(
                 "{}/.well-known/openid-configuration",
                 base.as_str().trim_end_matches('/')
             ))
-            .map_err(|e| fail("DiscoveryFailed", e.to_string()))?;
+            .map_err(|e| fail(IssuerReason::DiscoveryFailed, e.to_string()))?;
             let doc = get_json(http, &disc)
                 .await
-                .map_err(|e| fail("DiscoveryFailed", e.message()))?;
+                .map_err(|e| fail(IssuerReason::DiscoveryFailed, e.message()))?;
             let found = doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| {
                 fail(
-                    "DiscoveryFailed",
+                    IssuerReason::DiscoveryFailed,
                     format!("{} has no jwks_uri", shown(&disc)),
                 )
             })?;
             let u = url::Url::parse(found).map_err(|e| {
                 fail(
-                    "DiscoveryFailed",
+                    IssuerReason::DiscoveryFailed,
                     format!("jwks_uri from discovery is not a URL: {e}"),
                 )
             })?;
             if !allowed_url(&u) {
                 return Err(fail(
-                    "DiscoveryFailed",
+                    IssuerReason::DiscoveryFailed,
                     format!("jwks_uri {} from discovery is not https", shown(&u)),
                 ));
             }
@@ -193,10 +203,15 @@ pub async fn fetch_key_ids(
         }
     };
     let doc = get_json(http, &jwks_url).await.map_err(|e| match e {
-        GetError::NotJson(m) => fail("InvalidJwks", m),
-        GetError::Unreachable(m) => fail("JwksUnreachable", m),
+        GetError::NotJson(m) => fail(IssuerReason::InvalidJwks, m),
+        GetError::Unreachable(m) => fail(IssuerReason::JwksUnreachable, m),
     })?;
-    key_ids_of(&doc).map_err(|m| fail("InvalidJwks", format!("{}: {m}", shown(&jwks_url))))
+    key_ids_of(&doc).map_err(|m| {
+        fail(
+            IssuerReason::InvalidJwks,
+            format!("{}: {m}", shown(&jwks_url)),
+        )
+    })
 }
 
 fn http_client() -> Result<reqwest::Client, String> {
@@ -213,17 +228,16 @@ fn http_client() -> Result<reqwest::Client, String> {
 /// resync computes the old status again.
 pub fn issuer_status(
     old: &IdentityIssuerStatus,
-    generation: Option<i64>,
     outcome: &Result<Vec<String>, FetchFailure>,
     now: Time,
-) -> IdentityIssuerStatus {
+) -> (IdentityIssuerStatus, Desired) {
     let was_ready = conditions::is_true(&old.conditions, READY);
     let (desired, key_ids, last) = match outcome {
         Ok(ids) => {
             let unchanged = was_ready && old.key_ids == *ids && old.last_jwks_fetch.is_some();
             let msg = format!("JWK Set fetched: {} key id(s)", ids.len());
             (
-                Desired::new(READY, true, "JwksFetched", msg),
+                Desired::new(READY, true, IssuerReason::JwksFetched, msg),
                 ids.clone(),
                 if unchanged {
                     old.last_jwks_fetch.clone()
@@ -238,12 +252,12 @@ pub fn issuer_status(
             old.last_jwks_fetch.clone(),
         ),
     };
-    IdentityIssuerStatus {
-        observed_generation: generation,
-        conditions: conditions::merge(&old.conditions, &[desired], generation, now),
+    let status = IdentityIssuerStatus {
         key_ids,
         last_jwks_fetch: last,
-    }
+        ..old.clone()
+    };
+    (status, desired)
 }
 
 pub async fn reconcile_issuer(
@@ -254,37 +268,21 @@ pub async fn reconcile_issuer(
     if i.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let name = i.name_any();
     let outcome = match http_client() {
         Ok(http) => fetch_key_ids(&http, &i.spec.issuer, i.spec.jwks_uri.as_deref()).await,
-        Err(e) => Err(fail("JwksUnreachable", format!("no HTTP client: {e}"))),
+        Err(e) => Err(fail(
+            IssuerReason::JwksUnreachable,
+            format!("no HTTP client: {e}"),
+        )),
     };
     let old = i.status.clone().unwrap_or_default();
-    let new = issuer_status(&old, i.meta().generation, &outcome, conditions::now());
-    if Some(&new) != i.status.as_ref() {
-        let ready = outcome.is_ok();
-        let transition =
-            conditions::is_true(&old.conditions, READY) != ready || old.conditions.is_empty();
-        if transition && let Some(c) = conditions::find(&new.conditions, READY) {
-            ctx.event(&i.object_ref(&()), ready, &c.reason, &c.message)
-                .await;
-        }
-        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer", "status": new});
-        Api::<IdentityIssuer>::all(ctx.client.clone())
-            .patch_status(
-                &name,
-                &PatchParams::apply(super::FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-    }
-    let key = super::key_of(i.as_ref());
-    if outcome.is_ok() {
-        ctx.backoff.reset(&key);
-        Ok(Action::requeue(ctx.config.resync))
+    let (new, desired) = issuer_status(&old, &outcome, conditions::now());
+    skeleton::report(&ctx, i.as_ref(), new, &[desired]).await?;
+    Ok(if outcome.is_ok() {
+        skeleton::settled(&ctx, i.as_ref(), ctx.config.resync)
     } else {
-        Ok(Action::requeue(ctx.backoff.next(&key)))
-    }
+        skeleton::retry(&ctx, i.as_ref())
+    })
 }
 
 /// Issuer names the policy's subjects refer to that are not in `issuers`, sorted.
@@ -310,8 +308,7 @@ pub fn policy_status(
     p: &VolumeAccessPolicy,
     issuers: &[IdentityIssuer],
     namespace_policies: &[VolumeAccessPolicy],
-    now: Time,
-) -> VolumeAccessPolicyStatus {
+) -> (VolumeAccessPolicyStatus, Desired) {
     let old = p.status.clone().unwrap_or_default();
     let revision = compile_bundle(issuers, namespace_policies).bundle.revision;
     let unknown = unknown_issuers(p, issuers);
@@ -319,23 +316,22 @@ pub fn policy_status(
         Desired::new(
             READY,
             true,
-            "Compiled",
+            PolicyReason::Compiled,
             format!("part of bundle {revision}"),
         )
     } else {
         Desired::new(
             READY,
             false,
-            "UnknownIssuer",
+            PolicyReason::UnknownIssuer,
             format!("no IdentityIssuer named {}", unknown.join(", ")),
         )
     };
-    let generation = p.meta().generation;
-    VolumeAccessPolicyStatus {
-        observed_generation: generation,
-        conditions: conditions::merge(&old.conditions, &[desired], generation, now),
+    let status = VolumeAccessPolicyStatus {
         bundle_revision: Some(revision),
-    }
+        ..old
+    };
+    (status, desired)
 }
 
 pub async fn reconcile_policy(
@@ -346,7 +342,7 @@ pub async fn reconcile_policy(
     if p.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let (name, ns) = (p.name_any(), p.namespace().unwrap_or_default());
+    let ns = p.namespace().unwrap_or_default();
     // Listed rather than read from a cache: an issuer change triggers this reconcile through a
     // watch that can run ahead of any other cache, and the revision must not lag behind.
     let issuers = Api::<IdentityIssuer>::all(ctx.client.clone())
@@ -354,27 +350,9 @@ pub async fn reconcile_policy(
         .await?;
     let api = Api::<VolumeAccessPolicy>::namespaced(ctx.client.clone(), &ns);
     let policies = api.list(&ListParams::default()).await?;
-    let old = p.status.clone().unwrap_or_default();
-    let new = policy_status(&p, &issuers.items, &policies.items, conditions::now());
-    if Some(&new) != p.status.as_ref() {
-        let ready = conditions::is_true(&new.conditions, READY);
-        let transition =
-            conditions::is_true(&old.conditions, READY) != ready || old.conditions.is_empty();
-        if transition && let Some(c) = conditions::find(&new.conditions, READY) {
-            ctx.event(&p.object_ref(&()), ready, &c.reason, &c.message)
-                .await;
-        }
-        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy", "status": new});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(super::FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
-    // Clears the delay `error_policy` keeps for this object after a failed list or patch.
-    ctx.backoff.reset(&super::key_of(p.as_ref()));
-    Ok(Action::requeue(ctx.config.resync))
+    let (new, desired) = policy_status(&p, &issuers.items, &policies.items);
+    skeleton::report(&ctx, p.as_ref(), new, &[desired]).await?;
+    Ok(skeleton::settled(&ctx, p.as_ref(), ctx.config.resync))
 }
 
 #[cfg(test)]
@@ -400,22 +378,30 @@ mod tests {
 
     #[test]
     fn fetch_time_moves_only_on_change_or_recovery() {
-        let first = issuer_status(&Default::default(), Some(1), &Ok(vec!["a".into()]), t(10));
+        let (first, ok) = issuer_status(&Default::default(), &Ok(vec!["a".into()]), t(10));
+        assert!(ok.status);
         assert_eq!(first.last_jwks_fetch, Some(t(10)));
-        let same = issuer_status(&first, Some(1), &Ok(vec!["a".into()]), t(20));
+        // The fetch time is kept only while Ready holds; status_of merges the condition in.
+        let ready = |s: IdentityIssuerStatus, d: &Desired| IdentityIssuerStatus {
+            conditions: conditions::merge(&[], std::slice::from_ref(d), Some(1), t(0)),
+            ..s
+        };
+        let first = ready(first, &ok);
+        let (same, _) = issuer_status(&first, &Ok(vec!["a".into()]), t(20));
         assert_eq!(same, first, "a converged resync computes the old status");
-        let rotated = issuer_status(&same, Some(1), &Ok(vec!["b".into()]), t(30));
+        let (rotated, d) = issuer_status(&same, &Ok(vec!["b".into()]), t(30));
         assert_eq!(rotated.last_jwks_fetch, Some(t(30)));
-        let down = issuer_status(
+        let rotated = ready(rotated, &d);
+        let (down, d) = issuer_status(
             &rotated,
-            Some(1),
-            &Err(fail("JwksUnreachable", "gone")),
+            &Err(fail(IssuerReason::JwksUnreachable, "gone")),
             t(40),
         );
         assert_eq!(down.key_ids, ["b"]);
         assert_eq!(down.last_jwks_fetch, Some(t(30)));
-        assert!(!conditions::is_true(&down.conditions, READY));
-        let back = issuer_status(&down, Some(1), &Ok(vec!["b".into()]), t(50));
+        assert!(!d.status);
+        let down = ready(down, &d);
+        let (back, _) = issuer_status(&down, &Ok(vec!["b".into()]), t(50));
         assert_eq!(back.last_jwks_fetch, Some(t(50)));
     }
 

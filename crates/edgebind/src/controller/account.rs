@@ -5,23 +5,25 @@
 //! first, for account-owned tokens, then the user path) and publishes the client for bindings.
 //! A binding never calls Cloudflare through an account that is not verified.
 
+use crate::crd::reasons::AccountReason;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::backends::BackendError;
 use super::binding::listing::Listings;
+use super::skeleton;
 use crate::cloudflare::client::DEFAULT_API_URL;
 use crate::cloudflare::types::TokenKind;
 use crate::cloudflare::{CfClient, CfClientConfig, CfError};
 use crate::crd::account::{CloudflareAccount, CloudflareAccountStatus};
-use crate::crd::conditions::{self, Desired, READY};
+use crate::crd::conditions::{Desired, READY};
 
 /// A verified (or failed) account as bindings see it.
 pub struct AccountHandle {
@@ -143,7 +145,7 @@ pub async fn client_config(
 
 struct Verdict {
     ready: bool,
-    reason: &'static str,
+    reason: AccountReason,
     message: String,
     token: Option<(crate::cloudflare::types::TokenVerify, TokenKind)>,
 }
@@ -154,12 +156,12 @@ fn judge(res: Result<(crate::cloudflare::types::TokenVerify, TokenKind), CfError
             let (ready, reason, message) = match v.status.as_str() {
                 "active" => (
                     true,
-                    "Verified",
+                    AccountReason::Verified,
                     format!("{} token {} is active", kind.as_str(), v.id),
                 ),
                 "expired" => (
                     false,
-                    "TokenExpired",
+                    AccountReason::TokenExpired,
                     format!(
                         "token {} expired{}; put a new token into the Secret",
                         v.id,
@@ -171,7 +173,7 @@ fn judge(res: Result<(crate::cloudflare::types::TokenVerify, TokenKind), CfError
                 ),
                 other => (
                     false,
-                    "TokenDisabled",
+                    AccountReason::TokenDisabled,
                     format!(
                         "token {} is {other}; enable it or put a new token into the Secret",
                         v.id
@@ -187,7 +189,7 @@ fn judge(res: Result<(crate::cloudflare::types::TokenVerify, TokenKind), CfError
         }
         Err(e) if e.is_unauthorized() => Verdict {
             ready: false,
-            reason: "InvalidToken",
+            reason: AccountReason::InvalidToken,
             message: format!(
                 "Cloudflare does not accept the API token at the account or user verify path ({e}); check the Secret"
             ),
@@ -195,7 +197,7 @@ fn judge(res: Result<(crate::cloudflare::types::TokenVerify, TokenKind), CfError
         },
         Err(e) => Verdict {
             ready: false,
-            reason: e.reason(),
+            reason: e.reason().into(),
             message: e.to_string(),
             token: None,
         },
@@ -211,7 +213,6 @@ pub async fn reconcile(
         ctx.accounts.remove(&name);
         return Ok(Action::await_change());
     }
-    let key = format!("CloudflareAccount/{name}");
     let existing = ctx.accounts.get(&name);
     let verdict =
         match client_config(&ctx.client, &a, ctx.config.cloudflare.max_rate_limit_wait).await {
@@ -221,7 +222,7 @@ pub async fn reconcile(
                 }
                 Verdict {
                     ready: false,
-                    reason: "InvalidConfig",
+                    reason: AccountReason::InvalidConfig,
                     message: msg,
                     token: None,
                 }
@@ -237,7 +238,7 @@ pub async fn reconcile(
                 match client {
                     Err(msg) => Verdict {
                         ready: false,
-                        reason: "InvalidConfig",
+                        reason: AccountReason::InvalidConfig,
                         message: msg,
                         token: None,
                     },
@@ -258,27 +259,14 @@ pub async fn reconcile(
             }
         };
     let old = a.status.clone().unwrap_or_default();
-    let conds = conditions::merge(
-        &old.conditions,
-        &[Desired::new(
-            READY,
-            verdict.ready,
-            verdict.reason,
-            verdict.message.clone(),
-        )],
-        a.meta().generation,
-        conditions::now(),
-    );
     let new = CloudflareAccountStatus {
-        observed_generation: a.meta().generation,
-        conditions: conds,
         token_id: verdict
             .token
             .as_ref()
             .map(|(t, _)| t.id.clone())
             .or(old.token_id.clone()),
         token_status: verdict.token.as_ref().map(|(t, _)| t.status.clone()).or(
-            if verdict.reason == "InvalidToken" {
+            if verdict.reason == AccountReason::InvalidToken {
                 Some("invalid".into())
             } else {
                 old.token_status.clone()
@@ -293,36 +281,25 @@ pub async fn reconcile(
             .as_ref()
             .map(|(_, k)| k.as_str().to_string())
             .or(old.token_kind.clone()),
+        ..old.clone()
     };
-    if Some(&new) != a.status.as_ref() {
-        let was_ready =
-            conditions::find(&old.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
-        let now_ready =
-            conditions::find(&new.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
-        if was_ready != now_ready {
-            ctx.event(
-                &a.object_ref(&()),
-                verdict.ready,
-                verdict.reason,
-                &verdict.message,
-            )
-            .await;
-        }
-        let api: Api<CloudflareAccount> = Api::all(ctx.client.clone());
-        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "CloudflareAccount", "status": new});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(super::FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
-    if verdict.ready {
-        ctx.backoff.reset(&key);
-        Ok(Action::requeue(ctx.config.resync))
+    skeleton::report(
+        &ctx,
+        a.as_ref(),
+        new,
+        &[Desired::new(
+            READY,
+            verdict.ready,
+            verdict.reason,
+            verdict.message,
+        )],
+    )
+    .await?;
+    Ok(if verdict.ready {
+        skeleton::settled(&ctx, a.as_ref(), ctx.config.resync)
     } else {
         // A refused token will not heal by itself: back off (up to the cap) instead of
         // verifying again and again.
-        Ok(Action::requeue(ctx.backoff.next(&key)))
-    }
+        skeleton::retry(&ctx, a.as_ref())
+    })
 }

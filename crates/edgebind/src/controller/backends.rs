@@ -4,21 +4,23 @@
 //! when the spec or a Secret changes, which is how rotated certificates and tokens are picked
 //! up), probes the controller version, and publishes the result for volumes and snapshots.
 
+use crate::crd::reasons::BackendReason;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use url::Url;
 
 use super::Context;
 use super::inventory::Inventory;
+use super::skeleton;
 use crate::crd::backend::{LinstorBackend, LinstorBackendStatus};
-use crate::crd::conditions::{self, Desired, READY};
+use crate::crd::conditions::{Desired, READY};
 use crate::linstor::tls::TlsSource;
 use crate::linstor::version::Features;
 use crate::linstor::{ClientConfig, LinstorClient, LinstorError};
@@ -164,7 +166,6 @@ pub async fn client_config(
 pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Action, BackendError> {
     let _guard = crate::metrics::ReconcileGuard::start("LinstorBackend");
     let name = b.name_any();
-    let api: Api<LinstorBackend> = Api::all(ctx.client.clone());
     if b.meta().deletion_timestamp.is_some() {
         ctx.backends.remove(&name);
         return Ok(Action::await_change());
@@ -172,7 +173,7 @@ pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Acti
     let existing = ctx.backends.get(&name);
     let (status, handle) = match client_config(&ctx.client, &b).await {
         Err(msg) => (
-            (false, "InvalidConfig", msg.clone(), None),
+            (false, BackendReason::InvalidConfig, msg.clone(), None),
             existing.map(|h| {
                 Arc::new(BackendHandle {
                     inventory: h.inventory.clone(),
@@ -189,7 +190,10 @@ pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Acti
                     .map(|c| Arc::new(Inventory::new(Arc::new(c), ctx.config.inventory_ttl()))),
             };
             match inventory {
-                Err(msg) => ((false, "InvalidConfig", msg.clone(), None), None),
+                Err(msg) => (
+                    (false, BackendReason::InvalidConfig, msg.clone(), None),
+                    None,
+                ),
                 Ok(inv) => {
                     inv.client().reset_probe().await;
                     match inv.client().probe().await {
@@ -201,7 +205,7 @@ pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Acti
                                 inv.client().active_url()
                             );
                             (
-                                (true, "Connected", msg, Some(v)),
+                                (true, BackendReason::Connected, msg, Some(v)),
                                 Some(Arc::new(BackendHandle {
                                     inventory: inv,
                                     features: Some(features),
@@ -213,10 +217,10 @@ pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Acti
                         Err(e) => {
                             inv.invalidate();
                             let reason = match &e {
-                                LinstorError::Unauthorized { .. } => "Unauthorized",
-                                LinstorError::Unreachable { .. } => "Unreachable",
-                                LinstorError::Decode { .. } => "Unsupported",
-                                _ => "LinstorError",
+                                LinstorError::Unauthorized { .. } => BackendReason::Unauthorized,
+                                LinstorError::Unreachable { .. } => BackendReason::Unreachable,
+                                LinstorError::Decode { .. } => BackendReason::Unsupported,
+                                _ => BackendReason::LinstorError,
                             };
                             let msg = e.to_string();
                             (
@@ -239,15 +243,7 @@ pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Acti
     }
     let (ready, reason, message, version) = status;
     let old = b.status.clone().unwrap_or_default();
-    let conds = conditions::merge(
-        &old.conditions,
-        &[Desired::new(READY, ready, reason, message.clone())],
-        b.meta().generation,
-        conditions::now(),
-    );
     let new = LinstorBackendStatus {
-        observed_generation: b.meta().generation,
-        conditions: conds,
         controller_version: version
             .as_ref()
             .map(|v| v.version.clone())
@@ -260,25 +256,18 @@ pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Acti
             .backends
             .get(&name)
             .map(|h| h.inventory.client().active_url().to_string()),
+        ..old
     };
-    if Some(&new) != b.status.as_ref() {
-        let was_ready = conditions::is_true(&old.conditions, READY);
-        if was_ready != ready || old.conditions.is_empty() {
-            ctx.event(&b.object_ref(&()), ready, reason, &message).await;
-        }
-        let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "LinstorBackend", "status": new});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(super::FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
-    let key = format!("backend/{name}");
-    if ready {
-        ctx.backoff.reset(&key);
-        Ok(Action::requeue(ctx.config.resync))
+    skeleton::report(
+        &ctx,
+        b.as_ref(),
+        new,
+        &[Desired::new(READY, ready, reason, message)],
+    )
+    .await?;
+    Ok(if ready {
+        skeleton::settled(&ctx, b.as_ref(), ctx.config.resync)
     } else {
-        Ok(Action::requeue(ctx.backoff.next(&key)))
-    }
+        skeleton::retry(&ctx, b.as_ref())
+    })
 }

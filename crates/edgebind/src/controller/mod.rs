@@ -12,6 +12,7 @@ pub mod binding;
 pub mod inventory;
 pub mod leader;
 pub mod ownership;
+pub mod skeleton;
 pub mod snapshot;
 pub mod volume;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ListParams};
-use kube::runtime::controller::{Action, Config as CtrlConfig, Controller};
+use kube::runtime::controller::{Config as CtrlConfig, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -34,6 +35,7 @@ use account::Accounts;
 use backends::Backends;
 use backoff::Backoff;
 use kube::runtime::reflector::ObjectRef;
+use skeleton::error_policy;
 
 /// Field manager of every write edgebind's controller makes.
 pub const FIELD_MANAGER: &str = "edgebind-controller";
@@ -74,8 +76,8 @@ impl Default for CloudflareSettings {
     fn default() -> Self {
         Self {
             gateway_keys_namespace: std::env::var("POD_NAMESPACE")
-                .unwrap_or_else(|_| "edgebind-system".into()),
-            gateway_keys_secret: "edgebind-gateway-keys".into(),
+                .unwrap_or_else(|_| crate::defaults::NAMESPACE.into()),
+            gateway_keys_secret: crate::defaults::GATEWAY_KEYS_SECRET.into(),
             key_propagation: Duration::from_secs(30),
             key_overlap: Duration::from_secs(600),
             max_rate_limit_wait: Duration::from_secs(10),
@@ -132,7 +134,24 @@ impl Context {
     /// keeps every event for six minutes: with thousands of volumes changing at once that cache
     /// was a large share of the controller's memory. edgebind publishes on transitions, so
     /// repeated identical events (what series aggregate) are rare.
-    pub async fn event(&self, obj: &ObjectReference, normal: bool, reason: &str, note: &str) {
+    pub async fn event(
+        &self,
+        obj: &ObjectReference,
+        normal: bool,
+        reason: impl crate::crd::conditions::Reason,
+        note: &str,
+    ) {
+        self.event_raw(obj, normal, reason.as_str(), note).await
+    }
+
+    /// [`Self::event`] with a reason read back from a condition written by a typed reason.
+    pub(crate) async fn event_raw(
+        &self,
+        obj: &ObjectReference,
+        normal: bool,
+        reason: &str,
+        note: &str,
+    ) {
         use k8s_openapi::api::events::v1::Event;
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
         let ns = obj.namespace.clone().unwrap_or_else(|| "default".into());
@@ -164,15 +183,6 @@ impl Context {
     }
 }
 
-fn key_of<K: Resource<DynamicType = ()>>(o: &K) -> String {
-    format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        o.namespace().unwrap_or_default(),
-        o.name_any()
-    )
-}
-
 async fn record<T, E: std::fmt::Display>(kind: &'static str, res: Result<T, E>) {
     let result = if res.is_ok() { "ok" } else { "error" };
     crate::metrics::get()
@@ -185,16 +195,6 @@ async fn record<T, E: std::fmt::Display>(kind: &'static str, res: Result<T, E>) 
     if let Err(e) = res {
         tracing::debug!(kind, error = %e, "reconcile error");
     }
-}
-
-fn error_policy<K, E>(obj: Arc<K>, err: &E, ctx: Arc<Context>) -> Action
-where
-    K: Resource<DynamicType = ()>,
-    E: std::fmt::Display,
-{
-    let delay = ctx.backoff.next(&key_of(obj.as_ref()));
-    tracing::warn!(object = %key_of(obj.as_ref()), error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {

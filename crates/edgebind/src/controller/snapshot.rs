@@ -1,15 +1,17 @@
 //! `EdgeSnapshot` reconciliation.
 
+use crate::crd::reasons::SnapshotReason;
 use std::sync::Arc;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Resource, ResourceExt};
 
 use super::ownership::{self, Owner, Ownership};
+use super::skeleton;
 use super::volume::Error;
-use super::{Context, FIELD_MANAGER, FINALIZER};
+use super::{Context, FINALIZER};
 use crate::crd::conditions::{self, Desired, READY};
 use crate::crd::quantity;
 use crate::crd::snapshot::{EdgeSnapshot, EdgeSnapshotStatus};
@@ -106,50 +108,15 @@ pub async fn reconcile(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action
 async fn report(
     s: &EdgeSnapshot,
     ctx: &Context,
-    mut new: EdgeSnapshotStatus,
+    new: EdgeSnapshotStatus,
     cond: Desired,
 ) -> Result<(), kube::Error> {
-    let old = s.status.clone().unwrap_or_default();
-    new.observed_generation = s.meta().generation;
-    new.conditions = conditions::merge(
-        &old.conditions,
-        &[cond],
-        s.meta().generation,
-        conditions::now(),
-    );
-    if new == old {
-        return Ok(());
-    }
-    let (o, n) = (
-        conditions::find(&old.conditions, READY),
-        conditions::find(&new.conditions, READY),
-    );
-    if o.map(|c| (&c.status, &c.reason)) != n.map(|c| (&c.status, &c.reason))
-        && let Some(c) = n
-    {
-        ctx.event(
-            &s.object_ref(&()),
-            c.status == "True" || c.reason == "Creating",
-            &c.reason,
-            &c.message,
-        )
-        .await;
-    }
-    let api: Api<EdgeSnapshot> =
-        Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeSnapshot", "status": new});
-    api.patch_status(
-        &s.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    skeleton::report(ctx, s, new, &[cond]).await
 }
 
 async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {
     let o = owner(&s);
-    let key = format!("EdgeSnapshot/{}/{}", o.namespace, o.name);
+    let key = format!("{}/{}", o.namespace, o.name);
     let snap = naming::snapshot_name(&o.name);
     let rd = naming::volume_name(&o.namespace, &s.spec.volume_ref);
     let base = EdgeSnapshotStatus {
@@ -159,7 +126,7 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
     };
     let vols: Api<EdgeVolume> = Api::namespaced(ctx.client.clone(), &o.namespace);
     let vol = vols.get_opt(&s.spec.volume_ref).await?;
-    let waiting = |msg: String| Desired::new(READY, false, "WaitingForVolume", msg);
+    let waiting = |msg: String| Desired::new(READY, false, SnapshotReason::WaitingForVolume, msg);
     let Some(vol) = vol else {
         report(
             &s,
@@ -168,7 +135,7 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
             waiting(format!("EdgeVolume {} does not exist", s.spec.volume_ref)),
         )
         .await?;
-        return Ok(Action::requeue(ctx.backoff.next(&key)));
+        return Ok(skeleton::retry(&ctx, s.as_ref()));
     };
     let vol_ready = vol
         .status
@@ -189,7 +156,7 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
             )),
         )
         .await?;
-        return Ok(Action::requeue(ctx.backoff.next(&key)));
+        return Ok(skeleton::retry(&ctx, s.as_ref()));
     };
     let inv = &backend.inventory;
     let observed = inv.observe(&rd).await?;
@@ -199,7 +166,13 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
         .find(|x| x.name.eq_ignore_ascii_case(&snap));
     match plan(&o, &rd, &snap, existing) {
         SnapshotPlan::Conflict(msg) => {
-            report(&s, &ctx, base, Desired::new(READY, false, "Conflict", msg)).await?;
+            report(
+                &s,
+                &ctx,
+                base,
+                Desired::new(READY, false, SnapshotReason::Conflict, msg),
+            )
+            .await?;
             Ok(Action::requeue(ctx.config.resync))
         }
         SnapshotPlan::Create(op) => {
@@ -211,7 +184,7 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
                     waiting(format!("EdgeVolume {} is not Ready yet", s.spec.volume_ref)),
                 )
                 .await?;
-                return Ok(Action::requeue(ctx.backoff.next(&key)));
+                return Ok(skeleton::retry(&ctx, s.as_ref()));
             }
             tracing::info!(snapshot = %key, op = %op.summary, "LINSTOR write");
             let res = inv.client().execute(&op).await;
@@ -226,7 +199,7 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
                         &s,
                         &ctx,
                         base,
-                        Desired::new(READY, false, "LinstorError", e.to_string()),
+                        Desired::new(READY, false, SnapshotReason::LinstorError, e.to_string()),
                     )
                     .await?;
                     return Err(e.into());
@@ -239,7 +212,7 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
                 Desired::new(
                     READY,
                     false,
-                    "Creating",
+                    SnapshotReason::Creating,
                     format!("snapshot {snap} requested"),
                 ),
             )
@@ -268,7 +241,7 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
                 Desired::new(
                     READY,
                     false,
-                    "Failed",
+                    SnapshotReason::Failed,
                     format!(
                         "LINSTOR reports snapshot {snap} failed ({})",
                         x.flags.join(", ")
@@ -278,25 +251,28 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
                 Desired::new(
                     READY,
                     true,
-                    "Ready",
+                    SnapshotReason::Ready,
                     format!("snapshot {snap} of {rd} is ready to use"),
                 )
             } else {
                 Desired::new(
                     READY,
                     false,
-                    "Creating",
+                    SnapshotReason::Creating,
                     format!("LINSTOR is taking snapshot {snap}"),
                 )
             };
             let done = cond.status || x.failed();
             report(&s, &ctx, st, cond).await?;
-            ctx.backoff.reset(&key);
-            Ok(Action::requeue(if done {
-                ctx.config.resync
-            } else {
-                ctx.config.progress_interval
-            }))
+            Ok(skeleton::settled(
+                &ctx,
+                s.as_ref(),
+                if done {
+                    ctx.config.resync
+                } else {
+                    ctx.config.progress_interval
+                },
+            ))
         }
     }
 }

@@ -1,6 +1,60 @@
-//! Standard Kubernetes conditions: setting them without churning `lastTransitionTime`.
+//! Standard Kubernetes conditions: setting them without churning `lastTransitionTime`, with
+//! typed reasons (one enum per kind, in [`super::reasons`]) instead of free strings.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// How a reason bears on the object's phase and on events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReasonClass {
+    /// A normal step or outcome.
+    Normal,
+    /// A step on the way to Ready: shown in status, not worth an event.
+    Progress,
+    /// Waiting will not fix it: a person must change the spec or remove what is in the way.
+    Terminal,
+}
+
+/// A condition or event reason of one kind. `as_str` is the exact string written to the API.
+pub trait Reason: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
+    fn as_str(self) -> &'static str;
+    fn class(self) -> ReasonClass;
+    /// The reason with this string, if the kind has one (for reading status written earlier).
+    fn parse(s: &str) -> Option<Self>;
+}
+
+/// Declares a kind's reason enum: `Variant` (normal), `Variant: progress`, `Variant: terminal`.
+/// The string of each reason is its variant name, so the names are the API.
+macro_rules! reasons {
+    ($(#[$doc:meta])* pub enum $name:ident { $($(#[$vdoc:meta])* $v:ident $(: $class:ident)?),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $v),+ }
+        impl $name {
+            /// Every reason, for tests and docs.
+            pub const ALL: &'static [Self] = &[$(Self::$v),+];
+        }
+        impl $crate::crd::conditions::Reason for $name {
+            fn as_str(self) -> &'static str {
+                match self { $(Self::$v => stringify!($v)),+ }
+            }
+            fn class(self) -> $crate::crd::conditions::ReasonClass {
+                match self { $(Self::$v => reasons!(@class $($class)?)),+ }
+            }
+            fn parse(s: &str) -> Option<Self> {
+                match s { $(stringify!($v) => Some(Self::$v),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::crd::conditions::Reason::as_str(*self))
+            }
+        }
+    };
+    (@class) => { $crate::crd::conditions::ReasonClass::Normal };
+    (@class progress) => { $crate::crd::conditions::ReasonClass::Progress };
+    (@class terminal) => { $crate::crd::conditions::ReasonClass::Terminal };
+}
+pub(crate) use reasons;
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
@@ -11,7 +65,8 @@ pub const PROGRESSING: &str = "Progressing";
 pub struct Desired {
     pub type_: &'static str,
     pub status: bool,
-    pub reason: String,
+    pub reason: &'static str,
+    pub class: ReasonClass,
     pub message: String,
 }
 
@@ -19,13 +74,14 @@ impl Desired {
     pub fn new(
         type_: &'static str,
         status: bool,
-        reason: impl Into<String>,
+        reason: impl Reason,
         message: impl Into<String>,
     ) -> Self {
         Self {
             type_,
             status,
-            reason: reason.into(),
+            reason: reason.as_str(),
+            class: reason.class(),
             message: message.into(),
         }
     }
@@ -54,7 +110,7 @@ pub fn merge(
             Condition {
                 type_: d.type_.to_string(),
                 status: status_str(d.status).to_string(),
-                reason: d.reason.clone(),
+                reason: d.reason.to_string(),
                 message: d.message.clone(),
                 observed_generation: generation,
                 last_transition_time,
@@ -79,6 +135,7 @@ pub fn now() -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::reasons::VolumeReason;
 
     #[test]
     fn unchanged_status_keeps_transition_time() {
@@ -86,13 +143,13 @@ mod tests {
         let t1 = Time(jiff::Timestamp::from_second(2_000).unwrap());
         let first = merge(
             &[],
-            &[Desired::new(READY, false, "Creating", "x")],
+            &[Desired::new(READY, false, VolumeReason::Creating, "x")],
             Some(1),
             t0.clone(),
         );
         let second = merge(
             &first,
-            &[Desired::new(READY, false, "Creating", "y")],
+            &[Desired::new(READY, false, VolumeReason::Creating, "y")],
             Some(1),
             t1.clone(),
         );
@@ -100,7 +157,7 @@ mod tests {
         assert_eq!(second[0].message, "y");
         let third = merge(
             &second,
-            &[Desired::new(READY, true, "Ready", "z")],
+            &[Desired::new(READY, true, VolumeReason::Ready, "z")],
             Some(2),
             t1.clone(),
         );

@@ -5,8 +5,10 @@ pub mod backend;
 pub mod binding;
 pub mod conditions;
 pub mod issuer;
+pub mod phase;
 pub mod policy;
 pub mod quantity;
+pub mod reasons;
 pub mod snapshot;
 pub mod volume;
 

@@ -31,6 +31,7 @@ use super::DeletionPolicy;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -61,6 +62,10 @@ pub struct EdgeSnapshotStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// `Pending`, `Ready`, `Failed` (a person must act: the Ready condition says what) or
+    /// `Deleting`; the same word the edge gateway answers with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::crd::phase::Phase>,
     /// LINSTOR snapshot name (within the volume's resource definition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linstor_name: Option<String>,

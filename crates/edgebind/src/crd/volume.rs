@@ -49,6 +49,7 @@ pub const ADOPT_RELEASED_ANNOTATION: &str = "edgebind.dev/adopt-released";
         priority = 1,
         json_path = ".status.linstorName"
     ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -180,6 +181,10 @@ pub struct EdgeVolumeStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// `Pending`, `Ready`, `Failed` (a person must act: the Ready condition says what) or
+    /// `Deleting`; the same word the edge gateway answers with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::crd::phase::Phase>,
     /// Name of the LINSTOR resource definition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linstor_name: Option<String>,

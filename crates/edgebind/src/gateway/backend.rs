@@ -9,6 +9,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use crate::crd::phase::Phase;
+
 /// The field manager of every gateway write.
 pub const FIELD_MANAGER: &str = "edgebind-gateway";
 
@@ -20,7 +22,7 @@ pub struct VolumeView {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub size_bytes: u64,
-    pub phase: String,
+    pub phase: Phase,
     pub created_at: Option<String>,
 }
 
@@ -31,7 +33,7 @@ pub struct SnapshotView {
     pub namespace: String,
     pub volume: String,
     pub name: String,
-    pub phase: String,
+    pub phase: Phase,
     pub created_at: Option<String>,
 }
 
@@ -173,7 +175,7 @@ impl VolumeBackend for MemoryBackend {
                     name: v.name,
                     labels: v.labels,
                     size_bytes: v.size_bytes,
-                    phase: "Pending".into(),
+                    phase: Phase::Pending,
                     created_at: Self::now(),
                 };
                 e.insert(view.clone());
@@ -209,7 +211,7 @@ impl VolumeBackend for MemoryBackend {
         let out = lock(&self.volumes)
             .remove(&(ns.to_string(), name.to_string()))
             .map(|mut v| {
-                v.phase = "Deleting".into();
+                v.phase = Phase::Deleting;
                 v
             })
             .ok_or(BackendError::NotFound);
@@ -259,7 +261,7 @@ impl VolumeBackend for MemoryBackend {
                     namespace: ns.into(),
                     volume: volume.into(),
                     name: name.into(),
-                    phase: "Pending".into(),
+                    phase: Phase::Pending,
                     created_at: Self::now(),
                 };
                 e.insert(s.clone());
@@ -281,7 +283,7 @@ impl VolumeBackend for MemoryBackend {
             Some(s) if s.volume == volume => {
                 let mut s = s.clone();
                 snaps.remove(&key);
-                s.phase = "Deleting".into();
+                s.phase = Phase::Deleting;
                 Ok(s)
             }
             _ => Err(BackendError::NotFound),

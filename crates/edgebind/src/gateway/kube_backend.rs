@@ -13,8 +13,9 @@ use super::{
     BackendError, BackendResult, FIELD_MANAGER, KUBE_TIMEOUT, NewVolume, SnapshotView,
     VolumeBackend, VolumeView,
 };
-use crate::crd::conditions;
+use crate::crd::phase::Phase;
 use crate::crd::quantity::parse_bytes;
+use crate::crd::reasons::{SnapshotReason, VolumeReason};
 use crate::crd::volume::VolumeSource;
 use crate::crd::{DeletionPolicy, EdgeSnapshot, EdgeSnapshotSpec, EdgeVolume, EdgeVolumeSpec};
 
@@ -97,22 +98,6 @@ async fn call<T>(f: impl Future<Output = Result<T, kube::Error>>) -> BackendResu
     }
 }
 
-fn phase(
-    deleting: bool,
-    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> String {
-    if deleting {
-        "Deleting"
-    } else if conditions::is_true(conds, "Ready") {
-        "Ready"
-    } else if conditions::find(conds, "Ready").is_some_and(|c| c.reason.contains("Failed")) {
-        "Failed"
-    } else {
-        "Pending"
-    }
-    .into()
-}
-
 fn created_at(meta: &ObjectMeta) -> Option<String> {
     meta.creation_timestamp
         .as_ref()
@@ -131,7 +116,7 @@ pub(crate) fn volume_view(v: &EdgeVolume) -> VolumeView {
         labels: v.metadata.labels.clone().unwrap_or_default(),
         // A size the gateway cannot read shows as 0 rather than failing the whole answer.
         size_bytes: parse_bytes(&v.spec.size).unwrap_or(0),
-        phase: phase(v.metadata.deletion_timestamp.is_some(), conds),
+        phase: Phase::of::<VolumeReason>(v.metadata.deletion_timestamp.is_some(), conds),
         created_at: created_at(&v.metadata),
     }
 }
@@ -146,7 +131,7 @@ fn snapshot_view(s: &EdgeSnapshot) -> SnapshotView {
         namespace: s.metadata.namespace.clone().unwrap_or_default(),
         volume: s.spec.volume_ref.clone(),
         name: s.metadata.name.clone().unwrap_or_default(),
-        phase: phase(s.metadata.deletion_timestamp.is_some(), conds),
+        phase: Phase::of::<SnapshotReason>(s.metadata.deletion_timestamp.is_some(), conds),
         created_at: created_at(&s.metadata),
     }
 }
@@ -249,7 +234,7 @@ impl VolumeBackend for KubeVolumeBackend {
             let cur = call(api.get(name)).await?;
             call(api.delete(name, &DeleteParams::default())).await?;
             let mut view = volume_view(&cur);
-            view.phase = "Deleting".into();
+            view.phase = Phase::Deleting;
             Ok(view)
         })
     }
@@ -346,7 +331,7 @@ impl VolumeBackend for KubeVolumeBackend {
             }
             call(api.delete(name, &DeleteParams::default())).await?;
             let mut view = snapshot_view(&cur);
-            view.phase = "Deleting".into();
+            view.phase = Phase::Deleting;
             Ok(view)
         })
     }

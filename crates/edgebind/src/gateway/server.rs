@@ -28,13 +28,13 @@ pub struct GatewayArgs {
     #[arg(long, env = "EDGEBIND_ADMIN_ADDR", default_value = "0.0.0.0:8081")]
     pub admin_addr: SocketAddr,
     /// Namespace of the Secret holding the trusted edge public keys: the gateway's own.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "edgebind")]
+    #[arg(long, env = "POD_NAMESPACE", default_value = crate::defaults::NAMESPACE)]
     pub keys_namespace: String,
     /// Name of that Secret (entries `<keyid>.pub`); the controller maintains it.
     #[arg(
         long,
         env = "EDGEBIND_GATEWAY_KEYS_SECRET",
-        default_value = "edgebind-gateway-keys"
+        default_value = crate::defaults::GATEWAY_KEYS_SECRET
     )]
     pub keys_secret: String,
     /// LinstorBackend that volumes created from the edge use.

@@ -16,24 +16,26 @@ pub mod signing;
 #[cfg(test)]
 mod plan_tests;
 
+use crate::crd::reasons::BindingReason;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::account::AccountHandle;
-use super::{Context, FIELD_MANAGER, FINALIZER};
+use super::{Context, FINALIZER};
 use crate::cloudflare::ops::{CfOp, SecretValue};
 use crate::cloudflare::upload::ScriptUpload;
 use crate::cloudflare::worker::WORKER_JS;
 use crate::cloudflare::{CfClient, CfError};
+use crate::controller::skeleton;
 use crate::crd::binding::{EdgeBinding, EdgeBindingStatus, ROTATE_KEY_ANNOTATION, ROUTE_CONFLICT};
-use crate::crd::conditions::{self, DEGRADED, Desired, READY};
+use crate::crd::conditions::{DEGRADED, Desired, READY};
 pub use config::{WorkerConfig, desired_config};
 use listing::Listings;
 use plan::{BindingPlan, Observed};
@@ -162,58 +164,31 @@ pub async fn reconcile(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action,
 async fn report(
     b: &EdgeBinding,
     ctx: &Context,
-    mut new: EdgeBindingStatus,
+    new: EdgeBindingStatus,
     conds: Vec<Desired>,
 ) -> Result<(), kube::Error> {
-    let old = b.status.clone().unwrap_or_default();
-    let generation = b.meta().generation;
-    new.conditions = conditions::merge(&old.conditions, &conds, generation, conditions::now());
-    new.observed_generation = generation;
-    if new == old {
-        return Ok(());
-    }
-    let (o, n) = (
-        conditions::find(&old.conditions, READY),
-        conditions::find(&new.conditions, READY),
-    );
-    if o.map(|c| (&c.status, &c.reason)) != n.map(|c| (&c.status, &c.reason))
-        && let Some(c) = n
-    {
-        ctx.event(
-            &b.object_ref(&()),
-            c.status == "True",
-            &c.reason,
-            &c.message,
-        )
-        .await;
-    }
-    let api: Api<EdgeBinding> =
-        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeBinding", "status": new});
-    api.patch_status(
-        &b.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    skeleton::report(ctx, b, new, &conds).await
 }
 
 /// Conditions for a binding that cannot be published right now. `transient`: Degraded is set
 /// (something that worked may be failing); otherwise the spec or a reference must change.
-fn failed(reason: &str, message: &str, transient: bool) -> Vec<Desired> {
+fn failed(reason: BindingReason, message: &str, transient: bool) -> Vec<Desired> {
     vec![
         Desired::new(READY, false, reason, message),
         Desired::new(
             ROUTE_CONFLICT,
             false,
-            "NoConflict",
+            BindingReason::NoConflict,
             "no route conflict known",
         ),
         Desired::new(
             DEGRADED,
             transient,
-            if transient { reason } else { "AsExpected" },
+            if transient {
+                reason
+            } else {
+                BindingReason::AsExpected
+            },
             if transient { message } else { "" },
         ),
     ]
@@ -327,8 +302,14 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
     let account = match account_ready(&ctx, &b.spec.account_ref) {
         Ok(a) => a,
         Err(msg) => {
-            report(&b, &ctx, st, failed("AccountNotReady", &msg, false)).await?;
-            return Ok(Action::requeue(ctx.backoff.next(&key)));
+            report(
+                &b,
+                &ctx,
+                st,
+                failed(BindingReason::AccountNotReady, &msg, false),
+            )
+            .await?;
+            return Ok(skeleton::retry(&ctx, b.as_ref()));
         }
     };
     let cfg = match desired_config(&b, &ctx).await {
@@ -336,7 +317,13 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         Err(msg) => {
             // Only a spec or ConfigMap change fixes this; ConfigMaps are not watched, so look
             // again at the resync.
-            report(&b, &ctx, st, failed("InvalidConfig", &msg, false)).await?;
+            report(
+                &b,
+                &ctx,
+                st,
+                failed(BindingReason::InvalidConfig, &msg, false),
+            )
+            .await?;
             return Ok(Action::requeue(ctx.config.resync));
         }
     };
@@ -346,14 +333,14 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         // anything they accept, so publish once they trust it (one pass, not two).
         let (reason, msg) = match &st.pending_key_id {
             Some(k) => (
-                "WaitingForSigningKey",
+                BindingReason::WaitingForSigningKey,
                 format!(
                     "waiting {}s for the gateways to load the first signing key {k} before publishing",
                     ctx.config.cloudflare.key_propagation.as_secs()
                 ),
             ),
             None => (
-                "SigningKeyMissing",
+                BindingReason::SigningKeyMissing,
                 format!(
                     "the signing key Secret does not hold the key recorded in status ({}); annotate the binding with {ROTATE_KEY_ANNOTATION}=<any new value> to start a new key",
                     st.current_key_id.as_deref().unwrap_or("none")
@@ -407,7 +394,13 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         p = plan::plan(&desired, &observed, &st);
     }
     if let Some(msg) = &p.script_conflict {
-        report(&b, &ctx, st, failed("ScriptConflict", msg, false)).await?;
+        report(
+            &b,
+            &ctx,
+            st,
+            failed(BindingReason::ScriptConflict, msg, false),
+        )
+        .await?;
         return Ok(Action::requeue(ctx.config.resync));
     }
     // Routes edgebind still holds: recorded ones that exist, plus the ones already right.
@@ -437,7 +430,7 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         ctx.event(
             &b.object_ref(&()),
             true,
-            "Published",
+            BindingReason::Published,
             &p.ops
                 .iter()
                 .map(CfOp::summary)
@@ -451,7 +444,7 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             Desired::new(
                 READY,
                 true,
-                "Published",
+                BindingReason::Published,
                 format!(
                     "Worker {} serves {} route(s)",
                     b.spec.script_name,
@@ -461,10 +454,10 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             Desired::new(
                 ROUTE_CONFLICT,
                 false,
-                "NoConflict",
+                BindingReason::NoConflict,
                 "every route pattern is routed to this Worker",
             ),
-            Desired::new(DEGRADED, false, "AsExpected", ""),
+            Desired::new(DEGRADED, false, BindingReason::AsExpected, ""),
         ]
     } else {
         let msg = p
@@ -482,15 +475,23 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             .collect::<Vec<_>>()
             .join("; ");
         vec![
-            Desired::new(READY, false, "RouteConflict", msg.clone()),
-            Desired::new(ROUTE_CONFLICT, true, "RouteOwnedElsewhere", msg),
-            Desired::new(DEGRADED, false, "AsExpected", ""),
+            Desired::new(READY, false, BindingReason::RouteConflict, msg.clone()),
+            Desired::new(
+                ROUTE_CONFLICT,
+                true,
+                BindingReason::RouteOwnedElsewhere,
+                msg,
+            ),
+            Desired::new(DEGRADED, false, BindingReason::AsExpected, ""),
         ]
     };
     report(&b, &ctx, st, conds).await?;
-    ctx.backoff.reset(&key);
     let next = wake.map_or(ctx.config.resync, |w| w.min(ctx.config.resync));
-    Ok(Action::requeue(next.max(Duration::from_millis(100))))
+    Ok(skeleton::settled(
+        &ctx,
+        b.as_ref(),
+        next.max(Duration::from_millis(100)),
+    ))
 }
 
 async fn deployed_version(cf: &CfClient, script: &str) -> Result<Option<String>, CfError> {
@@ -535,7 +536,7 @@ async fn execute(
                         ctx.event(
                             &b.object_ref(&()),
                             true,
-                            "VersionDeployed",
+                            BindingReason::VersionDeployed,
                             &format!("the latest Worker version was not deployed; deployed version {} with edgebind's code and secrets", v.id),
                         )
                         .await;
@@ -606,7 +607,6 @@ async fn fail(
     st: EdgeBindingStatus,
     e: CfError,
 ) -> Result<Action, Error> {
-    let key = key_of(b);
     if e.is_unauthorized() {
         ctx.accounts
             .mark_refused(&b.spec.account_ref, &e.to_string());
@@ -616,13 +616,17 @@ async fn fail(
         b,
         ctx,
         st,
-        failed(e.reason(), &e.to_string(), transient || e.is_unauthorized()),
+        failed(
+            e.reason().into(),
+            &e.to_string(),
+            transient || e.is_unauthorized(),
+        ),
     )
     .await?;
     match &e {
-        CfError::RateLimited { retry_after, .. } => {
-            Ok(Action::requeue((*retry_after).max(ctx.backoff.next(&key))))
-        }
+        CfError::RateLimited { retry_after, .. } => Ok(Action::requeue(
+            (*retry_after).max(ctx.backoff.next(&skeleton::BackoffKey::of(b))),
+        )),
         _ => Err(Error::Cloudflare(e)),
     }
 }
@@ -637,7 +641,7 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
                 ctx.event(
                     &b.object_ref(&()),
                     false,
-                    "AccountGone",
+                    BindingReason::AccountGone,
                     &format!(
                         "{msg}; the Worker, its routes and secrets (if any) were left as they are"
                     ),
@@ -688,7 +692,7 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
         ctx.event(
             &b.object_ref(&()),
             true,
-            "Unpublished",
+            BindingReason::Unpublished,
             &ops.iter().map(CfOp::summary).collect::<Vec<_>>().join("; "),
         )
         .await;

@@ -7,17 +7,18 @@ pub mod validate;
 #[cfg(test)]
 mod plan_tests;
 
+use crate::crd::reasons::VolumeReason;
 use std::sync::Arc;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::backends::BackendHandle;
 use super::ownership::Owner;
-use super::{Context, FIELD_MANAGER, FINALIZER};
-use crate::crd::conditions::{self, Desired, READY};
+use super::{Context, FINALIZER, skeleton};
+use crate::crd::conditions::{self, Desired};
 use crate::crd::volume::{ADOPT_RELEASED_ANNOTATION, EdgeVolume, EdgeVolumeStatus};
 use crate::crd::{DeletionPolicy, EdgeSnapshot};
 use crate::linstor::{LinstorError, naming};
@@ -58,8 +59,7 @@ pub async fn reconcile(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action,
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Writes status when it differs from what is there (a converged resync writes nothing), and
-/// publishes an event when the Ready condition changes.
+/// Reports this pass on the volume: LINSTOR's view (when read) and the conditions.
 async fn report(
     ev: &EdgeVolume,
     ctx: &Context,
@@ -67,53 +67,25 @@ async fn report(
     computed: Option<status::Computed>,
     conds: Vec<Desired>,
 ) -> Result<(), kube::Error> {
-    let old = ev.status.clone().unwrap_or_default();
-    let generation = ev.meta().generation;
-    let merged = conditions::merge(&old.conditions, &conds, generation, conditions::now());
+    skeleton::report(ctx, ev, volume_status(ev, linstor_name, computed), &conds).await
+}
+
+/// The status fields other than conditions (kept from the old status where not re-read).
+pub(crate) fn volume_status(
+    ev: &EdgeVolume,
+    linstor_name: &str,
+    computed: Option<status::Computed>,
+) -> EdgeVolumeStatus {
     let mut new = EdgeVolumeStatus {
-        observed_generation: generation,
-        conditions: merged,
         linstor_name: Some(linstor_name.to_string()),
-        ..old.clone()
+        ..ev.status.clone().unwrap_or_default()
     };
     if let Some(c) = computed {
         new.size = c.size;
         new.diskful_replicas = c.diskful_replicas;
         new.replicas = c.replicas;
     }
-    if new == old {
-        return Ok(());
-    }
-    let (o, n) = (
-        conditions::find(&old.conditions, READY),
-        conditions::find(&new.conditions, READY),
-    );
-    // Progress steps (Creating, Placing, Syncing) are visible in status; events mark the
-    // transitions a person acts on: becoming Ready, losing Ready, and each new failure reason.
-    // (Fewer events also keeps the event recorder's cache small with many volumes.)
-    let progress = |r: &str| matches!(r, "Creating" | "Placing" | "Syncing");
-    if o.map(|c| (&c.status, &c.reason)) != n.map(|c| (&c.status, &c.reason))
-        && let Some(c) = n
-        && !(c.status == "False" && progress(&c.reason))
-    {
-        ctx.event(
-            &ev.object_ref(&()),
-            c.status == "True",
-            &c.reason,
-            &c.message,
-        )
-        .await;
-    }
-    let api: Api<EdgeVolume> =
-        Api::namespaced(ctx.client.clone(), &ev.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeVolume", "status": new});
-    api.patch_status(
-        &ev.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    new
 }
 
 fn backend_ready(ctx: &Context, name: &str) -> Result<Arc<BackendHandle>, String> {
@@ -166,7 +138,7 @@ async fn resolve_source(
 async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
     let o = owner(&ev);
     let lname = naming::volume_name(&o.namespace, &o.name);
-    let key = format!("EdgeVolume/{}/{}", o.namespace, o.name);
+    let key = format!("{}/{}", o.namespace, o.name);
     let spec = match validate::validate(&ev.spec) {
         Ok(s) => s,
         Err(msg) => {
@@ -176,7 +148,7 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
                 &ctx,
                 &lname,
                 None,
-                status::failed("InvalidSpec", &msg, false),
+                status::failed(VolumeReason::InvalidSpec, &msg, false),
             )
             .await?;
             return Ok(Action::await_change());
@@ -190,10 +162,10 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
                 &ctx,
                 &lname,
                 None,
-                status::failed("BackendNotReady", &msg, true),
+                status::failed(VolumeReason::BackendNotReady, &msg, true),
             )
             .await?;
-            return Ok(Action::requeue(ctx.backoff.next(&key)));
+            return Ok(skeleton::retry(&ctx, ev.as_ref()));
         }
     };
     let source = match &spec.source_snapshot {
@@ -206,10 +178,10 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
                     &ctx,
                     &lname,
                     None,
-                    status::failed("WaitingForSnapshot", &msg, true),
+                    status::failed(VolumeReason::WaitingForSnapshot, &msg, true),
                 )
                 .await?;
-                return Ok(Action::requeue(ctx.backoff.next(&key)));
+                return Ok(skeleton::retry(&ctx, ev.as_ref()));
             }
         },
     };
@@ -244,7 +216,7 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
                 &ctx,
                 &lname,
                 None,
-                status::failed("Conflict", &msg, false),
+                status::failed(VolumeReason::Conflict, &msg, false),
             )
             .await?;
             // The other object may go away: look again at the next resync.
@@ -271,7 +243,7 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
         ctx.event(
             &ev.object_ref(&()),
             true,
-            "Applied",
+            VolumeReason::Applied,
             &ops.iter()
                 .map(|o| o.summary.as_str())
                 .collect::<Vec<_>>()
@@ -286,12 +258,15 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
             .iter()
             .all(|c| c.type_ != conditions::PROGRESSING || !c.status);
     report(&ev, &ctx, &lname, Some(computed), conds).await?;
-    ctx.backoff.reset(&key);
-    Ok(Action::requeue(if settled {
-        ctx.config.resync
-    } else {
-        ctx.config.progress_interval
-    }))
+    Ok(skeleton::settled(
+        &ctx,
+        ev.as_ref(),
+        if settled {
+            ctx.config.resync
+        } else {
+            ctx.config.progress_interval
+        },
+    ))
 }
 
 async fn fail(
@@ -301,11 +276,13 @@ async fn fail(
     e: LinstorError,
 ) -> Result<Action, Error> {
     let reason = match &e {
-        LinstorError::Unreachable { .. } => "LinstorUnreachable",
-        LinstorError::Unauthorized { .. } => "Unauthorized",
-        _ if e.has_code(crate::linstor::rc::FAIL_NOT_ENOUGH_NODES) => "NotEnoughNodes",
-        _ if e.has_code(crate::linstor::rc::FAIL_NOT_FOUND_RSC_GRP) => "ResourceGroupNotFound",
-        _ => "LinstorError",
+        LinstorError::Unreachable { .. } => VolumeReason::LinstorUnreachable,
+        LinstorError::Unauthorized { .. } => VolumeReason::Unauthorized,
+        _ if e.has_code(crate::linstor::rc::FAIL_NOT_ENOUGH_NODES) => VolumeReason::NotEnoughNodes,
+        _ if e.has_code(crate::linstor::rc::FAIL_NOT_FOUND_RSC_GRP) => {
+            VolumeReason::ResourceGroupNotFound
+        }
+        _ => VolumeReason::LinstorError,
     };
     report(
         ev,
@@ -330,7 +307,7 @@ async fn cleanup(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error
                 ctx.event(
                     &ev.object_ref(&()),
                     false,
-                    "BackendGone",
+                    VolumeReason::BackendGone,
                     &format!("{msg}; LINSTOR objects (if any) were left as they are"),
                 )
                 .await;
@@ -351,7 +328,7 @@ async fn cleanup(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error
                 &ctx,
                 &lname,
                 None,
-                status::failed("DeletionBlocked", &msg, true),
+                status::failed(VolumeReason::DeletionBlocked, &msg, true),
             )
             .await;
             return Err(Error::Blocked(msg));
@@ -366,7 +343,11 @@ async fn cleanup(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error
         ctx.event(
             &ev.object_ref(&()),
             true,
-            if delete { "Deleted" } else { "Released" },
+            if delete {
+                VolumeReason::Deleted
+            } else {
+                VolumeReason::Released
+            },
             &ops.iter()
                 .map(|o| o.summary.as_str())
                 .collect::<Vec<_>>()

@@ -407,7 +407,7 @@ fn status_reports_progress_degradation_and_readiness() {
     let s = explicit();
     let c = compute(&s, &Observed::default(), true);
     assert_eq!(
-        (find(&c, READY).status, find(&c, READY).reason.as_str()),
+        (find(&c, READY).status, find(&c, READY).reason),
         (false, "Creating")
     );
     let obs = Observed {
@@ -418,10 +418,7 @@ fn status_reports_progress_degradation_and_readiness() {
     let c = compute(&s, &obs, false);
     assert!(find(&c, READY).status);
     assert_eq!(
-        (
-            find(&c, DEGRADED).status,
-            find(&c, DEGRADED).reason.as_str()
-        ),
+        (find(&c, DEGRADED).status, find(&c, DEGRADED).reason),
         (true, "ReplicaNotUpToDate")
     );
     assert_eq!(c.size.as_deref(), Some("1Gi"));

@@ -2,6 +2,7 @@
 
 use crate::crd::conditions::{DEGRADED, Desired, PROGRESSING, READY};
 use crate::crd::quantity;
+use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::{Replica, ReplicaRole};
 
 use super::plan::{Observed, is_diskful};
@@ -86,70 +87,90 @@ pub fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Computed {
     let (ready, reason, message) = if vd.is_none() {
         (
             false,
-            "Creating",
+            VolumeReason::Creating,
             "creating the volume in LINSTOR".to_string(),
         )
     } else if n == 0 {
         (
             false,
-            "Placing",
+            VolumeReason::Placing,
             "waiting for LINSTOR to place replicas".to_string(),
         )
     } else if up_to_date == 0 {
         (
             false,
-            "Syncing",
+            VolumeReason::Syncing,
             format!("{n} replica(s) placed; waiting for one to be UpToDate"),
         )
     } else if resizing {
         (
             true,
-            "Resizing",
+            VolumeReason::Resizing,
             format!("usable; growing to {} KiB", spec.size_kib),
         )
     } else {
         (
             true,
-            "Ready",
+            VolumeReason::Ready,
             format!("{up_to_date} of {n} diskful replica(s) UpToDate"),
         )
     };
     let (degraded, d_reason, d_message) = if !offline.is_empty() {
         (
             true,
-            "NodeOffline",
+            VolumeReason::NodeOffline,
             format!(
                 "no state from node(s) {}: their satellites are offline",
                 offline.join(", ")
             ),
         )
     } else if !bad.is_empty() {
-        (true, "ReplicaNotUpToDate", bad.join("; "))
+        (true, VolumeReason::ReplicaNotUpToDate, bad.join("; "))
     } else if vd.is_some() && n < want && !wrote {
         (
             true,
-            "TooFewReplicas",
+            VolumeReason::TooFewReplicas,
             format!(
                 "{n} of {want} replicas placed; LINSTOR may lack nodes or space matching the placement"
             ),
         )
     } else {
-        (false, "AsExpected", "all replicas healthy".to_string())
+        (
+            false,
+            VolumeReason::AsExpected,
+            "all replicas healthy".to_string(),
+        )
     };
     let (progressing, p_reason, p_message) = if wrote {
-        (true, "Applying", "changes sent to LINSTOR".to_string())
+        (
+            true,
+            VolumeReason::Applying,
+            "changes sent to LINSTOR".to_string(),
+        )
     } else if syncing {
-        (true, "Syncing", "replicas are synchronising".to_string())
+        (
+            true,
+            VolumeReason::Syncing,
+            "replicas are synchronising".to_string(),
+        )
     } else if resizing {
         (
             true,
-            "Resizing",
+            VolumeReason::Resizing,
             "LINSTOR is resizing the volume".to_string(),
         )
     } else if vd.is_none() || n < want {
-        (true, "Placing", "replicas are being placed".to_string())
+        (
+            true,
+            VolumeReason::Placing,
+            "replicas are being placed".to_string(),
+        )
     } else {
-        (false, "Converged", "LINSTOR matches the spec".to_string())
+        (
+            false,
+            VolumeReason::Converged,
+            "LINSTOR matches the spec".to_string(),
+        )
     };
     Computed {
         size: size_kib.map(quantity::format_kib),
@@ -164,17 +185,22 @@ pub fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Computed {
 }
 
 /// Conditions for a volume that could not be reconciled (invalid spec, conflict, backend down).
-pub fn failed(reason: &str, message: &str, retrying: bool) -> Vec<Desired> {
+pub fn failed(reason: VolumeReason, message: &str, retrying: bool) -> Vec<Desired> {
     vec![
         Desired::new(READY, false, reason, message),
-        Desired::new(DEGRADED, false, "AsExpected", "no replica state known"),
+        Desired::new(
+            DEGRADED,
+            false,
+            VolumeReason::AsExpected,
+            "no replica state known",
+        ),
         Desired::new(
             PROGRESSING,
             retrying,
             if retrying {
-                "Retrying"
+                VolumeReason::Retrying
             } else {
-                "WaitingForSpecChange"
+                VolumeReason::WaitingForSpecChange
             },
             if retrying {
                 "edgebind retries with backoff"

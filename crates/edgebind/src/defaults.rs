@@ -1,0 +1,34 @@
+//! Operator-wide defaults, written once. The kustomize base, the examples and the install
+//! commands in README.md and deploy/README.md use the same namespace; `tests/python/test_deploy.py`
+//! fails if they drift apart. (The Helm chart installs into its release namespace.)
+
+/// Namespace of the operator, its Lease and the gateway keys Secret, unless `POD_NAMESPACE` says.
+pub const NAMESPACE: &str = "edgebind-system";
+
+/// Secret in the operator namespace holding the Workers' public keys that the gateways trust.
+pub const GATEWAY_KEYS_SECRET: &str = "edgebind-gateway-keys";
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn controller_and_gateway_fall_back_to_the_same_namespace_and_secret() {
+        if std::env::var_os("POD_NAMESPACE").is_some() {
+            return; // the flags read it first
+        }
+        let parse = |sub| Cli::try_parse_from(["edgebind", sub]).unwrap().command;
+        let (Command::Controller(c), Command::Gateway(g)) = (parse("controller"), parse("gateway"))
+        else {
+            unreachable!()
+        };
+        let cf = crate::controller::CloudflareSettings::default();
+        assert_eq!(c.lease_namespace, super::NAMESPACE);
+        assert_eq!(g.keys_namespace, super::NAMESPACE);
+        assert_eq!(cf.gateway_keys_namespace, super::NAMESPACE);
+        assert_eq!(g.keys_secret, super::GATEWAY_KEYS_SECRET);
+        assert_eq!(cf.gateway_keys_secret, super::GATEWAY_KEYS_SECRET);
+    }
+}

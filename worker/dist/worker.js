@@ -88,7 +88,9 @@ var BundleError = class extends Error {
 };
 var isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 var isStrList = (v) => Array.isArray(v) && v.every((s) => typeof s === "string");
-var isInt = (v, lo, hi) => Number.isSafeInteger(v) && v >= lo && v <= hi;
+var isInt = (v, lo, hi) => Number.isSafeInteger(v) && /** @type {number} */
+v >= lo && /** @type {number} */
+v <= hi;
 function fail(path, msg) {
   throw new BundleError(`${path}: ${msg}`);
 }
@@ -127,7 +129,10 @@ function validateBundle(bundle) {
         });
       }
     });
-    if (!Array.isArray(p.actions) || p.actions.length === 0 || !p.actions.every((a) => ACTIONS.includes(a))) {
+    if (!Array.isArray(p.actions) || p.actions.length === 0 || !p.actions.every((a) => ACTIONS.includes(
+      /** @type {Action} */
+      a
+    ))) {
       fail(`${at}.actions`, `must be a non-empty list from ${ACTIONS.join(", ")}`);
     }
     if (p.volumes !== void 0) {
@@ -149,7 +154,10 @@ function validateBundle(bundle) {
       if (r.burst !== void 0 && !isInt(r.burst, 1, 1e5)) fail(`${at}.rateLimit.burst`, "must be an integer 1-100000");
     }
   });
-  return { ...bundle, claimsByIssuer };
+  return (
+    /** @type {ValidBundle} */
+    { ...bundle, claimsByIssuer }
+  );
 }
 function globMatch(pattern, name) {
   let p = 0;
@@ -187,7 +195,11 @@ function selectorMatches(selector, labels) {
   }
   for (const e of selector.matchExpressions ?? []) {
     const present = has(e.key);
-    const ok = e.operator === "In" ? present && e.values.includes(labels[e.key]) : e.operator === "NotIn" ? !present || !e.values.includes(labels[e.key]) : e.operator === "Exists" ? present : !present;
+    const values = (
+      /** @type {string[]} */
+      e.values
+    );
+    const ok = e.operator === "In" ? present && values.includes(labels[e.key]) : e.operator === "NotIn" ? !present || !values.includes(labels[e.key]) : e.operator === "Exists" ? present : !present;
     if (!ok) return NO;
   }
   return YES;
@@ -212,7 +224,10 @@ function selectorError(sel) {
 function subjectEntryMatches(entry, principal) {
   if (entry.issuer !== principal.issuer) return NO;
   if (entry.subjects?.length && !entry.subjects.includes(principal.subject)) return NO;
-  if (entry.groups?.length && !principal.groups.some((g) => entry.groups.includes(g))) return NO;
+  if (entry.groups?.length && !principal.groups.some((g) => (
+    /** @type {string[]} */
+    entry.groups.includes(g)
+  ))) return NO;
   let unevaluable = false;
   for (const m of entry.claims ?? []) {
     const claims = principal.claims ?? {};
@@ -236,27 +251,35 @@ function subjectsMatch(policy, principal) {
 }
 function volumesMatch(policy, req) {
   const v = policy.volumes;
-  if (!v) return YES;
-  let result = YES;
+  if (!v) return { match: YES, certain: true };
+  let certain = true;
   if (v.names?.length) {
-    if (req.name === null || req.name === void 0) result = MAYBE;
-    else if (!v.names.some((pat) => globMatch(pat, req.name))) return NO;
+    if (req.name === null || req.name === void 0) certain = false;
+    else if (!v.names.some((pat) => globMatch(
+      pat,
+      /** @type {string} */
+      req.name
+    ))) return { match: NO, certain: true };
   }
   if (v.labelSelector !== void 0) {
     const labels = req.name === null || req.name === void 0 ? null : req.labels;
     const s = selectorMatches(v.labelSelector, labels);
-    if (s === NO) return NO;
-    if (s === ERROR) return ERROR;
-    if (s === MAYBE) result = MAYBE;
+    if (s === NO) return { match: NO, certain: true };
+    if (s === ERROR) return { match: ERROR, certain };
+    if (s === MAYBE) certain = false;
   }
-  return result;
+  return { match: YES, certain };
 }
 function conditionsHold(policy, req) {
   const c = policy.conditions;
   if (!c) return YES;
+  let holds = true;
   if (c.maxSizeBytes !== void 0 && (req.action === "create" || req.action === "resize")) {
     if (!isInt(req.sizeBytes, 1, MAX_SAFE)) return ERROR;
-    if (req.sizeBytes > c.maxSizeBytes) return NO;
+    if (
+      /** @type {number} */
+      req.sizeBytes > c.maxSizeBytes
+    ) holds = false;
   }
   if (c.sourceIpCidrs !== void 0) {
     const ip = typeof req.clientIp === "string" ? parseIp(req.clientIp) : null;
@@ -267,9 +290,9 @@ function conditionsHold(policy, req) {
       if (!cidr) return ERROR;
       if (ipInCidr(ip, cidr)) any = true;
     }
-    if (!any) return NO;
+    if (!any) holds = false;
   }
-  return YES;
+  return holds ? YES : NO;
 }
 function evaluatePolicy(policy, principal, req) {
   if (policy.namespace !== req.namespace) return { kind: "na" };
@@ -277,9 +300,9 @@ function evaluatePolicy(policy, principal, req) {
   const subj = subjectsMatch(policy, principal);
   if (subj === NO) return { kind: "na" };
   const vol = volumesMatch(policy, req);
-  if (vol === NO) return { kind: "na" };
-  const certain = vol !== MAYBE;
-  if (subj === ERROR || vol === ERROR) return { kind: "error", effect: "Deny", certain };
+  if (vol.match === NO) return { kind: "na" };
+  const certain = vol.certain;
+  if (subj === ERROR || vol.match === ERROR) return { kind: "error", effect: "Deny", certain };
   const cond = conditionsHold(policy, req);
   if (cond === ERROR) return { kind: "error", effect: "Deny", certain };
   if (cond === NO) return { kind: "na" };
@@ -304,7 +327,10 @@ function decide(bundle, principal, req) {
       definiteAllows.push(p);
     } else possibleAllow = true;
   }
-  const limits = definiteAllows.filter((p) => p.rateLimit).map((p) => ({ policy: ref(p), rateLimit: p.rateLimit }));
+  const limits = definiteAllows.filter((p) => p.rateLimit).map((p) => ({ policy: ref(p), rateLimit: (
+    /** @type {RateLimit} */
+    p.rateLimit
+  ) }));
   if (firstDeny) {
     return {
       decision: "deny",
@@ -337,7 +363,12 @@ var SF_STRING_SAFE = /^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/;
 function bytesToBase64(bytes) {
   let s = "";
   for (let i = 0; i < bytes.length; i += 32768) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 32768));
+    s += String.fromCharCode.apply(
+      null,
+      /** @type {number[]} */
+      /** @type {unknown} */
+      bytes.subarray(i, i + 32768)
+    );
   }
   return btoa(s);
 }
@@ -487,8 +518,13 @@ function parseGatewayUrl(raw) {
 }
 function intIn(v, lo, hi, dflt, what) {
   if (v === void 0) return dflt;
-  if (!Number.isSafeInteger(v) || v < lo || v > hi) throw new ConfigError(`${what} must be an integer ${lo}-${hi}`);
-  return v;
+  if (!Number.isSafeInteger(v) || /** @type {number} */
+  v < lo || /** @type {number} */
+  v > hi) throw new ConfigError(`${what} must be an integer ${lo}-${hi}`);
+  return (
+    /** @type {number} */
+    v
+  );
 }
 function parseIssuers(raw) {
   if (typeof raw !== "string" || raw.length === 0) throw new ConfigError("ISSUERS is missing");
@@ -515,7 +551,10 @@ function parseIssuers(raw) {
     if (!Array.isArray(e.audiences) || e.audiences.length === 0 || !e.audiences.every((a) => typeof a === "string" && a.length > 0)) {
       throw new ConfigError(`${at}.audiences must be a non-empty list of strings`);
     }
-    if (!Array.isArray(e.algorithms) || e.algorithms.length === 0 || !e.algorithms.every((a) => ALLOWED_ALGS.includes(a))) {
+    if (!Array.isArray(e.algorithms) || e.algorithms.length === 0 || !e.algorithms.every((a) => ALLOWED_ALGS.includes(
+      /** @type {string} */
+      a
+    ))) {
       throw new ConfigError(`${at}.algorithms must be a non-empty list from ${ALLOWED_ALGS.join(" ")}`);
     }
     const m = e.claimMapping ?? {};
@@ -566,7 +605,10 @@ function optInt(raw, lo, hi, dflt, what) {
 var cache = /* @__PURE__ */ new Map();
 async function cached(slot, raw, parse) {
   const hit = cache.get(slot);
-  if (hit && hit.raw === raw) return hit.value;
+  if (hit && hit.raw === raw) return (
+    /** @type {T} */
+    hit.value
+  );
   const value = await parse(raw);
   cache.set(slot, { raw, value });
   return value;
@@ -580,7 +622,10 @@ async function loadConfig(env) {
     try {
       return await importSigningKey(raw);
     } catch (e) {
-      throw new ConfigError(e.message);
+      throw new ConfigError(
+        /** @type {Error} */
+        e.message
+      );
     }
   });
   const edgeLocation = env.EDGE_LOCATION;
@@ -1374,6 +1419,10 @@ var JWKS_TIMEOUT_MS = 5e3;
 var JWKS_MAX_AGE_MS = 10 * 60 * 1e3;
 var DISCOVERY_TTL_MS = 60 * 60 * 1e3;
 var TokenError = class extends Error {
+  /**
+   * @param {string} code the reason code (§6)
+   * @param {string} message
+   */
   constructor(code, message2) {
     super(message2);
     this.code = code;
@@ -1397,7 +1446,8 @@ async function discoverJwksUri(issuer) {
     if (res.status !== 200) throw new Error(`status ${res.status}`);
     doc = await res.json();
   } catch (e) {
-    throw new TokenError("jwks_unavailable", `discovery for ${issuer.name} failed: ${e.message}`);
+    throw new TokenError("jwks_unavailable", `discovery for ${issuer.name} failed: ${/** @type {Error} */
+    e.message}`);
   }
   if (!doc || doc.issuer !== issuer.issuer || typeof doc.jwks_uri !== "string") {
     throw new TokenError("jwks_unavailable", `discovery document of ${issuer.name} does not match the issuer`);
@@ -1487,7 +1537,14 @@ async function verifyToken(token, issuers, { cooldownSeconds = 30, now } = {}) {
     }));
   } catch (e) {
     if (e instanceof TokenError) throw e;
-    throw new TokenError(mapJoseError(e), `token rejected for issuer ${issuer.name}: ${e?.code ?? "error"}`);
+    throw new TokenError(
+      mapJoseError(
+        /** @type {JoseLikeError} */
+        e
+      ),
+      `token rejected for issuer ${issuer.name}: ${/** @type {JoseLikeError} */
+      e?.code ?? "error"}`
+    );
   }
   const nowSec = Math.floor((now ?? /* @__PURE__ */ new Date()).getTime() / 1e3);
   if (typeof payload.iat === "number" && payload.iat > nowSec + issuer.clockSkewSeconds) {
@@ -1572,6 +1629,12 @@ var MAX_BODY_BYTES = 65536;
 var DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 var MAX_SAFE2 = Number.MAX_SAFE_INTEGER;
 var RouteError = class extends Error {
+  /**
+   * @param {string} code
+   * @param {number} status
+   * @param {string} message
+   * @param {string} [allow] the Allow header for method_not_allowed
+   */
   constructor(code, status, message2, allow) {
     super(message2);
     this.code = code;
@@ -1609,9 +1672,14 @@ function validLabels(v) {
   for (const [k, val] of Object.entries(v)) {
     if (typeof val !== "string" || k.length === 0 || k.length > 317 || val.length > 63) return null;
   }
-  return v;
+  return (
+    /** @type {Record<string, string>} */
+    v
+  );
 }
-var sizeOk = (v) => Number.isSafeInteger(v) && v >= 1 && v <= MAX_SAFE2;
+var sizeOk = (v) => Number.isSafeInteger(v) && /** @type {number} */
+v >= 1 && /** @type {number} */
+v <= MAX_SAFE2;
 function resolveRequest(method, path, body) {
   const r = matchRoute(path);
   if (!r) throw new RouteError("route_unknown", 404, "no such route");
@@ -1623,7 +1691,10 @@ function resolveRequest(method, path, body) {
   const isObj3 = body !== null && typeof body === "object" && !Array.isArray(body);
   if (needsBody && !isObj3) throw new RouteError("request_invalid", 400, "a JSON object body is required");
   if (r.route === "can-i") return { action: "can-i", namespace: typeof body.namespace === "string" ? body.namespace : null, name: null, labels: null, sizeBytes: null, snapshot: null };
-  const req = { action, namespace: r.namespace, name: r.name, labels: null, sizeBytes: null, snapshot: r.snapshot };
+  const req = { action: (
+    /** @type {Action} */
+    action
+  ), namespace: r.namespace, name: r.name, labels: null, sizeBytes: null, snapshot: r.snapshot };
   if (action === "create") {
     if (!label(body.name)) throw new RouteError("request_invalid", 400, "name must be a DNS label");
     if (!sizeOk(body.sizeBytes)) throw new RouteError("request_invalid", 400, "sizeBytes must be an integer >= 1");
@@ -1646,11 +1717,18 @@ function resolveRequest(method, path, body) {
 // src/ratelimit.js
 var MAX_BUCKETS = 1e4;
 var RateLimiter = class {
+  /** @param {{ now?: () => number, maxBuckets?: number }} [options] */
   constructor({ now = () => Date.now(), maxBuckets = MAX_BUCKETS } = {}) {
     this.now = now;
     this.maxBuckets = maxBuckets;
     this.buckets = /* @__PURE__ */ new Map();
   }
+  /**
+   * @param {string} key
+   * @param {import('./policy.js').RateLimit} limit
+   * @param {number} t
+   * @returns {Bucket}
+   */
   #bucket(key, { requestsPerMinute, burst }, t) {
     const capacity = burst ?? requestsPerMinute;
     const ratePerMs = requestsPerMinute / 6e4;
@@ -1663,13 +1741,20 @@ var RateLimiter = class {
     }
     this.buckets.delete(key);
     this.buckets.set(key, b);
-    while (this.buckets.size > this.maxBuckets) this.buckets.delete(this.buckets.keys().next().value);
+    while (this.buckets.size > this.maxBuckets) this.buckets.delete(
+      /** @type {string} */
+      this.buckets.keys().next().value
+    );
     return b;
   }
   /**
    * limits: [{policy: 'ns/name', rateLimit}]; principal key parts: issuer, subject.
    * Takes one token from every bucket if all have one; else returns the wait in seconds.
    * Returns {ok: true} or {ok: false, retryAfter, policy}.
+   * @param {import('./policy.js').LimitRef[]} limits
+   * @param {string} issuer
+   * @param {string} subject
+   * @returns {{ ok: true } | { ok: false, retryAfter: number, policy: string }}
    */
   take(limits, issuer, subject) {
     if (limits.length === 0) return { ok: true };
@@ -1715,7 +1800,11 @@ function newAuditEvent(requestId, traceId) {
 var round = (x) => Math.round(x * 1e3) / 1e3;
 function emitAudit(event) {
   event.time = (/* @__PURE__ */ new Date()).toISOString();
-  for (const k of Object.keys(event.latencyMs)) event.latencyMs[k] = round(event.latencyMs[k]);
+  for (
+    const k of
+    /** @type {(keyof Latencies)[]} */
+    Object.keys(event.latencyMs)
+  ) event.latencyMs[k] = round(event.latencyMs[k]);
   console.log(JSON.stringify(event));
 }
 
@@ -1724,6 +1813,12 @@ var limiter = new RateLimiter();
 var HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "te", "trailer"];
 var TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 var Refusal = class extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code the reason code (§6)
+   * @param {string} message
+   * @param {Record<string, string>} [headers] extra response headers
+   */
   constructor(status, code, message2, headers = {}) {
     super(message2);
     this.status = status;
@@ -1738,7 +1833,10 @@ function traceContext(headers) {
   const tp = headers.get("traceparent");
   const m = tp ? TRACEPARENT_RE.exec(tp.trim()) : null;
   if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) {
-    return { traceparent: tp.trim(), traceId: m[1], tracestate: headers.get("tracestate") };
+    return { traceparent: (
+      /** @type {string} */
+      tp.trim()
+    ), traceId: m[1], tracestate: headers.get("tracestate") };
   }
   const traceId = hex(crypto.getRandomValues(new Uint8Array(16)));
   const spanId = hex(crypto.getRandomValues(new Uint8Array(8)));
@@ -1779,7 +1877,7 @@ function parseJsonBody(request, bytes) {
   const ct = (request.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
   if (ct !== "application/json") throw new Refusal(415, "content_type_unsupported", "body must be application/json");
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
   } catch {
     throw new Refusal(400, "request_invalid", "body is not valid JSON");
   }
@@ -1799,7 +1897,10 @@ async function handle(request, env) {
       audit.reasonCode = e.code;
       response = errorResponse(e.status, e.code, e.message, requestId, e.headers);
     } else {
-      console.error(JSON.stringify({ msg: "worker internal error", requestId, error: String(e?.name ?? "Error") }));
+      console.error(JSON.stringify({ msg: "worker internal error", requestId, error: String(
+        /** @type {Thrown} */
+        e?.name ?? "Error"
+      ) }));
       audit.decision = "deny";
       audit.reasonCode = "internal_error";
       response = errorResponse(500, "internal_error", "internal error", requestId);
@@ -1929,7 +2030,11 @@ async function process(request, env, audit, requestId, trace) {
     });
   } catch (e) {
     audit.latencyMs.upstream = performance.now() - tu;
-    if (e?.name === "TimeoutError" || e?.name === "AbortError") throw new Refusal(504, "gateway_timeout", "gateway did not answer in time");
+    if (
+      /** @type {Thrown} */
+      e?.name === "TimeoutError" || /** @type {Thrown} */
+      e?.name === "AbortError"
+    ) throw new Refusal(504, "gateway_timeout", "gateway did not answer in time");
     throw new Refusal(502, "gateway_unreachable", "gateway unreachable");
   }
   audit.latencyMs.upstream = performance.now() - tu;
@@ -1941,6 +2046,10 @@ async function process(request, env, audit, requestId, trace) {
   return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers: out });
 }
 var index_default = {
+  /**
+   * @param {WorkerRequest} request
+   * @param {Env} env
+   */
   fetch(request, env) {
     return handle(request, env);
   }

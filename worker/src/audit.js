@@ -1,8 +1,38 @@
+// @ts-check
 // Audit event shared by the Worker and the gateway (docs/edge-protocol.md §7). Holds no token, key,
 // signature or body; written as one JSON line to Workers Logs.
 
 export const AUDIT_SCHEMA = 'edgebind.dev/audit/v1';
 
+/** @typedef {{ namespace: string | null, name: string | null, kind: 'EdgeVolume', snapshot?: string }} AuditObject */
+/** @typedef {{ verify: number, policy: number, sign: number, upstream: number, total: number }} Latencies */
+/**
+ * @typedef {object} AuditEvent
+ * @property {string} schema
+ * @property {string | null} time
+ * @property {'worker'} source
+ * @property {string} requestId
+ * @property {string} traceId
+ * @property {string | null} issuer
+ * @property {string | null} subject
+ * @property {string | null} action
+ * @property {AuditObject | null} object
+ * @property {'allow' | 'deny'} decision
+ * @property {string | null} reasonCode
+ * @property {string | null} policy
+ * @property {string | null} policyRevision
+ * @property {string | null} keyId
+ * @property {string | null} edgeLocation
+ * @property {string | null} rayId
+ * @property {number | null} result
+ * @property {Latencies} latencyMs
+ */
+
+/**
+ * @param {string} requestId
+ * @param {string} traceId
+ * @returns {AuditEvent}
+ */
 export function newAuditEvent(requestId, traceId) {
   return {
     schema: AUDIT_SCHEMA,
@@ -26,10 +56,11 @@ export function newAuditEvent(requestId, traceId) {
   };
 }
 
-const round = (x) => Math.round(x * 1000) / 1000;
+const round = (/** @type {number} */ x) => Math.round(x * 1000) / 1000;
 
+/** @param {AuditEvent} event */
 export function emitAudit(event) {
   event.time = new Date().toISOString();
-  for (const k of Object.keys(event.latencyMs)) event.latencyMs[k] = round(event.latencyMs[k]);
+  for (const k of /** @type {(keyof Latencies)[]} */ (Object.keys(event.latencyMs))) event.latencyMs[k] = round(event.latencyMs[k]);
   console.log(JSON.stringify(event));
 }

@@ -1,9 +1,17 @@
+// @ts-check
 // IP address and CIDR parsing for the `sourceIpCidrs` condition. Returns null on any malformed
 // input so that the caller can fail closed. Addresses are arrays of bytes (4 or 16).
 
+/** @typedef {{ bytes: number[], len: number }} Cidr */
+
+/**
+ * @param {string} s
+ * @returns {number[] | null}
+ */
 function parseV4(s) {
   const parts = s.split('.');
   if (parts.length !== 4) return null;
+  /** @type {number[]} */
   const out = [];
   for (const p of parts) {
     if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return null;
@@ -14,14 +22,19 @@ function parseV4(s) {
   return out;
 }
 
+/**
+ * @param {string} s
+ * @returns {number[] | null}
+ */
 function parseV6(s) {
   if (!/^[0-9a-fA-F:.]+$/.test(s)) return null;
   const halves = s.split('::');
   if (halves.length > 2) return null;
-  const groups = (h) => (h === '' ? [] : h.split(':'));
+  const groups = (/** @type {string} */ h) => (h === '' ? [] : h.split(':'));
   const head = groups(halves[0]);
   const tail = halves.length === 2 ? groups(halves[1]) : [];
-  const toBytes = (gs) => {
+  const toBytes = (/** @type {string[]} */ gs) => {
+    /** @type {number[]} */
     const bytes = [];
     for (let i = 0; i < gs.length; i++) {
       const g = gs[i];
@@ -48,7 +61,11 @@ function parseV6(s) {
   return [...hb, ...new Array(fill).fill(0), ...tb];
 }
 
-/** Parses an IP address; IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes IPv4. */
+/**
+ * Parses an IP address; IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes IPv4.
+ * @param {unknown} s
+ * @returns {number[] | null}
+ */
 export function parseIp(s) {
   if (typeof s !== 'string' || s.length === 0 || s.length > 45) return null;
   if (s.includes(':')) {
@@ -60,7 +77,11 @@ export function parseIp(s) {
   return parseV4(s);
 }
 
-/** Parses `addr/len`; returns {bytes, len} or null. The address is not required to be the network. */
+/**
+ * Parses `addr/len`; returns {bytes, len} or null. The address is not required to be the network.
+ * @param {unknown} s
+ * @returns {Cidr | null}
+ */
 export function parseCidr(s) {
   if (typeof s !== 'string') return null;
   const i = s.indexOf('/');
@@ -76,6 +97,10 @@ export function parseCidr(s) {
   return { bytes, len };
 }
 
+/**
+ * @param {number[]} ip
+ * @param {Cidr} cidr
+ */
 export function ipInCidr(ip, cidr) {
   if (ip.length !== cidr.bytes.length) return false;
   let bits = cidr.len;

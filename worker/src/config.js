@@ -1,3 +1,4 @@
+// @ts-check
 // Parsing and validation of the Worker's bindings (docs/edge-protocol.md §1).
 // Errors name the binding and the rule, never a value (SIGNING_KEY is a secret).
 
@@ -6,14 +7,57 @@ import { importSigningKey } from './signature.js';
 
 export class ConfigError extends Error {}
 
+/**
+ * The Worker's bindings (§1): plain-text variables and secrets, all strings when set.
+ * @typedef {object} Env
+ * @property {string} [GATEWAY_URL]
+ * @property {string} [ISSUERS]
+ * @property {string} [POLICY_BUNDLE]
+ * @property {string} [SIGNING_KEY]
+ * @property {string} [EDGE_LOCATION]
+ * @property {string} [GATEWAY_TIMEOUT_MS]
+ * @property {string} [JWKS_COOLDOWN_SECONDS]
+ */
+/**
+ * One validated ISSUERS entry.
+ * @typedef {object} IssuerEntry
+ * @property {string} name
+ * @property {string} issuer
+ * @property {string | undefined} jwksUri
+ * @property {string[]} audiences
+ * @property {string[]} algorithms
+ * @property {number} clockSkewSeconds
+ * @property {number | undefined} maxTokenAgeSeconds
+ * @property {{ subjectClaim: string, groupsClaim: string | undefined, prefix: string }} claimMapping
+ */
+/** @typedef {{ list: IssuerEntry[], byIss: Map<string, IssuerEntry> }} Issuers */
+/**
+ * @typedef {object} Config
+ * @property {{ origin: string, authority: string }} gateway
+ * @property {Issuers} issuers
+ * @property {import('./policy.js').ValidBundle} bundle
+ * @property {{ keyId: string, key: CryptoKey }} signing
+ * @property {string | null} edgeLocation
+ * @property {number} gatewayTimeoutMs
+ * @property {number} jwksCooldownSeconds
+ */
+
 export const ALLOWED_ALGS = Object.freeze(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const ISSUER_NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const LOCATION_RE = /^[A-Za-z0-9._-]{1,32}$/;
 
+/**
+ * @param {unknown} v
+ * @returns {v is Record<string, any>}
+ */
 const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-/** https, or http to a loopback host (tests). Returns a URL or throws. */
+/**
+ * https, or http to a loopback host (tests). Returns a URL or throws.
+ * @param {string} raw
+ * @param {string} what
+ */
 export function checkUrl(raw, what) {
   let u;
   try {
@@ -27,6 +71,10 @@ export function checkUrl(raw, what) {
   throw new ConfigError(`${what} must be https (http only for loopback)`);
 }
 
+/**
+ * @param {unknown} raw
+ * @returns {{ origin: string, authority: string }}
+ */
 export function parseGatewayUrl(raw) {
   if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError('GATEWAY_URL is missing');
   const u = checkUrl(raw, 'GATEWAY_URL');
@@ -36,12 +84,25 @@ export function parseGatewayUrl(raw) {
   return { origin: u.origin, authority: u.host };
 }
 
+/**
+ * @template {number | undefined} D
+ * @param {unknown} v
+ * @param {number} lo
+ * @param {number} hi
+ * @param {D} dflt
+ * @param {string} what
+ * @returns {number | D}
+ */
 function intIn(v, lo, hi, dflt, what) {
   if (v === undefined) return dflt;
-  if (!Number.isSafeInteger(v) || v < lo || v > hi) throw new ConfigError(`${what} must be an integer ${lo}-${hi}`);
-  return v;
+  if (!Number.isSafeInteger(v) || /** @type {number} */ (v) < lo || /** @type {number} */ (v) > hi) throw new ConfigError(`${what} must be an integer ${lo}-${hi}`);
+  return /** @type {number} */ (v);
 }
 
+/**
+ * @param {unknown} raw
+ * @returns {Issuers}
+ */
 export function parseIssuers(raw) {
   if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError('ISSUERS is missing');
   let list;
@@ -51,9 +112,11 @@ export function parseIssuers(raw) {
     throw new ConfigError('ISSUERS is not JSON');
   }
   if (!Array.isArray(list) || list.length === 0) throw new ConfigError('ISSUERS must be a non-empty array');
+  /** @type {Map<string, IssuerEntry>} */
   const byIss = new Map();
   const names = new Set();
-  const out = list.map((e, i) => {
+  /** @type {IssuerEntry[]} */
+  const out = list.map((/** @type {unknown} */ e, /** @type {number} */ i) => {
     const at = `ISSUERS[${i}]`;
     if (!isObj(e)) throw new ConfigError(`${at} must be an object`);
     if (typeof e.name !== 'string' || e.name.length > 253 || !ISSUER_NAME_RE.test(e.name)) throw new ConfigError(`${at}.name is invalid`);
@@ -64,10 +127,10 @@ export function parseIssuers(raw) {
     checkUrl(e.issuer, `${at}.issuer`);
     let jwksUri;
     if (e.jwksUri !== undefined) jwksUri = checkUrl(e.jwksUri, `${at}.jwksUri`).href;
-    if (!Array.isArray(e.audiences) || e.audiences.length === 0 || !e.audiences.every((a) => typeof a === 'string' && a.length > 0)) {
+    if (!Array.isArray(e.audiences) || e.audiences.length === 0 || !e.audiences.every((/** @type {unknown} */ a) => typeof a === 'string' && a.length > 0)) {
       throw new ConfigError(`${at}.audiences must be a non-empty list of strings`);
     }
-    if (!Array.isArray(e.algorithms) || e.algorithms.length === 0 || !e.algorithms.every((a) => ALLOWED_ALGS.includes(a))) {
+    if (!Array.isArray(e.algorithms) || e.algorithms.length === 0 || !e.algorithms.every((/** @type {unknown} */ a) => ALLOWED_ALGS.includes(/** @type {string} */ (a)))) {
       // Refuses none and HS*: HMAC with a public JWK would be algorithm confusion.
       throw new ConfigError(`${at}.algorithms must be a non-empty list from ${ALLOWED_ALGS.join(' ')}`);
     }
@@ -97,6 +160,10 @@ export function parseIssuers(raw) {
   return { list: out, byIss };
 }
 
+/**
+ * @param {unknown} raw
+ * @returns {import('./policy.js').ValidBundle}
+ */
 export function parseBundle(raw) {
   if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError('POLICY_BUNDLE is missing');
   let b;
@@ -113,6 +180,13 @@ export function parseBundle(raw) {
   }
 }
 
+/**
+ * @param {string | undefined | null} raw
+ * @param {number} lo
+ * @param {number} hi
+ * @param {number} dflt
+ * @param {string} what
+ */
 function optInt(raw, lo, hi, dflt, what) {
   if (raw === undefined || raw === null || raw === '') return dflt;
   if (!/^[0-9]+$/.test(String(raw))) throw new ConfigError(`${what} must be an integer`);
@@ -123,15 +197,27 @@ function optInt(raw, lo, hi, dflt, what) {
  * Parses every binding. Each part is cached by its exact binding string, so an isolate re-parses
  * only what changed (e.g. a rotated SIGNING_KEY).
  */
+/** @type {Map<string, { raw: unknown, value: unknown }>} */
 const cache = new Map();
+/**
+ * @template R, T
+ * @param {string} slot
+ * @param {R} raw
+ * @param {(raw: R) => T | Promise<T>} parse
+ * @returns {Promise<T>}
+ */
 async function cached(slot, raw, parse) {
   const hit = cache.get(slot);
-  if (hit && hit.raw === raw) return hit.value;
+  if (hit && hit.raw === raw) return /** @type {T} */ (hit.value);
   const value = await parse(raw);
   cache.set(slot, { raw, value });
   return value;
 }
 
+/**
+ * @param {Env} env
+ * @returns {Promise<Config>}
+ */
 export async function loadConfig(env) {
   const gateway = await cached('gw', env.GATEWAY_URL, parseGatewayUrl);
   const issuers = await cached('iss', env.ISSUERS, parseIssuers);
@@ -141,7 +227,7 @@ export async function loadConfig(env) {
     try {
       return await importSigningKey(raw);
     } catch (e) {
-      throw new ConfigError(e.message);
+      throw new ConfigError(/** @type {Error} */ (e).message);
     }
   });
   const edgeLocation = env.EDGE_LOCATION;

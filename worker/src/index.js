@@ -1,3 +1,4 @@
+// @ts-check
 // edgebind edge Worker: authenticate the caller, pre-check policy, sign, forward to the gateway,
 // and emit one audit event per request. Contract: docs/edge-protocol.md.
 
@@ -14,7 +15,26 @@ const limiter = new RateLimiter();
 const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer'];
 const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
+/** @typedef {import('./config.js').Env} Env */
+/**
+ * A request as the Workers runtime hands it over, with Cloudflare's `cf` properties.
+ * @typedef {Request<unknown, IncomingRequestCfProperties>} WorkerRequest
+ */
+/** @typedef {import('./audit.js').AuditEvent} AuditEvent */
+/** @typedef {{ traceparent: string, traceId: string, tracestate: string | null }} Trace */
+/**
+ * What an error thrown by fetch (or anything else) may carry.
+ * @typedef {{ name?: unknown } | null | undefined} Thrown
+ */
+
+/** A refusal answered to the caller with an error body. */
 class Refusal extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code the reason code (§6)
+   * @param {string} message
+   * @param {Record<string, string>} [headers] extra response headers
+   */
   constructor(status, code, message, headers = {}) {
     super(message);
     this.status = status;
@@ -23,35 +43,53 @@ class Refusal extends Error {
   }
 }
 
+/** @param {Uint8Array} bytes */
 function hex(bytes) {
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** Keeps a valid client traceparent, else starts a new trace. */
+/**
+ * Keeps a valid client traceparent, else starts a new trace.
+ * @param {Headers} headers
+ * @returns {Trace}
+ */
 function traceContext(headers) {
   const tp = headers.get('traceparent');
   const m = tp ? TRACEPARENT_RE.exec(tp.trim()) : null;
   if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) {
-    return { traceparent: tp.trim(), traceId: m[1], tracestate: headers.get('tracestate') };
+    // m is set, so tp is too.
+    return { traceparent: /** @type {string} */ (tp).trim(), traceId: m[1], tracestate: headers.get('tracestate') };
   }
   const traceId = hex(crypto.getRandomValues(new Uint8Array(16)));
   const spanId = hex(crypto.getRandomValues(new Uint8Array(8)));
   return { traceparent: `00-${traceId}-${spanId}-01`, traceId, tracestate: null };
 }
 
+/**
+ * @param {number} status
+ * @param {string} code
+ * @param {string} message
+ * @param {string} requestId
+ * @param {Record<string, string>} [extra] extra headers
+ */
 function errorResponse(status, code, message, requestId, extra = {}) {
   const headers = { 'content-type': 'application/json', 'edge-request-id': requestId, ...extra };
   return new Response(JSON.stringify({ error: { code, message, requestId } }), { status, headers });
 }
 
-const WWW_AUTH = (code) => (code === 'token_missing' ? 'Bearer realm="edgebind"' : `Bearer realm="edgebind", error="invalid_token"`);
+const WWW_AUTH = (/** @type {string} */ code) => (code === 'token_missing' ? 'Bearer realm="edgebind"' : `Bearer realm="edgebind", error="invalid_token"`);
 
-/** Reads the body up to MAX_BODY_BYTES. */
+/**
+ * Reads the body up to MAX_BODY_BYTES.
+ * @param {Request} request
+ * @returns {Promise<Uint8Array>}
+ */
 async function readBody(request) {
   const len = request.headers.get('content-length');
   if (len !== null && Number(len) > MAX_BODY_BYTES) throw new Refusal(413, 'body_too_large', 'request body too large');
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
+  /** @type {Uint8Array[]} */
   const chunks = [];
   let total = 0;
   for (;;) {
@@ -73,16 +111,26 @@ async function readBody(request) {
   return out;
 }
 
+/**
+ * @param {Request} request
+ * @param {Uint8Array} bytes
+ * @returns {unknown}
+ */
 function parseJsonBody(request, bytes) {
   const ct = (request.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
   if (ct !== 'application/json') throw new Refusal(415, 'content_type_unsupported', 'body must be application/json');
   try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes));
   } catch {
     throw new Refusal(400, 'request_invalid', 'body is not valid JSON');
   }
 }
 
+/**
+ * @param {WorkerRequest} request
+ * @param {Env} env
+ * @returns {Promise<Response>}
+ */
 export async function handle(request, env) {
   const t0 = performance.now();
   const requestId = crypto.randomUUID();
@@ -99,7 +147,7 @@ export async function handle(request, env) {
       response = errorResponse(e.status, e.code, e.message, requestId, e.headers);
     } else {
       // Unexpected: fail closed without detail to the caller.
-      console.error(JSON.stringify({ msg: 'worker internal error', requestId, error: String(e?.name ?? 'Error') }));
+      console.error(JSON.stringify({ msg: 'worker internal error', requestId, error: String(/** @type {Thrown} */ (e)?.name ?? 'Error') }));
       audit.decision = 'deny';
       audit.reasonCode = 'internal_error';
       response = errorResponse(500, 'internal_error', 'internal error', requestId);
@@ -111,6 +159,14 @@ export async function handle(request, env) {
   return response;
 }
 
+/**
+ * @param {WorkerRequest} request
+ * @param {Env} env
+ * @param {AuditEvent} audit
+ * @param {string} requestId
+ * @param {Trace} trace
+ * @returns {Promise<Response>}
+ */
 async function process(request, env, audit, requestId, trace) {
   let cfg;
   try {
@@ -169,6 +225,7 @@ async function process(request, env, audit, requestId, trace) {
 
   // 3. Policy pre-check and rate limit (not for can-i: it only reports).
   const tp = performance.now();
+  /** @type {import('./policy.js').Decision} */
   let decision = { decision: 'allow', reasonCode: 'can_i', policy: null, rateLimited: [] };
   if (req.action !== 'can-i') {
     decision = decide(cfg.bundle, principal, req);
@@ -241,7 +298,7 @@ async function process(request, env, audit, requestId, trace) {
     });
   } catch (e) {
     audit.latencyMs.upstream = performance.now() - tu;
-    if (e?.name === 'TimeoutError' || e?.name === 'AbortError') throw new Refusal(504, 'gateway_timeout', 'gateway did not answer in time');
+    if (/** @type {Thrown} */ (e)?.name === 'TimeoutError' || /** @type {Thrown} */ (e)?.name === 'AbortError') throw new Refusal(504, 'gateway_timeout', 'gateway did not answer in time');
     throw new Refusal(502, 'gateway_unreachable', 'gateway unreachable');
   }
   audit.latencyMs.upstream = performance.now() - tu;
@@ -254,6 +311,10 @@ async function process(request, env, audit, requestId, trace) {
 }
 
 export default {
+  /**
+   * @param {WorkerRequest} request
+   * @param {Env} env
+   */
   fetch(request, env) {
     return handle(request, env);
   },

@@ -1,3 +1,4 @@
+// @ts-check
 // Bearer token verification with jose (docs/edge-protocol.md §2.1). Maps every failure to one
 // reason code; never logs or returns the token.
 
@@ -7,14 +8,27 @@ export const JWKS_TIMEOUT_MS = 5000;
 const JWKS_MAX_AGE_MS = 10 * 60 * 1000;
 const DISCOVERY_TTL_MS = 60 * 60 * 1000;
 
+/** @typedef {import('./config.js').IssuerEntry} IssuerEntry */
+/**
+ * The members of a jose error (or of anything else thrown) that mapJoseError reads.
+ * @typedef {{ code?: string, claim?: string, reason?: string } | null | undefined} JoseLikeError
+ */
+
 export class TokenError extends Error {
+  /**
+   * @param {string} code the reason code (§6)
+   * @param {string} message
+   */
   constructor(code, message) {
     super(message);
     this.code = code;
   }
 }
 
-/** Extracts the bearer token, or throws token_missing. */
+/**
+ * Extracts the bearer token, or throws token_missing.
+ * @param {string | null | undefined} header
+ */
 export function bearerToken(header) {
   if (typeof header !== 'string') throw new TokenError('token_missing', 'no Authorization header');
   const m = /^Bearer +([^ ]+) *$/i.exec(header);
@@ -23,9 +37,15 @@ export function bearerToken(header) {
 }
 
 // Per-isolate caches: one remote JWK Set per (issuer, uri, cooldown) and discovered jwks_uri.
+/** @type {Map<string, ReturnType<typeof createRemoteJWKSet>>} */
 const jwksSets = new Map();
+/** @type {Map<string, { uri: string, until: number }>} */
 const discovered = new Map();
 
+/**
+ * @param {IssuerEntry} issuer
+ * @returns {Promise<string>}
+ */
 async function discoverJwksUri(issuer) {
   const hit = discovered.get(issuer.issuer);
   if (hit && hit.until > Date.now()) return hit.uri;
@@ -36,7 +56,7 @@ async function discoverJwksUri(issuer) {
     if (res.status !== 200) throw new Error(`status ${res.status}`);
     doc = await res.json();
   } catch (e) {
-    throw new TokenError('jwks_unavailable', `discovery for ${issuer.name} failed: ${e.message}`);
+    throw new TokenError('jwks_unavailable', `discovery for ${issuer.name} failed: ${/** @type {Error} */ (e).message}`);
   }
   if (!doc || doc.issuer !== issuer.issuer || typeof doc.jwks_uri !== 'string') {
     throw new TokenError('jwks_unavailable', `discovery document of ${issuer.name} does not match the issuer`);
@@ -55,6 +75,10 @@ async function discoverJwksUri(issuer) {
   return uri.href;
 }
 
+/**
+ * @param {IssuerEntry} issuer
+ * @param {number} cooldownSeconds
+ */
 async function keySetFor(issuer, cooldownSeconds) {
   const uri = issuer.jwksUri ?? (await discoverJwksUri(issuer));
   const cacheKey = `${issuer.name}\u0000${uri}\u0000${cooldownSeconds}`;
@@ -70,6 +94,10 @@ async function keySetFor(issuer, cooldownSeconds) {
   return set;
 }
 
+/**
+ * @param {JoseLikeError} e
+ * @returns {string} the reason code
+ */
 function mapJoseError(e) {
   switch (e?.code) {
     case 'ERR_JWT_EXPIRED':
@@ -103,6 +131,10 @@ function mapJoseError(e) {
 /**
  * Verifies a compact JWT against the configured issuers.
  * Returns {issuer (config entry), payload}. Throws TokenError.
+ * @param {string} token
+ * @param {import('./config.js').Issuers} issuers
+ * @param {{ cooldownSeconds?: number, now?: Date }} [options]
+ * @returns {Promise<{ issuer: IssuerEntry, payload: import('jose').JWTPayload }>}
  */
 export async function verifyToken(token, issuers, { cooldownSeconds = 30, now } = {}) {
   let header;
@@ -135,7 +167,10 @@ export async function verifyToken(token, issuers, { cooldownSeconds = 30, now } 
     }));
   } catch (e) {
     if (e instanceof TokenError) throw e;
-    throw new TokenError(mapJoseError(e), `token rejected for issuer ${issuer.name}: ${e?.code ?? 'error'}`);
+    throw new TokenError(
+      mapJoseError(/** @type {JoseLikeError} */ (e)),
+      `token rejected for issuer ${issuer.name}: ${/** @type {JoseLikeError} */ (e)?.code ?? 'error'}`,
+    );
   }
   // jose checks a future iat only with maxTokenAge; the protocol checks it always.
   const nowSec = Math.floor((now ?? new Date()).getTime() / 1000);

@@ -568,3 +568,7 @@ pub fn policy_id(bundle: &Bundle, i: usize) -> Option<String> {
 #[cfg(test)]
 #[path = "policy_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "policy_vectors_tests.rs"]
+mod policy_vectors;

@@ -4,7 +4,6 @@
 //! Both follow the status pattern of `backends.rs`: compute the status, compare it with the old
 //! one, and patch (server-side apply) only when it differs, so a converged resync writes nothing.
 
-use crate::crd::reasons::{IssuerReason, PolicyReason};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use super::skeleton;
 use crate::crd::conditions::{self, Desired, READY};
 use crate::crd::issuer::IdentityIssuerStatus;
 use crate::crd::policy::VolumeAccessPolicyStatus;
+use crate::crd::reasons::{IssuerReason, PolicyReason};
 use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
 use crate::gateway::compile::compile_bundle;
 

@@ -5,7 +5,6 @@
 //! first, for account-owned tokens, then the user path) and publishes the client for bindings.
 //! A binding never calls Cloudflare through an account that is not verified.
 
-use crate::crd::reasons::AccountReason;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
@@ -24,6 +23,7 @@ use crate::cloudflare::types::TokenKind;
 use crate::cloudflare::{CfClient, CfClientConfig, CfError};
 use crate::crd::account::{CloudflareAccount, CloudflareAccountStatus};
 use crate::crd::conditions::{Desired, READY};
+use crate::crd::reasons::AccountReason;
 
 /// A verified (or failed) account as bindings see it.
 pub struct AccountHandle {

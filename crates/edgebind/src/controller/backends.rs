@@ -4,7 +4,6 @@
 //! when the spec or a Secret changes, which is how rotated certificates and tokens are picked
 //! up), probes the controller version, and publishes the result for volumes and snapshots.
 
-use crate::crd::reasons::BackendReason;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
@@ -21,6 +20,7 @@ use super::inventory::Inventory;
 use super::skeleton;
 use crate::crd::backend::{LinstorBackend, LinstorBackendStatus};
 use crate::crd::conditions::{Desired, READY};
+use crate::crd::reasons::BackendReason;
 use crate::linstor::tls::TlsSource;
 use crate::linstor::version::Features;
 use crate::linstor::{ClientConfig, LinstorClient, LinstorError};

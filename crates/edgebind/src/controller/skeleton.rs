@@ -43,7 +43,7 @@ pub trait Reported:
 }
 
 macro_rules! reported {
-    ($kind:ty, $status:ty, $reason:ty, $scope:ident $(, phase)?) => {
+    ($kind:ty, $status:ty, $reason:ty, $scope:ident) => {
         reported!(@impl $kind, $status, $reason, $scope, {});
     };
     (@impl $kind:ty, $status:ty, $reason:ty, $scope:ident, {$($extra:tt)*}) => {

@@ -1,6 +1,5 @@
 //! `EdgeSnapshot` reconciliation.
 
-use crate::crd::reasons::SnapshotReason;
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -14,6 +13,7 @@ use super::volume::Error;
 use super::{Context, FINALIZER};
 use crate::crd::conditions::{self, Desired, READY};
 use crate::crd::quantity;
+use crate::crd::reasons::SnapshotReason;
 use crate::crd::snapshot::{EdgeSnapshot, EdgeSnapshotStatus};
 use crate::crd::{DeletionPolicy, EdgeVolume};
 use crate::linstor::naming;

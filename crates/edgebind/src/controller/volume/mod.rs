@@ -7,7 +7,6 @@ pub mod validate;
 #[cfg(test)]
 mod plan_tests;
 
-use crate::crd::reasons::VolumeReason;
 use std::sync::Arc;
 
 use kube::api::Api;
@@ -19,6 +18,7 @@ use super::backends::BackendHandle;
 use super::ownership::Owner;
 use super::{Context, FINALIZER, skeleton};
 use crate::crd::conditions::{self, Desired};
+use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::{ADOPT_RELEASED_ANNOTATION, EdgeVolume, EdgeVolumeStatus};
 use crate::crd::{DeletionPolicy, EdgeSnapshot};
 use crate::linstor::{LinstorError, naming};

@@ -18,9 +18,10 @@ pub struct Cli {
     /// Log format: `json` (one object per line, for log pipelines) or `text`.
     #[arg(long, global = true, env = "EDGEBIND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
-    /// Log filter in tracing's EnvFilter syntax, e.g. `info,edgebind=debug`.
-    #[arg(long, global = true, env = "EDGEBIND_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info,edgebind=debug` (default `info`;
+    /// `warn` for `plan`, whose output is the report).
+    #[arg(long, global = true, env = "EDGEBIND_LOG")]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -35,7 +35,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> std::process::ExitCode {
-    init_logging(cli.log_format, &cli.log);
+    let quiet = matches!(cli.command, edgebind::cli::Command::Plan(_));
+    let filter = cli
+        .log
+        .clone()
+        .unwrap_or_else(|| if quiet { "warn" } else { "info" }.to_string());
+    init_logging(cli.log_format, &filter);
     match edgebind::run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -7,22 +7,27 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+
 use crate::cli::{PlanArgs, PlanOutput};
 use crate::cloudflare::CfOp;
-use crate::controller::inventory::Inventory;
+use crate::controller::backends::{BackendHandle, Backends};
 use crate::controller::ownership::{self, Owner};
-use crate::controller::snapshot::{self, SnapshotPlan};
-use crate::controller::volume::plan::{self as vplan, PlanInput, RestoreSource, VolumePlan};
-use crate::controller::volume::{status as vstatus, validate};
+use crate::controller::world::{Next, World};
+use crate::controller::{skeleton, snapshot, volume};
+use crate::crd::conditions::{Desired, READY, Reason};
+use crate::crd::reasons::{BackendReason, VolumeReason};
 use crate::crd::{CloudflareAccount, EdgeBinding, EdgeSnapshot, EdgeVolume, LinstorBackend};
 use crate::linstor::tls::TlsSource;
+use crate::linstor::types::Props;
 use crate::linstor::{ClientConfig, LinstorClient, Op, naming};
 use edgebind_sim::linstor::{LinstorSim, RunningSim, SimConfig};
 
@@ -140,7 +145,7 @@ pub struct ObjectPlan {
     pub details: BTreeMap<String, Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct PlannedCondition {
     #[serde(rename = "type")]
     pub type_: String,
@@ -160,13 +165,14 @@ impl From<&crate::crd::conditions::Desired> for PlannedCondition {
     }
 }
 
-fn cond(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> PlannedCondition {
-    PlannedCondition {
-        type_: type_.into(),
-        status,
-        reason: reason.into(),
-        message: message.into(),
-    }
+/// The condition of an object the API server would refuse (its CEL rules run here too).
+fn refused(reason: impl Reason, e: impl std::fmt::Display) -> PlannedCondition {
+    PlannedCondition::from(&Desired::new(
+        READY,
+        false,
+        reason,
+        format!("the API server would refuse this object: {e}"),
+    ))
 }
 
 #[derive(Serialize)]
@@ -176,31 +182,8 @@ pub struct PlanReport {
     pub skipped: Vec<String>,
 }
 
-/// The uid a manifest object is planned with: manifests carry none, so plan matches existing
-/// LINSTOR objects by their recorded namespace and name instead.
-fn plan_owner(
-    kind: &'static str,
-    ns: &str,
-    name: &str,
-    existing: Option<&crate::linstor::types::Props>,
-) -> Owner {
-    let uid = existing
-        .filter(|p| {
-            p.get(ownership::OWNER_NAMESPACE).map(String::as_str) == Some(ns)
-                && p.get(ownership::OWNER_NAME).map(String::as_str) == Some(name)
-                && p.get(ownership::RELEASED).is_none()
-        })
-        .and_then(|p| p.get(ownership::OWNER_UID).cloned())
-        .unwrap_or_else(|| format!("plan-{ns}-{name}"));
-    Owner {
-        kind,
-        namespace: ns.into(),
-        name: name.into(),
-        uid,
-    }
-}
-
-async fn seed_simulator(url: &str) -> anyhow::Result<()> {
+/// Offers the resource group the examples use on a fresh simulator.
+pub async fn seed_simulator(url: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(
             crate::linstor::tls::client_config(None).map_err(anyhow::Error::msg)?,
@@ -266,8 +249,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
         None => "the embedded LINSTOR simulator (3 nodes, pool \"thin\", resource group \"replicated\"); writes are applied to it to show the resulting status".into(),
     };
     let mut objects = Vec::new();
-    let mut inventories: BTreeMap<String, (Arc<Inventory>, crate::linstor::version::Features)> =
-        BTreeMap::new();
+    let backends = Backends::default();
 
     for b in &m.backends {
         let name = b.metadata.name.clone().unwrap_or_default();
@@ -277,12 +259,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
             ..Default::default()
         };
         if let Err(e) = b.validate_cel() {
-            op.conditions.push(cond(
-                "Ready",
-                false,
-                "Invalid",
-                format!("the API server would refuse this object: {e}"),
-            ));
+            op.conditions.push(refused(BackendReason::InvalidConfig, e));
             objects.push(op);
             continue;
         }
@@ -324,41 +301,56 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
             );
         }
         let client = Arc::new(client);
-        match client.probe().await {
+        let ready = match client.probe().await {
             Ok((v, features)) => {
-                op.conditions.push(cond(
-                    "Ready",
+                backends.insert_client(&name, client, features, Duration::from_secs(3600));
+                Desired::new(
+                    READY,
                     true,
-                    "Connected",
+                    BackendReason::Connected,
                     format!("LINSTOR {} (REST API {})", v.version, v.rest_api_version),
-                ));
-                inventories.insert(
-                    name.clone(),
-                    (
-                        Arc::new(Inventory::new(client, Duration::from_secs(3600))),
-                        features,
-                    ),
-                );
+                )
             }
-            Err(e) => op
-                .conditions
-                .push(cond("Ready", false, "Unreachable", e.to_string())),
-        }
+            Err(e) => Desired::new(READY, false, BackendReason::Unreachable, e.to_string()),
+        };
+        op.conditions.push(PlannedCondition::from(&ready));
         objects.push(op);
     }
 
-    let apply = live.is_none();
+    // What the API server would refuse never reaches the controller.
+    let mut refusals = BTreeMap::new();
+    let volumes: Vec<EdgeVolume> = m
+        .volumes
+        .iter()
+        .filter(|v| match v.validate_cel() {
+            Ok(()) => true,
+            Err(e) => {
+                refusals.insert(
+                    (v.namespace(), v.name_any()),
+                    refused(VolumeReason::InvalidSpec, e),
+                );
+                false
+            }
+        })
+        .cloned()
+        .collect();
+    let world = Manifested {
+        volumes: Mutex::new(volumes),
+        snapshots: Mutex::new(m.snapshots.clone()),
+        backends,
+        writes: live.is_none(),
+    };
     // Plain volumes first, then snapshots, then restores (which need the snapshots).
     let (plain, restores): (Vec<&EdgeVolume>, Vec<&EdgeVolume>) =
         m.volumes.iter().partition(|v| v.spec.source.is_none());
-    for v in &plain {
-        objects.push(plan_volume(v, &inventories, &m.snapshots, &m.volumes, apply).await);
+    for v in plain {
+        objects.push(plan_volume(v, &world, refusals.get(&(v.namespace(), v.name_any()))).await?);
     }
     for s in &m.snapshots {
-        objects.push(plan_snapshot(s, &inventories, &m.volumes, apply).await);
+        objects.push(plan_snapshot(s, &world).await?);
     }
-    for v in &restores {
-        objects.push(plan_volume(v, &inventories, &m.snapshots, &m.volumes, apply).await);
+    for v in restores {
+        objects.push(plan_volume(v, &world, refusals.get(&(v.namespace(), v.name_any()))).await?);
     }
     if let Some(s) = sim {
         s.stop().await;
@@ -372,299 +364,147 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
     })
 }
 
+/// `plan`'s world: the manifests, with the status plan has computed for them so far, and the
+/// backends it connected to. The controller's passes run against it unchanged.
+struct Manifested {
+    volumes: Mutex<Vec<EdgeVolume>>,
+    snapshots: Mutex<Vec<EdgeSnapshot>>,
+    backends: Backends,
+    writes: bool,
+}
+
+fn same(meta: &ObjectMeta, ns: &str, name: &str) -> bool {
+    meta.namespace.as_deref() == Some(ns) && meta.name.as_deref() == Some(name)
+}
+
+impl World for Manifested {
+    async fn volume(&self, ns: &str, name: &str) -> Result<Option<EdgeVolume>, kube::Error> {
+        let all = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(all.iter().find(|v| same(&v.metadata, ns, name)).cloned())
+    }
+    async fn snapshot(&self, ns: &str, name: &str) -> Result<Option<EdgeSnapshot>, kube::Error> {
+        let all = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(all.iter().find(|s| same(&s.metadata, ns, name)).cloned())
+    }
+    fn backend(&self, name: &str) -> Option<Arc<BackendHandle>> {
+        self.backends.get(name)
+    }
+    fn writes(&self) -> bool {
+        self.writes
+    }
+    fn owner(&self, base: Owner, existing: Option<&Props>) -> Owner {
+        let uid = existing
+            .filter(|p| {
+                p.get(ownership::OWNER_NAMESPACE) == Some(&base.namespace)
+                    && p.get(ownership::OWNER_NAME) == Some(&base.name)
+                    && p.get(ownership::RELEASED).is_none()
+            })
+            .and_then(|p| p.get(ownership::OWNER_UID).cloned())
+            .unwrap_or_else(|| format!("plan-{}-{}", base.namespace, base.name));
+        Owner { uid, ..base }
+    }
+}
+
+impl Manifested {
+    fn set_volume_status(&self, v: &EdgeVolume, p: &volume::pass::Pass) {
+        let new = skeleton::status_of(
+            v,
+            volume::volume_status(v, &p.linstor_name, p.computed.clone()),
+            &p.conditions,
+        );
+        let mut all = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(x) = all.iter_mut().find(|x| x.metadata == v.metadata) {
+            x.status = Some(new);
+        }
+    }
+    fn set_snapshot_status(&self, s: &EdgeSnapshot, p: &snapshot::Pass) {
+        let new = skeleton::status_of(s, p.status.clone(), std::slice::from_ref(&p.condition));
+        let mut all = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(x) = all.iter_mut().find(|x| x.metadata == s.metadata) {
+            x.status = Some(new);
+        }
+    }
+}
+
+/// Passes per object: as many as the controller needs to settle the examples (create, then
+/// observe; restore, then the follow-up writes).
+const PASSES: usize = 3;
+
+/// Whether the controller would come back for another pass that changes something.
+fn again(writes: bool, ops: &[Op], next: &Next) -> bool {
+    writes && !ops.is_empty() && matches!(next, Next::Progressing | Next::Settled)
+}
+
 async fn plan_volume(
     v: &EdgeVolume,
-    inventories: &BTreeMap<String, (Arc<Inventory>, crate::linstor::version::Features)>,
-    snapshots: &[EdgeSnapshot],
-    volumes: &[EdgeVolume],
-    apply: bool,
-) -> ObjectPlan {
+    world: &Manifested,
+    refusal: Option<&PlannedCondition>,
+) -> anyhow::Result<ObjectPlan> {
     let ns = v.metadata.namespace.clone().unwrap_or_default();
     let name = v.metadata.name.clone().unwrap_or_default();
-    let lname = naming::volume_name(&ns, &name);
     let mut out = ObjectPlan {
         kind: "EdgeVolume".into(),
         namespace: Some(ns.clone()),
         name: name.clone(),
-        linstor_name: Some(lname.clone()),
+        linstor_name: Some(naming::volume_name(&ns, &name)),
         ..Default::default()
     };
-    if let Err(e) = v.validate_cel() {
-        out.conditions.push(cond(
-            "Ready",
-            false,
-            "Invalid",
-            format!("the API server would refuse this object: {e}"),
-        ));
-        return out;
+    if let Some(c) = refusal {
+        out.conditions.push(c.clone());
+        return Ok(out);
     }
-    let spec = match validate::validate(&v.spec) {
-        Ok(s) => s,
-        Err(msg) => {
-            out.conditions
-                .push(cond("Ready", false, "InvalidSpec", msg));
-            return out;
-        }
-    };
-    let Some((inv, features)) = inventories.get(&v.spec.backend_ref) else {
-        out.conditions.push(cond(
-            "Ready",
-            false,
-            "BackendNotReady",
-            format!(
-                "LinstorBackend {:?} is not in the manifests or not reachable",
-                v.spec.backend_ref
-            ),
-        ));
-        return out;
-    };
-    let source = match &spec.source_snapshot {
-        None => None,
-        Some(snap) => match resolve_planned_source(&ns, snap, snapshots, volumes, inv).await {
-            Ok(s) => Some(s),
-            Err(msg) => {
-                out.conditions
-                    .push(cond("Ready", false, "WaitingForSnapshot", msg));
-                return out;
-            }
-        },
-    };
-    let mut observed = match inv.observe(&lname).await {
-        Ok(o) => o,
-        Err(e) => {
-            out.conditions
-                .push(cond("Ready", false, "LinstorUnreachable", e.to_string()));
-            return out;
-        }
-    };
-    let o = plan_owner(
-        "EdgeVolume",
-        &ns,
-        &name,
-        observed.rd.as_ref().map(|r| &r.props),
-    );
-    let adopt = v
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::crd::volume::ADOPT_RELEASED_ANNOTATION))
-        .map(String::as_str)
-        == Some("true");
-    // Up to three passes, as the controller would make them, so restores and adoptions show
-    // their follow-up writes too.
-    for _ in 0..3 {
-        let input = PlanInput {
-            owner: &o,
-            name: &lname,
-            spec: &spec,
-            features: *features,
-            observed: &observed,
-            adopt_released: adopt,
-            source: source.as_ref(),
+    for _ in 0..PASSES {
+        let Some(current) = world.volume(&ns, &name).await? else {
+            break;
         };
-        match vplan::plan(&input) {
-            VolumePlan::Conflict(msg) => {
-                out.conditions.push(cond("Ready", false, "Conflict", msg));
-                return out;
+        let p = volume::pass::run(world, &current).await?;
+        world.set_volume_status(&current, &p);
+        out.ops.extend(p.ops.iter().cloned());
+        out.conditions = p.conditions.iter().map(PlannedCondition::from).collect();
+        if let Some(c) = &p.computed {
+            out.details.remove("size");
+            if let Some(size) = &c.size {
+                out.details
+                    .insert("size".into(), Value::String(size.clone()));
             }
-            VolumePlan::Ops(ops) if ops.is_empty() => break,
-            VolumePlan::Ops(ops) => {
-                let stop = !apply;
-                for op in &ops {
-                    if apply && let Err(e) = inv.client().execute(op).await {
-                        out.ops.extend(ops.iter().cloned());
-                        out.conditions
-                            .push(cond("Ready", false, "LinstorError", e.to_string()));
-                        return out;
-                    }
-                }
-                out.ops.extend(ops);
-                if stop {
-                    break;
-                }
-                inv.mark_dirty(&lname);
-                observed = match inv.observe(&lname).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        out.conditions.push(cond(
-                            "Ready",
-                            false,
-                            "LinstorUnreachable",
-                            e.to_string(),
-                        ));
-                        return out;
-                    }
-                };
+            if !c.replicas.is_empty() {
+                out.details.insert(
+                    "replicas".into(),
+                    serde_json::to_value(&c.replicas).unwrap_or(Value::Null),
+                );
             }
         }
+        if !again(world.writes, &p.ops, &p.next) {
+            break;
+        }
     }
-    let c = vstatus::compute(&spec, &observed, !apply && !out.ops.is_empty());
-    out.conditions = c.conditions.iter().map(PlannedCondition::from).collect();
-    if let Some(size) = c.size {
-        out.details.insert("size".into(), Value::String(size));
-    }
-    if !c.replicas.is_empty() {
-        out.details.insert(
-            "replicas".into(),
-            serde_json::to_value(&c.replicas).unwrap_or(Value::Null),
-        );
-    }
-    out
+    Ok(out)
 }
 
-async fn resolve_planned_source(
-    ns: &str,
-    snap: &str,
-    snapshots: &[EdgeSnapshot],
-    volumes: &[EdgeVolume],
-    inv: &Inventory,
-) -> Result<RestoreSource, String> {
-    let s = snapshots
-        .iter()
-        .find(|s| {
-            s.metadata.name.as_deref() == Some(snap) && s.metadata.namespace.as_deref() == Some(ns)
-        })
-        .ok_or_else(|| format!("EdgeSnapshot {ns}/{snap} is not in the manifests"))?;
-    if !volumes
-        .iter()
-        .any(|v| v.metadata.name.as_deref() == Some(s.spec.volume_ref.as_str()))
-    {
-        return Err(format!(
-            "the volume {} of EdgeSnapshot {snap} is not in the manifests",
-            s.spec.volume_ref
-        ));
-    }
-    let rd = naming::volume_name(ns, &s.spec.volume_ref);
-    let sname = naming::snapshot_name(snap);
-    let observed = inv.observe(&rd).await.map_err(|e| e.to_string())?;
-    let x = observed
-        .snapshots
-        .iter()
-        .find(|x| x.name.eq_ignore_ascii_case(&sname) && x.successful())
-        .ok_or_else(|| format!("EdgeSnapshot {ns}/{snap} is not taken yet; the controller restores once it is ready"))?;
-    Ok(RestoreSource {
-        id: format!("{ns}/{snap}"),
-        resource: rd,
-        snapshot: sname,
-        nodes: x.nodes.clone(),
-    })
-}
-
-async fn plan_snapshot(
-    s: &EdgeSnapshot,
-    inventories: &BTreeMap<String, (Arc<Inventory>, crate::linstor::version::Features)>,
-    volumes: &[EdgeVolume],
-    apply: bool,
-) -> ObjectPlan {
+async fn plan_snapshot(s: &EdgeSnapshot, world: &Manifested) -> anyhow::Result<ObjectPlan> {
     let ns = s.metadata.namespace.clone().unwrap_or_default();
     let name = s.metadata.name.clone().unwrap_or_default();
     let rd = naming::volume_name(&ns, &s.spec.volume_ref);
-    let sname = naming::snapshot_name(&name);
     let mut out = ObjectPlan {
         kind: "EdgeSnapshot".into(),
         namespace: Some(ns.clone()),
         name: name.clone(),
-        linstor_name: Some(format!("{rd}/{sname}")),
+        linstor_name: Some(format!("{rd}/{}", naming::snapshot_name(&name))),
         ..Default::default()
     };
-    let Some(vol) = volumes.iter().find(|v| {
-        v.metadata.name.as_deref() == Some(s.spec.volume_ref.as_str())
-            && v.metadata.namespace.as_deref() == Some(ns.as_str())
-    }) else {
-        out.conditions.push(cond(
-            "Ready",
-            false,
-            "WaitingForVolume",
-            format!("EdgeVolume {} is not in the manifests", s.spec.volume_ref),
-        ));
-        return out;
-    };
-    let Some((inv, _)) = inventories.get(&vol.spec.backend_ref) else {
-        out.conditions.push(cond(
-            "Ready",
-            false,
-            "WaitingForVolume",
-            format!("LinstorBackend {} is not ready", vol.spec.backend_ref),
-        ));
-        return out;
-    };
-    inv.mark_dirty(&rd);
-    let observed = match inv.observe(&rd).await {
-        Ok(o) => o,
-        Err(e) => {
-            out.conditions
-                .push(cond("Ready", false, "LinstorUnreachable", e.to_string()));
-            return out;
-        }
-    };
-    let existing = observed
-        .snapshots
-        .iter()
-        .find(|x| x.name.eq_ignore_ascii_case(&sname));
-    let o = plan_owner(
-        "EdgeSnapshot",
-        &ns,
-        &name,
-        existing.map(|x| &x.snapshot_definition_props),
-    );
-    match snapshot::plan(&o, &rd, &sname, existing) {
-        SnapshotPlan::Conflict(msg) => out.conditions.push(cond("Ready", false, "Conflict", msg)),
-        SnapshotPlan::Observe => {
-            let ok = existing.is_some_and(|x| x.successful());
-            out.conditions.push(cond(
-                "Ready",
-                ok,
-                if ok { "Ready" } else { "Creating" },
-                format!("snapshot {sname} of {rd}"),
-            ));
-        }
-        SnapshotPlan::Create(op) => {
-            if apply {
-                if observed.rd.is_none() {
-                    out.ops.push(op);
-                    out.conditions.push(cond(
-                        "Ready",
-                        false,
-                        "WaitingForVolume",
-                        format!("EdgeVolume {} is not created", s.spec.volume_ref),
-                    ));
-                    return out;
-                }
-                if let Err(e) = inv.client().execute(&op).await {
-                    out.ops.push(op);
-                    out.conditions
-                        .push(cond("Ready", false, "LinstorError", e.to_string()));
-                    return out;
-                }
-                inv.mark_dirty(&rd);
-                let ok = inv
-                    .observe(&rd)
-                    .await
-                    .ok()
-                    .and_then(|o| {
-                        o.snapshots
-                            .into_iter()
-                            .find(|x| x.name.eq_ignore_ascii_case(&sname))
-                    })
-                    .is_some_and(|x| x.successful());
-                out.conditions.push(cond(
-                    "Ready",
-                    ok,
-                    if ok { "Ready" } else { "Creating" },
-                    format!("snapshot {sname} of {rd}"),
-                ));
-            } else {
-                out.conditions.push(cond(
-                    "Ready",
-                    false,
-                    "Creating",
-                    format!("the controller would snapshot {rd} as {sname}"),
-                ));
-            }
-            out.ops.push(op);
+    for _ in 0..PASSES {
+        let Some(current) = world.snapshot(&ns, &name).await? else {
+            break;
+        };
+        let p = snapshot::pass(world, &current).await?;
+        world.set_snapshot_status(&current, &p);
+        out.ops.extend(p.ops.iter().cloned());
+        out.conditions = vec![PlannedCondition::from(&p.condition)];
+        if !again(world.writes, &p.ops, &p.next) {
+            break;
         }
     }
-    out
+    Ok(out)
 }
 
 /// Renders a report for a person.

@@ -3,14 +3,13 @@
 //! Cloudflare simulator. Secret values are shown as hashes only; the signing key is not
 //! generated (the controller generates it and publishes it to the gateways first).
 
-use crate::crd::conditions::Reason as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
 use serde_json::Value;
 
-use super::{ObjectPlan, cond};
+use super::{ObjectPlan, PlannedCondition, refused};
 use crate::cloudflare::{CfClient, CfClientConfig};
 use crate::controller::binding::config::compile_for;
 use crate::controller::binding::listing::Listings;
@@ -18,6 +17,8 @@ use crate::controller::binding::{
     desired_secrets, observe, owner_tag, plan as bplan, script_upload,
 };
 use crate::crd::binding::EdgeBindingStatus;
+use crate::crd::conditions::{Desired, READY};
+use crate::crd::reasons::{AccountReason, BindingReason};
 use crate::crd::{CloudflareAccount, EdgeBinding, IdentityIssuer, VolumeAccessPolicy};
 use edgebind_sim::cloudflare::{CfSimConfig, CloudflareSim, REALISTIC_TOKEN, SimToken};
 
@@ -72,19 +73,9 @@ pub(super) async fn plan_cloudflare(
                 a.spec.api_token.namespace, a.spec.api_token.name, a.spec.api_token.key
             )),
         );
-        match a.validate_cel() {
-            Ok(()) => op.conditions.push(cond(
-                "Ready",
-                true,
-                "Planned",
-                "the token is verified when the controller runs",
-            )),
-            Err(e) => op.conditions.push(cond(
-                "Ready",
-                false,
-                "Invalid",
-                format!("the API server would refuse this object: {e}"),
-            )),
+        // Valid or not, plan cannot say more: the token is verified when the controller runs.
+        if let Err(e) = a.validate_cel() {
+            op.conditions.push(refused(AccountReason::InvalidConfig, e));
         }
         out.push(op);
     }
@@ -109,21 +100,20 @@ async fn plan_binding(
         name: b.name_any(),
         ..Default::default()
     };
-    let fail = |mut op: ObjectPlan, reason: &str, msg: String| {
-        op.conditions.push(cond("Ready", false, reason, msg));
+    let fail = |mut op: ObjectPlan, reason: BindingReason, msg: String| {
+        op.conditions.push(PlannedCondition::from(&Desired::new(
+            READY, false, reason, msg,
+        )));
         op
     };
     if let Err(e) = b.validate_cel() {
-        return fail(
-            op,
-            "Invalid",
-            format!("the API server would refuse this object: {e}"),
-        );
+        op.conditions.push(refused(BindingReason::InvalidConfig, e));
+        return op;
     }
     let Some(acc) = accounts.iter().find(|a| a.name_any() == b.spec.account_ref) else {
         return fail(
             op,
-            "AccountNotReady",
+            BindingReason::AccountNotReady,
             format!(
                 "CloudflareAccount {:?} is not among the manifests",
                 b.spec.account_ref
@@ -133,7 +123,7 @@ async fn plan_binding(
     let cfg = compile_for(b, issuers, policies);
     let cfg = match cfg {
         Ok(c) => c,
-        Err(msg) => return fail(op, "InvalidConfig", msg),
+        Err(msg) => return fail(op, BindingReason::InvalidConfig, msg),
     };
     let client = CfClient::new(CfClientConfig {
         api_url: url.to_string(),
@@ -145,7 +135,7 @@ async fn plan_binding(
     });
     let client = match client {
         Ok(c) => Arc::new(c),
-        Err(msg) => return fail(op, "InvalidConfig", msg),
+        Err(msg) => return fail(op, BindingReason::InvalidConfig, msg),
     };
     let desired = bplan::Desired {
         upload: script_upload(b, &cfg),
@@ -167,7 +157,7 @@ async fn plan_binding(
     .await
     {
         Ok(o) => o,
-        Err(e) => return fail(op, e.reason().as_str(), e.to_string()),
+        Err(e) => return fail(op, e.reason().into(), e.to_string()),
     };
     let p = bplan::plan(&desired, &observed, &status);
     op.cloudflare_ops = p.ops;
@@ -178,15 +168,15 @@ async fn plan_binding(
                 .into(),
         ),
     );
-    op.conditions.push(cond(
-        "Ready",
+    op.conditions.push(PlannedCondition::from(&Desired::new(
+        READY,
         true,
-        "Published",
+        BindingReason::Published,
         format!(
             "Worker {} would serve {} route(s)",
             b.spec.script_name,
             b.spec.routes.len()
         ),
-    ));
+    )));
     op
 }

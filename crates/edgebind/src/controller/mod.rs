@@ -15,6 +15,7 @@ pub mod ownership;
 pub mod skeleton;
 pub mod snapshot;
 pub mod volume;
+pub mod world;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,6 +10,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::ownership::{self, Owner, Ownership};
 use super::skeleton;
 use super::volume::Error;
+use super::world::{Cluster, Next, World};
 use super::{Context, FINALIZER};
 use crate::crd::conditions::{self, Desired, READY};
 use crate::crd::quantity;
@@ -105,126 +106,109 @@ pub async fn reconcile(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-async fn report(
-    s: &EdgeSnapshot,
-    ctx: &Context,
-    new: EdgeSnapshotStatus,
-    cond: Desired,
-) -> Result<(), kube::Error> {
-    skeleton::report(ctx, s, new, &[cond]).await
+/// The outcome of one pass over a snapshot.
+#[derive(Debug)]
+pub(crate) struct Pass {
+    pub(crate) status: EdgeSnapshotStatus,
+    pub(crate) condition: Desired,
+    /// The LINSTOR writes made (or, where the world does not write, that would be made).
+    pub(crate) ops: Vec<Op>,
+    pub(crate) next: Next,
 }
 
-async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let o = owner(&s);
-    let key = format!("{}/{}", o.namespace, o.name);
-    let snap = naming::snapshot_name(&o.name);
-    let rd = naming::volume_name(&o.namespace, &s.spec.volume_ref);
-    let base = EdgeSnapshotStatus {
+/// One pass: find the volume and its backend, observe LINSTOR, plan, write, compute status.
+/// The controller runs it against the cluster and `edgebind plan` against its manifests.
+pub(crate) async fn pass<W: World>(w: &W, s: &EdgeSnapshot) -> Result<Pass, kube::Error> {
+    let base = owner(s);
+    let snap = naming::snapshot_name(&base.name);
+    let rd = naming::volume_name(&base.namespace, &s.spec.volume_ref);
+    let status = EdgeSnapshotStatus {
         linstor_name: Some(snap.clone()),
         resource_name: Some(rd.clone()),
         ..s.status.clone().unwrap_or_default()
     };
-    let vols: Api<EdgeVolume> = Api::namespaced(ctx.client.clone(), &o.namespace);
-    let vol = vols.get_opt(&s.spec.volume_ref).await?;
-    let waiting = |msg: String| Desired::new(READY, false, SnapshotReason::WaitingForVolume, msg);
-    let Some(vol) = vol else {
-        report(
-            &s,
-            &ctx,
-            base,
-            waiting(format!("EdgeVolume {} does not exist", s.spec.volume_ref)),
-        )
-        .await?;
-        return Ok(skeleton::retry(&ctx, s.as_ref()));
+    let stop = |reason: SnapshotReason, msg: String, next: Next| Pass {
+        status: status.clone(),
+        condition: Desired::new(READY, false, reason, msg),
+        ops: vec![],
+        next,
+    };
+    let waiting = |msg: String| stop(SnapshotReason::WaitingForVolume, msg, Next::Retry);
+    let Some(vol) = w.volume(&base.namespace, &s.spec.volume_ref).await? else {
+        return Ok(waiting(format!(
+            "EdgeVolume {} does not exist",
+            s.spec.volume_ref
+        )));
     };
     let vol_ready = vol
         .status
         .as_ref()
         .is_some_and(|st| conditions::is_true(&st.conditions, READY));
-    let Some(backend) = ctx
-        .backends
-        .get(&vol.spec.backend_ref)
+    let Some(backend) = w
+        .backend(&vol.spec.backend_ref)
         .filter(|b| b.problem.is_none())
     else {
-        report(
-            &s,
-            &ctx,
-            base,
-            waiting(format!(
-                "LinstorBackend {} is not ready",
-                vol.spec.backend_ref
-            )),
-        )
-        .await?;
-        return Ok(skeleton::retry(&ctx, s.as_ref()));
+        return Ok(waiting(format!(
+            "LinstorBackend {} is not ready",
+            vol.spec.backend_ref
+        )));
     };
     let inv = &backend.inventory;
-    let observed = inv.observe(&rd).await?;
+    let observed = match inv.observe(&rd).await {
+        Ok(o) => o,
+        Err(e) => {
+            return Ok(stop(
+                SnapshotReason::LinstorError,
+                e.to_string(),
+                Next::Failed(e),
+            ));
+        }
+    };
     let existing = observed
         .snapshots
         .iter()
         .find(|x| x.name.eq_ignore_ascii_case(&snap));
+    let o = w.owner(base, existing.map(|x| &x.snapshot_definition_props));
     match plan(&o, &rd, &snap, existing) {
-        SnapshotPlan::Conflict(msg) => {
-            report(
-                &s,
-                &ctx,
-                base,
-                Desired::new(READY, false, SnapshotReason::Conflict, msg),
-            )
-            .await?;
-            Ok(Action::requeue(ctx.config.resync))
-        }
+        SnapshotPlan::Conflict(msg) => Ok(stop(SnapshotReason::Conflict, msg, Next::Resync)),
+        SnapshotPlan::Create(_) if !vol_ready => Ok(waiting(format!(
+            "EdgeVolume {} is not Ready yet",
+            s.spec.volume_ref
+        ))),
         SnapshotPlan::Create(op) => {
-            if !vol_ready {
-                report(
-                    &s,
-                    &ctx,
-                    base,
-                    waiting(format!("EdgeVolume {} is not Ready yet", s.spec.volume_ref)),
-                )
-                .await?;
-                return Ok(skeleton::retry(&ctx, s.as_ref()));
-            }
-            tracing::info!(snapshot = %key, op = %op.summary, "LINSTOR write");
-            let res = inv.client().execute(&op).await;
-            inv.mark_dirty(&rd);
-            match res {
-                Ok(_) => {}
-                Err(e) if e.is_exists() => {
-                    return Ok(Action::requeue(std::time::Duration::from_millis(200)));
-                }
-                Err(e) => {
-                    report(
-                        &s,
-                        &ctx,
-                        base,
-                        Desired::new(READY, false, SnapshotReason::LinstorError, e.to_string()),
-                    )
-                    .await?;
-                    return Err(e.into());
+            if w.writes() {
+                tracing::info!(snapshot = %format!("{}/{}", o.namespace, o.name), op = %op.summary, "LINSTOR write");
+                let res = inv.client().execute(&op).await;
+                inv.mark_dirty(&rd);
+                match res {
+                    Ok(_) => {}
+                    Err(e) if e.is_exists() => {
+                        return Ok(stop(SnapshotReason::Creating, String::new(), Next::Reread));
+                    }
+                    Err(e) => {
+                        return Ok(stop(
+                            SnapshotReason::LinstorError,
+                            e.to_string(),
+                            Next::Failed(e),
+                        ));
+                    }
                 }
             }
-            report(
-                &s,
-                &ctx,
-                base,
-                Desired::new(
-                    READY,
-                    false,
+            Ok(Pass {
+                ops: vec![op],
+                ..stop(
                     SnapshotReason::Creating,
-                    format!("snapshot {snap} requested"),
-                ),
-            )
-            .await?;
-            Ok(Action::requeue(ctx.config.progress_interval))
+                    format!("snapshot {snap} of {rd} requested"),
+                    Next::Progressing,
+                )
+            })
         }
         SnapshotPlan::Observe => {
             let Some(x) = existing else {
-                return Ok(Action::requeue(ctx.config.progress_interval));
+                return Ok(stop(SnapshotReason::Creating, String::new(), Next::Reread));
             };
             let created = x.snapshots.iter().filter_map(|n| n.create_timestamp).min();
-            let st = EdgeSnapshotStatus {
+            let status = EdgeSnapshotStatus {
                 ready_to_use: x.successful(),
                 creation_time: created
                     .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
@@ -235,9 +219,9 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
                     .find(|v| v.volume_number == 0)
                     .map(|v| quantity::format_kib(v.size_kib)),
                 nodes: x.nodes.clone(),
-                ..base
+                ..status.clone()
             };
-            let cond = if x.failed() {
+            let condition = if x.failed() {
                 Desired::new(
                     READY,
                     false,
@@ -262,19 +246,27 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
                     format!("LINSTOR is taking snapshot {snap}"),
                 )
             };
-            let done = cond.status || x.failed();
-            report(&s, &ctx, st, cond).await?;
-            Ok(skeleton::settled(
-                &ctx,
-                s.as_ref(),
-                if done {
-                    ctx.config.resync
+            let done = condition.status || x.failed();
+            Ok(Pass {
+                status,
+                condition,
+                ops: vec![],
+                next: if done {
+                    Next::Settled
                 } else {
-                    ctx.config.progress_interval
+                    Next::Progressing
                 },
-            ))
+            })
         }
     }
+}
+
+async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let p = pass(&Cluster(&ctx), &s).await?;
+    if p.next.reports() {
+        skeleton::report(&ctx, s.as_ref(), p.status, &[p.condition]).await?;
+    }
+    Ok(p.next.action(&ctx, s.as_ref())?)
 }
 
 async fn cleanup(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -15,3 +15,4 @@ mod linstor_sim;
 mod linstor_sim_contract;
 mod linstor_tls;
 mod operator;
+mod plan_parity;

@@ -1,0 +1,222 @@
+//! One pass over an EdgeVolume: validate, check the backend, resolve the restore source,
+//! observe LINSTOR, plan, write, compute status. The controller runs it against the cluster and
+//! `edgebind plan` against its manifests; what differs is only the [`World`].
+
+use kube::ResourceExt;
+
+use super::plan::{self, PlanInput, RestoreSource, VolumePlan};
+use super::{owner, status, validate};
+use crate::controller::world::{Next, World};
+use crate::crd::EdgeVolume;
+use crate::crd::conditions::{Desired, PROGRESSING};
+use crate::crd::reasons::VolumeReason;
+use crate::crd::volume::ADOPT_RELEASED_ANNOTATION;
+use crate::linstor::{LinstorError, Op, naming, rc};
+
+/// The outcome of one pass.
+#[derive(Debug)]
+pub(crate) struct Pass {
+    pub(crate) linstor_name: String,
+    /// The LINSTOR writes made (or, where the world does not write, that would be made).
+    pub(crate) ops: Vec<Op>,
+    /// LINSTOR's view of the volume, when it was read and the volume is ours.
+    pub(crate) computed: Option<status::Computed>,
+    pub(crate) conditions: Vec<Desired>,
+    pub(crate) next: Next,
+}
+
+impl Pass {
+    fn stop(linstor_name: &str, reason: VolumeReason, msg: &str, next: Next) -> Self {
+        let retrying = !matches!(next, Next::AwaitChange | Next::Resync);
+        Pass {
+            linstor_name: linstor_name.to_string(),
+            ops: vec![],
+            computed: None,
+            conditions: status::failed(reason, msg, retrying),
+            next,
+        }
+    }
+}
+
+pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::Error> {
+    let base = owner(ev);
+    let lname = naming::volume_name(&base.namespace, &base.name);
+    let spec = match validate::validate(&ev.spec) {
+        Ok(s) => s,
+        // Only a spec change can fix this: no LINSTOR call, no retry.
+        Err(msg) => {
+            return Ok(Pass::stop(
+                &lname,
+                VolumeReason::InvalidSpec,
+                &msg,
+                Next::AwaitChange,
+            ));
+        }
+    };
+    let name = &ev.spec.backend_ref;
+    let (backend, features) = match w.backend(name) {
+        None => {
+            let msg = format!("LinstorBackend {name:?} does not exist or has not been checked yet");
+            return Ok(Pass::stop(
+                &lname,
+                VolumeReason::BackendNotReady,
+                &msg,
+                Next::Retry,
+            ));
+        }
+        Some(h) => match (&h.problem, h.features) {
+            (Some(p), _) => {
+                let msg = format!("LinstorBackend {name:?} is not ready: {p}");
+                return Ok(Pass::stop(
+                    &lname,
+                    VolumeReason::BackendNotReady,
+                    &msg,
+                    Next::Retry,
+                ));
+            }
+            (None, None) => {
+                let msg = format!("LinstorBackend {name:?} has not been probed yet");
+                return Ok(Pass::stop(
+                    &lname,
+                    VolumeReason::BackendNotReady,
+                    &msg,
+                    Next::Retry,
+                ));
+            }
+            (None, Some(f)) => (h.clone(), f),
+        },
+    };
+    let source = match &spec.source_snapshot {
+        None => None,
+        Some(s) => match resolve_source(w, ev, s).await? {
+            Ok(src) => Some(src),
+            Err(msg) => {
+                return Ok(Pass::stop(
+                    &lname,
+                    VolumeReason::WaitingForSnapshot,
+                    &msg,
+                    Next::Retry,
+                ));
+            }
+        },
+    };
+    let inv = &backend.inventory;
+    let observed = match inv.observe(&lname).await {
+        Ok(o) => o,
+        Err(e) => return Ok(failed(&lname, e)),
+    };
+    let o = w.owner(base, observed.rd.as_ref().map(|r| &r.props));
+    let adopt = ev
+        .annotations()
+        .get(ADOPT_RELEASED_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    let input = PlanInput {
+        owner: &o,
+        name: &lname,
+        spec: &spec,
+        features,
+        observed: &observed,
+        adopt_released: adopt,
+        source: source.as_ref(),
+    };
+    let ops = match plan::plan(&input) {
+        // The other object may go away: look again at the next resync.
+        VolumePlan::Conflict(msg) => {
+            return Ok(Pass::stop(
+                &lname,
+                VolumeReason::Conflict,
+                &msg,
+                Next::Resync,
+            ));
+        }
+        VolumePlan::Ops(ops) => ops,
+    };
+    let wrote = !ops.is_empty();
+    if w.writes() {
+        let key = format!("{}/{}", o.namespace, o.name);
+        for (i, op) in ops.iter().enumerate() {
+            tracing::info!(volume = %key, op = %op.summary, "LINSTOR write");
+            if let Err(e) = inv.client().execute(op).await {
+                inv.mark_dirty(&lname);
+                if e.is_exists() {
+                    // Someone (another replica of us, or a person) created it meanwhile:
+                    // re-read and compare on the next pass rather than assume.
+                    tracing::info!(volume = %key, "already exists; re-reading");
+                    return Ok(Pass {
+                        ops: ops[..i].to_vec(),
+                        ..Pass::stop(&lname, VolumeReason::Applying, "", Next::Reread)
+                    });
+                }
+                return Ok(Pass {
+                    ops: ops[..i].to_vec(),
+                    ..failed(&lname, e)
+                });
+            }
+        }
+        if wrote {
+            inv.mark_dirty(&lname);
+        }
+    }
+    let computed = status::compute(&spec, &observed, wrote);
+    let progressing = wrote
+        || computed
+            .conditions
+            .iter()
+            .any(|c| c.type_ == PROGRESSING && c.status);
+    Ok(Pass {
+        linstor_name: lname,
+        ops,
+        conditions: computed.conditions.clone(),
+        computed: Some(computed),
+        next: if progressing {
+            Next::Progressing
+        } else {
+            Next::Settled
+        },
+    })
+}
+
+fn failed(lname: &str, e: LinstorError) -> Pass {
+    let reason = match &e {
+        LinstorError::Unreachable { .. } => VolumeReason::LinstorUnreachable,
+        LinstorError::Unauthorized { .. } => VolumeReason::Unauthorized,
+        _ if e.has_code(rc::FAIL_NOT_ENOUGH_NODES) => VolumeReason::NotEnoughNodes,
+        _ if e.has_code(rc::FAIL_NOT_FOUND_RSC_GRP) => VolumeReason::ResourceGroupNotFound,
+        _ => VolumeReason::LinstorError,
+    };
+    let msg = e.to_string();
+    Pass::stop(lname, reason, &msg, Next::Failed(e))
+}
+
+/// Resolves `source.snapshot` to a ready LINSTOR snapshot on the same backend.
+async fn resolve_source<W: World>(
+    w: &W,
+    ev: &EdgeVolume,
+    snap: &str,
+) -> Result<Result<RestoreSource, String>, kube::Error> {
+    let ns = ev.namespace().unwrap_or_default();
+    let Some(s) = w.snapshot(&ns, snap).await? else {
+        return Ok(Err(format!("EdgeSnapshot {ns}/{snap} does not exist")));
+    };
+    if let Some(src_vol) = w.volume(&ns, &s.spec.volume_ref).await?
+        && src_vol.spec.backend_ref != ev.spec.backend_ref
+    {
+        return Ok(Err(format!(
+            "EdgeSnapshot {snap} is on backend {:?}, this volume on {:?}; restores stay within one LINSTOR cluster",
+            src_vol.spec.backend_ref, ev.spec.backend_ref
+        )));
+    }
+    let st = s.status.unwrap_or_default();
+    match (st.ready_to_use, st.linstor_name, st.resource_name) {
+        (true, Some(snapshot), Some(resource)) => Ok(Ok(RestoreSource {
+            id: format!("{ns}/{snap}"),
+            resource,
+            snapshot,
+            nodes: st.nodes,
+        })),
+        _ => Ok(Err(format!(
+            "waiting for EdgeSnapshot {ns}/{snap} to be ready to use"
+        ))),
+    }
+}

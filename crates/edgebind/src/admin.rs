@@ -9,7 +9,7 @@ use axum::routing::get;
 
 use crate::controller::Readiness;
 
-pub fn router(ready: Readiness) -> Router {
+pub(crate) fn router(ready: Readiness) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route(
@@ -40,7 +40,7 @@ pub fn router(ready: Readiness) -> Router {
         )
 }
 
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     ready: Readiness,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

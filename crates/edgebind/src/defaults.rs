@@ -3,10 +3,10 @@
 //! fails if they drift apart. (The Helm chart installs into its release namespace.)
 
 /// Namespace of the operator, its Lease and the gateway keys Secret, unless `POD_NAMESPACE` says.
-pub const NAMESPACE: &str = "edgebind-system";
+pub(crate) const NAMESPACE: &str = "edgebind-system";
 
 /// Secret in the operator namespace holding the Workers' public keys that the gateways trust.
-pub const GATEWAY_KEYS_SECRET: &str = "edgebind-gateway-keys";
+pub(crate) const GATEWAY_KEYS_SECRET: &str = "edgebind-gateway-keys";
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ExternalLabels {
+pub(crate) struct ExternalLabels {
     pub system: String,
     pub method: String,
     pub operation: String,
@@ -19,23 +19,23 @@ pub struct ExternalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ExternalLatencyLabels {
+pub(crate) struct ExternalLatencyLabels {
     pub system: String,
     pub operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabels {
+pub(crate) struct ReconcileLabels {
     pub kind: String,
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
+pub(crate) struct KindLabel {
     pub kind: String,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub external_requests: Family<ExternalLabels, Counter>,
     pub external_latency: Family<ExternalLatencyLabels, Histogram>,
     pub reconciles: Family<ReconcileLabels, Counter>,
@@ -93,18 +93,24 @@ fn init() -> (Metrics, Registry) {
     (m, r)
 }
 
-pub fn get() -> &'static Metrics {
+pub(crate) fn get() -> &'static Metrics {
     &METRICS.get_or_init(init).0
 }
 
 /// Prometheus text exposition of every metric.
-pub fn encode() -> String {
+pub(crate) fn encode() -> String {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &METRICS.get_or_init(init).1);
     out
 }
 
-pub fn external_request(system: &str, method: &str, operation: &str, status: &str, took: Duration) {
+pub(crate) fn external_request(
+    system: &str,
+    method: &str,
+    operation: &str,
+    status: &str,
+    took: Duration,
+) {
     let m = get();
     m.external_requests
         .get_or_create(&ExternalLabels {
@@ -127,7 +133,7 @@ pub fn external_request(system: &str, method: &str, operation: &str, status: &st
 
 /// Replaces object names in a LINSTOR or Cloudflare path with placeholders, so the path is a
 /// label of bounded cardinality (`/v1/resource-definitions/{name}/autoplace`).
-pub fn path_template(path: &str) -> String {
+pub(crate) fn path_template(path: &str) -> String {
     const COLLECTIONS: &[&str] = &[
         "resource-definitions",
         "resource-groups",
@@ -161,13 +167,13 @@ pub fn path_template(path: &str) -> String {
 }
 
 /// Counts a reconcile as in progress until dropped, and records its duration.
-pub struct ReconcileGuard {
+pub(crate) struct ReconcileGuard {
     kind: &'static str,
     started: std::time::Instant,
 }
 
 impl ReconcileGuard {
-    pub fn start(kind: &'static str) -> Self {
+    pub(crate) fn start(kind: &'static str) -> Self {
         get()
             .queue_depth
             .get_or_create(&KindLabel { kind: kind.into() })

@@ -22,7 +22,7 @@ use crate::linstor::budget::Budget;
 use crate::metrics;
 
 /// Cloudflare's API root.
-pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
+pub(crate) const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
 /// Attempts of one call on 429 (within `max_wait`) and, for idempotent calls, on 5xx.
 const ATTEMPTS: u32 = 4;
 /// Wait when a 429 carries neither `Retry-After` nor `Ratelimit`.
@@ -94,7 +94,7 @@ fn user_agent() -> String {
 }
 
 /// Seconds from `Retry-After` (delta-seconds form), or from the `t=` of a `Ratelimit` header.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(s) = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -106,7 +106,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// `(remaining, reset)` of the IETF draft `Ratelimit: "default";r=50;t=30` header.
-pub fn ratelimit_header(headers: &HeaderMap) -> Option<(u64, Duration)> {
+pub(crate) fn ratelimit_header(headers: &HeaderMap) -> Option<(u64, Duration)> {
     let v = headers.get("ratelimit")?.to_str().ok()?;
     let mut r = None;
     let mut t = None;

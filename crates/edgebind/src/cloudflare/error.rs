@@ -13,27 +13,21 @@ pub struct ApiMessage {
 }
 
 /// Envelope codes edgebind acts on (reference §2, §3, §5).
-pub mod code {
+pub(crate) mod code {
     /// Authentication error (wrong or insufficient token, or an account/zone it cannot see).
-    pub const AUTHENTICATION: i64 = 10000;
+    pub(crate) const AUTHENTICATION: i64 = 10000;
     /// Verify endpoints: token unknown on this path.
-    pub const INVALID_TOKEN: i64 = 1000;
+    pub(crate) const INVALID_TOKEN: i64 = 1000;
     /// Known token, expired, disabled or not yet valid.
-    pub const TOKEN_UNUSABLE: i64 = 9109;
-    pub const MISSING_AUTH: i64 = 9106;
-    pub const BAD_AUTH_HEADER: i64 = 6003;
+    pub(crate) const TOKEN_UNUSABLE: i64 = 9109;
+    pub(crate) const MISSING_AUTH: i64 = 9106;
+    pub(crate) const BAD_AUTH_HEADER: i64 = 6003;
     /// Worker (or route, version) not found.
-    pub const NOT_FOUND: i64 = 10007;
+    pub(crate) const NOT_FOUND: i64 = 10007;
     /// Route for a Worker that does not exist (also a propagation race right after upload).
-    pub const ROUTE_SCRIPT_MISSING: i64 = 10019;
-    /// A route with the same pattern exists.
-    pub const ROUTE_DUPLICATE: i64 = 10020;
-    /// Route pattern outside the zone.
-    pub const ROUTE_PATTERN: i64 = 10022;
+    pub(crate) const ROUTE_SCRIPT_MISSING: i64 = 10019;
     /// Secret edit refused: the latest version is not the deployed one.
-    pub const LATEST_NOT_DEPLOYED: i64 = 10215;
-    /// Rate limited.
-    pub const RATE_LIMITED: i64 = 10429;
+    pub(crate) const LATEST_NOT_DEPLOYED: i64 = 10215;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +128,7 @@ impl CfError {
 }
 
 /// Classifies a non-2xx answer. `body` is the (possibly non-JSON) envelope.
-pub fn classify(what: &str, status: u16, body: &[u8], retry_after: Duration) -> CfError {
+pub(crate) fn classify(what: &str, status: u16, body: &[u8], retry_after: Duration) -> CfError {
     let errors: Vec<ApiMessage> = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("errors").cloned())

@@ -5,11 +5,11 @@
 //! `docs/reference/cloudflare.md`; this module encodes them once. Writes are values
 //! ([`ops::CfOp`]) so the reconciler can plan them purely and `edgebind plan` can print them.
 
-pub mod client;
-pub mod error;
-pub mod ops;
-pub mod types;
-pub mod upload;
+pub(crate) mod client;
+pub(crate) mod error;
+pub(crate) mod ops;
+pub(crate) mod types;
+pub(crate) mod upload;
 pub mod worker;
 
 pub use client::{CfClient, CfClientConfig};

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::worker::{MAIN_MODULE, sha256_tagged};
 
 /// Binding types carried over from the previous version on every upload.
-pub const KEEP_BINDINGS: &[&str] = &["secret_text", "secret_key"];
+pub(crate) const KEEP_BINDINGS: &[&str] = &["secret_text", "secret_key"];
 
 /// What a script upload consists of, apart from secrets.
 #[derive(Clone, PartialEq)]

@@ -28,14 +28,14 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DOCUMENT: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub enum AccessError {
+pub(crate) enum AccessError {
     #[error(transparent)]
     Kube(#[from] kube::Error),
 }
 
 /// Why a JWK Set could not be used; the reason is the Ready condition's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchFailure {
+pub(crate) struct FetchFailure {
     pub reason: IssuerReason,
     pub message: String,
 }
@@ -124,7 +124,7 @@ async fn get_json(http: &reqwest::Client, u: &url::Url) -> Result<Value, GetErro
 
 /// Checks a JWK Set (RFC 7517 §5) and returns its sorted key ids. At least one key must be
 /// usable for signatures (`use` absent or `sig`).
-pub fn key_ids_of(jwks: &Value) -> Result<Vec<String>, String> {
+pub(crate) fn key_ids_of(jwks: &Value) -> Result<Vec<String>, String> {
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
@@ -154,7 +154,7 @@ pub fn key_ids_of(jwks: &Value) -> Result<Vec<String>, String> {
 }
 
 /// Finds the JWK Set (spec.jwksUri, else OIDC discovery) and returns its key ids.
-pub async fn fetch_key_ids(
+pub(crate) async fn fetch_key_ids(
     http: &reqwest::Client,
     issuer: &str,
     jwks_uri: Option<&str>,
@@ -226,7 +226,7 @@ fn http_client() -> Result<reqwest::Client, String> {
 /// The issuer's new status from the fetch outcome. Key ids and the fetch time survive a failure;
 /// the fetch time is rewritten only when the key ids change or after a failure, so a converged
 /// resync computes the old status again.
-pub fn issuer_status(
+pub(crate) fn issuer_status(
     old: &IdentityIssuerStatus,
     outcome: &Result<Vec<String>, FetchFailure>,
     now: Time,
@@ -260,7 +260,7 @@ pub fn issuer_status(
     (status, desired)
 }
 
-pub async fn reconcile_issuer(
+pub(crate) async fn reconcile_issuer(
     i: Arc<IdentityIssuer>,
     ctx: Arc<Context>,
 ) -> Result<Action, AccessError> {
@@ -286,7 +286,7 @@ pub async fn reconcile_issuer(
 }
 
 /// Issuer names the policy's subjects refer to that are not in `issuers`, sorted.
-pub fn unknown_issuers(p: &VolumeAccessPolicy, issuers: &[IdentityIssuer]) -> Vec<String> {
+pub(crate) fn unknown_issuers(p: &VolumeAccessPolicy, issuers: &[IdentityIssuer]) -> Vec<String> {
     let mut out: Vec<String> = p
         .spec
         .subjects
@@ -304,7 +304,7 @@ pub fn unknown_issuers(p: &VolumeAccessPolicy, issuers: &[IdentityIssuer]) -> Ve
 }
 
 /// The policy's new status, given every issuer and every policy of its namespace.
-pub fn policy_status(
+pub(crate) fn policy_status(
     p: &VolumeAccessPolicy,
     issuers: &[IdentityIssuer],
     namespace_policies: &[VolumeAccessPolicy],
@@ -334,7 +334,7 @@ pub fn policy_status(
     (status, desired)
 }
 
-pub async fn reconcile_policy(
+pub(crate) async fn reconcile_policy(
     p: Arc<VolumeAccessPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, AccessError> {

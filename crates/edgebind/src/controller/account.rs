@@ -115,7 +115,7 @@ async fn token_of(client: &kube::Client, a: &CloudflareAccount) -> Result<String
 }
 
 /// Builds the client config from the spec and token. Errors say what to fix.
-pub async fn client_config(
+pub(crate) async fn client_config(
     client: &kube::Client,
     a: &CloudflareAccount,
     max_wait: Duration,
@@ -204,7 +204,7 @@ fn judge(res: Result<(crate::cloudflare::types::TokenVerify, TokenKind), CfError
     }
 }
 
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     a: Arc<CloudflareAccount>,
     ctx: Arc<Context>,
 ) -> Result<Action, BackendError> {

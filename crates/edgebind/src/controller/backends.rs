@@ -80,9 +80,7 @@ impl Backends {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    #[error("{0}")]
-    Config(String),
+pub(crate) enum BackendError {
     #[error(transparent)]
     Kube(#[from] kube::Error),
 }
@@ -106,7 +104,7 @@ async fn secret_data(
 }
 
 /// Builds the client configuration from the spec and its Secrets. Errors say what to fix.
-pub async fn client_config(
+pub(crate) async fn client_config(
     client: &kube::Client,
     b: &LinstorBackend,
 ) -> Result<(ClientConfig, u64), String> {
@@ -163,7 +161,10 @@ pub async fn client_config(
     ))
 }
 
-pub async fn reconcile(b: Arc<LinstorBackend>, ctx: Arc<Context>) -> Result<Action, BackendError> {
+pub(crate) async fn reconcile(
+    b: Arc<LinstorBackend>,
+    ctx: Arc<Context>,
+) -> Result<Action, BackendError> {
     let _guard = crate::metrics::ReconcileGuard::start("LinstorBackend");
     let name = b.name_any();
     if b.meta().deletion_timestamp.is_some() {

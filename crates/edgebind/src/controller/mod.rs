@@ -4,18 +4,18 @@
 //! backend's inventory), validate, compute the writes (pure, in `volume::plan`), apply them,
 //! and report status. Most logic is in the pure steps and is unit-tested without I/O.
 
-pub mod access;
-pub mod account;
-pub mod backends;
-pub mod backoff;
-pub mod binding;
+pub(crate) mod access;
+pub(crate) mod account;
+pub(crate) mod backends;
+pub(crate) mod backoff;
+pub(crate) mod binding;
 pub mod inventory;
 pub mod leader;
 pub mod ownership;
-pub mod skeleton;
-pub mod snapshot;
+pub(crate) mod skeleton;
+pub(crate) mod snapshot;
 pub mod volume;
-pub mod world;
+pub(crate) mod world;
 
 use std::sync::Arc;
 use std::time::Duration;

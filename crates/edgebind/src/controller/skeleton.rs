@@ -27,7 +27,7 @@ use crate::crd::{
 };
 
 /// A kind whose status edgebind writes.
-pub trait Reported:
+pub(crate) trait Reported:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
 {
     type Status: Serialize + PartialEq + Clone + Default + Send + Sync;
@@ -103,7 +103,11 @@ reported!(@impl EdgeSnapshot, EdgeSnapshotStatus, SnapshotReason, namespaced, {
 /// The status `obj` should have: `new` with the desired conditions merged into the old ones
 /// (transition times kept where the status did not change), the generation and the phase.
 /// Pure, so `plan` and tests compute exactly what the controller writes.
-pub fn status_of<K: Reported>(obj: &K, mut new: K::Status, desired: &[Desired]) -> K::Status {
+pub(crate) fn status_of<K: Reported>(
+    obj: &K,
+    mut new: K::Status,
+    desired: &[Desired],
+) -> K::Status {
     let old = obj.status().cloned().unwrap_or_default();
     let conds = conditions::merge(
         K::conditions(&old),
@@ -121,7 +125,7 @@ pub fn status_of<K: Reported>(obj: &K, mut new: K::Status, desired: &[Desired]) 
 /// Writes `status_of(obj, new, desired)` when it differs from what is there (a converged
 /// resync writes nothing), and publishes an event when Ready changes status or reason, except
 /// on entering a progress step (those are visible in status; events mark what a person acts on).
-pub async fn report<K: Reported>(
+pub(crate) async fn report<K: Reported>(
     ctx: &Context,
     obj: &K,
     new: K::Status,
@@ -187,7 +191,7 @@ impl std::fmt::Display for BackoffKey {
 
 /// After a pass that reached what it wanted: forget the object's failures, look again after
 /// `after`.
-pub fn settled<K: Resource<DynamicType = ()>>(
+pub(crate) fn settled<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     after: std::time::Duration,
@@ -198,12 +202,12 @@ pub fn settled<K: Resource<DynamicType = ()>>(
 
 /// After a pass that could not make progress (reported on the object): try again with the
 /// object's growing backoff.
-pub fn retry<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K) -> Action {
+pub(crate) fn retry<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K) -> Action {
     Action::requeue(ctx.backoff.next(&BackoffKey::of(obj)))
 }
 
 /// The one error policy: a reconcile that returned an error retries with the object's backoff.
-pub fn error_policy<K, E>(obj: Arc<K>, err: &E, ctx: Arc<Context>) -> Action
+pub(crate) fn error_policy<K, E>(obj: Arc<K>, err: &E, ctx: Arc<Context>) -> Action
 where
     K: Resource<DynamicType = ()>,
     E: std::fmt::Display,

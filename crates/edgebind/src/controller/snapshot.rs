@@ -21,7 +21,7 @@ use crate::linstor::naming;
 use crate::linstor::ops::{Op, OpKind, seg};
 use crate::linstor::types::{Props, PropsModify, Snapshot, SnapshotCreate};
 
-pub fn owner(s: &EdgeSnapshot) -> Owner {
+pub(crate) fn owner(s: &EdgeSnapshot) -> Owner {
     Owner {
         kind: "EdgeSnapshot",
         namespace: s.namespace().unwrap_or_default(),
@@ -32,13 +32,13 @@ pub fn owner(s: &EdgeSnapshot) -> Owner {
 
 /// What to do about one snapshot (pure).
 #[derive(Debug, PartialEq)]
-pub enum SnapshotPlan {
+pub(crate) enum SnapshotPlan {
     Conflict(String),
     Create(Op),
     Observe,
 }
 
-pub fn plan(o: &Owner, rd: &str, snap: &str, existing: Option<&Snapshot>) -> SnapshotPlan {
+pub(crate) fn plan(o: &Owner, rd: &str, snap: &str, existing: Option<&Snapshot>) -> SnapshotPlan {
     match ownership::classify(existing.map(|s| &s.snapshot_definition_props), o) {
         Ownership::Absent => SnapshotPlan::Create(Op::post(
             OpKind::Create,
@@ -59,7 +59,7 @@ pub fn plan(o: &Owner, rd: &str, snap: &str, existing: Option<&Snapshot>) -> Sna
     }
 }
 
-pub fn cleanup_ops(
+pub(crate) fn cleanup_ops(
     o: &Owner,
     rd: &str,
     snap: &str,
@@ -92,7 +92,7 @@ pub fn cleanup_ops(
     }
 }
 
-pub async fn reconcile(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _guard = crate::metrics::ReconcileGuard::start("EdgeSnapshot");
     let api: Api<EdgeSnapshot> =
         Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());

@@ -30,7 +30,8 @@ macro_rules! reasons {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum $name { $($(#[$vdoc])* $v),+ }
         impl $name {
-            /// Every reason, for tests and docs.
+            /// Every reason, for tests.
+            #[cfg(test)]
             pub const ALL: &'static [Self] = &[$(Self::$v),+];
         }
         impl $crate::crd::conditions::Reason for $name {

@@ -21,7 +21,7 @@ use crate::metrics;
 
 /// Page size of list calls: the official API document caps `limit` at 50. The server takes
 /// more, but edgebind stays within the contract (the test suite checks every request).
-pub const PAGE_SIZE: usize = 50;
+pub(crate) const PAGE_SIZE: usize = 50;
 /// Attempts of an idempotent read on transport errors and 502/503/504, with backoff between.
 const READ_ATTEMPTS: u32 = 3;
 

@@ -3,15 +3,15 @@
 //! Facts about the API (strict request JSON, "exists" as HTTP 500, deletes of missing objects
 //! as 200 + warning, ...) are in `docs/reference/linstor.md`; this module encodes them once.
 
-pub mod budget;
-pub mod client;
-pub mod error;
+pub(crate) mod budget;
+pub(crate) mod client;
+pub(crate) mod error;
 pub mod naming;
-pub mod ops;
-pub mod rc;
+pub(crate) mod ops;
+pub(crate) mod rc;
 pub mod tls;
-pub mod types;
-pub mod version;
+pub(crate) mod types;
+pub(crate) mod version;
 
 pub use client::{ClientConfig, LinstorClient};
 pub use error::LinstorError;

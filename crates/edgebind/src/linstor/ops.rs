@@ -65,7 +65,7 @@ fn to_value(body: impl Serialize) -> Value {
 
 /// Percent-encodes one path segment (LINSTOR names are safe, but user-given resource group and
 /// node names pass through here too).
-pub fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")

@@ -5,39 +5,23 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const MASK_ERROR: u64 = 0xC000_0000_0000_0000;
-pub const MASK_WARN: u64 = 0x8000_0000_0000_0000;
-pub const MASK_INFO: u64 = 0x4000_0000_0000_0000;
-pub const MASK_BITS_TYPE: u64 = 0xC000_0000_0000_0000;
-pub const MASK_BITS_CODE: u64 = 0x7FFF;
+pub(crate) const MASK_ERROR: u64 = 0xC000_0000_0000_0000;
+pub(crate) const MASK_WARN: u64 = 0x8000_0000_0000_0000;
+pub(crate) const MASK_BITS_TYPE: u64 = 0xC000_0000_0000_0000;
+pub(crate) const MASK_BITS_CODE: u64 = 0x7FFF;
 
-pub const CREATED: u64 = 1;
-pub const DELETED: u64 = 2;
-pub const MODIFIED: u64 = 3;
+#[cfg(test)]
+pub(crate) const CREATED: u64 = 1;
 
-pub const FAIL_INVLD_VLM_SIZE: u64 = 206;
-pub const FAIL_INVLD_PROP: u64 = 213;
-pub const FAIL_NOT_FOUND_NODE: u64 = 300;
-pub const FAIL_NOT_FOUND_RSC_DFN: u64 = 301;
-pub const FAIL_NOT_FOUND_RSC: u64 = 302;
-pub const FAIL_NOT_FOUND_VLM_DFN: u64 = 303;
-pub const FAIL_NOT_FOUND_SNAPSHOT_DFN: u64 = 313;
-pub const FAIL_NOT_FOUND_SNAPSHOT: u64 = 315;
-pub const FAIL_NOT_FOUND_RSC_GRP: u64 = 317;
-pub const FAIL_EXISTS_RSC_DFN: u64 = 501;
-pub const FAIL_EXISTS_RSC: u64 = 502;
-pub const FAIL_EXISTS_VLM_DFN: u64 = 503;
-pub const FAIL_EXISTS_SNAPSHOT_DFN: u64 = 514;
-pub const FAIL_EXISTS_SNAPSHOT: u64 = 516;
-pub const FAIL_EXISTS_RSC_GRP: u64 = 522;
-pub const FAIL_NOT_ENOUGH_NODES: u64 = 996;
-pub const FAIL_IN_USE: u64 = 997;
-pub const FAIL_UNKNOWN_ERROR: u64 = 998;
-pub const WARN_RSC_ALREADY_DEPLOYED: u64 = 1006;
-pub const WARN_VLMDFN_RESIZE_SAME_SIZE: u64 = 1023;
-pub const WARN_NOT_FOUND: u64 = 3000;
+pub(crate) const FAIL_NOT_FOUND_RSC_GRP: u64 = 317;
+#[cfg(test)]
+pub(crate) const FAIL_EXISTS_RSC_DFN: u64 = 501;
+pub(crate) const FAIL_NOT_ENOUGH_NODES: u64 = 996;
+pub(crate) const FAIL_UNKNOWN_ERROR: u64 = 998;
+#[cfg(test)]
+pub(crate) const WARN_NOT_FOUND: u64 = 3000;
 /// JSON the server could not map (unknown field, wrong type): code bits are all ones but two.
-pub const API_CALL_PARSE_ERROR: u64 = 0x0FFF_FFFF_FFFF_FFFD;
+pub(crate) const API_CALL_PARSE_ERROR: u64 = 0x0FFF_FFFF_FFFF_FFFD;
 
 /// One entry of an `ApiCallRcList`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -94,7 +78,7 @@ impl ApiCallRc {
 }
 
 /// Parses an error or result body: the server sends a list, though the spec documents an object.
-pub fn parse_list(body: &[u8]) -> Option<Vec<ApiCallRc>> {
+pub(crate) fn parse_list(body: &[u8]) -> Option<Vec<ApiCallRc>> {
     if let Ok(list) = serde_json::from_slice::<Vec<ApiCallRc>>(body) {
         return Some(list);
     }

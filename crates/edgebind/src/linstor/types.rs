@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub type Props = BTreeMap<String, String>;
+pub(crate) type Props = BTreeMap<String, String>;
 
 /// Keeps only the `Aux/` properties of a response: edgebind decides on its markers and the
 /// user's `Aux/` properties alone, and LINSTOR's own properties (DRBD options, pool names, ...)
@@ -172,12 +172,12 @@ impl Snapshot {
 // ---- request bodies (closed: only fields the spec has, none null) ----
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct ResourceDefinitionCreate {
+pub(crate) struct ResourceDefinitionCreate {
     pub resource_definition: NewResourceDefinition,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct NewResourceDefinition {
+pub(crate) struct NewResourceDefinition {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_group_name: Option<String>,
@@ -186,18 +186,18 @@ pub struct NewResourceDefinition {
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct VolumeDefinitionCreate {
+pub(crate) struct VolumeDefinitionCreate {
     pub volume_definition: NewVolumeDefinition,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct NewVolumeDefinition {
+pub(crate) struct NewVolumeDefinition {
     pub volume_number: i32,
     pub size_kib: u64,
 }
 
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct AutoSelectFilter {
+pub(crate) struct AutoSelectFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub place_count: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,7 +213,7 @@ pub struct AutoSelectFilter {
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct AutoPlaceRequest {
+pub(crate) struct AutoPlaceRequest {
     /// Required by the API even when empty (`{}` merges the resource group's filter).
     pub select_filter: AutoSelectFilter,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,7 +223,7 @@ pub struct AutoPlaceRequest {
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct ResourceGroupSpawn {
+pub(crate) struct ResourceGroupSpawn {
     pub resource_definition_name: String,
     pub volume_sizes: Vec<u64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -231,7 +231,7 @@ pub struct ResourceGroupSpawn {
 }
 
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct PropsModify {
+pub(crate) struct PropsModify {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub override_props: Props,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -239,19 +239,19 @@ pub struct PropsModify {
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct VolumeDefinitionResize {
+pub(crate) struct VolumeDefinitionResize {
     pub size_kib: u64,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct SnapshotCreate {
+pub(crate) struct SnapshotCreate {
     pub name: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub snapshot_definition_props: Props,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct SnapshotRestore {
+pub(crate) struct SnapshotRestore {
     pub to_resource: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,

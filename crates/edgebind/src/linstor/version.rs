@@ -25,10 +25,10 @@ impl fmt::Display for ApiVersion {
 }
 
 /// Oldest REST API edgebind talks to (LINSTOR 1.19, 2022); older servers get a clear refusal.
-pub const MIN_SUPPORTED: ApiVersion = ApiVersion(1, 20, 0);
+pub(crate) const MIN_SUPPORTED: ApiVersion = ApiVersion(1, 20, 0);
 /// `resource_definition_props` in resource-group spawn arrived in REST API 1.22 (its
 /// changelog: "Added initial resource definition properties to spawn command").
-pub const SPAWN_RD_PROPS: ApiVersion = ApiVersion(1, 22, 0);
+pub(crate) const SPAWN_RD_PROPS: ApiVersion = ApiVersion(1, 22, 0);
 
 /// What the connected server accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,11 +14,11 @@ use crate::gateway::compile::compile_bundle;
 
 /// A Workers variable holds at most 5 KB; the protocol caps compiled documents at 5,000 bytes
 /// (docs/edge-protocol.md §1) rather than upload a truncated one.
-pub const MAX_BINDING_BYTES: usize = 5000;
+pub(crate) const MAX_BINDING_BYTES: usize = 5000;
 
 /// The Worker's configuration apart from the signing key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     /// `GATEWAY_URL` (plain text binding, part of the upload).
     pub gateway_url: String,
     /// `ISSUERS` JSON (secret, so it can change without a code upload).
@@ -29,7 +29,7 @@ pub struct WorkerConfig {
 
 /// Checks `GATEWAY_URL` as the Worker will (docs/edge-protocol.md §1): an origin only, https
 /// or http to a loopback host.
-pub fn check_gateway_url(s: &str) -> Result<String, String> {
+pub(crate) fn check_gateway_url(s: &str) -> Result<String, String> {
     let u = Url::parse(s).map_err(|e| format!("gatewayUrl {s:?} is not a URL: {e}"))?;
     let loopback = match u.host() {
         Some(Host::Domain(d)) => d == "localhost",
@@ -61,7 +61,7 @@ pub fn check_gateway_url(s: &str) -> Result<String, String> {
 
 /// Checks a JSON document destined for a binding and returns it as given (trimmed): the
 /// producer's byte form is kept, so its hash only changes when the producer's output does.
-pub fn check_document(what: &str, text: &str, array: bool) -> Result<String, String> {
+pub(crate) fn check_document(what: &str, text: &str, array: bool) -> Result<String, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
     if array && !v.is_array() {
@@ -83,7 +83,7 @@ pub fn check_document(what: &str, text: &str, array: bool) -> Result<String, Str
 /// Compiles the Worker configuration from the issuers and policies given (pure; `plan` uses it
 /// too): the binding's issuers (all when it names none; a named one that does not exist is an
 /// error) and the policies of its namespace its selector matches.
-pub fn compile_for(
+pub(crate) fn compile_for(
     b: &EdgeBinding,
     issuers: &[IdentityIssuer],
     policies: &[VolumeAccessPolicy],
@@ -125,7 +125,11 @@ pub fn compile_for(
 }
 
 /// Checks and assembles the configuration from the documents read (pure; `plan` uses it too).
-pub fn assemble(b: &EdgeBinding, issuers: &str, bundle: &str) -> Result<WorkerConfig, String> {
+pub(crate) fn assemble(
+    b: &EdgeBinding,
+    issuers: &str,
+    bundle: &str,
+) -> Result<WorkerConfig, String> {
     Ok(WorkerConfig {
         gateway_url: check_gateway_url(&b.spec.gateway_url)?,
         issuers: check_document("ISSUERS", issuers, true)?,
@@ -135,7 +139,7 @@ pub fn assemble(b: &EdgeBinding, issuers: &str, bundle: &str) -> Result<WorkerCo
 
 /// The Worker configuration a binding asks for. Errors are messages for a `Ready=False`
 /// condition (no Cloudflare call is made).
-pub async fn desired_config(b: &EdgeBinding, ctx: &Context) -> Result<WorkerConfig, String> {
+pub(crate) async fn desired_config(b: &EdgeBinding, ctx: &Context) -> Result<WorkerConfig, String> {
     check_gateway_url(&b.spec.gateway_url)?;
     let ns = b.namespace().unwrap_or_default();
     let issuers = Api::<IdentityIssuer>::all(ctx.client.clone())

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::crd::binding::EdgeBindingStatus;
 
 /// A generated key pair. Debug never shows the private half.
-pub struct KeyPair {
+pub(crate) struct KeyPair {
     pub key_id: String,
     signing: SigningKey,
 }
@@ -32,7 +32,7 @@ impl std::fmt::Debug for KeyPair {
 /// Key ids are `<namespace>.<binding>.<unix seconds>.<random>`: unique across bindings that
 /// share the gateway key set, and valid both as a `keyId` (`^[A-Za-z0-9._:-]{1,128}$`) and as
 /// a Secret data key.
-pub fn new_key_id(namespace: &str, name: &str, now: Timestamp) -> String {
+pub(crate) fn new_key_id(namespace: &str, name: &str, now: Timestamp) -> String {
     let rnd: u32 = rand::random();
     let mut id = format!("{namespace}.{name}.{}.{rnd:08x}", now.as_second());
     id.truncate(128);
@@ -40,7 +40,7 @@ pub fn new_key_id(namespace: &str, name: &str, now: Timestamp) -> String {
 }
 
 impl KeyPair {
-    pub fn generate(key_id: String) -> Self {
+    pub(crate) fn generate(key_id: String) -> Self {
         let seed: [u8; 32] = rand::random();
         Self {
             key_id,
@@ -49,7 +49,7 @@ impl KeyPair {
     }
 
     /// Reads the `SIGNING_KEY` JSON form back (JWK with `d`).
-    pub fn from_signing_json(s: &str) -> Option<Self> {
+    pub(crate) fn from_signing_json(s: &str) -> Option<Self> {
         let v: serde_json::Value = serde_json::from_str(s).ok()?;
         let key_id = v.get("keyId")?.as_str()?.to_string();
         let d = URL_SAFE_NO_PAD
@@ -63,12 +63,12 @@ impl KeyPair {
     }
 
     /// base64url (no padding) of the raw 32-byte public key: the gateway's `<keyid>.pub`.
-    pub fn public_b64url(&self) -> String {
+    pub(crate) fn public_b64url(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.signing.verifying_key().to_bytes())
     }
 
     /// The Worker's `SIGNING_KEY` binding value (JWK form, docs/edge-protocol.md §1.2).
-    pub fn signing_json(&self) -> String {
+    pub(crate) fn signing_json(&self) -> String {
         json!({
             "keyId": self.key_id,
             "jwk": {
@@ -84,7 +84,7 @@ impl KeyPair {
 
 /// Timing of rotations.
 #[derive(Clone, Copy, Debug)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// Scheduled rotation period.
     pub period: Duration,
     /// Wait between publishing a public key to the gateways and switching the Worker to it.
@@ -95,7 +95,7 @@ pub struct Schedule {
 
 /// What to do with the keys now.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct KeySteps {
+pub(crate) struct KeySteps {
     /// Remove the retiring key's public half from the gateways.
     pub retire: bool,
     /// Switch the Worker to the pending key.
@@ -115,7 +115,7 @@ fn until(now: Timestamp, at: Timestamp) -> Duration {
 }
 
 /// The rotation steps due at `now`. `requested` is the `edgebind.dev/rotate-key` annotation.
-pub fn steps(
+pub(crate) fn steps(
     st: &EdgeBindingStatus,
     now: Timestamp,
     sched: Schedule,

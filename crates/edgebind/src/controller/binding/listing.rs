@@ -19,7 +19,7 @@ use crate::cloudflare::types::{Route, ScriptInfo};
 use crate::cloudflare::{CfClient, CfError};
 
 /// Longest a binding trusts its recorded secret names without listing them.
-pub const SECRETS_AUDIT: Duration = Duration::from_secs(3600);
+pub(crate) const SECRETS_AUDIT: Duration = Duration::from_secs(3600);
 
 /// One shared list: the last result, when its read started, and a lock so concurrent callers
 /// wait for one read instead of each making their own.

@@ -7,11 +7,11 @@
 //! written in status. A converged binding makes no Cloudflare write, no status write, and no
 //! Cloudflare read of its own.
 
-pub mod config;
-pub mod keys;
-pub mod listing;
-pub mod plan;
-pub mod signing;
+pub(crate) mod config;
+pub(crate) mod keys;
+pub(crate) mod listing;
+pub(crate) mod plan;
+pub(crate) mod signing;
 
 #[cfg(test)]
 mod plan_tests;
@@ -36,19 +36,19 @@ use crate::cloudflare::{CfClient, CfError};
 use crate::controller::skeleton;
 use crate::crd::binding::{EdgeBinding, EdgeBindingStatus, ROTATE_KEY_ANNOTATION, ROUTE_CONFLICT};
 use crate::crd::conditions::{DEGRADED, Desired, READY};
-pub use config::{WorkerConfig, desired_config};
+pub(crate) use config::{WorkerConfig, desired_config};
 use listing::Listings;
 use plan::{BindingPlan, Observed};
 
-pub const SIGNING_KEY: &str = "SIGNING_KEY";
-pub const ISSUERS: &str = "ISSUERS";
-pub const POLICY_BUNDLE: &str = "POLICY_BUNDLE";
-pub const GATEWAY_URL: &str = "GATEWAY_URL";
+pub(crate) const SIGNING_KEY: &str = "SIGNING_KEY";
+pub(crate) const ISSUERS: &str = "ISSUERS";
+pub(crate) const POLICY_BUNDLE: &str = "POLICY_BUNDLE";
+pub(crate) const GATEWAY_URL: &str = "GATEWAY_URL";
 /// Attempts of a write while a freshly uploaded script is not visible yet.
 const FRESH_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Kube(#[from] kube::Error),
     #[error(transparent)]
@@ -60,7 +60,7 @@ pub enum Error {
 }
 
 /// Tag marking a Worker script as this binding's (scripts carry no other ownership field).
-pub fn owner_tag(b: &EdgeBinding) -> String {
+pub(crate) fn owner_tag(b: &EdgeBinding) -> String {
     format!("edgebind-{}", b.uid().unwrap_or_default())
 }
 
@@ -73,7 +73,7 @@ fn key_of(b: &EdgeBinding) -> String {
 }
 
 /// The upload for a binding: the bundled Worker, its settings and `GATEWAY_URL`.
-pub fn script_upload(b: &EdgeBinding, cfg: &WorkerConfig) -> ScriptUpload {
+pub(crate) fn script_upload(b: &EdgeBinding, cfg: &WorkerConfig) -> ScriptUpload {
     ScriptUpload {
         script_name: b.spec.script_name.clone(),
         module: Bytes::from_static(WORKER_JS),
@@ -84,7 +84,7 @@ pub fn script_upload(b: &EdgeBinding, cfg: &WorkerConfig) -> ScriptUpload {
 }
 
 /// The secrets a binding wants (SIGNING_KEY only once a key is current).
-pub fn desired_secrets(
+pub(crate) fn desired_secrets(
     cfg: &WorkerConfig,
     signing_key: Option<&str>,
 ) -> BTreeMap<String, SecretValue> {
@@ -105,7 +105,7 @@ pub fn desired_secrets(
 /// account's shared listings, read no earlier than `after`; the secret names are listed only
 /// when Cloudflare shows the script changed since they last were, else the names recorded in
 /// status stand (`listing` explains why).
-pub async fn observe(
+pub(crate) async fn observe(
     cf: &CfClient,
     listings: &Listings,
     script: &str,
@@ -138,7 +138,7 @@ pub async fn observe(
     })
 }
 
-pub async fn reconcile(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let api: Api<EdgeBinding> =
         Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());

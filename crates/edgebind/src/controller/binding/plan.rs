@@ -15,7 +15,7 @@ use crate::crd::binding::EdgeBindingStatus;
 
 /// What the binding wants at the edge.
 #[derive(Clone, Debug)]
-pub struct Desired {
+pub(crate) struct Desired {
     pub upload: ScriptUpload,
     pub zone: String,
     pub routes: Vec<String>,
@@ -26,7 +26,7 @@ pub struct Desired {
 
 /// What Cloudflare shows (one list call each).
 #[derive(Clone, Debug, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub script: Option<ScriptInfo>,
     pub routes: Vec<Route>,
     /// Secret names of the script (empty when the script does not exist).
@@ -35,7 +35,7 @@ pub struct Observed {
 
 /// A pattern routed to another Worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteConflict {
+pub(crate) struct RouteConflict {
     pub pattern: String,
     pub route_id: String,
     /// The other Worker, or `None` for a "no Worker" exclusion route.
@@ -43,7 +43,7 @@ pub struct RouteConflict {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct BindingPlan {
+pub(crate) struct BindingPlan {
     pub ops: Vec<CfOp>,
     /// Desired patterns whose route belongs to someone else (left untouched).
     pub conflicts: Vec<RouteConflict>,
@@ -54,7 +54,7 @@ pub struct BindingPlan {
 }
 
 /// Hosts compare case-insensitively, paths exactly (as Cloudflare matches routes).
-pub fn normalized_pattern(p: &str) -> String {
+pub(crate) fn normalized_pattern(p: &str) -> String {
     let (scheme, rest) = match p.split_once("://") {
         Some((s, r)) => (format!("{}://", s.to_ascii_lowercase()), r),
         None => (String::new(), p),
@@ -69,7 +69,11 @@ fn script_is_ours(script: &ScriptInfo, tag: &str) -> bool {
     script.has_tag(tag)
 }
 
-pub fn plan(desired: &Desired, observed: &Observed, status: &EdgeBindingStatus) -> BindingPlan {
+pub(crate) fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    status: &EdgeBindingStatus,
+) -> BindingPlan {
     let mut out = BindingPlan::default();
     let name = &desired.upload.script_name;
     if let Some(s) = &observed.script
@@ -178,7 +182,7 @@ pub fn plan(desired: &Desired, observed: &Observed, status: &EdgeBindingStatus) 
 
 /// Writes that undo a binding: our routes, then our secrets (when the script is kept) or the
 /// script itself. Nothing without our marker is touched.
-pub fn plan_cleanup(
+pub(crate) fn plan_cleanup(
     script_name: &str,
     owner_tag: &str,
     zone: &str,

@@ -14,15 +14,15 @@ use serde_json::{Value, json};
 use super::super::{Context, FIELD_MANAGER};
 use crate::crd::binding::EdgeBinding;
 
-pub const CURRENT: &str = "current";
-pub const PENDING: &str = "pending";
+pub(crate) const CURRENT: &str = "current";
+pub(crate) const PENDING: &str = "pending";
 
-pub fn key_secret_name(b: &EdgeBinding) -> String {
+pub(crate) fn key_secret_name(b: &EdgeBinding) -> String {
     format!("{}-signing-key", b.name_any())
 }
 
 /// The binding's private keys: (`current`, `pending`) `SIGNING_KEY` JSON strings.
-pub async fn read_keys(
+pub(crate) async fn read_keys(
     ctx: &Context,
     b: &EdgeBinding,
 ) -> Result<(Option<String>, Option<String>), kube::Error> {
@@ -40,7 +40,7 @@ pub async fn read_keys(
 
 /// Sets (`Some`) or removes (`None`) entries of the binding's key Secret, creating it (owned
 /// by the binding, so Kubernetes removes it with the binding) when absent.
-pub async fn write_keys(
+pub(crate) async fn write_keys(
     ctx: &Context,
     b: &EdgeBinding,
     changes: &[(&str, Option<&str>)],
@@ -97,7 +97,7 @@ async fn merge_data(
 }
 
 /// Adds (`Some(public key)`) or removes (`None`) `<keyid>.pub` in the gateways' Secret.
-pub async fn publish_public(
+pub(crate) async fn publish_public(
     ctx: &Context,
     key_id: &str,
     public_b64url: Option<&str>,

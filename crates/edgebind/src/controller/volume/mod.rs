@@ -1,8 +1,8 @@
 //! `EdgeVolume` reconciliation: the I/O around the pure steps in `validate`, `plan`, `status`.
 
-pub mod pass;
+pub(crate) mod pass;
 pub mod plan;
-pub mod status;
+pub(crate) mod status;
 pub mod validate;
 
 #[cfg(test)]

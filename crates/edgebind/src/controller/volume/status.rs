@@ -10,14 +10,14 @@ use super::validate::ValidSpec;
 
 /// Status fields other than conditions, plus the conditions wanted.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Computed {
+pub(crate) struct Computed {
     pub size: Option<String>,
     pub diskful_replicas: Option<u32>,
     pub replicas: Vec<Replica>,
     pub conditions: Vec<Desired>,
 }
 
-pub fn replicas(observed: &Observed) -> Vec<Replica> {
+pub(crate) fn replicas(observed: &Observed) -> Vec<Replica> {
     let mut out: Vec<Replica> = observed
         .live_resources()
         .map(|r| {
@@ -47,7 +47,7 @@ pub fn replicas(observed: &Observed) -> Vec<Replica> {
 
 /// Computes status for an owned volume after this pass. `wrote` says whether this pass changed
 /// something (then LINSTOR is still catching up).
-pub fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Computed {
+pub(crate) fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Computed {
     let replicas = replicas(observed);
     let diskful: Vec<&Replica> = replicas
         .iter()
@@ -185,7 +185,7 @@ pub fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Computed {
 }
 
 /// Conditions for a volume that could not be reconciled (invalid spec, conflict, backend down).
-pub fn failed(reason: VolumeReason, message: &str, retrying: bool) -> Vec<Desired> {
+pub(crate) fn failed(reason: VolumeReason, message: &str, retrying: bool) -> Vec<Desired> {
     vec![
         Desired::new(READY, false, reason, message),
         Desired::new(

@@ -15,6 +15,13 @@ step "installing Python and npm test dependencies (background)"
 pip_pid=$!
 (cd worker && npm ci --no-audit --no-fund --loglevel=error >"$logs/npm.log" 2>&1; echo $? >"$logs/npm.rc") &
 npm_pid=$!
+# A real kube-apiserver + etcd and kustomize, built from their Go modules (tests/apiserver);
+# Go's caches make this a few seconds after the first build.
+step "building kube-apiserver + etcd (kube-testenv) and kustomize from Go modules (background)"
+(bash tests/apiserver/build.sh kube-testenv kustomize >"$logs/go.log" 2>&1; echo $? >"$logs/go.rc") &
+go_pid=$!
+export EDGEBIND_KUBE_TESTENV="$root/target/kube-testenv/kube-testenv"
+export EDGEBIND_KUSTOMIZE="$root/target/kube-testenv/kustomize"
 
 step "the repository stands on its own (nothing reads outside it)"
 # The API documents and reference facts are vendored (specs/, docs/reference/). A path to the
@@ -38,7 +45,14 @@ cargo build --workspace --locked --bins --tests
     exit 1
 }
 
-step "Rust tests (unit and integration)"
+wait "$go_pid" || true
+if [ "$(cat "$logs/go.rc" 2>/dev/null)" != "0" ]; then
+    echo "building kube-testenv/kustomize failed:" >&2
+    cat "$logs/go.log" >&2
+    exit 1
+fi
+
+step "Rust tests (unit and integration; some against the real kube-apiserver)"
 # The suite records the controller's Kubernetes API calls here for the RBAC coverage test.
 export EDGEBIND_RBAC_CALLS_DIR="$root/target/tmp/rbac-calls"
 rm -rf "$EDGEBIND_RBAC_CALLS_DIR"

@@ -8,6 +8,7 @@
 
 mod discovery;
 mod error;
+mod openapi;
 mod patch;
 mod resources;
 mod routes;

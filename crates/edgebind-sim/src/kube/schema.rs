@@ -7,6 +7,7 @@ use kube::core::cel::{CompiledSchema, compile_schema};
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
+use super::openapi::{self, FieldError};
 
 /// A path into an object as the merge code walks it: property names, `[]` for array items and
 /// `*` for map values (`additionalProperties`).
@@ -49,7 +50,8 @@ impl SchemaInfo {
         out
     }
 
-    /// Runs the CEL rules; `old` is given on updates so transition rules (`oldSelf`) apply.
+    /// Checks the schema's value constraints, then the CEL rules (`old` is given on updates so
+    /// transition rules with `oldSelf` apply), as kube-apiserver does (see `openapi`).
     pub fn validate(
         &self,
         kind_group: &str,
@@ -57,38 +59,68 @@ impl SchemaInfo {
         obj: &Value,
         old: Option<&Value>,
     ) -> ApiResult<()> {
-        let Some(compiled) = &self.cel else {
+        let mut errors = openapi::validate(&self.raw, obj);
+        if errors.iter().any(FieldError::blocks_cel) {
+            errors.push(FieldError {
+                field: "<nil>".into(),
+                reason: "FieldValueInvalid",
+                detail: "Invalid value: null: some validation rules were not checked because the \
+                         object was invalid; correct the existing errors to complete validation"
+                    .into(),
+            });
+        } else if let Some(compiled) = &self.cel
+            && let Err(cel) = kube::core::cel::validate_compiled(compiled, obj, old)
+        {
+            // kube-apiserver 1.36 shows the value when the rule is on a scalar, nothing for an
+            // object or a list.
+            errors.extend(cel.iter().map(|e| FieldError {
+                field: e.field_path.clone(),
+                reason: "FieldValueInvalid",
+                detail: match at_path(obj, &e.field_path) {
+                    Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                        format!("Invalid value: {}: {}", openapi::shown(v), e.message)
+                    }
+                    _ => format!("Invalid value: {}", e.message),
+                },
+            }));
+        }
+        if errors.is_empty() {
             return Ok(());
+        }
+        let parts: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.detail))
+            .collect();
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| serde_json::json!({"reason": e.reason, "message": e.detail, "field": e.field}))
+            .collect();
+        let joined = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("[{}]", parts.join(", "))
         };
-        match kube::core::cel::validate_compiled(compiled, obj, old) {
-            Ok(()) => Ok(()),
-            Err(errors) => {
-                let parts: Vec<String> = errors
-                    .iter()
-                    .map(|e| format!("{}: Invalid value: \"object\": {}", e.field_path, e.message))
-                    .collect();
-                let causes: Vec<Value> = errors
-                    .iter()
-                    .map(|e| {
-                        serde_json::json!({
-                            "reason": e.reason.clone().unwrap_or_else(|| "FieldValueInvalid".into()),
-                            "message": format!("Invalid value: \"object\": {}", e.message),
-                            "field": e.field_path,
-                        })
-                    })
-                    .collect();
-                let joined = if parts.len() == 1 {
-                    parts[0].clone()
-                } else {
-                    format!("[{}]", parts.join(", "))
-                };
-                Err(
-                    ApiError::invalid(format!("{kind_group} \"{name}\" is invalid: {joined}"))
-                        .with_details(serde_json::json!({ "name": name, "causes": causes })),
-                )
-            }
+        Err(
+            ApiError::invalid(format!("{kind_group} \"{name}\" is invalid: {joined}"))
+                .with_details(serde_json::json!({ "name": name, "causes": causes })),
+        )
+    }
+}
+
+/// The value at a field path such as `spec.placement.placeCount` or `spec.routes[0]`.
+fn at_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = obj;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        cur = cur.get(key)?;
+        if let Some(i) = index {
+            cur = cur.get(i)?;
         }
     }
+    Some(cur)
 }
 
 const MAX_DEPTH: usize = 64;

@@ -57,7 +57,8 @@ pub struct EdgeBindingSpec {
     pub zone_id: String,
     /// Worker route patterns, e.g. `api.example.com/edgebind/*`. A pattern already routed to
     /// another Worker is never taken over (the `RouteConflict` condition says which).
-    #[schemars(length(min = 1, max = 16))]
+    // Item bounds keep the CEL rules' estimated cost within the API server's budget.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 512)))]
     #[x_kube(validation = Rule::new("self.all(p, size(p) > 0 && size(p) <= 512 && !p.contains('?'))").message("route patterns must be non-empty, at most 512 characters, without a query string"))]
     #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q == p))").message("route patterns must be unique"))]
     pub routes: Vec<String>,

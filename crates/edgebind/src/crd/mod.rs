@@ -13,9 +13,7 @@ pub mod snapshot;
 pub mod volume;
 
 #[cfg(test)]
-mod access_cel_tests;
-#[cfg(test)]
-mod cel_tests;
+mod admission_vectors_tests;
 
 pub use account::{CloudflareAccount, CloudflareAccountSpec, CloudflareAccountStatus};
 pub use backend::{LinstorBackend, LinstorBackendSpec, LinstorBackendStatus};

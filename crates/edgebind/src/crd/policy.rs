@@ -164,7 +164,9 @@ pub struct PolicyConditions {
     pub max_size_bytes: Option<u64>,
     /// The caller's IP must be in one of these CIDRs (IPv4 or IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    // Item bounds keep the CEL rule's estimated cost within the API server's budget; 43 is an
+    // IPv6 address with a prefix length.
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("every entry must be a CIDR such as 203.0.113.0/24 or 2001:db8::/32"))]
     pub source_ip_cidrs: Option<Vec<String>>,
 }

@@ -16,3 +16,4 @@ mod linstor_sim_contract;
 mod linstor_tls;
 mod operator;
 mod plan_parity;
+mod real_apiserver;

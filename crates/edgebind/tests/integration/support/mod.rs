@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests. Not every test uses every helper.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod bed;
 pub mod cf;
 pub mod contract;

@@ -199,37 +199,37 @@ async fn record<T, E: std::fmt::Display>(kind: &'static str, res: Result<T, E>) 
 }
 
 async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
-    let lp = ListParams::default().limit(1);
-    let hint = "install the CRDs first: `edgebind crds | kubectl apply -f -` (or the Helm chart)";
-    Api::<LinstorBackend>::all(client.clone())
-        .list(&lp)
+    check_kind::<LinstorBackend>(client).await?;
+    check_kind::<EdgeVolume>(client).await?;
+    check_kind::<EdgeSnapshot>(client).await?;
+    check_kind::<CloudflareAccount>(client).await?;
+    check_kind::<EdgeBinding>(client).await?;
+    check_kind::<IdentityIssuer>(client).await?;
+    check_kind::<VolumeAccessPolicy>(client).await
+}
+
+/// Lists one object of `K` cluster-wide: a missing CRD and missing RBAC get different advice.
+async fn check_kind<K>(client: &kube::Client) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    match Api::<K>::all(client.clone())
+        .list(&ListParams::default().limit(1))
         .await
-        .map_err(|e| anyhow::anyhow!("LinstorBackend CRD missing ({e}); {hint}"))?;
-    Api::<EdgeVolume>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| anyhow::anyhow!("EdgeVolume CRD missing ({e}); {hint}"))?;
-    Api::<EdgeSnapshot>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| anyhow::anyhow!("EdgeSnapshot CRD missing ({e}); {hint}"))?;
-    Api::<CloudflareAccount>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| anyhow::anyhow!("CloudflareAccount CRD missing ({e}); {hint}"))?;
-    Api::<EdgeBinding>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| anyhow::anyhow!("EdgeBinding CRD missing ({e}); {hint}"))?;
-    Api::<IdentityIssuer>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| anyhow::anyhow!("IdentityIssuer CRD missing ({e}); {hint}"))?;
-    Api::<VolumeAccessPolicy>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| anyhow::anyhow!("VolumeAccessPolicy CRD missing ({e}); {hint}"))?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 403 => anyhow::bail!(
+            "the controller may not list {kind} ({}); apply the chart's RBAC (or \
+             deploy/kustomize) for this service account",
+            e.message
+        ),
+        Err(kube::Error::Api(e)) if e.code == 404 => anyhow::bail!(
+            "the {kind} CRD is not installed; install the CRDs first: `edgebind crds | kubectl \
+             apply -f -` (or the Helm chart)"
+        ),
+        Err(e) => anyhow::bail!("cannot list {kind}: {e}"),
+    }
 }
 
 /// How many objects of a kind exist now (one cheap paged list call).

@@ -17,3 +17,4 @@ mod linstor_tls;
 mod operator;
 mod plan_parity;
 mod real_apiserver;
+mod real_controller;

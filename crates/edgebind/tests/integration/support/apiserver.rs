@@ -50,15 +50,15 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The binary: `EDGEBIND_KUBE_TESTENV`, else the build script's output, built now if missing
-/// (Go's build cache makes that quick after the first time).
+/// The binary: `EDGEBIND_KUBE_TESTENV` (scripts/test.sh builds it), else the build script's
+/// output, (re)built now so it is never stale (Go's build cache makes that about a second).
 fn binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("EDGEBIND_KUBE_TESTENV") {
         return Ok(PathBuf::from(p));
     }
     let root = workspace_root();
     let bin = root.join("target/kube-testenv/kube-testenv");
-    if !bin.exists() {
+    {
         let out = Command::new("bash")
             .arg(root.join("tests/apiserver/build.sh"))
             .output()

@@ -1,0 +1,433 @@
+//! The controller against the real kube-apiserver, authenticated as its own ServiceAccount under
+//! exactly the RBAC objects the Helm chart renders with default values (`deploy/kustomize/base`
+//! is that render; tests/python/test_deploy.py keeps it equal to the chart), with the LINSTOR
+//! simulator behind it.
+//!
+//! The controller watches every namespace, so two of them on one server would reconcile each
+//! other's objects: the tests here take turns.
+
+use std::time::Duration;
+
+use edgebind::controller::{self, Readiness};
+use edgebind::crd::{EdgeSnapshot, EdgeVolume, LinstorBackend};
+use edgebind_sim::linstor::{LinstorSim, RunningSim, SimConfig};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::support::apiserver::{self, RealApiServer, Who};
+use crate::support::bed::fast_config;
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const RELEASE_NS: &str = "edgebind-system";
+const CONTROLLER_ROLE: &str = "edgebind-controller";
+
+fn base_docs(file: &str) -> Vec<Value> {
+    let path = format!(
+        "{}/../../deploy/kustomize/base/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+/// The chart's ServiceAccounts and RBAC objects (default values), created once per server.
+async fn apply_chart_rbac(server: &RealApiServer) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let admin = server.client(Who::Admin).await;
+        let pp = PostParams::default();
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": RELEASE_NS}})).unwrap();
+        let _ = Api::<Namespace>::all(admin.clone()).create(&pp, &ns).await;
+        for file in [
+            "serviceaccounts.yaml",
+            "rbac-controller.yaml",
+            "rbac-gateway.yaml",
+        ] {
+            for doc in base_docs(file) {
+                let ns = doc["metadata"]["namespace"].as_str().unwrap_or(RELEASE_NS);
+                let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+                let r = match kind.as_str() {
+                    "ServiceAccount" => Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+                        .create(&pp, &serde_json::from_value(doc).unwrap())
+                        .await
+                        .map(|_| ()),
+                    "ClusterRole" => Api::<ClusterRole>::all(admin.clone())
+                        .create(&pp, &serde_json::from_value(doc).unwrap())
+                        .await
+                        .map(|_| ()),
+                    "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(admin.clone())
+                        .create(&pp, &serde_json::from_value(doc).unwrap())
+                        .await
+                        .map(|_| ()),
+                    "Role" => Api::<Role>::namespaced(admin.clone(), ns)
+                        .create(&pp, &serde_json::from_value(doc).unwrap())
+                        .await
+                        .map(|_| ()),
+                    "RoleBinding" => Api::<RoleBinding>::namespaced(admin.clone(), ns)
+                        .create(&pp, &serde_json::from_value(doc).unwrap())
+                        .await
+                        .map(|_| ()),
+                    other => panic!("{file}: unexpected kind {other}"),
+                };
+                r.unwrap_or_else(|e| panic!("{file}: {kind} is accepted: {e}"));
+            }
+        }
+    })
+    .await;
+}
+
+/// The controller's ClusterRole as the chart renders it.
+fn chart_controller_role() -> ClusterRole {
+    let doc = base_docs("rbac-controller.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == CONTROLLER_ROLE)
+        .expect("the controller's ClusterRole");
+    serde_json::from_value(doc).expect("ClusterRole")
+}
+
+async fn set_controller_role(server: &RealApiServer, role: &ClusterRole) {
+    let api = Api::<ClusterRole>::all(server.client(Who::Admin).await);
+    let mut current = api.get(CONTROLLER_ROLE).await.expect("ClusterRole exists");
+    current.rules = role.rules.clone();
+    api.replace(CONTROLLER_ROLE, &PostParams::default(), &current)
+        .await
+        .expect("ClusterRole replaced");
+}
+
+/// One controller, its LINSTOR and its backend, for one turn.
+struct Run {
+    admin: kube::Client,
+    ns: String,
+    backend: String,
+    linstor: RunningSim,
+    ctrl: JoinHandle<()>,
+}
+
+impl Run {
+    async fn start(server: &RealApiServer, prefix: &str) -> Run {
+        let admin = server.client(Who::Admin).await;
+        let ns = server.namespace(prefix).await;
+        let linstor = LinstorSim::start(SimConfig::realistic())
+            .await
+            .expect("LINSTOR simulator");
+        let backend = format!("lb-{ns}");
+        let lb: LinstorBackend = serde_json::from_value(json!({
+            "apiVersion": "edgebind.dev/v1alpha1", "kind": "LinstorBackend",
+            "metadata": {"name": backend},
+            "spec": {"urls": [linstor.url()], "budget": {"requestsPerSecond": 1000, "burst": 100, "maxInFlight": 16}}
+        }))
+        .unwrap();
+        Api::<LinstorBackend>::all(admin.clone())
+            .create(&PostParams::default(), &lb)
+            .await
+            .expect("LinstorBackend");
+        let client = server.client(Who::Controller).await;
+        let ctrl = tokio::spawn(async move {
+            if let Err(e) = controller::run(
+                client,
+                fast_config(),
+                Readiness::default(),
+                futures::future::pending(),
+            )
+            .await
+            {
+                tracing::warn!("controller stopped: {e:#}");
+            }
+        });
+        Run {
+            admin,
+            ns,
+            backend,
+            linstor,
+            ctrl,
+        }
+    }
+
+    fn volumes(&self) -> Api<EdgeVolume> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    fn snapshots(&self) -> Api<EdgeSnapshot> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    async fn create_volume(&self, name: &str, extra: Value) {
+        let mut spec = json!({"backendRef": self.backend, "size": "1Gi", "deletionPolicy": "Delete",
+                              "placement": {"placeCount": 2, "storagePools": ["thin"]}});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        let v: EdgeVolume = serde_json::from_value(json!({
+            "apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeVolume",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap();
+        self.volumes()
+            .create(&PostParams::default(), &v)
+            .await
+            .expect("EdgeVolume created");
+    }
+
+    /// Waits up to `secs` for the volume's Ready condition to be True.
+    async fn volume_ready(&self, name: &str, secs: u64) -> Option<EdgeVolume> {
+        poll(secs, || async {
+            let v = self.volumes().get_opt(name).await.ok().flatten()?;
+            ready(v.status.as_ref().map(|s| &s.conditions[..]))?;
+            Some(v)
+        })
+        .await
+    }
+
+    async fn gone<K>(&self, api: &Api<K>, name: &str, secs: u64) -> bool
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        poll(secs, || async {
+            matches!(api.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
+    async fn applied_event(&self, name: &str) -> bool {
+        let events: Api<Event> = Api::namespaced(self.admin.clone(), &self.ns);
+        poll(5, || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("Applied")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                })
+                .then_some(())
+        })
+        .await
+        .is_some()
+    }
+
+    async fn stop(self) {
+        self.ctrl.abort();
+        let _ = self.ctrl.await;
+        let _ = Api::<LinstorBackend>::all(self.admin.clone())
+            .delete(&self.backend, &DeleteParams::default())
+            .await;
+        self.linstor.stop().await;
+    }
+}
+
+fn ready(
+    conds: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>,
+) -> Option<()> {
+    conds?
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+        .then_some(())
+}
+
+async fn poll<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Create a volume, see it Ready with its create recorded as an event, delete it and see it
+/// gone from Kubernetes and LINSTOR: the part of the lifecycle every RBAC rule below serves.
+/// `Err` says which step did not happen.
+async fn short_lifecycle(run: &Run, secs: u64) -> Result<(), String> {
+    run.create_volume("v", json!({})).await;
+    run.volume_ready("v", secs)
+        .await
+        .ok_or("the volume never became Ready")?;
+    if !run.applied_event("v").await {
+        return Err("no Applied event".into());
+    }
+    run.volumes()
+        .delete("v", &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    if !run.gone(&run.volumes(), "v", secs).await {
+        return Err("the volume was never released by the finalizer".into());
+    }
+    let rd = edgebind::linstor::naming::volume_name(&run.ns, "v");
+    if run.linstor.sim.resource_definition(&rd).is_some() {
+        return Err("the LINSTOR resource definition was not deleted".into());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_controller_runs_volumes_snapshots_and_restores_under_the_charts_rbac() {
+    let _turn = TURN.lock().await;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    set_controller_role(server, &chart_controller_role()).await;
+    let run = Run::start(server, "lifecycle").await;
+
+    run.create_volume("db", json!({})).await;
+    let v = run.volume_ready("db", 30).await.expect("db Ready");
+    let st = v.status.clone().expect("status");
+    assert_eq!(st.observed_generation, v.metadata.generation);
+    assert_eq!(st.size.as_deref(), Some("1Gi"));
+    assert!(
+        v.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&controller::FINALIZER.to_string()),
+        "the controller's finalizer is set through the real server"
+    );
+    let fields = v.metadata.managed_fields.unwrap_or_default();
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.manager.as_deref() == Some(controller::FIELD_MANAGER)
+                && f.subresource.as_deref() == Some("status")
+                && f.operation.as_deref() == Some("Apply")),
+        "status is written by server-side apply on the status subresource: {fields:?}"
+    );
+    assert!(run.applied_event("db").await, "an Applied event");
+
+    // Resize through the real server; status follows.
+    run.volumes()
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": "2Gi"}})),
+        )
+        .await
+        .expect("grow");
+    poll(30, || async {
+        let v = run.volumes().get("db").await.ok()?;
+        (v.status?.size.as_deref() == Some("2Gi")).then_some(())
+    })
+    .await
+    .expect("status size 2Gi");
+
+    // Snapshot, then a new volume restored from it.
+    let s: EdgeSnapshot = serde_json::from_value(json!({
+        "apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeSnapshot",
+        "metadata": {"name": "nightly"}, "spec": {"volumeRef": "db", "deletionPolicy": "Delete"}
+    }))
+    .unwrap();
+    run.snapshots()
+        .create(&PostParams::default(), &s)
+        .await
+        .expect("snapshot");
+    poll(30, || async {
+        let s = run.snapshots().get("nightly").await.ok()?;
+        ready(s.status.as_ref().map(|s| &s.conditions[..]))
+    })
+    .await
+    .expect("snapshot Ready");
+    run.create_volume(
+        "copy",
+        json!({"size": "2Gi", "source": {"snapshot": "nightly"}}),
+    )
+    .await;
+    run.volume_ready("copy", 30)
+        .await
+        .expect("restored volume Ready");
+
+    // Deletion runs behind the finalizers, through the real server.
+    for name in ["copy", "db"] {
+        run.volumes()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    run.snapshots()
+        .delete("nightly", &DeleteParams::default())
+        .await
+        .expect("delete snapshot");
+    assert!(run.gone(&run.volumes(), "copy", 30).await, "copy released");
+    assert!(run.gone(&run.volumes(), "db", 30).await, "db released");
+    assert!(
+        run.gone(&run.snapshots(), "nightly", 30).await,
+        "snapshot released"
+    );
+    for name in ["copy", "db"] {
+        let rd = edgebind::linstor::naming::volume_name(&run.ns, name);
+        assert!(
+            run.linstor.sim.resource_definition(&rd).is_none(),
+            "{rd} deleted from LINSTOR"
+        );
+    }
+    run.stop().await;
+}
+
+/// Each rule of the controller's ClusterRole that the volume lifecycle uses is needed: without
+/// it, the lifecycle stops where that rule is used. (The rule for issuers and policies serves
+/// the EdgeBinding controller and is not exercised here.)
+#[tokio::test]
+async fn every_volume_rule_of_the_charts_controller_role_is_needed() {
+    let _turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    let chart = chart_controller_role();
+    let rules = chart.rules.clone().unwrap_or_default();
+
+    set_controller_role(server, &chart).await;
+    let run = Run::start(server, "rbac-all").await;
+    short_lifecycle(&run, 30)
+        .await
+        .expect("with every rule, the lifecycle completes");
+    run.stop().await;
+
+    let mut checked = 0;
+    for (i, rule) in rules.iter().enumerate() {
+        let resources = rule.resources.clone().unwrap_or_default();
+        if resources
+            .iter()
+            .all(|r| matches!(r.as_str(), "identityissuers" | "volumeaccesspolicies"))
+        {
+            continue;
+        }
+        let mut without = chart.clone();
+        without.rules = Some(
+            rules
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, r)| r.clone())
+                .collect(),
+        );
+        set_controller_role(server, &without).await;
+        let run = Run::start(server, &format!("rbac-{i}")).await;
+        let outcome = short_lifecycle(&run, 8).await;
+        eprintln!("without rule {i} ({resources:?}): {outcome:?}");
+        run.stop().await;
+        assert!(
+            outcome.is_err(),
+            "without rule {i} ({resources:?} {:?}) the lifecycle still completed: the rule is not needed",
+            rule.verbs
+        );
+        checked += 1;
+    }
+    set_controller_role(server, &chart).await;
+    assert!(checked >= 4, "the volume rules were each removed once");
+}

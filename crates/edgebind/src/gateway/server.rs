@@ -126,7 +126,21 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("edgebind-gateway/", env!("CARGO_PKG_VERSION"))),
     ));
-    let client = kube::Client::try_from(kcfg)?;
+    serve(
+        kube::Client::try_from(kcfg)?,
+        args,
+        crate::shutdown_signal(),
+    )
+    .await
+}
+
+/// The gateway with a given client until `shutdown` resolves (tests run it in-process).
+pub async fn serve(
+    client: kube::Client,
+    args: GatewayArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let (cache, driver) = WatchCache::start(&client);
     let cache_task = tokio::spawn(driver);
     let caches_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -159,11 +173,11 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %args.listen, admin = %args.admin_addr, "edgebind gateway listening");
     let admin_task = tokio::spawn(
         axum::serve(admin, admin_router(state.clone()))
-            .with_graceful_shutdown(crate::shutdown_signal())
+            .with_graceful_shutdown(shutdown.clone())
             .into_future(),
     );
     axum::serve(listener, api_router(state))
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     admin_task.abort();
     cache_task.abort();

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::support::bed::{Bed, NS};
+use crate::support::edge::send_signed;
 
 /// A tiny OIDC provider: discovery and a JWK Set whose keys the test can rotate.
 struct Idp {
@@ -336,65 +337,6 @@ async fn policy_status_and_bundle_revision() {
     );
 }
 
-/// Sends one request to the gateway signed as the Worker signs it; returns the status and the
-/// values of the credential headers (which must never reach an Event).
-async fn send_signed(
-    base: &str,
-    key: &ed25519_dalek::SigningKey,
-    method: &str,
-    path: &str,
-    body: Value,
-    request_id: &'static str,
-) -> (u16, Vec<String>) {
-    use edgebind::gateway::{identity, signature::Signer};
-    use http::{HeaderMap, HeaderValue};
-    let authority = base.trim_start_matches("http://");
-    let ident = identity::encode(&json!({
-        "v": 1, "issuer": "okta", "issuerUrl": "https://idp.example",
-        "subject": "okta:alice", "groups": ["okta:admins"], "claims": {},
-        "tokenJti": null, "tokenExp": 0, "clientIp": "203.0.113.7",
-        "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:test",
-        "decision": "allow", "policy": null
-    }));
-    let mut h = HeaderMap::new();
-    h.insert(
-        "edge-identity",
-        HeaderValue::from_str(&ident).expect("ascii"),
-    );
-    h.insert("edge-request-id", HeaderValue::from_static(request_id));
-    // GET and DELETE carry no body.
-    let body = if body.is_null() {
-        Vec::new()
-    } else {
-        body.to_string().into_bytes()
-    };
-    let created = jiff::Timestamp::now().as_second();
-    // 16 random bytes, base64url, as the Worker makes them.
-    let nonce = base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        uuid::Uuid::new_v4().as_bytes(),
-    );
-    Signer {
-        key,
-        key_id: "edge-1",
-        created,
-        expires: created + 60,
-        nonce: &nonce,
-    }
-    .sign(method, authority, path, None, &mut h, &body);
-    let secrets: Vec<String> = ["edge-identity", "signature", "signature-input"]
-        .iter()
-        .filter_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::to_string))
-        .collect();
-    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut rb = crate::support::http::client().request(m, format!("{base}{path}"));
-    for (k, v) in &h {
-        rb = rb.header(k.as_str(), v.as_bytes());
-    }
-    let resp = rb.body(body).send().await.expect("gateway answers");
-    (resp.status().as_u16(), secrets)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_publishes_events_for_changes() {
     use edgebind::gateway::api::{BundleStore, GatewayState, router};
@@ -439,6 +381,7 @@ async fn gateway_publishes_events_for_changes() {
     let (status, secrets) = send_signed(
         &base,
         &key,
+        "okta",
         "POST",
         &create_path,
         json!({"name": "app-db", "sizeBytes": 1u64 << 30}),
@@ -475,9 +418,27 @@ async fn gateway_publishes_events_for_changes() {
 
     // A refused change (delete is not allowed) and a read publish nothing.
     let vol_path = format!("/api/v1/namespaces/{NS}/volumes/app-db");
-    let (status, _) = send_signed(&base, &key, "DELETE", &vol_path, json!(null), "req-del-1").await;
+    let (status, _) = send_signed(
+        &base,
+        &key,
+        "okta",
+        "DELETE",
+        &vol_path,
+        json!(null),
+        "req-del-1",
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, _) = send_signed(&base, &key, "GET", &vol_path, json!(null), "req-get-1").await;
+    let (status, _) = send_signed(
+        &base,
+        &key,
+        "okta",
+        "GET",
+        &vol_path,
+        json!(null),
+        "req-get-1",
+    )
+    .await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = bed.events_for("app-db");

@@ -17,4 +17,4 @@ mod linstor_tls;
 mod operator;
 mod plan_parity;
 mod real_apiserver;
-mod real_controller;
+mod real_cluster;

@@ -5,4 +5,5 @@ pub mod apiserver;
 pub mod bed;
 pub mod cf;
 pub mod contract;
+pub mod edge;
 pub mod http;

@@ -1,10 +1,10 @@
-//! The controller against the real kube-apiserver, authenticated as its own ServiceAccount under
-//! exactly the RBAC objects the Helm chart renders with default values (`deploy/kustomize/base`
-//! is that render; tests/python/test_deploy.py keeps it equal to the chart), with the LINSTOR
-//! simulator behind it.
+//! The controller and the gateway against the real kube-apiserver, each authenticated as its own
+//! ServiceAccount under exactly the RBAC objects the Helm chart renders with default values
+//! (`deploy/kustomize/base` is that render; tests/python/test_deploy.py keeps it equal to the
+//! chart), with the LINSTOR simulator behind the controller.
 //!
 //! The controller watches every namespace, so two of them on one server would reconcile each
-//! other's objects: the tests here take turns.
+//! other's objects, and the gateway's key Secret is one per release: the tests here take turns.
 
 use std::time::Duration;
 
@@ -430,4 +430,204 @@ async fn every_volume_rule_of_the_charts_controller_role_is_needed() {
     }
     set_controller_role(server, &chart).await;
     assert!(checked >= 4, "the volume rules were each removed once");
+}
+
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// The gateway as `edgebind-gateway`: keys from the release's key Secret, policies compiled from
+/// the cluster's issuers and policies, volumes and snapshots written as custom resources, events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
+    use base64::Engine;
+    use edgebind::gateway::server::{GatewayArgs, serve};
+    use k8s_openapi::api::core::v1::Secret;
+
+    use crate::support::edge::send_signed;
+
+    let _turn = TURN.lock().await;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    let admin = server.client(Who::Admin).await;
+    let ns = server.namespace("edge").await;
+    let other_ns = server.namespace("edge-other").await;
+
+    // The key Secret the controller would publish, and an issuer and a policy for this namespace.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
+    let public =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "edgebind-gateway-keys", "namespace": RELEASE_NS},
+        "stringData": {"edge-1.pub": public}
+    }))
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), RELEASE_NS);
+    let _ = secrets
+        .delete("edgebind-gateway-keys", &DeleteParams::default())
+        .await;
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("key Secret");
+    let issuer = format!("idp-{ns}");
+    let is: edgebind::crd::IdentityIssuer = serde_json::from_value(json!({
+        "apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer",
+        "metadata": {"name": issuer},
+        "spec": {"issuer": "https://idp.example", "audiences": ["edgebind"], "algorithms": ["ES256"]}
+    }))
+    .unwrap();
+    Api::<edgebind::crd::IdentityIssuer>::all(admin.clone())
+        .create(&PostParams::default(), &is)
+        .await
+        .expect("issuer");
+    let policy: edgebind::crd::VolumeAccessPolicy = serde_json::from_value(json!({
+        "apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy",
+        "metadata": {"name": "automation"},
+        "spec": {"effect": "Allow", "subjects": [{"issuer": issuer}],
+                 "actions": ["read", "create", "resize", "snapshot", "delete"]}
+    }))
+    .unwrap();
+    Api::<edgebind::crd::VolumeAccessPolicy>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("policy");
+
+    let (listen, admin_addr) = (free_port(), free_port());
+    let args = GatewayArgs {
+        listen,
+        admin_addr,
+        keys_namespace: RELEASE_NS.into(),
+        keys_secret: "edgebind-gateway-keys".into(),
+        backend_ref: "main".into(),
+        reload_seconds: 1,
+    };
+    let client = server.client(Who::Gateway).await;
+    let gw = tokio::spawn(async move {
+        if let Err(e) = serve(client, args, futures::future::pending()).await {
+            tracing::warn!("gateway stopped: {e:#}");
+        }
+    });
+    let http = crate::support::http::client();
+    poll(30, || async {
+        let r = http
+            .get(format!("http://{admin_addr}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await
+    .expect("the gateway becomes ready: keys, policies and watch caches readable");
+    // The bundle is reloaded every second; wait until it holds this test's policy.
+    let base = format!("http://{listen}");
+    let create = format!("/api/v1/namespaces/{ns}/volumes");
+    let mut n = 0;
+    let status = poll(20, || {
+        n += 1;
+        let (base, key, issuer, create) = (&base, &key, &issuer, &create);
+        async move {
+            let (status, _) = send_signed(
+                base,
+                key,
+                issuer,
+                "POST",
+                create,
+                json!({"name": "app-db", "sizeBytes": 1u64 << 30}),
+                &format!("req-create-{n}"),
+            )
+            .await;
+            (status != 403).then_some(status)
+        }
+    })
+    .await
+    .expect("the policy reaches the gateway");
+    assert_eq!(status, 201, "created through the real API server");
+    let vols: Api<EdgeVolume> = Api::namespaced(admin.clone(), &ns);
+    let v = vols.get("app-db").await.expect("the EdgeVolume exists");
+    assert_eq!(v.spec.size, (1u64 << 30).to_string());
+
+    let vol = format!("/api/v1/namespaces/{ns}/volumes/app-db");
+    let (status, _) = send_signed(&base, &key, &issuer, "GET", &vol, Value::Null, "req-get").await;
+    assert_eq!(status, 200, "read from the gateway's watch cache");
+    let (status, _) = send_signed(
+        &base,
+        &key,
+        &issuer,
+        "POST",
+        &format!("{vol}/resize"),
+        json!({"sizeBytes": 2u64 << 30}),
+        "req-resize",
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        vols.get("app-db").await.expect("volume").spec.size,
+        (2u64 << 30).to_string()
+    );
+    let (status, _) = send_signed(
+        &base,
+        &key,
+        &issuer,
+        "POST",
+        &format!("{vol}/snapshots"),
+        json!({"name": "s1"}),
+        "req-snap",
+    )
+    .await;
+    assert_eq!(status, 201);
+    let snaps: Api<EdgeSnapshot> = Api::namespaced(admin.clone(), &ns);
+    let listed = snaps.list(&ListParams::default()).await.expect("list");
+    assert!(
+        listed.items.iter().any(|x| x.spec.volume_ref == "app-db"),
+        "an EdgeSnapshot of app-db exists"
+    );
+
+    // Another namespace has no policy: refused there, and nothing is created.
+    let (status, _) = send_signed(
+        &base,
+        &key,
+        &issuer,
+        "POST",
+        &format!("/api/v1/namespaces/{other_ns}/volumes"),
+        json!({"name": "intruder", "sizeBytes": 1u64 << 30}),
+        "req-other",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        Api::<EdgeVolume>::namespaced(admin.clone(), &other_ns)
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+
+    // The writes are recorded as events, published by the gateway's own account.
+    let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
+    let reasons: Vec<String> = poll(10, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let r: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("edgebind-gateway"))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        (r.len() >= 3).then_some(r)
+    })
+    .await
+    .expect("gateway events");
+    assert!(reasons.iter().any(|r| r == "EdgeCreate"), "{reasons:?}");
+
+    let (status, _) =
+        send_signed(&base, &key, &issuer, "DELETE", &vol, Value::Null, "req-del").await;
+    assert_eq!(status, 202);
+    gw.abort();
 }

@@ -1,0 +1,66 @@
+//! Requests to the gateway signed as the edge Worker signs them.
+
+use serde_json::{Value, json};
+
+/// Sends one request to the gateway signed as the Worker signs it; returns the status and the
+/// values of the credential headers (which must never reach an Event).
+pub async fn send_signed(
+    base: &str,
+    key: &ed25519_dalek::SigningKey,
+    issuer: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+    request_id: &str,
+) -> (u16, Vec<String>) {
+    use edgebind::gateway::{identity, signature::Signer};
+    use http::{HeaderMap, HeaderValue};
+    let authority = base.trim_start_matches("http://");
+    let ident = identity::encode(&json!({
+        "v": 1, "issuer": issuer, "issuerUrl": "https://idp.example",
+        "subject": format!("{issuer}:alice"), "groups": [format!("{issuer}:admins")], "claims": {},
+        "tokenJti": null, "tokenExp": 0, "clientIp": "203.0.113.7",
+        "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:test",
+        "decision": "allow", "policy": null
+    }));
+    let mut h = HeaderMap::new();
+    h.insert(
+        "edge-identity",
+        HeaderValue::from_str(&ident).expect("ascii"),
+    );
+    h.insert(
+        "edge-request-id",
+        HeaderValue::from_str(request_id).expect("ascii"),
+    );
+    // GET and DELETE carry no body.
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let created = jiff::Timestamp::now().as_second();
+    // 16 random bytes, base64url, as the Worker makes them.
+    let nonce = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        uuid::Uuid::new_v4().as_bytes(),
+    );
+    Signer {
+        key,
+        key_id: "edge-1",
+        created,
+        expires: created + 60,
+        nonce: &nonce,
+    }
+    .sign(method, authority, path, None, &mut h, &body);
+    let secrets: Vec<String> = ["edge-identity", "signature", "signature-input"]
+        .iter()
+        .filter_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::to_string))
+        .collect();
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut rb = crate::support::http::client().request(m, format!("{base}{path}"));
+    for (k, v) in &h {
+        rb = rb.header(k.as_str(), v.as_bytes());
+    }
+    let resp = rb.body(body).send().await.expect("gateway answers");
+    (resp.status().as_u16(), secrets)
+}

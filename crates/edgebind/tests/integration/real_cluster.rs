@@ -437,29 +437,22 @@ fn free_port() -> std::net::SocketAddr {
     l.local_addr().expect("addr")
 }
 
-/// The gateway as `edgebind-gateway`: keys from the release's key Secret, policies compiled from
-/// the cluster's issuers and policies, volumes and snapshots written as custom resources, events.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
+/// A namespace with an issuer and an Allow policy, the release's key Secret, and the key.
+struct Edge {
+    ns: String,
+    other_ns: String,
+    issuer: String,
+    key: ed25519_dalek::SigningKey,
+}
+
+async fn edge_setup(server: &RealApiServer, prefix: &str) -> Edge {
     use base64::Engine;
-    use edgebind::gateway::server::{GatewayArgs, serve};
     use k8s_openapi::api::core::v1::Secret;
 
-    use crate::support::edge::send_signed;
-
-    let _turn = TURN.lock().await;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
-        .with_test_writer()
-        .try_init();
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
     let admin = server.client(Who::Admin).await;
-    let ns = server.namespace("edge").await;
-    let other_ns = server.namespace("edge-other").await;
-
-    // The key Secret the controller would publish, and an issuer and a policy for this namespace.
+    let ns = server.namespace(prefix).await;
+    let other_ns = server.namespace(&format!("{prefix}-other")).await;
+    // The key Secret the controller would publish, and an issuer and a policy for `ns`.
     let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
     let public =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
@@ -498,7 +491,23 @@ async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
         .create(&PostParams::default(), &policy)
         .await
         .expect("policy");
+    Edge {
+        ns,
+        other_ns,
+        issuer,
+        key,
+    }
+}
 
+/// The gateway as `edgebind-gateway` (the binary's own composition: keys from the release's key
+/// Secret, policies compiled from the cluster's issuers and policies, watch caches, events)
+/// serving signed requests. `Err` names the first step that did not happen.
+async fn edge_scenario(server: &RealApiServer, e: &Edge, secs: u64) -> Result<(), String> {
+    use edgebind::gateway::server::{GatewayArgs, serve};
+
+    use crate::support::edge::send_signed;
+
+    let admin = server.client(Who::Admin).await;
     let (listen, admin_addr) = (free_port(), free_port());
     let args = GatewayArgs {
         listen,
@@ -514,120 +523,202 @@ async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
             tracing::warn!("gateway stopped: {e:#}");
         }
     });
-    let http = crate::support::http::client();
-    poll(30, || async {
-        let r = http
-            .get(format!("http://{admin_addr}/readyz"))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await
-    .expect("the gateway becomes ready: keys, policies and watch caches readable");
-    // The bundle is reloaded every second; wait until it holds this test's policy.
-    let base = format!("http://{listen}");
-    let create = format!("/api/v1/namespaces/{ns}/volumes");
-    let mut n = 0;
-    let status = poll(20, || {
-        n += 1;
-        let (base, key, issuer, create) = (&base, &key, &issuer, &create);
-        async move {
-            let (status, _) = send_signed(
-                base,
-                key,
-                issuer,
+    let outcome = async {
+        let http = crate::support::http::client();
+        poll(secs, || async {
+            let r = http
+                .get(format!("http://{admin_addr}/readyz"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await
+        .ok_or("the gateway never became ready (keys, policies or watch caches)")?;
+        let (base, key, issuer, ns) = (format!("http://{listen}"), &e.key, &e.issuer, &e.ns);
+        let send = |method: &'static str, path: String, body: Value, id: String| {
+            let base = base.clone();
+            async move {
+                send_signed(&base, key, issuer, method, &path, body, &id)
+                    .await
+                    .0
+            }
+        };
+        // The bundle is reloaded every second; wait until it holds this test's policy.
+        let mut n = 0;
+        let status = poll(secs, || {
+            n += 1;
+            let f = send(
                 "POST",
-                create,
+                format!("/api/v1/namespaces/{ns}/volumes"),
                 json!({"name": "app-db", "sizeBytes": 1u64 << 30}),
-                &format!("req-create-{n}"),
-            )
-            .await;
-            (status != 403).then_some(status)
+                format!("req-create-{n}"),
+            );
+            async move { Some(f.await).filter(|s| *s != 403) }
+        })
+        .await
+        .ok_or("the policy never reached the gateway")?;
+        if status != 201 {
+            return Err(format!("create answered {status}"));
         }
-    })
-    .await
-    .expect("the policy reaches the gateway");
-    assert_eq!(status, 201, "created through the real API server");
-    let vols: Api<EdgeVolume> = Api::namespaced(admin.clone(), &ns);
-    let v = vols.get("app-db").await.expect("the EdgeVolume exists");
-    assert_eq!(v.spec.size, (1u64 << 30).to_string());
-
-    let vol = format!("/api/v1/namespaces/{ns}/volumes/app-db");
-    let (status, _) = send_signed(&base, &key, &issuer, "GET", &vol, Value::Null, "req-get").await;
-    assert_eq!(status, 200, "read from the gateway's watch cache");
-    let (status, _) = send_signed(
-        &base,
-        &key,
-        &issuer,
-        "POST",
-        &format!("{vol}/resize"),
-        json!({"sizeBytes": 2u64 << 30}),
-        "req-resize",
-    )
-    .await;
-    assert_eq!(status, 202);
-    assert_eq!(
-        vols.get("app-db").await.expect("volume").spec.size,
-        (2u64 << 30).to_string()
-    );
-    let (status, _) = send_signed(
-        &base,
-        &key,
-        &issuer,
-        "POST",
-        &format!("{vol}/snapshots"),
-        json!({"name": "s1"}),
-        "req-snap",
-    )
-    .await;
-    assert_eq!(status, 201);
-    let snaps: Api<EdgeSnapshot> = Api::namespaced(admin.clone(), &ns);
-    let listed = snaps.list(&ListParams::default()).await.expect("list");
-    assert!(
-        listed.items.iter().any(|x| x.spec.volume_ref == "app-db"),
-        "an EdgeSnapshot of app-db exists"
-    );
-
-    // Another namespace has no policy: refused there, and nothing is created.
-    let (status, _) = send_signed(
-        &base,
-        &key,
-        &issuer,
-        "POST",
-        &format!("/api/v1/namespaces/{other_ns}/volumes"),
-        json!({"name": "intruder", "sizeBytes": 1u64 << 30}),
-        "req-other",
-    )
-    .await;
-    assert_eq!(status, 403);
-    assert!(
-        Api::<EdgeVolume>::namespaced(admin.clone(), &other_ns)
+        let vols: Api<EdgeVolume> = Api::namespaced(admin.clone(), ns);
+        let size = |v: EdgeVolume| v.spec.size;
+        if vols.get("app-db").await.map(size).ok() != Some((1u64 << 30).to_string()) {
+            return Err("the EdgeVolume was not created".into());
+        }
+        let vol = format!("/api/v1/namespaces/{ns}/volumes/app-db");
+        let checks = [
+            ("GET", vol.clone(), Value::Null, 200),
+            (
+                "POST",
+                format!("{vol}/resize"),
+                json!({"sizeBytes": 2u64 << 30}),
+                202,
+            ),
+            (
+                "POST",
+                format!("{vol}/snapshots"),
+                json!({"name": "s1"}),
+                201,
+            ),
+            (
+                "POST",
+                format!("/api/v1/namespaces/{}/volumes", e.other_ns),
+                json!({"name": "intruder", "sizeBytes": 1u64 << 30}),
+                403,
+            ),
+        ];
+        for (i, (method, path, body, want)) in checks.into_iter().enumerate() {
+            let got = send(method, path.clone(), body, format!("req-{i}")).await;
+            if got != want {
+                return Err(format!("{method} {path} answered {got}, not {want}"));
+            }
+        }
+        if vols.get("app-db").await.map(size).ok() != Some((2u64 << 30).to_string()) {
+            return Err("the resize did not reach the EdgeVolume".into());
+        }
+        let snaps: Api<EdgeSnapshot> = Api::namespaced(admin.clone(), ns);
+        let listed = snaps
             .list(&ListParams::default())
             .await
-            .expect("list")
-            .items
-            .is_empty()
-    );
-
-    // The writes are recorded as events, published by the gateway's own account.
-    let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
-    let reasons: Vec<String> = poll(10, || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        let r: Vec<String> = list
-            .items
-            .iter()
-            .filter(|e| e.reporting_controller.as_deref() == Some("edgebind-gateway"))
-            .filter_map(|e| e.reason.clone())
-            .collect();
-        (r.len() >= 3).then_some(r)
-    })
-    .await
-    .expect("gateway events");
-    assert!(reasons.iter().any(|r| r == "EdgeCreate"), "{reasons:?}");
-
-    let (status, _) =
-        send_signed(&base, &key, &issuer, "DELETE", &vol, Value::Null, "req-del").await;
-    assert_eq!(status, 202);
+            .map_err(|e| e.to_string())?;
+        if !listed.items.iter().any(|x| x.spec.volume_ref == "app-db") {
+            return Err("no EdgeSnapshot of app-db".into());
+        }
+        let intruders = Api::<EdgeVolume>::namespaced(admin.clone(), &e.other_ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        if !intruders.items.is_empty() {
+            return Err("a refused request created a volume".into());
+        }
+        // The writes are recorded as events, published by the gateway's own account.
+        let events: Api<Event> = Api::namespaced(admin.clone(), ns);
+        poll(5, || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reporting_controller.as_deref() == Some("edgebind-gateway")
+                        && e.reason.as_deref() == Some("EdgeCreate")
+                })
+                .then_some(())
+        })
+        .await
+        .ok_or("no EdgeCreate event")?;
+        let got = send("DELETE", vol, Value::Null, "req-del".into()).await;
+        if got != 202 {
+            return Err(format!("delete answered {got}"));
+        }
+        Ok(())
+    }
+    .await;
     gw.abort();
+    let _ = gw.await;
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
+    let _turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    let e = edge_setup(server, "edge").await;
+    edge_scenario(server, &e, 30)
+        .await
+        .expect("the edge scenario completes under the chart's RBAC");
+}
+
+/// The rules of the role named `name` (a ClusterRole, or a Role in the release namespace), as
+/// the chart renders them.
+fn chart_rules(kind: &str, name: &str) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+    let file = if name.starts_with("edgebind-gateway") {
+        "rbac-gateway.yaml"
+    } else {
+        "rbac-controller.yaml"
+    };
+    let doc = base_docs(file)
+        .into_iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} in {file}"));
+    serde_json::from_value(doc["rules"].clone()).expect("rules")
+}
+
+async fn set_rules(
+    server: &RealApiServer,
+    kind: &str,
+    name: &str,
+    rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+) {
+    let admin = server.client(Who::Admin).await;
+    let pp = PostParams::default();
+    if kind == "ClusterRole" {
+        let api = Api::<ClusterRole>::all(admin);
+        let mut r = api.get(name).await.expect("ClusterRole");
+        r.rules = Some(rules);
+        api.replace(name, &pp, &r).await.expect("replaced");
+    } else {
+        let api = Api::<Role>::namespaced(admin, RELEASE_NS);
+        let mut r = api.get(name).await.expect("Role");
+        r.rules = Some(rules);
+        api.replace(name, &pp, &r).await.expect("replaced");
+    }
+}
+
+/// Each rule of the gateway's ClusterRole and key Role is needed: without it the edge scenario
+/// stops where the rule is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_of_the_charts_gateway_roles_is_needed() {
+    let _turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    let mut checked = 0;
+    for (kind, name) in [
+        ("ClusterRole", "edgebind-gateway"),
+        ("Role", "edgebind-gateway-keys"),
+    ] {
+        let rules = chart_rules(kind, name);
+        for i in 0..rules.len() {
+            let mut without = rules.clone();
+            let removed = without.remove(i);
+            set_rules(server, kind, name, without).await;
+            let e = edge_setup(server, &format!("gw-rbac-{checked}")).await;
+            let outcome = edge_scenario(server, &e, 6).await;
+            eprintln!(
+                "without {kind} {name} rule {i} ({:?}): {outcome:?}",
+                removed.resources
+            );
+            set_rules(server, kind, name, rules.clone()).await;
+            assert!(
+                outcome.is_err(),
+                "without {kind} {name} rule {i} ({:?} {:?}) the edge scenario still completed",
+                removed.resources,
+                removed.verbs
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "every gateway rule was removed once");
 }

@@ -290,6 +290,40 @@ fn collect_fields(
     }
 }
 
+/// The value at `path` in `doc`, if present. Keyed items are found by key.
+pub(crate) fn value_at<'a>(
+    doc: &'a Value,
+    path: &[FieldElem],
+    rules: &MergeRules,
+) -> Option<&'a Value> {
+    let mut cur = doc;
+    let mut spath: Vec<String> = Vec::new();
+    for elem in path {
+        match elem {
+            FieldElem::Field(name) => {
+                cur = cur.get(name)?;
+                spath.push(name.clone());
+            }
+            FieldElem::Item(key) => {
+                let keys = rules.list_keys(&spath)?;
+                cur = cur.as_array()?.iter().find(|i| &key_of(i, &keys) == key)?;
+                spath.push(ITEMS.to_string());
+            }
+        }
+    }
+    Some(cur)
+}
+
+/// A field path as the real server prints it in conflicts: `.spec.size`, `.spec.list[key]`.
+pub(crate) fn render_path(path: &[FieldElem]) -> String {
+    path.iter()
+        .map(|e| match e {
+            FieldElem::Field(f) => format!(".{f}"),
+            FieldElem::Item(k) => format!("[{k}]"),
+        })
+        .collect()
+}
+
 /// Removes the field at `path` from `doc` (no-op when absent). Keyed items are found by key.
 pub(crate) fn remove_field(doc: &mut Value, path: &[FieldElem], rules: &MergeRules) {
     remove_at(doc, path, rules, &mut Vec::new());

@@ -57,6 +57,16 @@ pub(crate) struct ResourceDef {
 }
 
 impl ResourceDef {
+    /// `Kind.group` (just `Kind` in the core group), as the real server names a kind in
+    /// validation and precondition errors.
+    pub fn kind_group(&self) -> String {
+        if self.key.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.key.group)
+        }
+    }
+
     pub fn version(&self, version: &str) -> Option<&VersionDef> {
         self.versions.iter().find(|v| v.name == version)
     }

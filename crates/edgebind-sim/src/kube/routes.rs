@@ -366,9 +366,10 @@ fn dispatch(
         ("PATCH", true) => {
             let kind = PatchKind::from_content_type(content_type)?;
             let manager = q.get("fieldManager").map(String::as_str);
+            let force = q.get("force").map(String::as_str) == Some("true");
             let (obj, created) = shared
                 .write()
-                .patch(&target, kind, body, manager, dry_run)?;
+                .patch(&target, kind, body, manager, force, dry_run)?;
             let code = if created {
                 StatusCode::CREATED
             } else {

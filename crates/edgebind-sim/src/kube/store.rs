@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::error::{ApiError, ApiResult};
-use super::patch::{self, FieldElem, FieldSet, MergeRules, PatchKind};
+use super::patch::{self, FieldElem, FieldPath, FieldSet, MergeRules, PatchKind};
 use super::resources::{self, CRD_GROUP, CRD_PLURAL, ResKey, ResourceDef};
 
 /// Per-resource broadcast buffer; a watcher that falls this far behind is closed (it re-watches).
@@ -76,13 +76,15 @@ pub(crate) struct ResourceState {
 }
 
 impl ResourceState {
-    fn new(def: ResourceDef) -> Self {
+    /// `since`: the store's resourceVersion when the resource is registered. As the real
+    /// server's watch cache starts there, a watch from an older version is too old (410).
+    fn new(def: ResourceDef, since: u64) -> Self {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         ResourceState {
             def: Arc::new(def),
             objects: BTreeMap::new(),
             history: VecDeque::new(),
-            floor: 0,
+            floor: since,
             tx,
             appliers: HashMap::new(),
         }
@@ -216,7 +218,7 @@ impl State {
         };
         for def in resources::builtins() {
             st.resources
-                .insert(def.key.clone(), ResourceState::new(def));
+                .insert(def.key.clone(), ResourceState::new(def, 0));
         }
         // A fresh cluster already has these namespaces.
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -525,8 +527,7 @@ impl State {
             return Ok(obj);
         };
         let obj = schema.default_and_prune(&obj);
-        let kind_group = format!("{}.{}", def.kind, def.key.group);
-        schema.validate(&kind_group, name, &obj, old)?;
+        schema.validate(&def.kind_group(), name, &obj, old)?;
         Ok(obj)
     }
 
@@ -558,8 +559,9 @@ impl State {
         match self.resources.get_mut(&def.key) {
             Some(existing) => existing.def = Arc::new(def),
             None => {
+                let since = self.rv;
                 self.resources
-                    .insert(def.key.clone(), ResourceState::new(def));
+                    .insert(def.key.clone(), ResourceState::new(def, since));
             }
         }
         Ok(crd)
@@ -665,10 +667,13 @@ impl State {
                 .filter(|f| !old_f.contains(f))
                 .collect();
             if !added.is_empty() {
+                // Go's %#v of a []string, as the real server prints it.
+                let list: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
                 return Err(ApiError::invalid(format!(
                     "{} \"{name}\" is invalid: metadata.finalizers: Forbidden: no new finalizers can \
-                     be added if the object is being deleted, found new finalizers {added:?}",
-                    def.kind
+                     be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    def.kind_group(),
+                    list.join(", ")
                 )));
             }
         }
@@ -714,6 +719,7 @@ impl State {
         kind: PatchKind,
         body: &[u8],
         manager: Option<&str>,
+        force: bool,
         dry_run: bool,
     ) -> ApiResult<(Arc<Value>, bool)> {
         let def = self.res(&t.key)?.def.clone();
@@ -743,6 +749,23 @@ impl State {
                 return Err(ApiError::bad_request("apply body must be an object"));
             }
             check_apply_type_meta(&def, &t.version, &applied)?;
+            // Apply builds a typed object from the schema: an undeclared field fails it (a 500,
+            // not the pruning other writes get).
+            if let Some(schema) = &schema
+                && let Some(path) = first_pruned(&applied, &schema.default_and_prune(&applied), "")
+            {
+                return Err(ApiError::new(
+                    500,
+                    "",
+                    format!(
+                        "failed to create typed patch object ({}/{name}; {}/{}, Kind={}): {path}: field not declared in schema",
+                        meta_str(&applied, "namespace").unwrap_or_default(),
+                        def.key.group,
+                        t.version,
+                        def.kind
+                    ),
+                ));
+            }
             if let Some(n) = meta_str(&applied, "name")
                 && n != name
             {
@@ -766,6 +789,17 @@ impl State {
                         meta_str(&old, "namespace").unwrap_or_default().to_string(),
                         name.clone(),
                     );
+                    apply_conflicts(
+                        self.res_mut(&t.key)?,
+                        t.status,
+                        &okey,
+                        manager,
+                        &fs,
+                        &applied,
+                        &old,
+                        &rules,
+                        force,
+                    )?;
                     let res = self.res(&t.key)?;
                     if let Some(appliers) = res.appliers.get(&okey)
                         && let Some(prev) = appliers.get(&(manager.to_string(), t.status))
@@ -841,7 +875,11 @@ impl State {
         let name = t.name.clone().unwrap_or_default();
         let old = self.get(&t.key, t.namespace.as_deref(), &name)?;
         if let Some(pre) = opts.and_then(|o| o.get("preconditions")) {
-            for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+            // kube-apiserver 1.36's wording (checked by tests/integration/conformance.rs).
+            for (field, label, hint) in [
+                ("uid", "UID", "deleted and then recreated"),
+                ("resourceVersion", "ResourceVersion", "modified"),
+            ] {
                 if let Some(want) = pre.get(field).and_then(Value::as_str) {
                     let have = meta_str(&old, field).unwrap_or_default();
                     if want != have {
@@ -849,9 +887,10 @@ impl State {
                             409,
                             "Conflict",
                             format!(
-                                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: \
-                                 {label} in precondition: {want}, {label} in object meta: {have}",
-                                t.key.qualified()
+                                "Operation cannot be fulfilled on {} \"{name}\": the {label} in the \
+                                 precondition ({want}) does not match the {label} in record ({have}). \
+                                 The object might have been {hint}",
+                                def.kind_group()
                             ),
                         ));
                     }
@@ -947,6 +986,100 @@ impl State {
         }
         Ok(out)
     }
+}
+
+/// The first field of `sent` that pruning removed, as `.spec.field`.
+fn first_pruned(sent: &Value, kept: &Value, at: &str) -> Option<String> {
+    match (sent, kept) {
+        (Value::Object(s), Value::Object(k)) => s.iter().find_map(|(key, v)| match k.get(key) {
+            None => Some(format!("{at}.{key}")),
+            Some(kv) => first_pruned(v, kv, &format!("{at}.{key}")),
+        }),
+        (Value::Array(s), Value::Array(k)) => s
+            .iter()
+            .zip(k)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_pruned(a, b, &format!("{at}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// Server-side apply's conflicts: a field this apply sets to a value other than the current one
+/// while another applier owns it. Without `force` that is a 409 naming each; with `force` the
+/// others give the field up. (The fake tracks appliers only, not `Update` managers.)
+#[allow(clippy::too_many_arguments)]
+fn apply_conflicts(
+    res: &mut ResourceState,
+    via_status: bool,
+    okey: &ObjKey,
+    manager: &str,
+    fs: &FieldSet,
+    applied: &Value,
+    current: &Value,
+    rules: &MergeRules,
+    force: bool,
+) -> ApiResult<()> {
+    let Some(appliers) = res.appliers.get_mut(okey) else {
+        return Ok(());
+    };
+    let mut conflicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((other, status), owned) in appliers.iter_mut() {
+        if other == manager || *status != via_status {
+            continue;
+        }
+        let lost: Vec<FieldPath> = fs
+            .iter()
+            .filter(|p| owned.contains(*p))
+            .filter(|p| {
+                let (a, c) = (
+                    patch::value_at(applied, p, rules),
+                    patch::value_at(current, p, rules),
+                );
+                // Objects and keyed items are containers: their leaves decide.
+                !matches!(a, Some(Value::Object(_))) && a != c
+            })
+            .cloned()
+            .collect();
+        if lost.is_empty() {
+            continue;
+        }
+        if force {
+            for p in &lost {
+                owned.remove(p);
+            }
+        } else {
+            conflicts
+                .entry(other.clone())
+                .or_default()
+                .extend(lost.iter().map(|p| patch::render_path(p)));
+        }
+    }
+    let n: usize = conflicts.values().map(Vec::len).sum();
+    if n == 0 {
+        return Ok(());
+    }
+    // structured-merge-diff's wording, as kube-apiserver returns it.
+    let detail = if n == 1 {
+        let (m, paths) = conflicts.iter().next().expect("one conflict");
+        format!("conflict with \"{m}\": {}", paths[0])
+    } else {
+        conflicts
+            .iter()
+            .map(|(m, paths)| {
+                let list: String = paths.iter().map(|p| format!("\n- {p}")).collect();
+                format!("conflicts with \"{m}\":{list}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Err(ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "Apply failed with {n} conflict{}: {detail}",
+            if n == 1 { "" } else { "s" }
+        ),
+    ))
 }
 
 /// The fields an apply owns, limited to what the endpoint may write.

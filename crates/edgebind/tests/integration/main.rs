@@ -7,6 +7,7 @@ mod cf_sim;
 mod cli;
 mod cloudflare;
 mod cloudflare_rotation;
+mod conformance;
 mod contract_selftest;
 mod fake_kube;
 mod gateway;

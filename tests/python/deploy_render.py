@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "edgebind"
 KUSTOMIZE = REPO / "deploy" / "kustomize"
 BASE = KUSTOMIZE / "base"
+LEADER_ELECTION = KUSTOMIZE / "components" / "leader-election"
+# The chart's values that the leader-election component stands for.
+LEADER_ELECTION_VALUES = {"controller": {"replicas": 2, "leaderElection": {"enabled": True}}}
 RELEASE = "edgebind"
 NAMESPACE = "edgebind-system"  # crates/edgebind/src/defaults.rs NAMESPACE; test_deploy.py checks they agree
 
@@ -102,6 +105,39 @@ def kustomize_base_files() -> dict[str, str]:
     return files
 
 
+def leader_election_files() -> dict[str, str]:
+    """deploy/kustomize/components/leader-election: what the chart adds with leader election on
+    (the Lease Role and its binding; two replicas, rolling updates and the election env)."""
+    on = {o["kind"] + "/" + o["metadata"]["name"]: o for o in objects(render(LEADER_ELECTION_VALUES))}
+    off = {o["kind"] + "/" + o["metadata"]["name"] for o in objects(render())}
+    added = [strip_helm_metadata(o) for k, o in on.items() if k not in off]
+    ctrl = on["Deployment/edgebind-controller"]
+    env = [e for e in ctrl["spec"]["template"]["spec"]["containers"][0]["env"]
+           if e["name"] in ("EDGEBIND_LEADER_ELECTION", "EDGEBIND_LEASE_NAME")]
+    patch = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "edgebind-controller", "namespace": NAMESPACE},
+        "spec": {
+            "replicas": ctrl["spec"]["replicas"],
+            "strategy": ctrl["spec"]["strategy"],
+            "template": {"spec": {"containers": [{"name": "controller", "env": env}]}},
+        },
+    }
+    header = HEADER.replace("(default values)", "(controller.leaderElection.enabled, 2 replicas)")
+    body = "---\n".join(yaml.safe_dump(o, sort_keys=False) for o in added)
+    component = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "resources": ["rbac-leader-election.yaml"],
+        "patches": [{"path": "controller-patch.yaml"}],
+    }
+    return {
+        "rbac-leader-election.yaml": header + "---\n" + body,
+        "controller-patch.yaml": header + yaml.safe_dump(patch, sort_keys=False),
+        "kustomization.yaml": header + yaml.safe_dump(component, sort_keys=False),
+    }
+
+
 def write_kustomize_base() -> None:
     BASE.mkdir(parents=True, exist_ok=True)
     wanted = kustomize_base_files()
@@ -110,6 +146,9 @@ def write_kustomize_base() -> None:
             stale.unlink()
     for name, text in wanted.items():
         (BASE / name).write_text(text)
+    LEADER_ELECTION.mkdir(parents=True, exist_ok=True)
+    for name, text in leader_election_files().items():
+        (LEADER_ELECTION / name).write_text(text)
 
 
 def main() -> None:
@@ -119,7 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.write_kustomize_base:
         write_kustomize_base()
-        print(f"wrote {BASE.relative_to(REPO)}")
+        print(f"wrote {BASE.relative_to(REPO)} and {LEADER_ELECTION.relative_to(REPO)}")
     else:
         for obj in objects(render()):
             print(f"{obj['kind']}/{obj['metadata']['name']}")

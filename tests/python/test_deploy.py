@@ -5,6 +5,7 @@ and overlay (kubectl kustomize) kept equal to the chart."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
@@ -422,6 +423,39 @@ def test_kustomize_base_builds_the_chart_defaults(default_objs):
     chart = {key(o): dr.strip_helm_metadata(o) for o in default_objs}
     for obj in built:
         assert obj == chart[key(obj)], key(obj)
+
+
+def test_leader_election_component_is_in_sync_with_chart():
+    want = dr.leader_election_files()
+    have = {p.name: p.read_text() for p in dr.LEADER_ELECTION.glob("*.yaml")}
+    assert sorted(have) == sorted(want), "run tests/python/deploy_render.py --write-kustomize-base"
+    for name in want:
+        assert have[name] == want[name], f"{name} is stale: run deploy_render.py --write-kustomize-base"
+
+
+def test_base_with_leader_election_builds_the_charts_render(tmp_path):
+    """base + components/leader-election == the chart with leader election on and 2 replicas."""
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(dr.BASE, tmp_path)],
+        "components": [os.path.relpath(dr.LEADER_ELECTION, tmp_path)],
+    }))
+    built = kustomize(tmp_path)
+    assert validate_all(built) == []
+    chart = [dr.strip_helm_metadata(o) for o in dr.objects(dr.render(dr.LEADER_ELECTION_VALUES))]
+    key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+    assert sorted(map(key, built)) == sorted(map(key, chart))
+    by_key = {key(o): o for o in chart}
+
+    def env_as_dict(o):
+        # A strategic-merge patch appends list items; the order of env entries does not matter.
+        o = copy.deepcopy(o)
+        for c in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            c["env"] = {e["name"]: e for e in c.get("env", [])}
+        return o
+
+    for obj in built:
+        assert env_as_dict(obj) == env_as_dict(by_key[key(obj)]), key(obj)
 
 
 def test_kustomize_example_overlay_is_valid_and_consistent():

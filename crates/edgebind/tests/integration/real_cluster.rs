@@ -853,3 +853,150 @@ async fn every_rule_of_the_charts_gateway_roles_is_needed() {
     }
     assert!(checked >= 5, "every gateway rule was removed once");
 }
+
+/// Leader election on a real Lease, under the Role the chart adds with
+/// `controller.leaderElection.enabled` (`deploy/kustomize/components/leader-election`, kept equal
+/// to the chart's render by tests/python/test_deploy.py): one leader reconciles, a standby takes
+/// over when the leader dies without releasing, and a graceful stop releases the Lease.
+#[tokio::test]
+async fn leader_election_on_a_real_lease_under_the_charts_role() {
+    use edgebind::controller::leader::LeaseConfig;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use tokio::sync::oneshot;
+
+    let _turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    let admin = server.client(Who::Admin).await;
+    let path = format!(
+        "{}/../../deploy/kustomize/components/leader-election/rbac-leader-election.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("component");
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+        let pp = PostParams::default();
+        let r = match v["kind"].as_str() {
+            Some("Role") => Api::<Role>::namespaced(admin.clone(), RELEASE_NS)
+                .create(&pp, &serde_json::from_value(v).unwrap())
+                .await
+                .map(|_| ()),
+            Some("RoleBinding") => Api::<RoleBinding>::namespaced(admin.clone(), RELEASE_NS)
+                .create(&pp, &serde_json::from_value(v).unwrap())
+                .await
+                .map(|_| ()),
+            other => panic!("unexpected {other:?}"),
+        };
+        match r {
+            Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("the leader-election Role is accepted: {e}"),
+        }
+    }
+    // The same setup as `Run`, with two controllers on the Lease instead of one.
+    let ns = server.namespace("leader").await;
+    let linstor = LinstorSim::start(SimConfig::realistic())
+        .await
+        .expect("LINSTOR simulator");
+    let backend = format!("lb-{ns}");
+    let lb: LinstorBackend = serde_json::from_value(json!({
+        "apiVersion": "edgebind.dev/v1alpha1", "kind": "LinstorBackend", "metadata": {"name": backend},
+        "spec": {"urls": [linstor.url()], "budget": {"requestsPerSecond": 1000, "burst": 100, "maxInFlight": 16}}
+    }))
+    .unwrap();
+    Api::<LinstorBackend>::all(admin.clone())
+        .create(&PostParams::default(), &lb)
+        .await
+        .expect("backend");
+    let start = |id: &'static str| {
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let client = apiserver::shared().client(Who::Controller).await;
+            let mut lease = LeaseConfig::new(RELEASE_NS, "edgebind-controller", id);
+            lease.lease_duration = Duration::from_secs(2);
+            lease.renew_deadline = Duration::from_millis(1500);
+            lease.retry_period = Duration::from_millis(250);
+            controller::run_with_leader_election(
+                client,
+                config(),
+                Readiness::default(),
+                lease,
+                async move {
+                    let _ = rx.await;
+                },
+            )
+            .await
+        });
+        (tx, task)
+    };
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), RELEASE_NS);
+    let holder = || async {
+        leases
+            .get_opt("edgebind-controller")
+            .await
+            .ok()
+            .flatten()?
+            .spec?
+            .holder_identity
+    };
+    let (a_stop, a) = start("a");
+    let (b_stop, b) = start("b");
+    let first = poll(15, &holder).await.expect("a Lease holder");
+    let volumes: Api<EdgeVolume> = Api::namespaced(admin.clone(), &ns);
+    let create = |name: &str| {
+        serde_json::from_value::<EdgeVolume>(json!({
+            "apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeVolume", "metadata": {"name": name},
+            "spec": {"backendRef": backend, "size": "64Mi", "deletionPolicy": "Delete",
+                     "placement": {"placeCount": 2}}
+        }))
+        .unwrap()
+    };
+    volumes
+        .create(&PostParams::default(), &create("one"))
+        .await
+        .expect("create");
+    let ready_named = |name: &'static str| {
+        let volumes = volumes.clone();
+        async move {
+            poll(30, || async {
+                let v = volumes.get_opt(name).await.ok().flatten()?;
+                ready(v.status.as_ref().map(|s| &s.conditions[..]))
+            })
+            .await
+        }
+    };
+    ready_named("one").await.expect("the leader reconciles");
+
+    // The leader dies without releasing: the standby takes the Lease once it expires.
+    let (mut leader, mut standby, standby_stop, second) = if first == "a" {
+        drop(a_stop);
+        (a, b, b_stop, "b")
+    } else {
+        drop(b_stop);
+        (b, a, a_stop, "a")
+    };
+    leader.abort();
+    let _ = (&mut leader).await;
+    poll(20, || async { holder().await.filter(|h| h == second) })
+        .await
+        .expect("the standby takes the Lease");
+    volumes
+        .create(&PostParams::default(), &create("two"))
+        .await
+        .expect("create");
+    ready_named("two").await.expect("the new leader reconciles");
+
+    // A graceful stop releases the Lease at once.
+    let _ = standby_stop.send(());
+    let res = tokio::time::timeout(Duration::from_secs(20), &mut standby)
+        .await
+        .expect("stops")
+        .expect("joins");
+    assert!(res.is_ok(), "{res:?}");
+    assert_eq!(holder().await, None, "the Lease is released");
+    let _ = Api::<LinstorBackend>::all(admin.clone())
+        .delete(&backend, &DeleteParams::default())
+        .await;
+    linstor.stop().await;
+}

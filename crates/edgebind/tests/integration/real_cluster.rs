@@ -379,7 +379,8 @@ async fn the_controller_runs_volumes_snapshots_and_restores_under_the_charts_rba
 
 /// An EdgeBinding in the release namespace (the chart's default grants the controller its
 /// Secrets there only), its CloudflareAccount with the token in a Secret there, on a Cloudflare
-/// simulator: published with a signing key, whose public half reaches the gateway key Secret.
+/// simulator: published with a signing key, whose public half reaches the gateway key Secret,
+/// then rotated on demand.
 async fn binding_scenario(run: &Run, secs: u64) -> Result<(), String> {
     use edgebind::crd::{CloudflareAccount, EdgeBinding};
     use edgebind_sim::cloudflare::{
@@ -476,7 +477,7 @@ async fn binding_scenario(run: &Run, secs: u64) -> Result<(), String> {
                 .and_then(|s| s.data)
                 .unwrap_or_default();
             if keys.keys().any(|k| k.ends_with(".pub")) {
-                Ok(())
+                rotate(&bindings, &secrets, &name, secs).await
             } else {
                 Err("no public key in the gateway key Secret".to_string())
             }
@@ -488,6 +489,53 @@ async fn binding_scenario(run: &Run, secs: u64) -> Result<(), String> {
     }
     cf.shutdown().await;
     outcome
+}
+
+/// An on-demand rotation: a new current key, whose public half replaces the old one in the
+/// gateway key Secret (published first, the old one retired after the overlap).
+async fn rotate(
+    bindings: &Api<edgebind::crd::EdgeBinding>,
+    secrets: &Api<k8s_openapi::api::core::v1::Secret>,
+    name: &str,
+    secs: u64,
+) -> Result<(), String> {
+    let current = |b: edgebind::crd::EdgeBinding| b.status.and_then(|s| s.current_key_id);
+    let old = bindings
+        .get(name)
+        .await
+        .ok()
+        .and_then(current)
+        .ok_or("no current key")?;
+    bindings
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"edgebind.dev/rotate-key": "r1"}}})),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let new = poll(secs, || async {
+        bindings
+            .get(name)
+            .await
+            .ok()
+            .and_then(current)
+            .filter(|k| *k != old)
+    })
+    .await
+    .ok_or("the rotation never made a new key current")?;
+    poll(secs, || async {
+        let data = secrets
+            .get_opt("edgebind-gateway-keys")
+            .await
+            .ok()
+            .flatten()?
+            .data?;
+        (data.contains_key(&format!("{new}.pub")) && !data.contains_key(&format!("{old}.pub")))
+            .then_some(())
+    })
+    .await
+    .ok_or_else(|| "the gateway key Secret did not move to the new key".to_string())
 }
 
 #[tokio::test]
@@ -854,28 +902,22 @@ async fn every_rule_of_the_charts_gateway_roles_is_needed() {
     assert!(checked >= 5, "every gateway rule was removed once");
 }
 
-/// Leader election on a real Lease, under the Role the chart adds with
-/// `controller.leaderElection.enabled` (`deploy/kustomize/components/leader-election`, kept equal
-/// to the chart's render by tests/python/test_deploy.py): one leader reconciles, a standby takes
-/// over when the leader dies without releasing, and a graceful stop releases the Lease.
-#[tokio::test]
-async fn leader_election_on_a_real_lease_under_the_charts_role() {
-    use edgebind::controller::leader::LeaseConfig;
-    use k8s_openapi::api::coordination::v1::Lease;
-    use tokio::sync::oneshot;
-
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
-    let admin = server.client(Who::Admin).await;
+fn leader_election_docs() -> Vec<Value> {
     let path = format!(
         "{}/../../deploy/kustomize/components/leader-election/rbac-leader-election.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).expect("component");
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let v: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+/// The Role and RoleBinding the chart adds with leader election on (once per server).
+async fn apply_leader_election_role(server: &RealApiServer) {
+    let admin = server.client(Who::Admin).await;
+    for v in leader_election_docs() {
         let pp = PostParams::default();
         let r = match v["kind"].as_str() {
             Some("Role") => Api::<Role>::namespaced(admin.clone(), RELEASE_NS)
@@ -894,6 +936,94 @@ async fn leader_election_on_a_real_lease_under_the_charts_role() {
             Err(e) => panic!("the leader-election Role is accepted: {e}"),
         }
     }
+}
+
+/// Each rule of the leader-election Role is needed: without it no controller takes a fresh Lease.
+#[tokio::test]
+async fn every_rule_of_the_leader_election_role_is_needed() {
+    use edgebind::controller::leader::LeaseConfig;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::rbac::v1::PolicyRule;
+
+    let _turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    apply_leader_election_role(server).await;
+    let admin = server.client(Who::Admin).await;
+    let role = leader_election_docs()
+        .into_iter()
+        .find(|d| d["kind"] == "Role")
+        .expect("Role");
+    let name = role["metadata"]["name"].as_str().expect("name").to_string();
+    let rules: Vec<PolicyRule> = serde_json::from_value(role["rules"].clone()).expect("rules");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), RELEASE_NS);
+    let takes_lease = |secs: u64| {
+        let leases = leases.clone();
+        async move {
+            let _ = leases
+                .delete("edgebind-controller", &DeleteParams::default())
+                .await;
+            let task = tokio::spawn(async move {
+                let client = apiserver::shared().client(Who::Controller).await;
+                let mut lease = LeaseConfig::new(RELEASE_NS, "edgebind-controller", "solo");
+                lease.lease_duration = Duration::from_secs(2);
+                lease.renew_deadline = Duration::from_millis(1500);
+                lease.retry_period = Duration::from_millis(250);
+                controller::run_with_leader_election(
+                    client,
+                    config(),
+                    Readiness::default(),
+                    lease,
+                    futures::future::pending(),
+                )
+                .await
+            });
+            let held = poll(secs, || async {
+                let l = leases.get_opt("edgebind-controller").await.ok().flatten()?;
+                (l.spec?.holder_identity.as_deref() == Some("solo")).then_some(())
+            })
+            .await
+            .is_some();
+            task.abort();
+            let _ = task.await;
+            held
+        }
+    };
+    assert!(
+        takes_lease(15).await,
+        "with the chart's Role the Lease is taken"
+    );
+    for i in 0..rules.len() {
+        let mut without = rules.clone();
+        let removed = without.remove(i);
+        set_rules(server, "Role", &name, without).await;
+        let held = takes_lease(6).await;
+        set_rules(server, "Role", &name, rules.clone()).await;
+        assert!(
+            !held,
+            "without rule {i} ({:?} {:?}) the Lease was still taken",
+            removed.resource_names, removed.verbs
+        );
+    }
+}
+
+/// Leader election on a real Lease, under the Role the chart adds with
+/// `controller.leaderElection.enabled` (`deploy/kustomize/components/leader-election`, kept equal
+/// to the chart's render by tests/python/test_deploy.py): one leader reconciles, a standby takes
+/// over when the leader dies without releasing, and a graceful stop releases the Lease.
+#[tokio::test]
+async fn leader_election_on_a_real_lease_under_the_charts_role() {
+    use edgebind::controller::leader::LeaseConfig;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use tokio::sync::oneshot;
+
+    let _turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    apply_leader_election_role(server).await;
+    let admin = server.client(Who::Admin).await;
     // The same setup as `Run`, with two controllers on the Lease instead of one.
     let ns = server.namespace("leader").await;
     let linstor = LinstorSim::start(SimConfig::realistic())

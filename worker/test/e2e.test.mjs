@@ -95,10 +95,14 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
       spec: { effect: 'Deny', subjects: [{ issuer: 'test-idp' }], actions: ['create'], volumes: { names: ['edge-prod-*'] } },
     });
     const key = generateSigningKey('edge-e2e-1');
-    // §8.1: entry `<keyId>.pub` holding the base64url of the raw public key (the JWK x).
+    // §8.1: entry `<keyId>.pub` holding the base64url of the raw public key (the JWK x), and
+    // `<keyId>.namespace` the one namespace the key may sign for.
     await kubeCreate(`/api/v1/namespaces/${KEYS_NS}/secrets`, {
       apiVersion: 'v1', kind: 'Secret', metadata: { name: 'edgebind-gateway-keys' }, type: 'Opaque',
-      data: { [`${key.keyId}.pub`]: Buffer.from(key.publicJwk.x).toString('base64') },
+      data: {
+        [`${key.keyId}.pub`]: Buffer.from(key.publicJwk.x).toString('base64'),
+        [`${key.keyId}.namespace`]: Buffer.from(NS).toString('base64'),
+      },
     });
 
     // The Worker's configuration, compiled from the resources as the API server stores them.

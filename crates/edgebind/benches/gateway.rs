@@ -226,7 +226,7 @@ fn ms(d: Duration) -> String {
 fn in_process(o: &Opts, key: &SigningKey, bundle: &Bundle) {
     let authority = "gw.example.com";
     let reqs = sign_all(key, authority, o.requests, 1, read_req);
-    let keys = KeySet::new([(KEY_ID.to_string(), key.verifying_key())]);
+    let keys = KeySet::new([(KEY_ID.to_string(), key.verifying_key(), NS.to_string())]);
     let nonces = NonceCache::new(o.requests + 1);
     let labels = labels();
     let now = jiff::Timestamp::now().as_second();
@@ -367,7 +367,11 @@ async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
             .expect("seed volume");
     }
     let state = Arc::new(GatewayState::new(
-        KeyStore::new(KeySet::new([(KEY_ID.to_string(), key.verifying_key())])),
+        KeyStore::new(KeySet::new([(
+            KEY_ID.to_string(),
+            key.verifying_key(),
+            NS.to_string(),
+        )])),
         BundleStore::new(bundle),
         backend,
         // Events are serialized as in production and then dropped, so the terminal is not the

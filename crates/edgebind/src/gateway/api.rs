@@ -173,6 +173,8 @@ struct Ctx {
     request_id: Option<String>,
     identity: Option<EdgeIdentity>,
     key_id: Option<String>,
+    /// The namespace the verified key may sign for.
+    key_namespace: Option<String>,
     action: Option<String>,
     object: Option<AuditObject>,
     policy: Option<String>,
@@ -331,6 +333,9 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
             return Answer::refuse(r.reason);
         }
     };
+    // The key grants exactly its namespace (docs/security.md, cross-tenant forgery): checked
+    // against the namespace of the key that verified, whatever the request claims.
+    ctx.key_namespace = keys.namespace_of(&verified.key_id).map(str::to_string);
     ctx.key_id = Some(verified.key_id);
     let identity = parts
         .headers
@@ -347,6 +352,11 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
         return Answer::refuse(Reason::RouteUnknown);
     };
     ctx.route = route.template();
+    if let Some(ns) = route.namespace()
+        && ctx.key_namespace.as_deref() != Some(ns)
+    {
+        return Answer::refuse(Reason::KeyScope);
+    }
     let method = parts.method.as_str();
     if !route.methods().contains(&method) {
         let mut a = Answer::refuse(Reason::MethodNotAllowed);
@@ -715,6 +725,10 @@ async fn can_i(
         kind: "EdgeVolume",
         snapshot: None,
     });
+    // A key answers only for its own namespace: never for, or about, another tenant's.
+    if ctx.key_namespace.as_deref() != Some(b.namespace.as_str()) {
+        return Answer::refuse(Reason::KeyScope);
+    }
     let labels = match (&b.labels, &b.name) {
         (Some(l), _) => Some(l.clone()),
         (None, Some(n)) => match labels_of(s, &b.namespace, n, ctx).await {

@@ -3,7 +3,9 @@
 //!
 //! Secret format (docs/edge-protocol.md §8.1): every data entry named `<keyid>.pub` holds one
 //! public key, either the base64url (no padding) of the raw 32-byte key (the JWK `x`) or a PEM
-//! `PUBLIC KEY` (SPKI). Other entries are ignored; invalid entries are skipped and reported.
+//! `PUBLIC KEY` (SPKI), and `<keyid>.namespace` the one namespace the key may sign for. A key
+//! without a namespace is not trusted: a key grants exactly its scope, and an unscoped one would
+//! reach every tenant. Other entries are ignored; invalid entries are skipped and reported.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -24,6 +26,16 @@ pub fn valid_key_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// A namespace name: an RFC 1123 label.
+fn valid_namespace(ns: &str) -> bool {
+    (1..=63).contains(&ns.len())
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-')
 }
 
 /// Parses one public key value: base64url raw key, or PEM SPKI.
@@ -54,16 +66,27 @@ pub fn parse_public_key(value: &[u8]) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid Ed25519 point".to_string())
 }
 
+/// One trusted key and the namespace it may sign for.
+#[derive(Clone, Debug)]
+struct Trusted {
+    key: VerifyingKey,
+    namespace: String,
+}
+
 /// An immutable set of trusted keys.
 #[derive(Clone, Debug, Default)]
 pub struct KeySet {
-    keys: BTreeMap<String, VerifyingKey>,
+    keys: BTreeMap<String, Trusted>,
 }
 
 impl KeySet {
-    pub fn new(keys: impl IntoIterator<Item = (String, VerifyingKey)>) -> Self {
+    /// Keys as `(key id, key, the namespace it may sign for)`.
+    pub fn new(keys: impl IntoIterator<Item = (String, VerifyingKey, String)>) -> Self {
         KeySet {
-            keys: keys.into_iter().collect(),
+            keys: keys
+                .into_iter()
+                .map(|(id, key, namespace)| (id, Trusted { key, namespace }))
+                .collect(),
         }
     }
 
@@ -72,9 +95,10 @@ impl KeySet {
     pub fn from_secret_data<'a>(
         data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> (Self, Vec<String>) {
+        let data: BTreeMap<&str, &[u8]> = data.into_iter().collect();
         let mut keys = BTreeMap::new();
         let mut problems = Vec::new();
-        for (name, value) in data {
+        for (name, value) in &data {
             let Some(id) = name.strip_suffix(".pub") else {
                 continue;
             };
@@ -82,9 +106,23 @@ impl KeySet {
                 problems.push(format!("{name}: key id is not [A-Za-z0-9._:-]{{1,128}}"));
                 continue;
             }
+            let scope = data.get(format!("{id}.namespace").as_str());
+            let namespace = match scope.map(|v| std::str::from_utf8(v).map(str::trim)) {
+                Some(Ok(ns)) if valid_namespace(ns) => ns.to_string(),
+                Some(_) => {
+                    problems.push(format!(
+                        "{id}.namespace: not a namespace name; key not trusted"
+                    ));
+                    continue;
+                }
+                None => {
+                    problems.push(format!("{name}: no {id}.namespace entry; key not trusted"));
+                    continue;
+                }
+            };
             match parse_public_key(value) {
-                Ok(k) => {
-                    keys.insert(id.to_string(), k);
+                Ok(key) => {
+                    keys.insert(id.to_string(), Trusted { key, namespace });
                 }
                 Err(e) => problems.push(format!("{name}: {e}")),
             }
@@ -93,7 +131,12 @@ impl KeySet {
     }
 
     pub fn get(&self, key_id: &str) -> Option<&VerifyingKey> {
-        self.keys.get(key_id)
+        self.keys.get(key_id).map(|t| &t.key)
+    }
+
+    /// The namespace a key may sign for.
+    pub fn namespace_of(&self, key_id: &str) -> Option<&str> {
+        self.keys.get(key_id).map(|t| t.namespace.as_str())
     }
 
     pub fn key_ids(&self) -> impl Iterator<Item = &str> {
@@ -159,22 +202,37 @@ mod tests {
     fn secret_data_skips_bad_entries_without_values() {
         let data: Vec<(&str, &[u8])> = vec![
             ("edge-1.pub", X.as_bytes()),
+            ("edge-1.namespace", b"team-a"),
             ("edge-2.pub", b"not-a-key!"),
+            ("edge-2.namespace", b"team-a"),
             ("bad id.pub", X.as_bytes()),
             ("README", b"ignored"),
         ];
         let (set, problems) = KeySet::from_secret_data(data);
         assert_eq!(set.key_ids().collect::<Vec<_>>(), vec!["edge-1"]);
+        assert_eq!(set.namespace_of("edge-1"), Some("team-a"));
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems.iter().all(|p| !p.contains("not-a-key")));
     }
 
     #[test]
+    fn a_key_without_a_valid_namespace_is_not_trusted() {
+        let data: Vec<(&str, &[u8])> = vec![
+            ("unscoped.pub", X.as_bytes()),
+            ("bad-scope.pub", X.as_bytes()),
+            ("bad-scope.namespace", b"Team_A"),
+        ];
+        let (set, problems) = KeySet::from_secret_data(data);
+        assert!(set.is_empty(), "{:?}", set.key_ids().collect::<Vec<_>>());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
     fn store_swaps_whole_sets() {
         let k = parse_public_key(X.as_bytes()).expect("raw");
-        let store = KeyStore::new(KeySet::new([("a".to_string(), k)]));
+        let store = KeyStore::new(KeySet::new([("a".to_string(), k, "ns".to_string())]));
         let before = store.current();
-        store.replace(KeySet::new([("b".to_string(), k)]));
+        store.replace(KeySet::new([("b".to_string(), k, "ns".to_string())]));
         assert!(before.get("a").is_some());
         assert!(store.current().get("a").is_none());
         assert!(store.current().get("b").is_some());

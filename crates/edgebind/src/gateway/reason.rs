@@ -16,6 +16,8 @@ pub enum Reason {
     DigestMismatch,
     NonceReplayed,
     IdentityInvalid,
+    /// The verified key may not sign for the namespace the request names.
+    KeyScope,
     RouteUnknown,
     MethodNotAllowed,
     RequestInvalid,
@@ -46,6 +48,7 @@ impl Reason {
             Reason::DigestMismatch => "digest_mismatch",
             Reason::NonceReplayed => "nonce_replayed",
             Reason::IdentityInvalid => "identity_invalid",
+            Reason::KeyScope => "key_scope",
             Reason::RouteUnknown => "route_unknown",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::RequestInvalid => "request_invalid",
@@ -74,7 +77,7 @@ impl Reason {
             RequestInvalid => StatusCode::BAD_REQUEST,
             ContentTypeUnsupported => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            PolicyDenied | PolicyConditionError | PolicyNoMatch => StatusCode::FORBIDDEN,
+            KeyScope | PolicyDenied | PolicyConditionError | PolicyNoMatch => StatusCode::FORBIDDEN,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AlreadyExists => StatusCode::CONFLICT,
             SizeShrink => StatusCode::UNPROCESSABLE_ENTITY,
@@ -90,6 +93,7 @@ impl Reason {
             | SigInvalid | DigestMismatch | NonceReplayed | IdentityInvalid => {
                 "the request is not authenticated"
             }
+            KeyScope => "the edge key may not act on this namespace",
             RouteUnknown => "no such route",
             MethodNotAllowed => "method not allowed on this route",
             RequestInvalid => "the request body or parameters are invalid",

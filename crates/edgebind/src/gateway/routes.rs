@@ -49,6 +49,19 @@ pub fn dns_label(s: &str) -> bool {
 }
 
 impl Route {
+    /// The namespace the request acts on (`can-i` names it in its body instead).
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Route::Volumes { ns }
+            | Route::Volume { ns, .. }
+            | Route::Resize { ns, .. }
+            | Route::Snapshots { ns, .. }
+            | Route::Snapshot { ns, .. }
+            | Route::Restore { ns, .. } => Some(ns),
+            Route::CanI => None,
+        }
+    }
+
     /// Parses a path; `None` is `route_unknown`.
     pub fn parse(path: &str) -> Option<Route> {
         let rest = path.strip_prefix("/api/v1/")?;

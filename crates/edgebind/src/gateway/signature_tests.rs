@@ -35,6 +35,7 @@ fn keys() -> KeySet {
     KeySet::new([(
         "test-key-ed25519".to_string(),
         parse_public_key(X.as_bytes()).expect("vector key"),
+        "team-a".to_string(),
     )])
 }
 

@@ -361,7 +361,11 @@ async fn gateway_publishes_events_for_changes() {
     )
     .expect("test bundle");
     let mut state = GatewayState::new(
-        KeyStore::new(KeySet::new([("edge-1".to_string(), key.verifying_key())])),
+        KeyStore::new(KeySet::new([(
+            "edge-1".to_string(),
+            key.verifying_key(),
+            NS.to_string(),
+        )])),
         BundleStore::new(bundle),
         Arc::new(KubeVolumeBackend::new(bed.client.clone(), "main")),
         AuditSink::new(MemoryWriter::default()),

@@ -73,7 +73,11 @@ impl Drop for Gw {
 
 async fn start() -> Gw {
     let key = SigningKey::from_bytes(&[7u8; 32]);
-    let keys = KeyStore::new(KeySet::new([("edge-1".to_string(), key.verifying_key())]));
+    let keys = KeyStore::new(KeySet::new([(
+        "edge-1".to_string(),
+        key.verifying_key(),
+        "team-a".to_string(),
+    )]));
     let backend = Arc::new(MemoryBackend::new());
     for (name, labels) in [
         ("pvc-1", vec![("tier", "gold")]),
@@ -388,6 +392,7 @@ async fn retired_key_is_refused_after_a_reload_without_restart() {
     gw.state.keys.replace(KeySet::new([(
         "edge-2".to_string(),
         new_key.verifying_key(),
+        "team-a".to_string(),
     )]));
     let (s, b, _) = gw.send(req("GET", vol, None)).await;
     assert_eq!((s, code(&b)), (401, "key_unknown"));
@@ -634,4 +639,69 @@ async fn kube_backend_reads_from_watch_caches() {
     );
     task.abort();
     crate::support::bed::record_calls(&kube, crate::support::bed::GATEWAY_UA, "gateway");
+}
+
+/// Hostile tenant: tenant B's edge key (trusted, valid signature, an identity that team-a's
+/// policies allow) signs requests for team-a. The key grants exactly its namespace: every one is
+/// refused with `key_scope`, including `can-i`, and nothing changes in team-a.
+#[tokio::test]
+async fn a_key_signs_only_for_its_own_namespace() {
+    let gw = start().await;
+    let tenant_b = SigningKey::from_bytes(&[21u8; 32]);
+    gw.state.keys.replace(KeySet::new([
+        (
+            "edge-1".to_string(),
+            gw.key.verifying_key(),
+            "team-a".to_string(),
+        ),
+        (
+            "team-b.edge.1".to_string(),
+            tenant_b.verifying_key(),
+            "team-b".to_string(),
+        ),
+    ]));
+    let b = with_key(&gw, tenant_b);
+    let before = gw.snapshot_state();
+    let as_b = |r: Req<'static>| Req {
+        key_id: "team-b.edge.1",
+        ..r
+    };
+    let attacks = [
+        req("GET", "/api/v1/namespaces/team-a/volumes/pvc-1", None),
+        req("GET", "/api/v1/namespaces/team-a/volumes", None),
+        req(
+            "POST",
+            "/api/v1/namespaces/team-a/volumes",
+            Some(json!({"name": "stolen", "sizeBytes": 1073741824u64})),
+        ),
+        req("POST", RESIZE, Some(json!({"sizeBytes": 4294967296u64}))),
+        req("DELETE", "/api/v1/namespaces/team-a/volumes/pvc-1", None),
+        req(
+            "POST",
+            "/api/v1/namespaces/team-a/volumes/pvc-1/snapshots",
+            Some(json!({"name": "exfil"})),
+        ),
+        req(
+            "POST",
+            "/api/v1/can-i",
+            Some(json!({"namespace": "team-a", "action": "delete", "name": "pvc-1"})),
+        ),
+    ];
+    for r in attacks {
+        let what = format!("{} {}", r.method, r.path);
+        let (s, body, _) = b.send(as_b(r)).await;
+        assert_eq!((s, code(&body)), (403, "key_scope"), "{what}");
+    }
+    assert_eq!(gw.snapshot_state(), before, "team-a is unchanged");
+
+    // The same key in its own namespace passes the scope check (team-b has no policy, so the
+    // policy decides: no match), and team-a's own key still works.
+    let (s, body, _) = b
+        .send(as_b(req("GET", "/api/v1/namespaces/team-b/volumes", None)))
+        .await;
+    assert_eq!((s, code(&body)), (403, "policy_no_match"));
+    let (s, _, _) = gw
+        .send(req("GET", "/api/v1/namespaces/team-a/volumes/pvc-1", None))
+        .await;
+    assert_eq!(s, 200);
 }

@@ -637,7 +637,7 @@ async fn edge_setup(server: &RealApiServer, prefix: &str) -> Edge {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "edgebind-gateway-keys", "namespace": RELEASE_NS},
-        "stringData": {"edge-1.pub": public}
+        "stringData": {"edge-1.pub": public, "edge-1.namespace": ns}
     }))
     .unwrap();
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), RELEASE_NS);

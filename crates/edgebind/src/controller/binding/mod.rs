@@ -280,7 +280,8 @@ async fn rotate_keys(
         ));
         let json = kp.signing_json();
         // Gateways first: the Worker never signs with a key they do not trust.
-        signing::publish_public(ctx, &kp.key_id, Some(&kp.public_b64url())).await?;
+        let ns = b.namespace().unwrap_or_default();
+        signing::publish_public(ctx, &kp.key_id, Some((&kp.public_b64url(), &ns))).await?;
         signing::write_keys(ctx, b, &[(signing::PENDING, Some(&json))]).await?;
         st.pending_key_id = Some(kp.key_id.clone());
         st.pending_since = Some(now.to_string());

@@ -96,36 +96,42 @@ async fn merge_data(
     Ok(())
 }
 
-/// Adds (`Some(public key)`) or removes (`None`) `<keyid>.pub` in the gateways' Secret.
+/// Adds (`Some((public key, namespace))`) or removes (`None`) `<keyid>.pub` and
+/// `<keyid>.namespace` in the gateways' Secret. The namespace is the binding's: the gateways let
+/// the key sign for that namespace only (docs/edge-protocol.md §8.1).
 pub(crate) async fn publish_public(
     ctx: &Context,
     key_id: &str,
-    public_b64url: Option<&str>,
+    public: Option<(&str, &str)>,
 ) -> Result<(), kube::Error> {
     let cf = &ctx.config.cloudflare;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cf.gateway_keys_namespace);
-    let entry = format!("{key_id}.pub");
+    let (pub_entry, ns_entry) = (format!("{key_id}.pub"), format!("{key_id}.namespace"));
+    let entries = [
+        (pub_entry.as_str(), public.map(|p| p.0)),
+        (ns_entry.as_str(), public.map(|p| p.1)),
+    ];
     let exists = api.get_opt(&cf.gateway_keys_secret).await?.is_some();
-    match (exists, public_b64url) {
+    match (exists, public) {
         (false, None) => Ok(()),
-        (false, Some(p)) => {
+        (false, Some((p, ns))) => {
             let s: Secret = serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": cf.gateway_keys_secret, "namespace": cf.gateway_keys_namespace,
                              "labels": {"app.kubernetes.io/managed-by": "edgebind"}},
                 "type": "Opaque",
-                "data": {entry.clone(): STANDARD.encode(p)},
+                "data": {pub_entry.clone(): STANDARD.encode(p), ns_entry.clone(): STANDARD.encode(ns)},
             }))
             .map_err(kube::Error::SerdeError)?;
             match api.create(&PostParams::default(), &s).await {
                 Ok(_) => Ok(()),
-                // Another binding created it meanwhile: add our entry to it.
+                // Another binding created it meanwhile: add our entries to it.
                 Err(kube::Error::Api(e)) if e.code == 409 => {
-                    merge_data(&api, &cf.gateway_keys_secret, &[(&entry, Some(p))]).await
+                    merge_data(&api, &cf.gateway_keys_secret, &entries).await
                 }
                 Err(e) => Err(e),
             }
         }
-        (true, p) => merge_data(&api, &cf.gateway_keys_secret, &[(&entry, p)]).await,
+        (true, _) => merge_data(&api, &cf.gateway_keys_secret, &entries).await,
     }
 }

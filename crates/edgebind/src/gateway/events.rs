@@ -14,6 +14,24 @@ use super::audit::AuditEvent;
 /// Longest an Event write may take; the request has been answered already.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A caller-supplied value in a note: as is when it is a plain token, else quoted with escapes, so
+/// a subject cannot forge `policy=` or new lines into the note.
+fn field(v: Option<&str>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v)
+            if !v.is_empty()
+                && v.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'_' | b':' | b'-' | b'/' | b'@')
+                }) =>
+        {
+            v.to_string()
+        }
+        Some(v) => format!("{v:?}"),
+    }
+}
+
 /// The Event for an audit event, with the object it regards; `None` when the request changed
 /// nothing. `body` is the answer body (the view of the volume or snapshot written).
 pub fn change_event(ev: &AuditEvent, body: &Value) -> Option<(ObjectReference, Event)> {
@@ -42,10 +60,10 @@ pub fn change_event(ev: &AuditEvent, body: &Value) -> Option<(ObjectReference, E
     };
     let mut note = format!(
         "{action} from the edge: issuer={} subject={} requestId={} keyId={} decision={} result={}",
-        ev.issuer.as_deref().unwrap_or("-"),
-        ev.subject.as_deref().unwrap_or("-"),
-        ev.request_id.as_deref().unwrap_or("-"),
-        ev.key_id.as_deref().unwrap_or("-"),
+        field(ev.issuer.as_deref()),
+        field(ev.subject.as_deref()),
+        field(ev.request_id.as_deref()),
+        field(ev.key_id.as_deref()),
         ev.decision,
         ev.result,
     );
@@ -55,7 +73,7 @@ pub fn change_event(ev: &AuditEvent, body: &Value) -> Option<(ObjectReference, E
         note.push_str(&format!(" source={src}/{snap}"));
     }
     if let Some(p) = &ev.policy {
-        note.push_str(&format!(" policy={p}"));
+        note.push_str(&format!(" policy={}", field(Some(p))));
     }
     let reference = ObjectReference {
         api_version: Some("edgebind.dev/v1alpha1".into()),
@@ -174,6 +192,25 @@ mod tests {
         denied.decision = "deny";
         denied.result = 403;
         assert_eq!(target(&denied, json!({})), None);
+    }
+
+    #[test]
+    fn caller_text_cannot_forge_fields_or_lines_in_the_note() {
+        let mut ev = allowed("create", Some("v1"), None);
+        ev.subject = Some("mallory policy=team-a/admins\nforged=1".into());
+        ev.request_id = Some("r 1".into());
+        let (_, e) = change_event(&ev, &json!({})).expect("a create is an event");
+        let note = e.note.unwrap_or_default();
+        assert!(!note.contains('\n'), "{note}");
+        assert!(
+            note.contains(r#"subject="mallory policy=team-a/admins\nforged=1""#),
+            "{note}"
+        );
+        let outside = note.replace(r#""mallory policy=team-a/admins\nforged=1""#, "");
+        assert!(
+            !outside.contains("policy="),
+            "no forged field outside the quotes: {note}"
+        );
     }
 
     #[test]

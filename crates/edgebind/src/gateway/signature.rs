@@ -226,7 +226,13 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<(SignatureParams, Vec<u8>), 
     let (Some(entry), Some(sig_entry)) = (input_dict.get("sig1"), sig_dict.get("sig1")) else {
         return Err(refuse(Reason::SigMissing, None, "no sig1 member"));
     };
-    if input_dict.len() != 1 || sig_dict.len() != 1 {
+    // A parsed dictionary keeps the last of duplicated keys while the signed bytes would start
+    // at the first, so members are also counted in the received text.
+    if input_dict.len() != 1
+        || sig_dict.len() != 1
+        || top_level_members(input) != 1
+        || top_level_members(sig) != 1
+    {
         return Err(refuse(Reason::SigMultiple, None, "more than one member"));
     }
     // One member, parsed: the received bytes after `sig1=` are the signature parameters as
@@ -246,6 +252,26 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<(SignatureParams, Vec<u8>), 
         _ => return Err(refuse(Reason::SigTag, None, "signature is not an item")),
     };
     Ok((params, sig_bytes))
+}
+
+/// Members of an RFC 8941 dictionary as received: commas outside inner lists and strings, plus
+/// one. (Byte sequences hold no commas.)
+fn top_level_members(value: &[u8]) -> usize {
+    let (mut depth, mut in_string, mut escaped, mut n) = (0u32, false, false, 1);
+    for &b in value {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'(') => depth += 1,
+            (false, b')') => depth = depth.saturating_sub(1),
+            (false, b',') if depth == 0 => n += 1,
+            _ => {}
+        }
+    }
+    n
 }
 
 /// The value of a covered header per RFC 9421 §2.1: values of repeated fields joined with

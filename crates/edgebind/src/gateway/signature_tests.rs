@@ -157,6 +157,20 @@ fn header_problems_map_to_their_codes() {
     );
     assert_eq!(check(&h, PATH, b"", 1764240010), Err(Reason::SigMultiple));
 
+    // A duplicated label parses as one member (the last wins) while the signed bytes would
+    // start at the first: refused in either header.
+    let mut h = vector_headers();
+    let dup = format!("{SIG_INPUT}, {SIG_INPUT}");
+    h.insert(
+        "signature-input",
+        HeaderValue::from_str(&dup).expect("ascii"),
+    );
+    assert_eq!(check(&h, PATH, b"", 1764240010), Err(Reason::SigMultiple));
+    let mut h = vector_headers();
+    let dup = format!("sig1=:AAAA:, {SIGNATURE}");
+    h.insert("signature", HeaderValue::from_str(&dup).expect("ascii"));
+    assert_eq!(check(&h, PATH, b"", 1764240010), Err(Reason::SigMultiple));
+
     let mut h = vector_headers();
     h.insert(
         "signature-input",

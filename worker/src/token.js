@@ -103,8 +103,9 @@ function mapJoseError(e) {
     case 'ERR_JWT_EXPIRED':
       return e.claim === 'iat' ? 'token_too_old' : 'token_expired';
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
-      if (e.reason === 'missing' || e.reason === 'invalid') return 'claim_invalid';
+      // A missing or empty `aud` is an audience failure too (docs/edge-protocol.md §3 step 10).
       if (e.claim === 'aud') return 'audience_mismatch';
+      if (e.reason === 'missing' || e.reason === 'invalid') return 'claim_invalid';
       if (e.claim === 'nbf' || e.claim === 'iat') return 'token_not_yet_valid';
       if (e.claim === 'iss') return 'issuer_unknown';
       return 'claim_invalid';

@@ -152,6 +152,19 @@ describe('edge Worker in workerd', () => {
     await expectRefusal(await call(`${NS}/volumes/pvc-1`, { token }), 401, 'audience_mismatch');
   });
 
+  it('refuses a token without an audience as an audience failure', async () => {
+    const jwk = idp.signingJwk;
+    const k = await jose.importJWK(jwk, 'RS256');
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new jose.SignJWT({ groups: ['readers'] })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'at+jwt' })
+      .setIssuer(idp.issuer).setSubject('alice')
+      .setIssuedAt(now).setExpirationTime(now + 60)
+      .sign(k);
+    assert.equal(jose.decodeJwt(token).aud, undefined);
+    await expectRefusal(await call(`${NS}/volumes/pvc-1`, { token }), 401, 'audience_mismatch');
+  });
+
   it('refuses an expired token signed by the real issuer key', async () => {
     const jwk = idp.signingJwk;
     const k = await jose.importJWK(jwk, 'RS256');

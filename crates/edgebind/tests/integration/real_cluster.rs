@@ -38,6 +38,47 @@ fn base_docs(file: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Creates one ServiceAccount or RBAC object as rendered (an existing one is kept).
+async fn create_rbac_doc(admin: &kube::Client, doc: Value) {
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(RELEASE_NS)
+        .to_string();
+    let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+    let pp = PostParams::default();
+    let r = match kind.as_str() {
+        "ServiceAccount" => Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+            .create(&pp, &serde_json::from_value(doc).expect("ServiceAccount"))
+            .await
+            .map(|_| ()),
+        "ClusterRole" => Api::<ClusterRole>::all(admin.clone())
+            .create(&pp, &serde_json::from_value(doc).expect("ClusterRole"))
+            .await
+            .map(|_| ()),
+        "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(admin.clone())
+            .create(
+                &pp,
+                &serde_json::from_value(doc).expect("ClusterRoleBinding"),
+            )
+            .await
+            .map(|_| ()),
+        "Role" => Api::<Role>::namespaced(admin.clone(), &ns)
+            .create(&pp, &serde_json::from_value(doc).expect("Role"))
+            .await
+            .map(|_| ()),
+        "RoleBinding" => Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+            .create(&pp, &serde_json::from_value(doc).expect("RoleBinding"))
+            .await
+            .map(|_| ()),
+        other => panic!("unexpected kind {other}"),
+    };
+    match r {
+        Ok(()) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("{kind} is accepted: {e}"),
+    }
+}
+
 /// The chart's ServiceAccounts and RBAC objects (default values), created once per server.
 async fn apply_chart_rbac(server: &RealApiServer) {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
@@ -53,32 +94,7 @@ async fn apply_chart_rbac(server: &RealApiServer) {
             "rbac-gateway.yaml",
         ] {
             for doc in base_docs(file) {
-                let ns = doc["metadata"]["namespace"].as_str().unwrap_or(RELEASE_NS);
-                let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-                let r = match kind.as_str() {
-                    "ServiceAccount" => Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-                        .create(&pp, &serde_json::from_value(doc).unwrap())
-                        .await
-                        .map(|_| ()),
-                    "ClusterRole" => Api::<ClusterRole>::all(admin.clone())
-                        .create(&pp, &serde_json::from_value(doc).unwrap())
-                        .await
-                        .map(|_| ()),
-                    "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(admin.clone())
-                        .create(&pp, &serde_json::from_value(doc).unwrap())
-                        .await
-                        .map(|_| ()),
-                    "Role" => Api::<Role>::namespaced(admin.clone(), ns)
-                        .create(&pp, &serde_json::from_value(doc).unwrap())
-                        .await
-                        .map(|_| ()),
-                    "RoleBinding" => Api::<RoleBinding>::namespaced(admin.clone(), ns)
-                        .create(&pp, &serde_json::from_value(doc).unwrap())
-                        .await
-                        .map(|_| ()),
-                    other => panic!("{file}: unexpected kind {other}"),
-                };
-                r.unwrap_or_else(|e| panic!("{file}: {kind} is accepted: {e}"));
+                create_rbac_doc(&admin, doc).await;
             }
         }
     })
@@ -917,24 +933,8 @@ fn leader_election_docs() -> Vec<Value> {
 /// The Role and RoleBinding the chart adds with leader election on (once per server).
 async fn apply_leader_election_role(server: &RealApiServer) {
     let admin = server.client(Who::Admin).await;
-    for v in leader_election_docs() {
-        let pp = PostParams::default();
-        let r = match v["kind"].as_str() {
-            Some("Role") => Api::<Role>::namespaced(admin.clone(), RELEASE_NS)
-                .create(&pp, &serde_json::from_value(v).unwrap())
-                .await
-                .map(|_| ()),
-            Some("RoleBinding") => Api::<RoleBinding>::namespaced(admin.clone(), RELEASE_NS)
-                .create(&pp, &serde_json::from_value(v).unwrap())
-                .await
-                .map(|_| ()),
-            other => panic!("unexpected {other:?}"),
-        };
-        match r {
-            Ok(()) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("the leader-election Role is accepted: {e}"),
-        }
+    for doc in leader_election_docs() {
+        create_rbac_doc(&admin, doc).await;
     }
 }
 

@@ -15,7 +15,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
-use super::backends::BackendHandle;
 use super::ownership::Owner;
 use super::world::{Cluster, Next};
 use super::{Context, FINALIZER, skeleton};
@@ -89,19 +88,6 @@ pub(crate) fn volume_status(
     new
 }
 
-fn backend_ready(ctx: &Context, name: &str) -> Result<Arc<BackendHandle>, String> {
-    match ctx.backends.get(name) {
-        None => Err(format!(
-            "LinstorBackend {name:?} does not exist or has not been checked yet"
-        )),
-        Some(h) => match (&h.problem, h.features) {
-            (Some(p), _) => Err(format!("LinstorBackend {name:?} is not ready: {p}")),
-            (None, None) => Err(format!("LinstorBackend {name:?} has not been probed yet")),
-            (None, Some(_)) => Ok(h),
-        },
-    }
-}
-
 async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
     let p = pass::run(&Cluster(&ctx), &ev).await?;
     if !p.next.reports() {
@@ -128,8 +114,8 @@ async fn cleanup(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error
     let o = owner(&ev);
     let lname = naming::volume_name(&o.namespace, &o.name);
     let backends: Api<crate::crd::LinstorBackend> = Api::all(ctx.client.clone());
-    let backend = match backend_ready(&ctx, &ev.spec.backend_ref) {
-        Ok(b) => b,
+    let backend = match pass::backend_ready(&Cluster(&ctx), &ev.spec.backend_ref) {
+        Ok((b, _)) => b,
         Err(msg) => {
             if backends.get_opt(&ev.spec.backend_ref).await?.is_none() {
                 // The backend is gone for good: nothing edgebind can reach to clean up.

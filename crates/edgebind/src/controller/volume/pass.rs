@@ -2,15 +2,19 @@
 //! observe LINSTOR, plan, write, compute status. The controller runs it against the cluster and
 //! `edgebind plan` against its manifests; what differs is only the [`World`].
 
+use std::sync::Arc;
+
 use kube::ResourceExt;
 
 use super::plan::{self, PlanInput, RestoreSource, VolumePlan};
 use super::{owner, status, validate};
+use crate::controller::backends::BackendHandle;
 use crate::controller::world::{Next, World};
 use crate::crd::EdgeVolume;
 use crate::crd::conditions::{Desired, PROGRESSING};
 use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::ADOPT_RELEASED_ANNOTATION;
+use crate::linstor::version::Features;
 use crate::linstor::{LinstorError, Op, naming, rc};
 
 /// The outcome of one pass.
@@ -53,10 +57,9 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
             ));
         }
     };
-    let name = &ev.spec.backend_ref;
-    let (backend, features) = match w.backend(name) {
-        None => {
-            let msg = format!("LinstorBackend {name:?} does not exist or has not been checked yet");
+    let (backend, features) = match backend_ready(w, &ev.spec.backend_ref) {
+        Ok(ready) => ready,
+        Err(msg) => {
             return Ok(Pass::stop(
                 &lname,
                 VolumeReason::BackendNotReady,
@@ -64,27 +67,6 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
                 Next::Retry,
             ));
         }
-        Some(h) => match (&h.problem, h.features) {
-            (Some(p), _) => {
-                let msg = format!("LinstorBackend {name:?} is not ready: {p}");
-                return Ok(Pass::stop(
-                    &lname,
-                    VolumeReason::BackendNotReady,
-                    &msg,
-                    Next::Retry,
-                ));
-            }
-            (None, None) => {
-                let msg = format!("LinstorBackend {name:?} has not been probed yet");
-                return Ok(Pass::stop(
-                    &lname,
-                    VolumeReason::BackendNotReady,
-                    &msg,
-                    Next::Retry,
-                ));
-            }
-            (None, Some(f)) => (h.clone(), f),
-        },
     };
     let source = match &spec.source_snapshot {
         None => None,
@@ -175,6 +157,23 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
             Next::Settled
         },
     })
+}
+
+/// The backend a volume names, once its reconciler has connected and probed it.
+pub(crate) fn backend_ready<W: World>(
+    w: &W,
+    name: &str,
+) -> Result<(Arc<BackendHandle>, Features), String> {
+    match w.backend(name) {
+        None => Err(format!(
+            "LinstorBackend {name:?} does not exist or has not been checked yet"
+        )),
+        Some(h) => match (&h.problem, h.features) {
+            (Some(p), _) => Err(format!("LinstorBackend {name:?} is not ready: {p}")),
+            (None, None) => Err(format!("LinstorBackend {name:?} has not been probed yet")),
+            (None, Some(f)) => Ok((h, f)),
+        },
+    }
 }
 
 fn failed(lname: &str, e: LinstorError) -> Pass {

@@ -84,4 +84,7 @@ for t in pytest worker; do
     tail -n 40 "$logs/$t.log"
     [ "$(cat "$logs/$t.rc")" = "0" ] || status=1
 done
+# Disk is the scarcest thing on a CI machine: say what this run left behind.
+printf '\n--- disk ---\n'
+du -sh target worker/node_modules .venv 2>/dev/null || true
 exit "$status"

@@ -157,8 +157,8 @@ def test_default_render_is_valid_kubernetes(default_objs):
         "PodDisruptionBudget/edgebind-gateway",
         "Role/edgebind-controller-backend-secrets", "Role/edgebind-gateway-keys",
         "RoleBinding/edgebind-controller-backend-secrets", "RoleBinding/edgebind-gateway-keys",
-        "Role/edgebind-controller-binding-keys", "RoleBinding/edgebind-controller-binding-keys",
-        "Role/edgebind-controller-gateway-keys", "RoleBinding/edgebind-controller-gateway-keys",
+        "Role/edgebind-gateway-replay", "RoleBinding/edgebind-gateway-replay",
+        "Role/edgebind-controller-keys", "RoleBinding/edgebind-controller-keys",
         "Service/edgebind-controller-metrics", "Service/edgebind-gateway", "Service/edgebind-gateway-metrics",
         "ServiceAccount/edgebind-controller", "ServiceAccount/edgebind-gateway",
     })
@@ -265,13 +265,19 @@ def test_controller_cluster_role_is_exactly_what_it_uses(default_objs):
     assert crd_plurals() == CONTROLLER_KINDS | CONTROLLER_READS
 
 
-def test_controller_writes_only_its_own_secrets(default_objs):
-    keys = find(default_objs, "Role", "edgebind-controller-gateway-keys")
-    assert rules_of(keys) == {("", "secrets", "create", None), ("", "secrets", "get", "edgebind-gateway-keys"),
-                              ("", "secrets", "patch", "edgebind-gateway-keys")}
-    binding = find(default_objs, "Role", "edgebind-controller-binding-keys")
-    assert rules_of(binding) == {("", "secrets", v, None) for v in ("get", "create", "patch")}
-    assert binding["metadata"]["namespace"] == dr.NAMESPACE
+def test_controller_writes_secrets_only_in_its_own_namespace(default_objs, full_objs):
+    """Signing keys (public and private) live in the release namespace only (issue 12): no
+    rule lets the controller write a Secret in any other namespace, whatever the values."""
+    keys = find(default_objs, "Role", "edgebind-controller-keys")
+    assert rules_of(keys) == {("", "secrets", v, None) for v in ("get", "create", "patch", "delete")}
+    assert keys["metadata"]["namespace"] == dr.NAMESPACE
+    for objs in (default_objs, full_objs):
+        for o in objs:
+            if o["kind"] != "Role" or "controller" not in o["metadata"]["name"]:
+                continue
+            verbs = {v for _, res, v, _ in rules_of(o) if res == "secrets"}
+            if o["metadata"]["namespace"] != dr.NAMESPACE:
+                assert verbs <= {"get"}, f"{o['metadata']['name']} writes Secrets in {o['metadata']['namespace']}"
 
 
 @pytest.mark.parametrize("fixture", ["default_objs", "full_objs"])
@@ -312,6 +318,15 @@ def test_leases_only_in_release_namespace_with_leader_election(full_objs):
         ("coordination.k8s.io", "leases", "update", "edgebind-controller"),
         ("coordination.k8s.io", "leases", "patch", "edgebind-controller"),
     }
+
+
+def test_gateway_records_nonces_only_in_release_namespace(default_objs):
+    """Replays are stopped across replicas by one Lease per mutating request (issue 12)."""
+    role = find(default_objs, "Role", "edgebind-gateway-replay")
+    assert role["metadata"]["namespace"] == dr.NAMESPACE
+    assert rules_of(role) == {("coordination.k8s.io", "leases", v, None) for v in ("create", "list", "delete")}
+    gw = rules_of(find(default_objs, "ClusterRole", "edgebind-gateway"))
+    assert not [r for r in gw if r[1] == "leases"], "never cluster-wide"
 
 
 def test_gateway_never_writes_status_or_backends(default_objs):

@@ -17,12 +17,11 @@ import pytest
 from deploy_render import objects, render
 
 RELEASE = "edgebind"
-# The topology the Rust suite runs: the controller's own namespace (leases, the gateway key
-# Secret, the Cloudflare token), and team-a (volumes, snapshots, EdgeBindings).
+# The topology the Rust suite runs: the controller's own namespace (leases, the signing-key
+# Secrets, the Cloudflare token), and team-a (volumes, snapshots, EdgeBindings).
 NAMESPACE = "edgebind-system"
 VALUES = {"controller": {"leaderElection": {"enabled": True},
-                         "backendSecrets": {"namespaces": ["edgebind-system"]},
-                         "edgeBindings": {"namespaces": ["team-a"]}}}
+                         "backendSecrets": {"namespaces": ["edgebind-system"]}}}
 CALLS_DIR = os.environ.get("EDGEBIND_RBAC_CALLS_DIR")
 
 

@@ -82,7 +82,8 @@ describe('signing key rotation under traffic through the Worker in workerd', { s
     return r.body;
   };
   const ready = (obj) => (obj?.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
-  const bindingStatus = async () => (await json(`${kubeUrl}${crPath('edgebindings', NS, BINDING)}`)).body?.status ?? {};
+  const bindingObject = async () => (await json(`${kubeUrl}${crPath('edgebindings', NS, BINDING)}`)).body ?? {};
+  const bindingStatus = async () => (await bindingObject()).status ?? {};
   const gatewayKeyIds = async () => {
     const s = (await json(`${kubeUrl}/api/v1/namespaces/${KEYS_NS}/secrets/${KEYS_SECRET}`)).body;
     return Object.keys(s?.data ?? {}).filter((k) => k.endsWith('.pub')).map((k) => k.slice(0, -4));
@@ -114,10 +115,12 @@ describe('signing key rotation under traffic through the Worker in workerd', { s
    * one the controller recorded after the Cloudflare write (else null: not written yet).
    */
   const cloudflareSigningKey = async () => {
-    const st = await bindingStatus();
+    const b = await bindingObject();
+    const st = b.status ?? {};
     const recorded = st.secretHashes?.SIGNING_KEY;
     if (!recorded) return null;
-    const s = (await json(`${kubeUrl}/api/v1/namespaces/${NS}/secrets/${BINDING}-signing-key`)).body;
+    // Private keys live in the operator's namespace only, named after the binding's uid.
+    const s = (await json(`${kubeUrl}/api/v1/namespaces/${KEYS_NS}/secrets/edgebind-signing-${b.metadata?.uid}`)).body;
     const b64 = s?.data?.current;
     if (!b64) return null;
     const value = Buffer.from(b64, 'base64').toString('utf8');

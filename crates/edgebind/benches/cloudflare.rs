@@ -366,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: o.concurrency,
         ..ControllerConfig::default()
     };
-    config.cloudflare.gateway_keys_namespace = SYS.into();
+    config.cloudflare.key_namespace = SYS.into();
     config.cloudflare.key_propagation = Duration::from_millis(o.propagation_ms);
     // Long enough that no retirement lands inside a measured window.
     config.cloudflare.key_overlap = Duration::from_secs(3600);

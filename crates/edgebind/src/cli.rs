@@ -73,9 +73,18 @@ pub struct ControllerArgs {
         default_value = "edgebind-controller"
     )]
     pub lease_name: String,
-    /// Namespace of the Lease; the controller's own namespace.
+    /// The controller's own namespace: its Lease, the gateways' key Secret and every
+    /// EdgeBinding's private signing keys are kept here.
     #[arg(long, env = "POD_NAMESPACE", default_value = crate::defaults::NAMESPACE)]
     pub lease_namespace: String,
+    /// Secret (in the controller's namespace) the gateways read trusted public keys from; the
+    /// gateways take the same name from the same variable.
+    #[arg(
+        long,
+        env = "EDGEBIND_GATEWAY_KEYS_SECRET",
+        default_value = crate::defaults::GATEWAY_KEYS_SECRET
+    )]
+    pub gateway_keys_secret: String,
     /// Identity in the Lease; the pod name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,

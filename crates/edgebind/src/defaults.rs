@@ -27,8 +27,46 @@ mod tests {
         let cf = crate::controller::CloudflareSettings::default();
         assert_eq!(c.lease_namespace, super::NAMESPACE);
         assert_eq!(g.keys_namespace, super::NAMESPACE);
-        assert_eq!(cf.gateway_keys_namespace, super::NAMESPACE);
+        assert_eq!(cf.key_namespace, super::NAMESPACE);
         assert_eq!(g.keys_secret, super::GATEWAY_KEYS_SECRET);
         assert_eq!(cf.gateway_keys_secret, super::GATEWAY_KEYS_SECRET);
+        let from_flags = crate::controller_config(&c).cloudflare;
+        assert_eq!(from_flags.key_namespace, super::NAMESPACE);
+        assert_eq!(from_flags.gateway_keys_secret, super::GATEWAY_KEYS_SECRET);
+    }
+
+    /// `gateway.keysSecretName` reaches both components (the chart sets the variable on both).
+    #[test]
+    fn a_non_default_key_secret_name_reaches_the_controller_and_the_gateway() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().command;
+        let (Command::Controller(c), Command::Gateway(g)) = (
+            parse(&[
+                "edgebind",
+                "controller",
+                "--gateway-keys-secret",
+                "keys-x",
+                "--lease-namespace",
+                "ops",
+            ]),
+            parse(&[
+                "edgebind",
+                "gateway",
+                "--keys-secret",
+                "keys-x",
+                "--keys-namespace",
+                "ops",
+            ]),
+        ) else {
+            unreachable!()
+        };
+        let cf = crate::controller_config(&c).cloudflare;
+        assert_eq!(
+            (cf.gateway_keys_secret.as_str(), cf.key_namespace.as_str()),
+            ("keys-x", "ops")
+        );
+        assert_eq!(
+            (g.keys_secret.as_str(), g.keys_namespace.as_str()),
+            ("keys-x", "ops")
+        );
     }
 }

@@ -51,6 +51,8 @@ pub fn controller_config(args: &cli::ControllerArgs) -> controller::ControllerCo
         concurrency: args.concurrency,
         backoff_cap: Duration::from_secs(args.backoff_cap_seconds),
         cloudflare: controller::CloudflareSettings {
+            key_namespace: args.lease_namespace.clone(),
+            gateway_keys_secret: args.gateway_keys_secret.clone(),
             key_propagation: Duration::from_secs(args.key_propagation_seconds),
             key_overlap: Duration::from_secs(args.key_overlap_seconds),
             ..Default::default()

@@ -60,8 +60,9 @@ pub struct ControllerConfig {
 /// Settings of the Cloudflare side (EdgeBinding) that are not per object.
 #[derive(Clone, Debug)]
 pub struct CloudflareSettings {
-    /// Namespace of the Secret the gateways read trusted public keys from.
-    pub gateway_keys_namespace: String,
+    /// The operator's namespace: it holds the gateways' key Secret and every binding's private
+    /// keys, so no signing key is ever in a tenant namespace.
+    pub key_namespace: String,
     /// Name of that Secret; each key `<keyid>.pub` holds a base64url raw Ed25519 public key.
     pub gateway_keys_secret: String,
     /// Wait between publishing a new public key to the gateways and switching the Worker to
@@ -76,7 +77,7 @@ pub struct CloudflareSettings {
 impl Default for CloudflareSettings {
     fn default() -> Self {
         Self {
-            gateway_keys_namespace: std::env::var("POD_NAMESPACE")
+            key_namespace: std::env::var("POD_NAMESPACE")
                 .unwrap_or_else(|_| crate::defaults::NAMESPACE.into()),
             gateway_keys_secret: crate::defaults::GATEWAY_KEYS_SECRET.into(),
             key_propagation: Duration::from_secs(30),

@@ -23,14 +23,15 @@ use super::events::EventSink;
 use super::identity::{self, EdgeIdentity};
 use super::keys::KeyStore;
 use super::metrics::GatewayMetrics;
-use super::policy::{self, Action, Bundle, Decision, PolicyRequest};
+use super::policy::{self, Action, Bundle, Decision, PolicyRequest, RateLimit};
 use super::ratelimit::{RateLimiter, Touch};
 use super::reason::Reason;
+use super::replay::{MemoryLedger, Recorded, ReplayLedger};
 use super::routes::{
     CanIBody, CreateBody, ResizeBody, RestoreBody, Route, SnapshotBody, dns_label, parse_body,
     valid_labels, valid_size,
 };
-use super::signature::{self, NonceCache, SignedRequest};
+use super::signature::{self, KEEP_SECONDS, NonceCache, SignedRequest};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 65_536;
@@ -58,12 +59,57 @@ impl BundleStore {
     }
 }
 
+/// Limits that hold before any policy does (issue 12, flood): one key cannot take more than
+/// its share, and cheap questions (`can-i`, listing) cost each identity a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// Every request signed by one key.
+    pub per_key: RateLimit,
+    /// `can-i` and collection reads by one identity (issuer and subject).
+    pub identity_queries: RateLimit,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            per_key: RateLimit {
+                requests_per_minute: 12_000,
+                burst: Some(400),
+            },
+            identity_queries: RateLimit {
+                requests_per_minute: 600,
+                burst: Some(60),
+            },
+        }
+    }
+}
+
+impl EdgeLimits {
+    /// The most nonces one key can have live within its limit (its burst plus its rate over
+    /// the longest time a nonce is kept): the size of its partition in the nonce cache, so the
+    /// cache cannot fill under the limits.
+    pub fn nonces_per_key(&self) -> usize {
+        let l = self.per_key;
+        let burst = u64::from(l.burst.unwrap_or(l.requests_per_minute));
+        let over_keep = u64::from(l.requests_per_minute).div_ceil(60) * KEEP_SECONDS as u64;
+        usize::try_from(burst + over_keep).unwrap_or(usize::MAX)
+    }
+}
+
 /// Everything a request needs.
 pub struct GatewayState {
     pub keys: KeyStore,
     pub bundle: BundleStore,
     pub nonces: NonceCache,
+    /// Where mutations' nonces are recorded for every replica (`replay`).
+    pub ledger: Arc<dyn ReplayLedger>,
+    pub limits: EdgeLimits,
+    /// Per-policy limits (§3.6).
     pub limiter: RateLimiter,
+    /// `limits.per_key`, one bucket per key id.
+    pub key_limiter: RateLimiter,
+    /// `limits.identity_queries`, one bucket per identity.
+    pub query_limiter: RateLimiter,
     pub audit: AuditSink,
     /// Kubernetes Events for changes made from the edge (absent in tests without a cluster).
     pub events: Option<EventSink>,
@@ -80,17 +126,29 @@ impl GatewayState {
         backend: Arc<dyn VolumeBackend>,
         audit: AuditSink,
     ) -> Self {
+        let limits = EdgeLimits::default();
         GatewayState {
             keys,
             bundle,
-            nonces: NonceCache::new(200_000),
+            nonces: NonceCache::new(limits.nonces_per_key()),
+            ledger: Arc::new(MemoryLedger::default()),
+            limits,
             limiter: RateLimiter::new(50_000),
+            key_limiter: RateLimiter::new(10_000),
+            query_limiter: RateLimiter::new(50_000),
             audit,
             events: None,
             backend,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: GatewayMetrics::new(),
         }
+    }
+
+    /// Other limits; the nonce cache is resized to match.
+    pub fn with_limits(mut self, limits: EdgeLimits) -> Self {
+        self.limits = limits;
+        self.nonces = NonceCache::new(limits.nonces_per_key());
+        self
     }
 }
 
@@ -175,6 +233,9 @@ struct Ctx {
     key_id: Option<String>,
     /// The namespace the verified key may sign for.
     key_namespace: Option<String>,
+    /// The verified signature's nonce and until when it must be remembered; recorded only once
+    /// the request is authorised (`admit`).
+    nonce: Option<(String, i64)>,
     action: Option<String>,
     object: Option<AuditObject>,
     policy: Option<String>,
@@ -319,7 +380,7 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
         body: &body,
     };
     let keys = s.keys.current();
-    let verified = signature::verify(&signed, &keys, &s.nonces, now_unix());
+    let verified = signature::verify(&signed, &keys, now_unix());
     ctx.verify_ms = ms(t);
     let verified = match verified {
         Ok(v) => v,
@@ -336,6 +397,15 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
     // The key grants exactly its namespace (docs/security.md, cross-tenant forgery): checked
     // against the namespace of the key that verified, whatever the request claims.
     ctx.key_namespace = keys.namespace_of(&verified.key_id).map(str::to_string);
+    ctx.nonce = Some((verified.nonce.clone(), verified.forget_after()));
+    // A key that floods is stopped here, before it costs anyone else anything.
+    if let Err(secs) = s
+        .key_limiter
+        .check_one(&verified.key_id, s.limits.per_key, Instant::now())
+    {
+        ctx.key_id = Some(verified.key_id);
+        return rate_limited(secs);
+    }
     ctx.key_id = Some(verified.key_id);
     let identity = parts
         .headers
@@ -466,6 +536,46 @@ fn authorize(
     rate_limit(s, bundle, &out.rate_limited, req.principal)
 }
 
+fn rate_limited(retry_after: u64) -> Answer {
+    let mut a = Answer::refuse(Reason::RateLimited);
+    a.retry_after = Some(retry_after);
+    a
+}
+
+/// `can-i` and listing cost the identity a token of `limits.identity_queries`.
+fn query_limit(s: &GatewayState, who: &identity::Principal) -> Result<(), Answer> {
+    s.query_limiter
+        .check_one(
+            &format!("{}\n{}", who.issuer, who.subject),
+            s.limits.identity_queries,
+            Instant::now(),
+        )
+        .map_err(rate_limited)
+}
+
+/// The last step before an authorised request acts: its nonce is recorded, in this process
+/// and, when it changes anything, in the ledger every replica shares. A nonce seen before is a
+/// replay; nothing has happened yet.
+async fn admit(s: &GatewayState, ctx: &Ctx, changes_something: bool) -> Result<(), Answer> {
+    let (Some(key), Some((nonce, until))) = (ctx.key_id.as_deref(), ctx.nonce.as_ref()) else {
+        return Err(Answer::refuse(Reason::SigMissing));
+    };
+    if !s.nonces.check_and_insert(key, nonce, *until, now_unix()) {
+        return Err(Answer::refuse(Reason::NonceReplayed));
+    }
+    if !changes_something {
+        return Ok(());
+    }
+    match s.ledger.record(key, nonce, *until).await {
+        Ok(Recorded::First) => Ok(()),
+        Ok(Recorded::Replay) => Err(Answer::refuse(Reason::NonceReplayed)),
+        Err(why) => {
+            tracing::warn!(error = %why, "could not record the request's nonce; refusing it");
+            Err(Answer::refuse(Reason::BackendUnavailable))
+        }
+    }
+}
+
 fn rate_limit(
     s: &GatewayState,
     bundle: &Bundle,
@@ -485,11 +595,7 @@ fn rate_limit(
         .collect();
     s.limiter
         .check(&who.issuer, &who.subject, &touches, Instant::now())
-        .map_err(|secs| {
-            let mut a = Answer::refuse(Reason::RateLimited);
-            a.retry_after = Some(secs);
-            a
-        })
+        .map_err(rate_limited)
 }
 
 async fn act(
@@ -518,12 +624,18 @@ async fn act(
     let result = match (&route, action) {
         (Route::CanI, _) => return can_i(s, bundle, body, who, client_ip, ctx).await,
         (Route::Volumes { ns }, Some(Action::Read)) => {
+            if let Err(a) = query_limit(s, who) {
+                return a;
+            }
             let out = policy::evaluate(bundle, &base(Action::Read, ns));
             if out.decision == Decision::Deny {
                 ctx.policy = out.policy.and_then(|i| policy::policy_id(bundle, i));
                 return Answer::refuse(out.reason.unwrap_or(Reason::PolicyNoMatch));
             }
             if let Err(a) = rate_limit(s, bundle, &out.rate_limited, who) {
+                return a;
+            }
+            if let Err(a) = admit(s, ctx, false).await {
                 return a;
             }
             match s.backend.list_volumes(ns).await {
@@ -560,6 +672,9 @@ async fn act(
                 ..base(Action::Create, ns)
             };
             if let Err(a) = authorize(s, bundle, &r, ctx) {
+                return a;
+            }
+            if let Err(a) = admit(s, ctx, true).await {
                 return a;
             }
             let nv = NewVolume {
@@ -620,6 +735,9 @@ async fn act(
                 ..base(action, ns)
             };
             if let Err(a) = authorize(s, bundle, &r, ctx) {
+                return a;
+            }
+            if let Err(a) = admit(s, ctx, action != Action::Read).await {
                 return a;
             }
             let be = &s.backend;
@@ -706,6 +824,9 @@ async fn can_i(
     client_ip: Option<&str>,
     ctx: &mut Ctx,
 ) -> Answer {
+    if let Err(a) = query_limit(s, who) {
+        return a;
+    }
     let Some(b) = parse_body::<CanIBody>(body) else {
         return Answer::refuse(Reason::RequestInvalid);
     };
@@ -751,6 +872,9 @@ async fn can_i(
     ctx.policy_ms += ms(t);
     let policy = out.policy.and_then(|i| policy::policy_id(bundle, i));
     ctx.policy = policy.clone();
+    if let Err(a) = admit(s, ctx, false).await {
+        return a;
+    }
     let allowed = out.decision == Decision::Allow;
     let reason = match (out.decision, out.reason) {
         (Decision::Allow, _) => "policy_allowed",

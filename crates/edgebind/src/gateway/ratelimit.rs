@@ -47,6 +47,16 @@ impl RateLimiter {
         }
     }
 
+    /// One bucket per `who` (a key id, an identity) under one limit.
+    pub fn check_one(&self, who: &str, limit: RateLimit, now: Instant) -> Result<(), u64> {
+        let t = Touch {
+            namespace: "",
+            policy: "",
+            limit,
+        };
+        self.check(who, "", &[t], now)
+    }
+
     /// Takes one token from every touched bucket if each holds one; otherwise takes none and
     /// returns `Err(retry_after_seconds)` (whole seconds, at least 1).
     pub fn check(

@@ -9,13 +9,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
-use super::api::{BundleStore, GatewayState, admin_router, api_router};
+use super::api::{BundleStore, EdgeLimits, GatewayState, admin_router, api_router};
 use super::audit::AuditSink;
 use super::backend::{KUBE_TIMEOUT, KubeVolumeBackend, WatchCache};
 use super::compile::compile_bundle;
 use super::events::EventSink;
 use super::keys::{KeySet, KeyStore};
-use super::policy::Bundle;
+use super::policy::{Bundle, RateLimit};
+use super::replay::LeaseLedger;
 use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
 
 /// Arguments of `edgebind gateway`.
@@ -43,6 +44,34 @@ pub struct GatewayArgs {
     /// How often keys and policies are re-read, seconds.
     #[arg(long, default_value_t = 10)]
     pub reload_seconds: u64,
+    /// Requests per minute one edge key may send, whatever they are; above it, 429.
+    #[arg(long, env = "EDGEBIND_GATEWAY_KEY_REQUESTS_PER_MINUTE", default_value_t = 12_000, value_parser = clap::value_parser!(u32).range(1..=6_000_000))]
+    pub key_requests_per_minute: u32,
+    /// Burst of one edge key above its rate.
+    #[arg(long, env = "EDGEBIND_GATEWAY_KEY_BURST", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub key_burst: u32,
+    /// `can-i` questions and volume listings per minute for one identity.
+    #[arg(long, env = "EDGEBIND_GATEWAY_IDENTITY_QUERIES_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=6_000_000))]
+    pub identity_queries_per_minute: u32,
+    /// Burst of one identity's `can-i` questions and listings.
+    #[arg(long, env = "EDGEBIND_GATEWAY_IDENTITY_QUERY_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub identity_query_burst: u32,
+}
+
+impl GatewayArgs {
+    /// The limits the flags set.
+    pub fn limits(&self) -> EdgeLimits {
+        EdgeLimits {
+            per_key: RateLimit {
+                requests_per_minute: self.key_requests_per_minute,
+                burst: Some(self.key_burst),
+            },
+            identity_queries: RateLimit {
+                requests_per_minute: self.identity_queries_per_minute,
+                burst: Some(self.identity_query_burst),
+            },
+        }
+    }
 }
 
 async fn with_timeout<T>(
@@ -159,9 +188,13 @@ pub async fn serve(
         BundleStore::new(Bundle::empty()),
         backend,
         AuditSink::stdout(),
-    );
+    )
+    .with_limits(args.limits());
     state.events = Some(EventSink::new(client.clone()));
+    let ledger = Arc::new(LeaseLedger::new(client.clone(), &args.keys_namespace));
+    state.ledger = ledger.clone();
     let state = Arc::new(state);
+    let sweeper = tokio::spawn(sweep_loop(ledger));
     let reloader = tokio::spawn(reload_loop(
         client,
         args.clone(),
@@ -182,5 +215,21 @@ pub async fn serve(
     admin_task.abort();
     cache_task.abort();
     reloader.abort();
+    sweeper.abort();
     Ok(())
+}
+
+/// Deletes expired nonce records once a minute (every replica does; they share the work).
+async fn sweep_loop(ledger: Arc<LeaseLedger>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = jiff::Timestamp::now().as_second();
+        match tokio::time::timeout(KUBE_TIMEOUT * 4, ledger.sweep(now)).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(deleted = n, "expired nonce records swept"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping nonce records failed"),
+            Err(_) => tracing::warn!("sweeping nonce records timed out"),
+        }
+    }
 }

@@ -59,6 +59,14 @@ pub struct Verified {
     pub expires: i64,
 }
 
+impl Verified {
+    /// Until when (Unix seconds) the signature could be presented again: its nonce must be
+    /// remembered that long.
+    pub fn forget_after(&self) -> i64 {
+        self.expires.saturating_add(SKEW_SECONDS)
+    }
+}
+
 /// The parsed `sig1` member of `Signature-Input`, checked against the profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignatureParams {
@@ -87,47 +95,67 @@ fn refuse(reason: Reason, key_id: Option<&str>, detail: &'static str) -> Refusal
     }
 }
 
-/// Remembers `(keyid, nonce)` pairs until their signature can no longer be accepted, bounded
-/// in size. When full of live entries it refuses new ones (fail closed) rather than forgetting a
-/// pair that could then be replayed.
+/// Remembers `(keyid, nonce)` pairs until their signature can no longer be accepted.
+///
+/// A nonce is recorded only once its request is authenticated, authorised and within its key's
+/// rate limit, and each key has its own partition of `per_key` entries. `per_key` is sized
+/// from the key's rate limit times the longest time a pair must be kept (`KEEP_SECONDS`), so
+/// a key within its limit never fills its partition, and a key that floods fills only its own:
+/// other keys keep working (issue 12, nonce flood). A full partition refuses new pairs (fail
+/// closed) rather than forgetting one that could then be replayed.
 pub struct NonceCache {
-    cap: usize,
-    seen: Mutex<HashMap<(String, String), i64>>,
+    per_key: usize,
+    seen: Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
+/// The longest a pair must be remembered: a signature is accepted until `expires + skew`, and
+/// `expires` may be up to `skew + lifetime` after the moment it is received.
+pub const KEEP_SECONDS: i64 = MAX_LIFETIME_SECONDS + 2 * SKEW_SECONDS;
+
 impl NonceCache {
-    pub fn new(cap: usize) -> Self {
+    pub fn new(per_key: usize) -> Self {
         NonceCache {
-            cap: cap.max(1),
+            per_key: per_key.max(1),
             seen: Mutex::new(HashMap::new()),
         }
     }
 
     /// Records the pair, valid until `forget_after` (Unix seconds). False if already seen or if
-    /// the cache is full of pairs that are still live.
+    /// the key's partition is full of pairs that are still live.
     pub fn check_and_insert(&self, key_id: &str, nonce: &str, forget_after: i64, now: i64) -> bool {
         let mut seen = match self.seen.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let k = (key_id.to_string(), nonce.to_string());
-        if let Some(until) = seen.get(&k)
+        let part = seen.entry(key_id.to_string()).or_default();
+        if let Some(until) = part.get(nonce)
             && *until >= now
         {
             return false;
         }
-        if seen.len() >= self.cap {
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= self.cap {
+        if part.len() >= self.per_key {
+            part.retain(|_, until| *until >= now);
+            if part.len() >= self.per_key {
                 return false;
             }
+            // Partitions of retired keys empty out: drop them when a partition is swept.
+            seen.retain(|_, p| {
+                p.retain(|_, until| *until >= now);
+                !p.is_empty()
+            });
         }
-        seen.insert(k, forget_after);
+        seen.entry(key_id.to_string())
+            .or_default()
+            .insert(nonce.to_string(), forget_after);
         true
     }
 
+    /// Pairs held, all keys.
     pub fn len(&self) -> usize {
-        self.seen.lock().map(|g| g.len()).unwrap_or(0)
+        self.seen
+            .lock()
+            .map(|g| g.values().map(HashMap::len).sum())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -319,14 +347,10 @@ fn digest_matches(headers: &HeaderMap, body: &[u8]) -> bool {
     value == want
 }
 
-/// Verifies a received request, steps 1-10 of §5.5, at time `now` (Unix seconds). Step 11 (the
-/// identity) is `identity::parse`.
-pub fn verify(
-    req: &SignedRequest<'_>,
-    keys: &KeySet,
-    nonces: &NonceCache,
-    now: i64,
-) -> Result<Verified, Refusal> {
+/// Verifies a received request, steps 1-9 of §5.5, at time `now` (Unix seconds). Step 10 (the
+/// nonce) is left to the caller, who records it only once the request is authorised
+/// (`NonceCache`); step 11 (the identity) is `identity::parse`.
+pub fn verify(req: &SignedRequest<'_>, keys: &KeySet, now: i64) -> Result<Verified, Refusal> {
     let (p, sig_bytes) = parse_headers(req.headers)?;
     let kid = Some(p.key_id.as_str());
     let Some(key) = keys.get(&p.key_id) else {
@@ -353,14 +377,6 @@ pub fn verify(
     }
     if !digest_matches(req.headers, req.body) {
         return Err(refuse(Reason::DigestMismatch, kid, "content digest"));
-    }
-    let forget_after = p.expires.saturating_add(SKEW_SECONDS);
-    if !nonces.check_and_insert(&p.key_id, &p.nonce, forget_after, now) {
-        return Err(refuse(
-            Reason::NonceReplayed,
-            kid,
-            "nonce seen or cache full",
-        ));
     }
     Ok(Verified {
         key_id: p.key_id,

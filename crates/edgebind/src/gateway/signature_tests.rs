@@ -48,7 +48,7 @@ fn check(h: &HeaderMap, path: &str, body: &[u8], now: i64) -> Result<Verified, R
         headers: h,
         body,
     };
-    verify(&req, &keys(), &NonceCache::new(16), now).map_err(|r| r.reason)
+    verify(&req, &keys(), now).map_err(|r| r.reason)
 }
 
 #[test]
@@ -215,7 +215,9 @@ fn lifetime_over_sixty_seconds_is_sig_window() {
 }
 
 #[test]
-fn a_nonce_is_accepted_once() {
+fn verification_leaves_the_nonce_to_the_caller() {
+    // The nonce is recorded only once the request is authorised (api::admit), so verifying
+    // the same request twice succeeds both times and stores nothing.
     let h = vector_headers();
     let req = SignedRequest {
         method: "GET",
@@ -225,10 +227,12 @@ fn a_nonce_is_accepted_once() {
         headers: &h,
         body: b"",
     };
+    let v = verify(&req, &keys(), 1764240010).expect("verifies");
+    assert_eq!(v.forget_after(), 1764240060 + SKEW_SECONDS);
+    assert!(verify(&req, &keys(), 1764240011).is_ok());
     let nonces = NonceCache::new(16);
-    assert!(verify(&req, &keys(), &nonces, 1764240010).is_ok());
-    let again = verify(&req, &keys(), &nonces, 1764240011).map_err(|r| r.reason);
-    assert_eq!(again, Err(Reason::NonceReplayed));
+    assert!(nonces.check_and_insert(&v.key_id, &v.nonce, v.forget_after(), 1764240011));
+    assert!(!nonces.check_and_insert(&v.key_id, &v.nonce, v.forget_after(), 1764240012));
 }
 
 #[test]
@@ -242,6 +246,27 @@ fn nonce_cache_forgets_expired_pairs_and_fails_closed_when_full() {
         "a expired, room again"
     );
     assert_eq!(c.len(), 2);
+}
+
+#[test]
+fn a_key_that_fills_its_partition_leaves_the_other_keys_room() {
+    let c = NonceCache::new(3);
+    for n in ["a", "b", "c"] {
+        assert!(c.check_and_insert("flooder", n, 100, 10));
+    }
+    assert!(
+        !c.check_and_insert("flooder", "d", 100, 10),
+        "its own partition is full"
+    );
+    for n in ["a", "b", "c"] {
+        assert!(
+            c.check_and_insert("quiet", n, 100, 10),
+            "another key is unaffected"
+        );
+    }
+    // Once everything has expired, sweeping drops the partitions of keys no longer in use.
+    assert!(c.check_and_insert("flooder", "e", 300, 200));
+    assert_eq!(c.len(), 1);
 }
 
 #[test]

@@ -34,7 +34,7 @@ struct CfBed {
 
 fn cf_config() -> ControllerConfig {
     let mut c = fast_config();
-    c.cloudflare.gateway_keys_namespace = SYS.into();
+    c.cloudflare.key_namespace = SYS.into();
     c.cloudflare.key_propagation = Duration::from_millis(300);
     c.cloudflare.key_overlap = Duration::from_secs(2);
     c.cloudflare.max_rate_limit_wait = Duration::from_secs(3);

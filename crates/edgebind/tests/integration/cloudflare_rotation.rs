@@ -144,7 +144,7 @@ async fn rotation_under_traffic_refuses_nothing_and_retires_the_old_key() {
     // Propagation (500 ms) well above the gateway's reload period (100 ms), as in production
     // (30 s vs 10 s); a 2 s overlap so the test is short.
     let mut config = fast_config();
-    config.cloudflare.gateway_keys_namespace = SYS.into();
+    config.cloudflare.key_namespace = SYS.into();
     config.cloudflare.key_propagation = Duration::from_millis(500);
     config.cloudflare.key_overlap = Duration::from_secs(2);
     config.cloudflare.max_rate_limit_wait = Duration::from_secs(3);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
-use edgebind::gateway::api::{BundleStore, GatewayState, router};
+use edgebind::gateway::api::{BundleStore, EdgeLimits, GatewayState, router};
 use edgebind::gateway::audit::{AuditSink, MemoryWriter};
 use edgebind::gateway::backend::{MemoryBackend, NewVolume, VolumeBackend};
 use edgebind::gateway::identity;
@@ -55,14 +55,26 @@ fn bundle() -> Bundle {
     .expect("test bundle is valid")
 }
 
-struct Gw {
+/// The authority every test gateway answers as (sent as `Host`): replicas behind one Service
+/// share it, so a request signed for one is valid at another.
+const AUTHORITY: &str = "gw.example.com";
+
+pub(crate) struct Gw {
     base: String,
     authority: String,
-    key: SigningKey,
-    state: Arc<GatewayState>,
-    backend: Arc<MemoryBackend>,
+    pub(crate) key: SigningKey,
+    pub(crate) state: Arc<GatewayState>,
+    pub(crate) backend: Arc<MemoryBackend>,
     audit: MemoryWriter,
     server: tokio::task::JoinHandle<()>,
+}
+
+/// A request as signed, to be delivered to one gateway or several.
+pub(crate) struct Signed {
+    method: String,
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
 }
 
 impl Drop for Gw {
@@ -71,7 +83,12 @@ impl Drop for Gw {
     }
 }
 
-async fn start() -> Gw {
+pub(crate) async fn start() -> Gw {
+    start_with(EdgeLimits::default()).await
+}
+
+/// A gateway with these per-key and per-identity limits.
+pub(crate) async fn start_with(limits: EdgeLimits) -> Gw {
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let keys = KeyStore::new(KeySet::new([(
         "edge-1".to_string(),
@@ -99,12 +116,24 @@ async fn start() -> Gw {
             .expect("seed volume");
     }
     let audit = MemoryWriter::default();
-    let state = Arc::new(GatewayState::new(
+    let state = GatewayState::new(
         keys,
         BundleStore::new(bundle()),
         backend.clone(),
         AuditSink::new(audit.clone()),
-    ));
+    )
+    .with_limits(limits);
+    serve(state, key, backend, audit).await
+}
+
+/// Serves `state` (which writes its audit to `audit`) on a loopback port.
+pub(crate) async fn serve(
+    state: GatewayState,
+    key: SigningKey,
+    backend: Arc<MemoryBackend>,
+    audit: MemoryWriter,
+) -> Gw {
+    let state = Arc::new(state);
     state.ready.store(true, Ordering::Relaxed);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -116,7 +145,7 @@ async fn start() -> Gw {
     });
     Gw {
         base: format!("http://{addr}"),
-        authority: addr.to_string(),
+        authority: AUTHORITY.to_string(),
         key,
         state,
         backend,
@@ -125,24 +154,41 @@ async fn start() -> Gw {
     }
 }
 
-/// How to build one request; each field is one way to deviate from what the Worker sends.
-struct Req<'a> {
-    method: &'a str,
-    path: &'a str,
-    body: Vec<u8>,
-    subject: &'a str,
-    groups: Vec<&'a str>,
-    key_id: &'a str,
-    created_offset: i64,
-    nonce: Option<String>,
-    /// Sent instead of the signed path.
-    send_path: Option<&'a str>,
-    /// Sent instead of the signed body.
-    send_body: Option<Vec<u8>>,
-    unsigned: bool,
+impl Gw {
+    /// Another gateway process on the same cluster (the same volumes, keys, policies and replay
+    /// ledger) with its own memory: a second replica, or this one after a restart.
+    pub(crate) async fn replica(&self) -> Gw {
+        let audit = MemoryWriter::default();
+        let mut state = GatewayState::new(
+            self.state.keys.clone(),
+            self.state.bundle.clone(),
+            self.backend.clone(),
+            AuditSink::new(audit.clone()),
+        )
+        .with_limits(self.state.limits);
+        state.ledger = self.state.ledger.clone();
+        serve(state, self.key.clone(), self.backend.clone(), audit).await
+    }
 }
 
-fn req<'a>(method: &'a str, path: &'a str, body: Option<Value>) -> Req<'a> {
+/// How to build one request; each field is one way to deviate from what the Worker sends.
+pub(crate) struct Req<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) body: Vec<u8>,
+    pub(crate) subject: &'a str,
+    pub(crate) groups: Vec<&'a str>,
+    pub(crate) key_id: &'a str,
+    pub(crate) created_offset: i64,
+    pub(crate) nonce: Option<String>,
+    /// Sent instead of the signed path.
+    pub(crate) send_path: Option<&'a str>,
+    /// Sent instead of the signed body.
+    pub(crate) send_body: Option<Vec<u8>>,
+    pub(crate) unsigned: bool,
+}
+
+pub(crate) fn req<'a>(method: &'a str, path: &'a str, body: Option<Value>) -> Req<'a> {
     Req {
         method,
         path,
@@ -159,7 +205,21 @@ fn req<'a>(method: &'a str, path: &'a str, body: Option<Value>) -> Req<'a> {
 }
 
 impl Gw {
-    async fn send(&self, r: Req<'_>) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub(crate) async fn send(&self, r: Req<'_>) -> (u16, Value, reqwest::header::HeaderMap) {
+        let send_path = r.send_path.map(str::to_string);
+        let send_body = r.send_body.clone();
+        let mut signed = self.sign(r);
+        if let Some(p) = send_path {
+            signed.path = p;
+        }
+        if let Some(b) = send_body {
+            signed.body = b;
+        }
+        self.deliver(&signed).await
+    }
+
+    /// Signs as the Worker would, for this gateway's authority.
+    pub(crate) fn sign(&self, r: Req<'_>) -> Signed {
         let ident = identity::encode(&json!({
             "v": 1, "issuer": "okta", "issuerUrl": "https://idp.example",
             "subject": r.subject, "groups": r.groups, "claims": {},
@@ -188,14 +248,24 @@ impl Gw {
             }
             .sign(r.method, &self.authority, r.path, None, &mut h, &r.body);
         }
-        let url = format!("{}{}", self.base, r.send_path.unwrap_or(r.path));
+        Signed {
+            method: r.method.to_string(),
+            path: r.path.to_string(),
+            headers: h,
+            body: r.body,
+        }
+    }
+
+    /// Sends a signed request, byte for byte, to this gateway.
+    pub(crate) async fn deliver(&self, r: &Signed) -> (u16, Value, reqwest::header::HeaderMap) {
+        let url = format!("{}{}", self.base, r.path);
         let m = reqwest::Method::from_bytes(r.method.as_bytes()).expect("method");
-        let mut rb = client().request(m, url);
-        for (k, v) in &h {
+        let mut rb = client().request(m, url).header("host", &self.authority);
+        for (k, v) in &r.headers {
             rb = rb.header(k.as_str(), v.as_bytes());
         }
         let resp = rb
-            .body(r.send_body.unwrap_or(r.body))
+            .body(r.body.clone())
             .send()
             .await
             .expect("gateway answers");
@@ -205,12 +275,12 @@ impl Gw {
         (status, body, headers)
     }
 
-    fn snapshot_state(&self) -> (Vec<edgebind::gateway::backend::VolumeView>, usize) {
+    pub(crate) fn snapshot_state(&self) -> (Vec<edgebind::gateway::backend::VolumeView>, usize) {
         (self.backend.volumes(), self.backend.snapshots().len())
     }
 }
 
-fn code(body: &Value) -> &str {
+pub(crate) fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no code>")
 }
 
@@ -329,7 +399,7 @@ async fn refusals_carry_their_code_and_change_nothing() {
         ),
     ];
     // Bad signature: a key the gateway does not hold, under the trusted key id.
-    let forger = with_key(&gw, SigningKey::from_bytes(&[9u8; 32]));
+    let forger = gw.with_key(SigningKey::from_bytes(&[9u8; 32]));
     let (s, body, _) = forger.send(req("POST", RESIZE, grow())).await;
     assert_eq!((s, code(&body)), (401, "sig_invalid"), "forged");
     assert_eq!(gw.snapshot_state(), before, "forged: nothing changed");
@@ -396,7 +466,7 @@ async fn retired_key_is_refused_after_a_reload_without_restart() {
     )]));
     let (s, b, _) = gw.send(req("GET", vol, None)).await;
     assert_eq!((s, code(&b)), (401, "key_unknown"));
-    let rotated = with_key(&gw, new_key);
+    let rotated = gw.with_key(new_key);
     let (s, _, _) = rotated
         .send(Req {
             key_id: "edge-2",
@@ -406,16 +476,18 @@ async fn retired_key_is_refused_after_a_reload_without_restart() {
     assert_eq!(s, 200);
 }
 
-/// A second handle on the same server, to sign with another key.
-fn with_key(gw: &Gw, key: SigningKey) -> Gw {
-    Gw {
-        base: gw.base.clone(),
-        authority: gw.authority.clone(),
-        key,
-        state: gw.state.clone(),
-        backend: gw.backend.clone(),
-        audit: gw.audit.clone(),
-        server: tokio::spawn(async {}),
+impl Gw {
+    /// A second handle on the same server, to sign with another key.
+    pub(crate) fn with_key(&self, key: SigningKey) -> Gw {
+        Gw {
+            base: self.base.clone(),
+            authority: self.authority.clone(),
+            key,
+            state: self.state.clone(),
+            backend: self.backend.clone(),
+            audit: self.audit.clone(),
+            server: tokio::spawn(async {}),
+        }
     }
 }
 
@@ -660,7 +732,7 @@ async fn a_key_signs_only_for_its_own_namespace() {
             "team-b".to_string(),
         ),
     ]));
-    let b = with_key(&gw, tenant_b);
+    let b = gw.with_key(tenant_b);
     let before = gw.snapshot_state();
     let as_b = |r: Req<'static>| Req {
         key_id: "team-b.edge.1",

@@ -3,6 +3,7 @@
 mod support;
 
 mod access;
+mod attacks;
 mod cf_sim;
 mod cli;
 mod cloudflare;

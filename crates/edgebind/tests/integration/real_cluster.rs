@@ -113,7 +113,7 @@ struct Run {
 /// Controller settings for these tests: fast, with quick signing-key propagation.
 fn config() -> edgebind::controller::ControllerConfig {
     let mut c = fast_config();
-    c.cloudflare.gateway_keys_namespace = RELEASE_NS.into();
+    c.cloudflare.key_namespace = RELEASE_NS.into();
     c.cloudflare.key_propagation = Duration::from_millis(300);
     c.cloudflare.key_overlap = Duration::from_secs(2);
     c.cloudflare.max_rate_limit_wait = Duration::from_secs(3);
@@ -393,10 +393,11 @@ async fn the_controller_runs_volumes_snapshots_and_restores_under_the_charts_rba
     run.stop().await;
 }
 
-/// An EdgeBinding in the release namespace (the chart's default grants the controller its
-/// Secrets there only), its CloudflareAccount with the token in a Secret there, on a Cloudflare
-/// simulator: published with a signing key, whose public half reaches the gateway key Secret,
-/// then rotated on demand.
+/// An EdgeBinding in a tenant namespace, where the chart grants the controller no Secret access
+/// at all, and its CloudflareAccount with the token in a Secret in the release namespace, on a
+/// Cloudflare simulator: published with a signing key whose private half is kept in the release
+/// namespace only and whose public half reaches the gateway key Secret; rotated on demand; on
+/// deletion both halves are gone.
 async fn binding_scenario(run: &Run, secs: u64) -> Result<(), String> {
     use edgebind::crd::{CloudflareAccount, EdgeBinding};
     use edgebind_sim::cloudflare::{
@@ -450,11 +451,15 @@ async fn binding_scenario(run: &Run, secs: u64) -> Result<(), String> {
                  "gatewayUrl": "https://gw.example.com"}
     }))
     .unwrap();
-    let bindings: Api<EdgeBinding> = Api::namespaced(run.admin.clone(), RELEASE_NS);
-    bindings
+    let bindings: Api<EdgeBinding> = Api::namespaced(run.admin.clone(), &run.ns);
+    let uid = bindings
         .create(&pp, &binding)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .metadata
+        .uid
+        .unwrap_or_default();
+    let private = format!("edgebind-signing-{uid}");
     let name = format!("b-{id}");
     let published = poll(secs, || async {
         let b = bindings.get_opt(&name).await.ok().flatten()?;
@@ -492,16 +497,29 @@ async fn binding_scenario(run: &Run, secs: u64) -> Result<(), String> {
                 .flatten()
                 .and_then(|s| s.data)
                 .unwrap_or_default();
-            if keys.keys().any(|k| k.ends_with(".pub")) {
-                rotate(&bindings, &secrets, &name, secs).await
-            } else {
+            let tenant_secrets = Api::<Secret>::namespaced(run.admin.clone(), &run.ns)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if !keys.keys().any(|k| k.ends_with(".pub")) {
                 Err("no public key in the gateway key Secret".to_string())
+            } else if !tenant_secrets.items.is_empty() {
+                Err("a Secret was written into the binding's (tenant) namespace".to_string())
+            } else if secrets.get_opt(&private).await.ok().flatten().is_none() {
+                Err(format!("no private key Secret {private} in {RELEASE_NS}"))
+            } else {
+                rotate(&bindings, &secrets, &name, secs).await
             }
         }
     };
     let _ = bindings.delete(&name, &DeleteParams::default()).await;
     if outcome.is_ok() && !run.gone(&bindings, &name, secs).await {
         return Err("the binding was never released by the finalizer".into());
+    }
+    if outcome.is_ok() && secrets.get_opt(&private).await.ok().flatten().is_some() {
+        return Err(format!(
+            "the private key Secret {private} outlived its binding"
+        ));
     }
     cf.shutdown().await;
     outcome
@@ -568,17 +586,12 @@ async fn the_controller_publishes_a_binding_under_the_charts_rbac() {
 
 /// Each rule of the controller's ClusterRole and Roles (default values) is needed: without it
 /// the volume lifecycle or the binding stops where the rule is used. Except where two Roles of
-/// the default render grant the same: with default values bindings live in the release
-/// namespace, so the binding-keys Role (get, create, patch on its Secrets) also covers what the
-/// backend-secrets Role (get) and the gateway-keys Role (create; get, patch of one name) grant
-/// there. Those rules are listed here, so a chart change that alters it shows.
+/// the default render grant the same: with default values the backend Secrets are read in the
+/// release namespace, where the keys Role (get, create, patch, delete of Secrets) already
+/// grants `get`. That rule is listed here, so a chart change that alters it shows.
 #[tokio::test]
 async fn every_rule_of_the_charts_controller_roles_is_needed() {
-    const SUBSUMED_BY_BINDING_KEYS: &[(&str, usize)] = &[
-        ("edgebind-controller-backend-secrets", 0),
-        ("edgebind-controller-gateway-keys", 0),
-        ("edgebind-controller-gateway-keys", 1),
-    ];
+    const SUBSUMED_BY_KEYS: &[(&str, usize)] = &[("edgebind-controller-backend-secrets", 0)];
     let _turn = TURN.lock().await;
     let server = apiserver::shared();
     assert!(apiserver::install_crds(server).await.is_empty());
@@ -600,8 +613,7 @@ async fn every_rule_of_the_charts_controller_roles_is_needed() {
     for (kind, name) in [
         ("ClusterRole", "edgebind-controller"),
         ("Role", "edgebind-controller-backend-secrets"),
-        ("Role", "edgebind-controller-binding-keys"),
-        ("Role", "edgebind-controller-gateway-keys"),
+        ("Role", "edgebind-controller-keys"),
     ] {
         let rules = chart_rules(kind, name);
         for i in 0..rules.len() {
@@ -620,9 +632,9 @@ async fn every_rule_of_the_charts_controller_roles_is_needed() {
             checked += 1;
         }
     }
-    assert!(checked >= 9, "every controller rule was removed once");
+    assert!(checked >= 7, "every controller rule was removed once");
     assert_eq!(
-        not_needed, SUBSUMED_BY_BINDING_KEYS,
+        not_needed, SUBSUMED_BY_KEYS,
         "rules whose removal changed nothing (beyond the known overlap)"
     );
 }
@@ -694,43 +706,76 @@ async fn edge_setup(server: &RealApiServer, prefix: &str) -> Edge {
     }
 }
 
-/// The gateway as `edgebind-gateway` (the binary's own composition: keys from the release's key
-/// Secret, policies compiled from the cluster's issuers and policies, watch caches, events)
-/// serving signed requests. `Err` names the first step that did not happen.
-async fn edge_scenario(server: &RealApiServer, e: &Edge, secs: u64) -> Result<(), String> {
-    use edgebind::gateway::server::{GatewayArgs, serve};
+/// One gateway process (in this test process: `serve`, the binary's own composition) under
+/// the gateway's ServiceAccount.
+struct GatewayRun {
+    base: String,
+    admin: std::net::SocketAddr,
+    task: JoinHandle<()>,
+}
 
-    use crate::support::edge::send_signed;
-
-    let admin = server.client(Who::Admin).await;
-    let (listen, admin_addr) = (free_port(), free_port());
-    let args = GatewayArgs {
-        listen,
-        admin_addr,
-        keys_namespace: RELEASE_NS.into(),
-        keys_secret: "edgebind-gateway-keys".into(),
-        backend_ref: "main".into(),
-        reload_seconds: 1,
-    };
-    let client = server.client(Who::Gateway).await;
-    let gw = tokio::spawn(async move {
-        if let Err(e) = serve(client, args, futures::future::pending()).await {
-            tracing::warn!("gateway stopped: {e:#}");
+impl GatewayRun {
+    async fn start(server: &RealApiServer) -> GatewayRun {
+        use edgebind::gateway::server::{GatewayArgs, serve};
+        let (listen, admin) = (free_port(), free_port());
+        let args = GatewayArgs {
+            listen,
+            admin_addr: admin,
+            keys_namespace: RELEASE_NS.into(),
+            keys_secret: "edgebind-gateway-keys".into(),
+            backend_ref: "main".into(),
+            reload_seconds: 1,
+            key_requests_per_minute: 12_000,
+            key_burst: 400,
+            identity_queries_per_minute: 600,
+            identity_query_burst: 60,
+        };
+        let client = server.client(Who::Gateway).await;
+        let task = tokio::spawn(async move {
+            if let Err(e) = serve(client, args, futures::future::pending()).await {
+                tracing::warn!("gateway stopped: {e:#}");
+            }
+        });
+        GatewayRun {
+            base: format!("http://{listen}"),
+            admin,
+            task,
         }
-    });
-    let outcome = async {
+    }
+
+    async fn ready(&self, secs: u64) -> bool {
         let http = crate::support::http::client();
         poll(secs, || async {
             let r = http
-                .get(format!("http://{admin_addr}/readyz"))
+                .get(format!("http://{}/readyz", self.admin))
                 .send()
                 .await
                 .ok()?;
             r.status().is_success().then_some(())
         })
         .await
-        .ok_or("the gateway never became ready (keys, policies or watch caches)")?;
-        let (base, key, issuer, ns) = (format!("http://{listen}"), &e.key, &e.issuer, &e.ns);
+        .is_some()
+    }
+
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The gateway as `edgebind-gateway` (the binary's own composition: keys from the release's key
+/// Secret, policies compiled from the cluster's issuers and policies, watch caches, events)
+/// serving signed requests. `Err` names the first step that did not happen.
+async fn edge_scenario(server: &RealApiServer, e: &Edge, secs: u64) -> Result<(), String> {
+    use crate::support::edge::send_signed;
+
+    let admin = server.client(Who::Admin).await;
+    let gw = GatewayRun::start(server).await;
+    let outcome = async {
+        if !gw.ready(secs).await {
+            return Err("the gateway never became ready (keys, policies or watch caches)".into());
+        }
+        let (base, key, issuer, ns) = (gw.base.clone(), &e.key, &e.issuer, &e.ns);
         let send = |method: &'static str, path: String, body: Value, id: String| {
             let base = base.clone();
             async move {
@@ -828,9 +873,99 @@ async fn edge_scenario(server: &RealApiServer, e: &Edge, secs: u64) -> Result<()
         Ok(())
     }
     .await;
-    gw.abort();
-    let _ = gw.await;
+    gw.stop().await;
     outcome
+}
+
+/// Replay across replicas and a restart, on the real API server under the chart's RBAC: two
+/// gateways (the chart's default of 2 replicas) share nothing but the cluster. A captured create
+/// is replayed to the other replica once the tenant has deleted the volume, and to a gateway
+/// started after the first one stopped: the volume is never created again. The records are
+/// Leases in the release namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_has_no_second_effect_across_two_gateways_and_a_restart() {
+    use crate::support::edge::sign;
+
+    let _turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    let e = edge_setup(server, "replay").await;
+    let admin = server.client(Who::Admin).await;
+    let (one, two) = (
+        GatewayRun::start(server).await,
+        GatewayRun::start(server).await,
+    );
+    assert!(
+        one.ready(30).await && two.ready(30).await,
+        "both replicas ready"
+    );
+    // The Service name both replicas answer to.
+    let authority = "edgebind-gateway.edgebind-system.svc:8443";
+    let ns = &e.ns;
+    let signed = |method: &str, path: String, body: Value, id: &str| {
+        sign(authority, &e.key, &e.issuer, method, &path, body, id)
+    };
+    let list = format!("/api/v1/namespaces/{ns}/volumes");
+    for gw in [&one, &two] {
+        let mut n = 0;
+        let loaded = poll(30, || {
+            n += 1;
+            let r = signed("GET", list.clone(), Value::Null, &format!("warm-{n}"));
+            async move { (r.deliver(&gw.base).await == 200).then_some(()) }
+        })
+        .await;
+        assert!(loaded.is_some(), "the policy reached {}", gw.base);
+    }
+    let vols: Api<EdgeVolume> = Api::namespaced(admin.clone(), ns);
+    let create = signed(
+        "POST",
+        list.clone(),
+        json!({"name": "replayed", "sizeBytes": 1u64 << 30}),
+        "create",
+    );
+    assert_eq!(create.deliver(&one.base).await, 201);
+    assert_eq!(create.deliver(&two.base).await, 401, "the other replica");
+    let delete = signed("DELETE", format!("{list}/replayed"), Value::Null, "delete");
+    assert_eq!(delete.deliver(&one.base).await, 202);
+    assert!(
+        poll(10, || async {
+            vols.get_opt("replayed")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        })
+        .await
+        .is_some(),
+        "the volume is gone (no controller, so no finalizer holds it)"
+    );
+    assert_eq!(
+        create.deliver(&two.base).await,
+        401,
+        "replayed after the delete"
+    );
+    one.stop().await;
+    let restarted = GatewayRun::start(server).await;
+    assert!(restarted.ready(30).await);
+    assert_eq!(
+        create.deliver(&restarted.base).await,
+        401,
+        "after a restart"
+    );
+    assert_eq!(delete.deliver(&restarted.base).await, 401, "the delete too");
+    assert!(
+        vols.get_opt("replayed").await.expect("get").is_none(),
+        "the replays created nothing"
+    );
+    let records = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(admin, RELEASE_NS)
+        .list(&ListParams::default().labels(edgebind::gateway::replay::RECORD_LABEL))
+        .await
+        .expect("list records");
+    assert!(records.items.len() >= 2, "one record per mutation");
+    two.stop().await;
+    restarted.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -881,8 +1016,8 @@ async fn set_rules(
     }
 }
 
-/// Each rule of the gateway's ClusterRole and key Role is needed: without it the edge scenario
-/// stops where the rule is used.
+/// Each rule of the gateway's ClusterRole, key Role and replay Role is needed: without it the
+/// edge scenario stops where the rule is used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_of_the_charts_gateway_roles_is_needed() {
     let _turn = TURN.lock().await;
@@ -893,6 +1028,7 @@ async fn every_rule_of_the_charts_gateway_roles_is_needed() {
     for (kind, name) in [
         ("ClusterRole", "edgebind-gateway"),
         ("Role", "edgebind-gateway-keys"),
+        ("Role", "edgebind-gateway-replay"),
     ] {
         let rules = chart_rules(kind, name);
         for i in 0..rules.len() {
@@ -915,7 +1051,7 @@ async fn every_rule_of_the_charts_gateway_roles_is_needed() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "every gateway rule was removed once");
+    assert!(checked >= 6, "every gateway rule was removed once");
 }
 
 fn leader_election_docs() -> Vec<Value> {

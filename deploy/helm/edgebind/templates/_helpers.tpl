@@ -66,14 +66,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/* Namespaces where the controller may read backend Secrets. */}}
-{{- define "edgebind.bindingNamespaces" -}}
-{{- if .Values.controller.edgeBindings.namespaces }}
-{{- toJson (uniq .Values.controller.edgeBindings.namespaces) }}
-{{- else }}
-{{- toJson (list .Release.Namespace) }}
-{{- end }}
-{{- end }}
-
 {{- define "edgebind.backendSecretNamespaces" -}}
 {{- if .Values.controller.backendSecrets.namespaces }}
 {{- toJson (uniq .Values.controller.backendSecrets.namespaces) }}

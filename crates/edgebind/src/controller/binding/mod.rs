@@ -648,7 +648,7 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
                     ),
                 )
                 .await;
-                retire_all_public(&ctx, &st).await?;
+                forget_keys(&ctx, &b, &st).await?;
                 return Ok(Action::await_change());
             }
             return Err(Error::Blocked(msg));
@@ -688,7 +688,7 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
             }
         }
     }
-    retire_all_public(&ctx, &st).await?;
+    forget_keys(&ctx, &b, &st).await?;
     if !ops.is_empty() {
         ctx.event(
             &b.object_ref(&()),
@@ -701,14 +701,18 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
     Ok(Action::await_change())
 }
 
-/// Removes every public key of this binding from the gateways' Secret (the private keys go
-/// with the binding's own Secret, which the binding owns).
-async fn retire_all_public(ctx: &Context, st: &EdgeBindingStatus) -> Result<(), kube::Error> {
+/// The binding is going: its public keys leave the gateways' Secret, then its private keys
+/// are deleted (they are in the operator's namespace, which the binding cannot own).
+async fn forget_keys(
+    ctx: &Context,
+    b: &EdgeBinding,
+    st: &EdgeBindingStatus,
+) -> Result<(), kube::Error> {
     for k in [&st.current_key_id, &st.pending_key_id, &st.retiring_key_id]
         .into_iter()
         .flatten()
     {
         signing::publish_public(ctx, k, None).await?;
     }
-    Ok(())
+    signing::delete_keys(ctx, b).await
 }

@@ -1,13 +1,18 @@
-//! The Kubernetes side of signing keys: the binding's private keys in Secret
-//! `<binding>-signing-key` (keys `current` and `pending`, each a `SIGNING_KEY` JSON), and the
-//! public keys the gateways trust in the shared Secret (one `<keyid>.pub` each).
+//! The Kubernetes side of signing keys: each binding's private keys (entries `current` and
+//! `pending`, each a `SIGNING_KEY` JSON) and the public keys the gateways trust (the shared
+//! Secret, one `<keyid>.pub` and `<keyid>.namespace` each).
+//!
+//! Both live in the operator's namespace, never in a tenant's: whoever can read Secrets in a
+//! binding's namespace must not be able to sign edge requests (issue 12). A Secret cannot be
+//! owned across namespaces, so the private-key Secret is named after the binding's uid and
+//! removed by the binding's finalizer.
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -16,9 +21,20 @@ use crate::crd::binding::EdgeBinding;
 
 pub(crate) const CURRENT: &str = "current";
 pub(crate) const PENDING: &str = "pending";
+/// Annotation on a private-key Secret naming its binding (`<namespace>/<name>`), for people.
+pub(crate) const BINDING_ANNOTATION: &str = "edgebind.dev/binding";
 
+/// `edgebind-signing-<binding uid>`: unique per binding, so a binding deleted and created again
+/// under the same name never inherits the old one's keys.
 pub(crate) fn key_secret_name(b: &EdgeBinding) -> String {
-    format!("{}-signing-key", b.name_any())
+    format!(
+        "edgebind-signing-{}",
+        b.meta().uid.as_deref().unwrap_or("no-uid")
+    )
+}
+
+fn key_api(ctx: &Context) -> Api<Secret> {
+    Api::namespaced(ctx.client.clone(), &ctx.config.cloudflare.key_namespace)
 }
 
 /// The binding's private keys: (`current`, `pending`) `SIGNING_KEY` JSON strings.
@@ -26,8 +42,7 @@ pub(crate) async fn read_keys(
     ctx: &Context,
     b: &EdgeBinding,
 ) -> Result<(Option<String>, Option<String>), kube::Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-    let Some(s) = api.get_opt(&key_secret_name(b)).await? else {
+    let Some(s) = key_api(ctx).get_opt(&key_secret_name(b)).await? else {
         return Ok((None, None));
     };
     let data = s.data.unwrap_or_default();
@@ -38,27 +53,25 @@ pub(crate) async fn read_keys(
     Ok((get(CURRENT), get(PENDING)))
 }
 
-/// Sets (`Some`) or removes (`None`) entries of the binding's key Secret, creating it (owned
-/// by the binding, so Kubernetes removes it with the binding) when absent.
+/// Sets (`Some`) or removes (`None`) entries of the binding's key Secret, creating it when absent.
 pub(crate) async fn write_keys(
     ctx: &Context,
     b: &EdgeBinding,
     changes: &[(&str, Option<&str>)],
 ) -> Result<(), kube::Error> {
-    let ns = b.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let api = key_api(ctx);
     let name = key_secret_name(b);
     if api.get_opt(&name).await?.is_none() {
         let data: BTreeMap<String, String> = changes
             .iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_string(), STANDARD.encode(v))))
             .collect();
-        let owner = b.controller_owner_ref(&());
+        let owner = format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any());
         let s: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": ns,
+            "metadata": {"name": name, "namespace": ctx.config.cloudflare.key_namespace,
                          "labels": {"app.kubernetes.io/managed-by": "edgebind"},
-                         "ownerReferences": owner.map(|o| vec![o]).unwrap_or_default()},
+                         "annotations": {BINDING_ANNOTATION: owner}},
             "type": "Opaque",
             "data": data,
         }))
@@ -67,6 +80,18 @@ pub(crate) async fn write_keys(
         return Ok(());
     }
     merge_data(&api, &name, changes).await
+}
+
+/// Deletes the binding's private keys (the binding is going; its public keys are retired).
+pub(crate) async fn delete_keys(ctx: &Context, b: &EdgeBinding) -> Result<(), kube::Error> {
+    match key_api(ctx)
+        .delete(&key_secret_name(b), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn merge_data(
@@ -105,7 +130,7 @@ pub(crate) async fn publish_public(
     public: Option<(&str, &str)>,
 ) -> Result<(), kube::Error> {
     let cf = &ctx.config.cloudflare;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cf.gateway_keys_namespace);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cf.key_namespace);
     let (pub_entry, ns_entry) = (format!("{key_id}.pub"), format!("{key_id}.namespace"));
     let entries = [
         (pub_entry.as_str(), public.map(|p| p.0)),
@@ -117,7 +142,7 @@ pub(crate) async fn publish_public(
         (false, Some((p, ns))) => {
             let s: Secret = serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": cf.gateway_keys_secret, "namespace": cf.gateway_keys_namespace,
+                "metadata": {"name": cf.gateway_keys_secret, "namespace": cf.key_namespace,
                              "labels": {"app.kubernetes.io/managed-by": "edgebind"}},
                 "type": "Opaque",
                 "data": {pub_entry.clone(): STANDARD.encode(p), ns_entry.clone(): STANDARD.encode(ns)},

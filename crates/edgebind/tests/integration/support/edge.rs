@@ -2,20 +2,28 @@
 
 use serde_json::{Value, json};
 
-/// Sends one request to the gateway signed as the Worker signs it; returns the status and the
-/// values of the credential headers (which must never reach an Event).
-pub async fn send_signed(
-    base: &str,
+/// A request signed as the Worker signs it, to be delivered once or more (replays).
+pub struct SignedEdge {
+    authority: String,
+    method: String,
+    path: String,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Signs one request for the gateway at `authority` (host:port, or a Service name that several
+/// replicas answer to).
+pub fn sign(
+    authority: &str,
     key: &ed25519_dalek::SigningKey,
     issuer: &str,
     method: &str,
     path: &str,
     body: Value,
     request_id: &str,
-) -> (u16, Vec<String>) {
+) -> SignedEdge {
     use edgebind::gateway::{identity, signature::Signer};
     use http::{HeaderMap, HeaderValue};
-    let authority = base.trim_start_matches("http://");
     let ident = identity::encode(&json!({
         "v": 1, "issuer": issuer, "issuerUrl": "https://idp.example",
         "subject": format!("{issuer}:alice"), "groups": [format!("{issuer}:admins")], "claims": {},
@@ -52,15 +60,60 @@ pub async fn send_signed(
         nonce: &nonce,
     }
     .sign(method, authority, path, None, &mut h, &body);
-    let secrets: Vec<String> = ["edge-identity", "signature", "signature-input"]
-        .iter()
-        .filter_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(str::to_string))
-        .collect();
-    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut rb = crate::support::http::client().request(m, format!("{base}{path}"));
-    for (k, v) in &h {
-        rb = rb.header(k.as_str(), v.as_bytes());
+    SignedEdge {
+        authority: authority.to_string(),
+        method: method.to_string(),
+        path: path.to_string(),
+        headers: h,
+        body,
     }
-    let resp = rb.body(body).send().await.expect("gateway answers");
-    (resp.status().as_u16(), secrets)
+}
+
+impl SignedEdge {
+    /// The values of the credential headers (which must never reach an Event).
+    pub fn credentials(&self) -> Vec<String> {
+        ["edge-identity", "signature", "signature-input"]
+            .iter()
+            .filter_map(|n| {
+                self.headers
+                    .get(*n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Sends it, byte for byte, to the gateway listening at `base` (`Host` is the signed
+    /// authority); returns the status.
+    pub async fn deliver(&self, base: &str) -> u16 {
+        let m = reqwest::Method::from_bytes(self.method.as_bytes()).expect("method");
+        let mut rb = crate::support::http::client()
+            .request(m, format!("{base}{}", self.path))
+            .header("host", &self.authority);
+        for (k, v) in &self.headers {
+            rb = rb.header(k.as_str(), v.as_bytes());
+        }
+        let resp = rb
+            .body(self.body.clone())
+            .send()
+            .await
+            .expect("gateway answers");
+        resp.status().as_u16()
+    }
+}
+
+/// Sends one request to the gateway signed as the Worker signs it; returns the status and the
+/// values of the credential headers (which must never reach an Event).
+pub async fn send_signed(
+    base: &str,
+    key: &ed25519_dalek::SigningKey,
+    issuer: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+    request_id: &str,
+) -> (u16, Vec<String>) {
+    let authority = base.trim_start_matches("http://");
+    let r = sign(authority, key, issuer, method, path, body, request_id);
+    (r.deliver(base).await, r.credentials())
 }

@@ -1,0 +1,218 @@
+//! The hostile tenant (issue 12; docs/security.md names these tests): each attack on the edge
+//! path, played against the gateway over HTTP, must be refused and must change nothing.
+
+use ed25519_dalek::SigningKey;
+use edgebind::gateway::api::EdgeLimits;
+use edgebind::gateway::backend::VolumeBackend;
+use edgebind::gateway::keys::KeySet;
+use edgebind::gateway::policy::RateLimit;
+use serde_json::json;
+
+use crate::gateway::{Gw, Req, code, req, start, start_with};
+
+const VOLUMES: &str = "/api/v1/namespaces/team-a/volumes";
+
+fn create(name: &str) -> Req<'static> {
+    req(
+        "POST",
+        VOLUMES,
+        Some(json!({"name": name, "sizeBytes": 1u64 << 30})),
+    )
+}
+
+/// Replay across replicas and restarts: a captured mutation, sent again to the other replica
+/// or to a restarted gateway (both with empty nonce caches), has no second effect, including
+/// after the state it changed was changed back (the tenant deleted the volume it created, so a
+/// plain "already exists" would not stop it).
+#[tokio::test]
+async fn a_replayed_mutation_has_no_second_effect_on_another_replica_or_after_a_restart() {
+    let first = start().await;
+    let second = first.replica().await;
+    let captured = first.sign(create("x"));
+    let (s, body, _) = first.deliver(&captured).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body, _) = second.deliver(&captured).await;
+    assert_eq!((s, code(&body)), (401, "nonce_replayed"), "second replica");
+
+    // The tenant deletes the volume (with kubectl); the attacker replays the create to the
+    // other replica and to a restarted one.
+    first
+        .backend
+        .delete_volume("team-a", "x")
+        .await
+        .expect("deleted");
+    let before = first.snapshot_state();
+    let restarted = first.replica().await;
+    for (gw, what) in [(&second, "second replica"), (&restarted, "after a restart")] {
+        let (s, body, _) = gw.deliver(&captured).await;
+        assert_eq!((s, code(&body)), (401, "nonce_replayed"), "{what}");
+        assert_eq!(
+            gw.snapshot_state(),
+            before,
+            "{what}: x was not created again"
+        );
+    }
+
+    // A captured snapshot request: replayed once the tenant removed the snapshot, it does not
+    // take it again.
+    let snap = first.sign(req(
+        "POST",
+        &format!("{VOLUMES}/pvc-1/snapshots"),
+        Some(json!({"name": "s1"})),
+    ));
+    assert_eq!(first.deliver(&snap).await.0, 201);
+    first
+        .backend
+        .delete_snapshot("team-a", "pvc-1", "s1")
+        .await
+        .expect("deleted");
+    let before = first.snapshot_state();
+    let (s, body, _) = restarted.deliver(&snap).await;
+    assert_eq!((s, code(&body)), (401, "nonce_replayed"));
+    assert_eq!(first.snapshot_state(), before, "no snapshot taken again");
+}
+
+fn limits(per_key_rpm: u32, key_burst: u32, queries_rpm: u32, query_burst: u32) -> EdgeLimits {
+    EdgeLimits {
+        per_key: RateLimit {
+            requests_per_minute: per_key_rpm,
+            burst: Some(key_burst),
+        },
+        identity_queries: RateLimit {
+            requests_per_minute: queries_rpm,
+            burst: Some(query_burst),
+        },
+    }
+}
+
+/// A second key of team-a (another binding), for the flood tests.
+fn with_flooder(gw: &Gw) -> SigningKey {
+    let flooder = SigningKey::from_bytes(&[33u8; 32]);
+    gw.state.keys.replace(KeySet::new([
+        (
+            "edge-1".to_string(),
+            gw.key.verifying_key(),
+            "team-a".to_string(),
+        ),
+        (
+            "flooder".to_string(),
+            flooder.verifying_key(),
+            "team-a".to_string(),
+        ),
+    ]));
+    flooder
+}
+
+/// Nonce flood: one key sends far more than its limit. It is cut off at its limit (429), it
+/// holds no more nonces than its limit allows, and another key keeps working throughout.
+#[tokio::test]
+async fn a_flooding_key_is_cut_off_and_other_keys_keep_working() {
+    // Every key may send 10 at once, then one per 10 s.
+    let gw = start_with(limits(6, 10, 6000, 1000)).await;
+    let flooder = gw.with_key(with_flooder(&gw));
+    let mut ok = 0;
+    for i in 0..100 {
+        let (s, body, headers) = flooder
+            .send(Req {
+                key_id: "flooder",
+                ..req("GET", &format!("{VOLUMES}/pvc-1"), None)
+            })
+            .await;
+        match s {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(code(&body), "rate_limited");
+                assert!(headers.get("retry-after").is_some());
+            }
+            other => panic!("request {i}: {other} {body}"),
+        }
+        // The quiet key, within its limit, is answered every time.
+        if i % 10 == 0 {
+            let (s, body, _) = gw.send(req("GET", &format!("{VOLUMES}/pvc-1"), None)).await;
+            assert_eq!(s, 200, "request {i} of the quiet key: {body}");
+        }
+    }
+    assert!(
+        ok <= 11,
+        "the flooder got {ok} of 100 through a burst of 10"
+    );
+    assert!(
+        gw.state.nonces.len() <= 11 + 10,
+        "the flooder's nonces are bounded by its limit: {}",
+        gw.state.nonces.len()
+    );
+}
+
+/// `can-i` and listing are cheap to send and cost the gateway a policy evaluation each: they
+/// are limited per identity, and one identity's flood does not refuse another's.
+#[tokio::test]
+async fn can_i_and_list_are_rate_limited_per_identity() {
+    let gw = start_with(limits(60_000, 1000, 60, 3)).await;
+    let can_i = || {
+        req(
+            "POST",
+            "/api/v1/can-i",
+            Some(json!({"namespace": "team-a", "action": "read", "name": "pvc-1"})),
+        )
+    };
+    let mut refused = 0;
+    for _ in 0..10 {
+        let (s, body, _) = gw.send(can_i()).await;
+        if s == 429 {
+            assert_eq!(code(&body), "rate_limited");
+            refused += 1;
+        }
+        let (s, _, _) = gw.send(req("GET", VOLUMES, None)).await;
+        if s == 429 {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 16,
+        "20 queries against a burst of 3: {refused} refused"
+    );
+    // Another identity is still answered.
+    let (s, body, _) = gw
+        .send(Req {
+            subject: "okta:carol",
+            ..can_i()
+        })
+        .await;
+    assert_eq!(s, 200, "{body}");
+}
+
+/// Only an authorised request's nonce is recorded: refusals (policy, scope, invalid body) fill
+/// nothing, so they cannot be used to exhaust the cache.
+#[tokio::test]
+async fn refused_requests_record_no_nonce() {
+    let gw = start().await;
+    let before = gw.snapshot_state();
+    let pvc = format!("{VOLUMES}/pvc-1");
+    let refused = [
+        Req {
+            groups: vec![],
+            ..req("DELETE", &pvc, None)
+        },
+        req("GET", "/api/v1/namespaces/team-b/volumes", None),
+        req(
+            "POST",
+            VOLUMES,
+            Some(json!({"name": "Bad_Name", "sizeBytes": 1})),
+        ),
+        req("GET", "/api/v1/namespaces/team-a/things", None),
+    ];
+    for r in refused {
+        let what = format!("{} {}", r.method, r.path);
+        let (s, body, _) = gw.send(r).await;
+        assert!(s >= 400, "{what}: {s} {body}");
+    }
+    assert_eq!(gw.state.nonces.len(), 0, "no nonce recorded for a refusal");
+    assert_eq!(gw.snapshot_state(), before);
+    let (s, _, _) = gw.send(req("GET", &format!("{VOLUMES}/pvc-1"), None)).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        gw.state.nonces.len(),
+        1,
+        "the allowed read's nonce is recorded"
+    );
+}

@@ -417,7 +417,9 @@ async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
     let addr = listener.local_addr().expect("local address");
     let app = api_router(state);
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ =
+            edgebind::listener::serve(listener, app, Default::default(), std::future::pending())
+                .await;
     });
     let base = format!("http://{addr}");
     let authority = addr.to_string();

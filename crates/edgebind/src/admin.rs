@@ -46,8 +46,6 @@ pub(crate) async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(ready))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::listener::serve(listener, router(ready), Default::default(), shutdown).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod crd;
 pub(crate) mod defaults;
 pub mod gateway;
 pub mod linstor;
+pub mod listener;
 pub mod memory;
 pub(crate) mod metrics;
 pub mod plan;

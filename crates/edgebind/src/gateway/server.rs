@@ -1,6 +1,5 @@
 //! `edgebind gateway`: CLI arguments, the reloader of keys and policies, and the HTTP server.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +17,7 @@ use super::keys::{KeySet, KeyStore};
 use super::policy::{Bundle, RateLimit};
 use super::replay::LeaseLedger;
 use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
+use crate::listener::Deadlines;
 
 /// Arguments of `edgebind gateway`.
 #[derive(clap::Args, Debug, Clone)]
@@ -204,14 +204,13 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let admin = tokio::net::TcpListener::bind(args.admin_addr).await?;
     tracing::info!(addr = %args.listen, admin = %args.admin_addr, "edgebind gateway listening");
-    let admin_task = tokio::spawn(
-        axum::serve(admin, admin_router(state.clone()))
-            .with_graceful_shutdown(shutdown.clone())
-            .into_future(),
-    );
-    axum::serve(listener, api_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let admin_task = tokio::spawn(crate::listener::serve(
+        admin,
+        admin_router(state.clone()),
+        Deadlines::default(),
+        shutdown.clone(),
+    ));
+    crate::listener::serve(listener, api_router(state), Deadlines::default(), shutdown).await?;
     admin_task.abort();
     cache_task.abort();
     reloader.abort();

@@ -378,7 +378,9 @@ async fn gateway_publishes_events_for_changes() {
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let app = router(Arc::new(state));
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ =
+            edgebind::listener::serve(listener, app, Default::default(), std::future::pending())
+                .await;
     });
 
     let create_path = format!("/api/v1/namespaces/{NS}/volumes");

@@ -234,7 +234,13 @@ async fn rotation_under_traffic_refuses_nothing_and_retires_the_old_key() {
     let server = {
         let app = router(state.clone());
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = edgebind::listener::serve(
+                listener,
+                app,
+                Default::default(),
+                std::future::pending(),
+            )
+            .await;
         })
     };
     let (base, authority) = (format!("http://{addr}"), addr.to_string());

@@ -140,8 +140,11 @@ pub(crate) async fn serve(
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let app = router(state.clone());
+    // The product's own listener, deadlines and all.
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ =
+            edgebind::listener::serve(listener, app, Default::default(), std::future::pending())
+                .await;
     });
     Gw {
         base: format!("http://{addr}"),

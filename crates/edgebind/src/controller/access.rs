@@ -303,6 +303,38 @@ pub(crate) fn unknown_issuers(p: &VolumeAccessPolicy, issuers: &[IdentityIssuer]
     out
 }
 
+/// Subjects and groups that can never match: principals and groups reach policy prefixed with
+/// their issuer's prefix (docs/edge-protocol.md §3.2), so an entry without it matches nobody.
+/// An Allow written so allows nothing and a Deny never applies: both are refused loudly
+/// (issue 12: the README's own example failed open). One message per entry, with the fix.
+pub(crate) fn unmatchable_subjects(
+    p: &VolumeAccessPolicy,
+    issuers: &[IdentityIssuer],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, s) in p.spec.subjects.iter().enumerate() {
+        let Some(issuer) = issuers
+            .iter()
+            .find(|x| x.meta().deletion_timestamp.is_none() && x.name_any() == s.issuer)
+        else {
+            continue; // reported as an unknown issuer
+        };
+        let prefix = crate::gateway::compile::issuer_prefix(issuer);
+        for (field, values) in [("subjects", &s.subjects), ("groups", &s.groups)] {
+            for (j, v) in values.iter().enumerate() {
+                if !v.starts_with(&prefix) {
+                    out.push(format!(
+                        "spec.subjects[{i}].{field}[{j}] {v:?} can never match: issuer {} prefixes {field} with {prefix:?}; write {:?}",
+                        s.issuer,
+                        format!("{prefix}{v}")
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The policy's new status, given every issuer and every policy of its namespace.
 pub(crate) fn policy_status(
     p: &VolumeAccessPolicy,
@@ -312,19 +344,27 @@ pub(crate) fn policy_status(
     let old = p.status.clone().unwrap_or_default();
     let revision = compile_bundle(issuers, namespace_policies).bundle.revision;
     let unknown = unknown_issuers(p, issuers);
-    let desired = if unknown.is_empty() {
-        Desired::new(
-            READY,
-            true,
-            PolicyReason::Compiled,
-            format!("part of bundle {revision}"),
-        )
-    } else {
+    let unmatchable = unmatchable_subjects(p, issuers);
+    let desired = if !unknown.is_empty() {
         Desired::new(
             READY,
             false,
             PolicyReason::UnknownIssuer,
             format!("no IdentityIssuer named {}", unknown.join(", ")),
+        )
+    } else if !unmatchable.is_empty() {
+        Desired::new(
+            READY,
+            false,
+            PolicyReason::InvalidSpec,
+            unmatchable.join("; "),
+        )
+    } else {
+        Desired::new(
+            READY,
+            true,
+            PolicyReason::Compiled,
+            format!("part of bundle {revision}"),
         )
     };
     let status = VolumeAccessPolicyStatus {
@@ -358,6 +398,8 @@ pub(crate) async fn reconcile_policy(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    use crate::crd::conditions::Reason;
 
     use super::*;
 
@@ -413,5 +455,62 @@ mod tests {
         assert!(ok("http://[::1]/jwks"));
         assert!(!ok("http://idp.example.com/jwks"));
         assert!(!ok("file:///etc/passwd"));
+    }
+
+    #[test]
+    fn subjects_without_the_issuer_prefix_make_the_policy_invalid() {
+        let issuer = |name: &str, prefix: Option<&str>| -> IdentityIssuer {
+            let mut spec = json!({"issuer": "https://idp.example", "audiences": ["a"], "algorithms": ["ES256"]});
+            if let Some(p) = prefix {
+                spec["claimMapping"] = json!({"prefix": p});
+            }
+            serde_json::from_value(
+                json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer",
+                                          "metadata": {"name": name}, "spec": spec}),
+            )
+            .expect("issuer")
+        };
+        let policy = |effect: &str, subjects: serde_json::Value| -> VolumeAccessPolicy {
+            serde_json::from_value(
+                json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy",
+                "metadata": {"name": "p", "namespace": "team-a"},
+                "spec": {"effect": effect, "subjects": subjects, "actions": ["delete"]}}),
+            )
+            .expect("policy")
+        };
+        let issuers = [issuer("okta", Some("okta-prod:")), issuer("ci", None)];
+        // The README's old example: an unprefixed group, in a Deny that would then never apply.
+        let deny = policy(
+            "Deny",
+            json!([{"issuer": "okta", "groups": ["storage-automation"]},
+                   {"issuer": "ci", "subjects": ["ci:job-1", "job-2"]}]),
+        );
+        let (_, d) = policy_status(&deny, &issuers, std::slice::from_ref(&deny));
+        assert_eq!(
+            (d.status, d.reason),
+            (false, PolicyReason::InvalidSpec.as_str())
+        );
+        assert!(
+            d.message
+                .contains(r#"spec.subjects[0].groups[0] "storage-automation" can never match"#)
+                && d.message
+                    .contains(r#"write "okta-prod:storage-automation""#)
+                && d.message
+                    .contains(r#"spec.subjects[1].subjects[1] "job-2""#)
+                && !d.message.contains("job-1"),
+            "{}",
+            d.message
+        );
+        // Prefixed as the issuers declare (custom and default): compiled, Ready.
+        let ok = policy(
+            "Allow",
+            json!([{"issuer": "okta", "groups": ["okta-prod:storage-automation"]},
+                   {"issuer": "ci", "subjects": ["ci:job-1"]}, {"issuer": "ci"}]),
+        );
+        let (_, d) = policy_status(&ok, &issuers, std::slice::from_ref(&ok));
+        assert_eq!(
+            (d.status, d.reason),
+            (true, PolicyReason::Compiled.as_str())
+        );
     }
 }

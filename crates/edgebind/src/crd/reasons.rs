@@ -154,6 +154,7 @@ reasons! {
     pub enum PolicyReason {
         Compiled,
         UnknownIssuer: terminal,
+        InvalidSpec: terminal,
     }
 }
 

@@ -128,6 +128,16 @@ pub fn revision(policies: &[BundlePolicy]) -> String {
 
 /// Compiles the resources. Objects being deleted are left out; policies are sorted by
 /// (namespace, name) and issuers by name, so the output does not depend on list order.
+/// The prefix the Worker and the gateway put on this issuer's subjects and groups (default
+/// `<issuer name>:`): a policy's subjects and groups must carry it to match anything.
+pub fn issuer_prefix(i: &IdentityIssuer) -> String {
+    i.spec
+        .claim_mapping
+        .as_ref()
+        .and_then(|cm| cm.prefix.clone())
+        .unwrap_or_else(|| format!("{}:", i.metadata.name.as_deref().unwrap_or_default()))
+}
+
 pub fn compile_bundle(issuers: &[IdentityIssuer], policies: &[VolumeAccessPolicy]) -> Compiled {
     let mut ps: Vec<BundlePolicy> = policies
         .iter()
@@ -141,6 +151,7 @@ pub fn compile_bundle(issuers: &[IdentityIssuer], policies: &[VolumeAccessPolicy
         .filter(|i| i.metadata.deletion_timestamp.is_none())
         .map(|i| {
             let name = i.metadata.name.clone().unwrap_or_default();
+            let prefix = issuer_prefix(i);
             let cm = i.spec.claim_mapping.clone().unwrap_or_default();
             IssuerEntry {
                 issuer: i.spec.issuer.clone(),
@@ -152,7 +163,7 @@ pub fn compile_bundle(issuers: &[IdentityIssuer], policies: &[VolumeAccessPolicy
                 claim_mapping: ClaimMappingEntry {
                     subject_claim: cm.subject_claim.unwrap_or_else(|| "sub".into()),
                     groups_claim: cm.groups_claim,
-                    prefix: cm.prefix.unwrap_or_else(|| format!("{name}:")),
+                    prefix,
                 },
                 name,
             }

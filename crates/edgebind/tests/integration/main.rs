@@ -18,5 +18,6 @@ mod linstor_sim_contract;
 mod linstor_tls;
 mod operator;
 mod plan_parity;
+mod readme;
 mod real_apiserver;
 mod real_cluster;

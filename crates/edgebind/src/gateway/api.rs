@@ -512,13 +512,13 @@ async fn labels_of(
     }
 }
 
-/// Decides policy and rate limits; `Ok(())` lets the action run.
+/// Decides policy and rate limits; `Ok` lets the action run and names the allowing policy.
 fn authorize(
     s: &GatewayState,
     bundle: &Bundle,
     req: &PolicyRequest<'_>,
     ctx: &mut Ctx,
-) -> Result<(), Answer> {
+) -> Result<Option<usize>, Answer> {
     let t = Instant::now();
     let out = policy::evaluate(bundle, req);
     ctx.policy_ms += ms(t);
@@ -533,7 +533,25 @@ fn authorize(
         }
         _ => {}
     }
-    rate_limit(s, bundle, &out.rate_limited, req.principal)
+    rate_limit(s, bundle, &out.rate_limited, req.principal)?;
+    Ok(out.policy)
+}
+
+/// Labels the caller chose for a new volume: refused when they could grant rights the
+/// allowing policy did not ask for (`policy::reserved_label`).
+fn caller_labels(
+    bundle: &Bundle,
+    ns: &str,
+    allowing: Option<usize>,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), Answer> {
+    match policy::reserved_label(bundle, ns, allowing, labels) {
+        None => Ok(()),
+        Some(key) => {
+            tracing::info!(label = %key, "caller set a label that policies select on");
+            Err(Answer::refuse(Reason::LabelReserved))
+        }
+    }
 }
 
 fn rate_limited(retry_after: u64) -> Answer {
@@ -671,7 +689,11 @@ async fn act(
                 size_bytes: Some(b.size_bytes),
                 ..base(Action::Create, ns)
             };
-            if let Err(a) = authorize(s, bundle, &r, ctx) {
+            let allowing = match authorize(s, bundle, &r, ctx) {
+                Ok(p) => p,
+                Err(a) => return a,
+            };
+            if let Err(a) = caller_labels(bundle, ns, allowing, &b.labels) {
                 return a;
             }
             if let Err(a) = admit(s, ctx, true).await {
@@ -737,6 +759,34 @@ async fn act(
             if let Err(a) = authorize(s, bundle, &r, ctx) {
                 return a;
             }
+            // One policy path for every way a volume comes to exist: a restore makes a new
+            // volume, which must be one the caller may create (name, labels, size), besides the
+            // `restore` right on the source checked above.
+            let mut restore_size = None;
+            if let Some(b) = &restore_body {
+                let t = Instant::now();
+                let source = s.backend.get_volume(ns, name).await;
+                ctx.upstream_ms += ms(t);
+                let size = match source {
+                    Ok(Some(v)) => v.size_bytes,
+                    Ok(None) => return Answer::refuse(Reason::NotFound),
+                    Err(e) => return backend_refusal(e),
+                };
+                let create = PolicyRequest {
+                    name: Some(&b.name),
+                    labels: Some(&b.labels),
+                    size_bytes: Some(size),
+                    ..base(Action::Create, ns)
+                };
+                let allowing = match authorize(s, bundle, &create, ctx) {
+                    Ok(p) => p,
+                    Err(a) => return a,
+                };
+                if let Err(a) = caller_labels(bundle, ns, allowing, &b.labels) {
+                    return a;
+                }
+                restore_size = Some(size);
+            }
             if let Err(a) = admit(s, ctx, action != Action::Read).await {
                 return a;
             }
@@ -784,13 +834,8 @@ async fn act(
                     .await
                     .map(|v| Answer::ok(StatusCode::ACCEPTED, v)),
                 (Route::Restore { snap, .. }, _) => {
-                    let Some(b) = restore_body else {
+                    let (Some(b), Some(size)) = (restore_body, restore_size) else {
                         return Answer::refuse(Reason::RequestInvalid);
-                    };
-                    let size = match be.get_volume(ns, name).await {
-                        Ok(Some(v)) => v.size_bytes,
-                        Ok(None) => return Answer::refuse(Reason::NotFound),
-                        Err(e) => return backend_refusal(e),
                     };
                     match be.get_snapshot(ns, name, snap).await {
                         Ok(Some(_)) => be

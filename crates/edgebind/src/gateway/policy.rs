@@ -558,6 +558,41 @@ pub fn evaluate(bundle: &Bundle, req: &PolicyRequest<'_>) -> Outcome {
 }
 
 /// `namespace/name` of a policy.
+/// Label keys a policy's volume selector reads.
+fn selector_keys(p: &BundlePolicy) -> impl Iterator<Item = &str> {
+    let sel = p.volumes.as_ref().and_then(|v| v.label_selector.as_ref());
+    sel.into_iter().flat_map(|s| {
+        s.match_labels
+            .keys()
+            .map(String::as_str)
+            .chain(s.match_expressions.iter().map(|e| e.key.as_str()))
+    })
+}
+
+/// The first label the caller chose that it may not set, if any. Labels are rights: a key that
+/// any policy of the namespace selects on can widen an Allow or escape a Deny (`NotIn`,
+/// `DoesNotExist`). So the caller may set such a key only when the policy that allowed the
+/// creation selects on it itself (it asked for that label); other keys are free (issue 12).
+pub fn reserved_label<'l>(
+    bundle: &Bundle,
+    namespace: &str,
+    allowing: Option<usize>,
+    labels: &'l BTreeMap<String, String>,
+) -> Option<&'l str> {
+    let granted: Vec<&str> = allowing
+        .and_then(|i| bundle.policies.get(i))
+        .map(|p| selector_keys(p).collect())
+        .unwrap_or_default();
+    labels.keys().map(String::as_str).find(|k| {
+        !granted.contains(k)
+            && bundle
+                .policies
+                .iter()
+                .filter(|p| p.namespace == namespace)
+                .any(|p| selector_keys(p).any(|s| s == *k))
+    })
+}
+
 pub fn policy_id(bundle: &Bundle, i: usize) -> Option<String> {
     bundle
         .policies

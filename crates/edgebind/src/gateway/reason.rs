@@ -18,6 +18,8 @@ pub enum Reason {
     IdentityInvalid,
     /// The verified key may not sign for the namespace the request names.
     KeyScope,
+    /// A caller-chosen label key that policies select on, not required by the allowing policy.
+    LabelReserved,
     RouteUnknown,
     MethodNotAllowed,
     RequestInvalid,
@@ -49,6 +51,7 @@ impl Reason {
             Reason::NonceReplayed => "nonce_replayed",
             Reason::IdentityInvalid => "identity_invalid",
             Reason::KeyScope => "key_scope",
+            Reason::LabelReserved => "label_reserved",
             Reason::RouteUnknown => "route_unknown",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::RequestInvalid => "request_invalid",
@@ -77,7 +80,9 @@ impl Reason {
             RequestInvalid => StatusCode::BAD_REQUEST,
             ContentTypeUnsupported => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            KeyScope | PolicyDenied | PolicyConditionError | PolicyNoMatch => StatusCode::FORBIDDEN,
+            KeyScope | LabelReserved | PolicyDenied | PolicyConditionError | PolicyNoMatch => {
+                StatusCode::FORBIDDEN
+            }
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AlreadyExists => StatusCode::CONFLICT,
             SizeShrink => StatusCode::UNPROCESSABLE_ENTITY,
@@ -94,6 +99,9 @@ impl Reason {
                 "the request is not authenticated"
             }
             KeyScope => "the edge key may not act on this namespace",
+            LabelReserved => {
+                "a label that policies select on may be set only where the allowing policy requires it"
+            }
             RouteUnknown => "no such route",
             MethodNotAllowed => "method not allowed on this route",
             RequestInvalid => "the request body or parameters are invalid",

@@ -216,3 +216,143 @@ async fn refused_requests_record_no_nonce() {
         "the allowed read's nonce is recorded"
     );
 }
+
+/// Policies for the restore and label attacks (team-a).
+fn restore_bundle() -> edgebind::gateway::policy::Bundle {
+    edgebind::gateway::policy::Bundle::parse(
+        &json!({
+            "version": 1, "revision": "sha256:attacks",
+            "policies": [
+                {"namespace": "team-a", "name": "creators", "effect": "Allow",
+                 "subjects": [{"issuer": "okta", "groups": ["okta:creators"]}],
+                 "actions": ["read", "create", "snapshot", "restore"],
+                 "volumes": {"names": ["app-*", "pvc-*"]},
+                 "conditions": {"maxSizeBytes": 2u64 << 30}},
+                {"namespace": "team-a", "name": "gold-creators", "effect": "Allow",
+                 "subjects": [{"issuer": "okta", "groups": ["okta:gold"]}],
+                 "actions": ["create"],
+                 "volumes": {"labelSelector": {"matchExpressions": [
+                     {"key": "tier", "operator": "In", "values": ["gold"]}]}}},
+                {"namespace": "team-a", "name": "keep", "effect": "Deny",
+                 "subjects": [{"issuer": "okta"}],
+                 "actions": ["delete"],
+                 "volumes": {"labelSelector": {"matchExpressions": [
+                     {"key": "deletable", "operator": "NotIn", "values": ["true"]}]}}},
+                {"namespace": "team-a", "name": "public-read", "effect": "Allow",
+                 "subjects": [{"issuer": "okta"}],
+                 "actions": ["read"],
+                 "volumes": {"labelSelector": {"matchLabels": {"share": "public"}}}},
+                {"namespace": "team-a", "name": "restorers", "effect": "Allow",
+                 "subjects": [{"issuer": "okta", "groups": ["okta:restorers"]}],
+                 "actions": ["read", "restore"]}
+            ]
+        })
+        .to_string(),
+    )
+    .expect("attack bundle is valid")
+}
+
+/// Restore skipping create-side policy, and caller-chosen labels granting rights: a restore
+/// makes a volume and is held to the rules of creating it (name, size, the `create` right);
+/// a label that policies select on may be set only where the allowing policy asks for it.
+/// Each attack was accepted before (restore checked only the source; labels were free).
+#[tokio::test]
+async fn a_restore_is_held_to_create_rules_and_labels_grant_nothing_the_policy_did_not() {
+    let gw = start().await;
+    gw.state.bundle.replace(restore_bundle());
+    for (name, size) in [("pvc-big", 4u64 << 30), ("pvc-small", 1 << 30)] {
+        gw.backend
+            .create_volume(edgebind::gateway::backend::NewVolume {
+                namespace: "team-a".into(),
+                name: name.into(),
+                size_bytes: size,
+                labels: Default::default(),
+                source_snapshot: None,
+            })
+            .await
+            .expect("seed");
+        gw.backend
+            .create_snapshot("team-a", name, &format!("{name}-s1"))
+            .await
+            .expect("seed snapshot");
+    }
+    let restore = |from: &str, body: serde_json::Value, groups: Vec<&'static str>| Req {
+        groups,
+        ..req(
+            "POST",
+            Box::leak(format!("{VOLUMES}/{from}/snapshots/{from}-s1/restore").into_boxed_str()),
+            Some(body),
+        )
+    };
+    let before = gw.snapshot_state();
+    let attacks: Vec<(&str, Req<'_>, &str)> = vec![
+        (
+            "restore without the right to create",
+            restore(
+                "pvc-small",
+                json!({"name": "app-copy"}),
+                vec!["okta:restorers"],
+            ),
+            "policy_no_match",
+        ),
+        (
+            "restore into a name create does not allow",
+            restore("pvc-small", json!({"name": "db"}), vec!["okta:creators"]),
+            "policy_no_match",
+        ),
+        (
+            "restore of a source over the size create allows",
+            restore("pvc-big", json!({"name": "app-big"}), vec!["okta:creators"]),
+            "policy_no_match",
+        ),
+        (
+            "restore with a label that opens reads to everyone",
+            restore(
+                "pvc-small",
+                json!({"name": "app-leak", "labels": {"share": "public"}}),
+                vec!["okta:creators"],
+            ),
+            "label_reserved",
+        ),
+        (
+            "create with a label that escapes the Deny on deletes",
+            Req {
+                groups: vec!["okta:creators"],
+                ..req(
+                    "POST",
+                    VOLUMES,
+                    Some(
+                        json!({"name": "app-x", "sizeBytes": 1u64 << 30, "labels": {"deletable": "true"}}),
+                    ),
+                )
+            },
+            "label_reserved",
+        ),
+    ];
+    for (what, r, want) in attacks {
+        let (s, body, _) = gw.send(r).await;
+        assert_eq!((s, code(&body)), (403, want), "{what}");
+        assert_eq!(gw.snapshot_state(), before, "{what}: nothing created");
+    }
+    // What the policies do allow still works: a restore within the create rules with a free
+    // label, and a label the allowing policy itself selects on.
+    let (s, body, _) = gw
+        .send(restore(
+            "pvc-small",
+            json!({"name": "app-copy", "labels": {"team": "x"}}),
+            vec!["okta:creators"],
+        ))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body, _) = gw
+        .send(Req {
+            groups: vec!["okta:gold"],
+            ..req(
+                "POST",
+                VOLUMES,
+                Some(json!({"name": "vault", "sizeBytes": 1u64 << 30, "labels": {"tier": "gold"}})),
+            )
+        })
+        .await;
+    assert_eq!(s, 201, "{body}");
+}

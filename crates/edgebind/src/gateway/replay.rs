@@ -187,6 +187,16 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a key id or nonce holds, its record's name is a valid object name.
+        #[test]
+        fn any_pair_names_a_valid_record(key in ".{0,200}", nonce in ".{0,80}") {
+            let n = record_name(&key, &nonce);
+            proptest::prop_assert_eq!(n.len(), 51);
+            proptest::prop_assert!(n.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'));
+        }
+    }
+
     #[tokio::test]
     async fn a_memory_ledger_shared_by_two_gateways_sees_the_replay() {
         let ledger = std::sync::Arc::new(MemoryLedger::default());

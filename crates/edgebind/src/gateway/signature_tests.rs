@@ -313,6 +313,30 @@ mod props {
             }
         }
 
+        /// A second member in either header, under any label (`sig1` again included), is never
+        /// accepted: the signed bytes start at the first member, a parser keeps the last.
+        #[test]
+        fn a_second_member_is_refused_whatever_its_label(
+            label in "[a-z][a-z0-9]{0,6}",
+            in_signature in any::<bool>(),
+            first in any::<bool>(),
+        ) {
+            let mut h = vector_headers();
+            let (name, vector) = if in_signature {
+                ("signature", SIGNATURE)
+            } else {
+                ("signature-input", SIG_INPUT)
+            };
+            let other = format!("{label}={}", &vector["sig1=".len()..]);
+            let both = if first { format!("{other}, {vector}") } else { format!("{vector}, {other}") };
+            h.insert(name, HeaderValue::from_str(&both).expect("ascii"));
+            let got = check(&h, PATH, b"", 1764240010);
+            prop_assert!(got.is_err(), "{both} was accepted");
+            if label == "sig1" || in_signature || !first {
+                prop_assert_eq!(got.err(), Some(Reason::SigMultiple));
+            }
+        }
+
         #[test]
         fn mutated_vector_input_never_panics_nor_verifies(pos in 0usize..400, byte in 0x20u8..0x7f) {
             let mut bytes = SIG_INPUT.as_bytes().to_vec();

@@ -1,13 +1,15 @@
 # syntax=docker/dockerfile:1
-# edgebind container image: a static (musl) binary on distroless/static, running as non-root.
+# edgebind container image: the glibc build on distroless/cc, running as non-root.
 #   docker build -t ghcr.io/edgebind/edgebind:0.1.0 .
+# glibc, not musl: the README's memory figures and the allocator tuning (one malloc arena, pages
+# returned after each full refresh: crates/edgebind/src/memory.rs) are measured on this build,
+# so the image ships the binary that was measured.
 # The Helm chart and deploy/kustomize run it with a read-only root filesystem and no capabilities;
 # the binary writes nothing to disk, so no volume is needed.
+# tests/python/test_image.py builds exactly this context (minus .dockerignore) without Docker.
 
-# ---- build: Alpine's Rust targets musl, so the result is statically linked ----
-FROM rust:1.95-alpine AS build
-# ring (TLS) compiles C and assembly.
-RUN apk add --no-cache musl-dev
+# ---- build: Debian 12 (bookworm), the same glibc as the runtime image ----
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # The cache mounts keep the registry and compiled dependencies between builds (BuildKit), which
@@ -18,8 +20,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/edgebind /edgebind \
     && /edgebind --version
 
-# ---- runtime: no shell, no package manager; uid/gid 65532 (nonroot) ----
-FROM gcr.io/distroless/static-debian12:nonroot
+# ---- runtime: glibc and libgcc, no shell, no package manager; uid/gid 65532 (nonroot) ----
+FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="edgebind" \
       org.opencontainers.image.description="Binds LINSTOR replicated block storage to the Cloudflare edge" \
       org.opencontainers.image.source="https://github.com/edgebind/edgebind" \

@@ -547,17 +547,7 @@ def test_one_default_namespace_everywhere():
             "deploy/kustomize/base/kustomization.yaml"} <= seen[ns], seen
 
 
-# ---- Dockerfile ----
-
-def test_dockerfile_is_multistage_static_and_non_root():
-    text = (dr.REPO / "Dockerfile").read_text()
-    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(froms) >= 2, "multi-stage build expected"
-    assert "alpine" in froms[0]  # musl toolchain: a static binary
-    assert froms[-1].startswith("FROM gcr.io/distroless/static")
-    users = [line for line in text.splitlines() if line.startswith("USER ")]
-    assert users and users[-1].split()[1].split(":")[0] not in ("0", "root")
-    assert "--locked" in text
+# The Dockerfile is tested in test_image.py.
 
 
 def test_other_release_name_and_namespace_stay_consistent():

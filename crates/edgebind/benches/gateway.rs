@@ -398,18 +398,28 @@ async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
             .await
             .expect("seed volume");
     }
-    let state = Arc::new(GatewayState::new(
-        KeyStore::new(KeySet::new([(
-            KEY_ID.to_string(),
-            key.verifying_key(),
-            NS.to_string(),
-        )])),
-        BundleStore::new(bundle),
-        backend,
-        // Events are serialized as in production and then dropped, so the terminal is not the
-        // bottleneck being measured.
-        AuditSink::new(std::io::sink()),
-    ));
+    let state = Arc::new(
+        GatewayState::new(
+            KeyStore::new(KeySet::new([(
+                KEY_ID.to_string(),
+                key.verifying_key(),
+                NS.to_string(),
+            )])),
+            BundleStore::new(bundle),
+            backend,
+            // Events are serialized as in production and then dropped, so the terminal is not the
+            // bottleneck being measured.
+            AuditSink::new(std::io::sink()),
+        )
+        // Throughput, not the per-key limit (part 3 measures that): one key sends everything here.
+        .with_limits(EdgeLimits {
+            per_key: RateLimit {
+                requests_per_minute: 60_000_000,
+                burst: Some(1_000_000),
+            },
+            ..EdgeLimits::default()
+        }),
+    );
     state.ready.store(true, Ordering::Relaxed);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

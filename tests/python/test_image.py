@@ -1,7 +1,7 @@
 """The container image without a Docker engine: the Dockerfile passes hadolint, and its build
 stage's context (what the Dockerfile copies, minus .dockerignore) builds on its own.
 
-The context is reproduced from the repository's tracked files, as a clean clone holds them, with
+The context is reproduced from the repository's files as git lists them (a clean clone's), with
 Docker's .dockerignore rules (filepath.Match patterns, `**` for any number of directories, a
 pattern also excludes everything below a matching directory). The copy is compiled with
 `cargo check --locked` for the Dockerfile's package and binary, sharing the suite's target
@@ -112,8 +112,10 @@ def build_stage_copies() -> tuple[str, list[tuple[list[str], str]]]:
 
 
 def test_the_build_context_builds_on_its_own(tmp_path: Path):
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                             check=True).stdout.decode().split("\0")
+    # Tracked files and new ones not yet committed (a clean clone has only the former); files
+    # git ignores are build output that .dockerignore leaves out as well.
+    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
     pats = ignore_patterns()
     context = [f for f in tracked if f and not ignored(f, pats) and (REPO / f).is_file()]
     workdir, copies = build_stage_copies()

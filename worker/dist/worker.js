@@ -1611,6 +1611,7 @@ function edgeIdentity(principal, payload, ctx) {
     claims: principal.claims,
     tokenJti: typeof payload.jti === "string" ? payload.jti : null,
     tokenExp: payload.exp,
+    tokenHash: ctx.tokenHash ?? null,
     clientIp: ctx.clientIp ?? null,
     edgeLocation: ctx.edgeLocation ?? null,
     rayId: ctx.rayId ?? null,
@@ -1926,8 +1927,9 @@ async function process(request, env, audit, requestId, trace) {
   let issuer;
   let payload;
   let principal;
+  let token;
   try {
-    const token = bearerToken(request.headers.get("authorization"));
+    token = bearerToken(request.headers.get("authorization"));
     ({ issuer, payload } = await verifyToken(token, cfg.issuers, { cooldownSeconds: cfg.jwksCooldownSeconds }));
     principal = mapPrincipal(issuer, payload, cfg.bundle.claimsByIssuer.get(issuer.name) ?? []);
   } catch (e) {
@@ -1980,6 +1982,7 @@ async function process(request, env, audit, requestId, trace) {
   }
   audit.latencyMs.policy = performance.now() - tp;
   const ts = performance.now();
+  const tokenHash = base64url(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))));
   const identity = encodeEdgeIdentity(
     edgeIdentity(principal, payload, {
       clientIp: req.clientIp,
@@ -1988,7 +1991,8 @@ async function process(request, env, audit, requestId, trace) {
       policyRevision: cfg.bundle.revision,
       // can-i is never pre-decided by the Worker: the gateway answers it.
       decision: decision.decision === "allow" && req.action !== "can-i" ? "allow" : "undecided",
-      policy: decision.policy
+      policy: decision.policy,
+      tokenHash
     })
   );
   if (identity === null) throw new Refusal(401, "identity_too_large", "identity too large to forward");
@@ -2010,6 +2014,7 @@ async function process(request, env, audit, requestId, trace) {
     "content-type": msg.contentType,
     "content-digest": digest,
     "edge-identity": identity,
+    "edge-token": token,
     "edge-request-id": requestId,
     "signature-input": sig2["signature-input"],
     signature: sig2.signature,

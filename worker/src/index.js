@@ -8,7 +8,7 @@ import { mapPrincipal, edgeIdentity, encodeEdgeIdentity, ClaimError } from './pr
 import { decide } from './policy.js';
 import { resolveRequest, RouteError, MAX_BODY_BYTES } from './routes.js';
 import { RateLimiter } from './ratelimit.js';
-import { contentDigest, signEdgebind, pathComponent, queryComponent } from './signature.js';
+import { base64url, contentDigest, signEdgebind, pathComponent, queryComponent } from './signature.js';
 import { newAuditEvent, emitAudit } from './audit.js';
 
 const limiter = new RateLimiter();
@@ -184,8 +184,9 @@ async function process(request, env, audit, requestId, trace) {
   let issuer;
   let payload;
   let principal;
+  let token;
   try {
-    const token = bearerToken(request.headers.get('authorization'));
+    token = bearerToken(request.headers.get('authorization'));
     ({ issuer, payload } = await verifyToken(token, cfg.issuers, { cooldownSeconds: cfg.jwksCooldownSeconds }));
     principal = mapPrincipal(issuer, payload, cfg.bundle.claimsByIssuer.get(issuer.name) ?? []);
   } catch (e) {
@@ -243,8 +244,10 @@ async function process(request, env, audit, requestId, trace) {
   }
   audit.latencyMs.policy = performance.now() - tp;
 
-  // 4. Identity header and signature.
+  // 4. Identity header and signature. The caller's token goes along (Edge-Token), bound to this
+  // signed request by its hash: the gateway verifies it itself (docs/edge-protocol.md §5.4).
   const ts = performance.now();
+  const tokenHash = base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))));
   const identity = encodeEdgeIdentity(
     edgeIdentity(principal, payload, {
       clientIp: req.clientIp,
@@ -254,6 +257,7 @@ async function process(request, env, audit, requestId, trace) {
       // can-i is never pre-decided by the Worker: the gateway answers it.
       decision: decision.decision === 'allow' && req.action !== 'can-i' ? 'allow' : 'undecided',
       policy: decision.policy,
+      tokenHash,
     }),
   );
   if (identity === null) throw new Refusal(401, 'identity_too_large', 'identity too large to forward');
@@ -276,6 +280,7 @@ async function process(request, env, audit, requestId, trace) {
     'content-type': msg.contentType,
     'content-digest': digest,
     'edge-identity': identity,
+    'edge-token': token,
     'edge-request-id': requestId,
     'signature-input': sig['signature-input'],
     signature: sig.signature,

@@ -92,7 +92,8 @@ export function mapPrincipal(issuer, payload, referencedClaims = []) {
  * @param {MappedPrincipal} principal
  * @param {JWTPayload} payload
  * @param {{ clientIp?: string | null, edgeLocation?: string | null, rayId?: string | null,
- *           policyRevision: string, decision: 'allow' | 'undecided', policy?: string | null }} ctx
+ *           policyRevision: string, decision: 'allow' | 'undecided', policy?: string | null,
+ *           tokenHash?: string | null }} ctx
  */
 export function edgeIdentity(principal, payload, ctx) {
   return {
@@ -104,6 +105,7 @@ export function edgeIdentity(principal, payload, ctx) {
     claims: principal.claims,
     tokenJti: typeof payload.jti === 'string' ? payload.jti : null,
     tokenExp: payload.exp,
+    tokenHash: ctx.tokenHash ?? null,
     clientIp: ctx.clientIp ?? null,
     edgeLocation: ctx.edgeLocation ?? null,
     rayId: ctx.rayId ?? null,

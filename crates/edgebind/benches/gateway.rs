@@ -1,7 +1,7 @@
 //! Gateway benchmark: what one verified request costs.
 //!
-//! 1. In-process: signature verification (§5.5 steps 1-9), identity decoding, route parsing,
-//!    policy evaluation and the nonce per request, over requests signed beforehand with the Rust
+//! 1. In-process: signature verification (§5.5 steps 1-9), the gateway's own check of the
+//!    caller's token, identity decoding, route parsing, policy evaluation and the nonce per request, over requests signed beforehand with the Rust
 //!    `Signer` exactly as the Worker signs them. Reported as p50/p99 per stage.
 //! 2. Loopback HTTP: the gateway's API router with the in-memory backend on 127.0.0.1, a fixed
 //!    number of pre-signed requests sent by a fixed number of concurrent keep-alive clients, for a
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
+use edgebind::crd::IdentityIssuer;
 use edgebind::gateway::api::{BundleStore, EdgeLimits, GatewayState, api_router};
 use edgebind::gateway::audit::AuditSink;
 use edgebind::gateway::backend::{MemoryBackend, NewVolume, VolumeBackend};
@@ -34,6 +35,7 @@ use edgebind::gateway::keys::{KeySet, KeyStore};
 use edgebind::gateway::policy::{self, Action, Bundle, Decision, PolicyRequest, RateLimit};
 use edgebind::gateway::routes::Route;
 use edgebind::gateway::signature::{self, NonceCache, SignedRequest, Signer};
+use edgebind::gateway::token::{self, JwksCache, TrustedIssuer, token_hash, trusted_issuers};
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 
@@ -131,11 +133,53 @@ fn identity_header() -> String {
     identity_of("okta:alice")
 }
 
+/// The benchmark's identity provider: the issuer `okta` as the gateway trusts it (verification
+/// on, as by default) and its JWK Set, preloaded so no request waits for a fetch.
+fn idp() -> (TrustedIssuer, JwksCache) {
+    let issuer: IdentityIssuer = serde_json::from_value(json!({
+        "apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer", "metadata": {"name": "okta"},
+        "spec": {"issuer": "https://idp.example", "audiences": ["edgebind"], "algorithms": ["EdDSA"],
+                 "claimMapping": {"groupsClaim": "groups", "prefix": "okta:"}}
+    }))
+    .expect("issuer");
+    let trusted = trusted_issuers(&[issuer]).remove(0);
+    let x = URL_SAFE_NO_PAD.encode(idp_key().verifying_key().as_bytes());
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "bench-idp"});
+    let cache = JwksCache::preloaded(&trusted.entry, vec![jwk]);
+    (trusted, cache)
+}
+
+fn idp_key() -> SigningKey {
+    SigningKey::from_bytes(&[88u8; 32])
+}
+
+/// The caller's token, as the IdP mints it (`sub` without the issuer prefix).
+fn token_of(subject: &str) -> String {
+    use ed25519_dalek::Signer as _;
+    let now = jiff::Timestamp::now().as_second();
+    let sub = subject.trim_start_matches("okta:");
+    let h = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": "bench-idp"}).to_string());
+    let c = json!({"iss": "https://idp.example", "aud": "edgebind", "sub": sub,
+                   "groups": ["storage", "everyone"], "iat": now, "exp": now + 3600});
+    let input = format!("{h}.{}", URL_SAFE_NO_PAD.encode(c.to_string()));
+    let sig = idp_key().sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+}
+
+/// The gateway's state with the benchmark's issuer trusted.
+fn with_idp(mut state: GatewayState) -> GatewayState {
+    let (trusted, cache) = idp();
+    state.issuers.replace(vec![trusted]);
+    state.jwks = cache;
+    state
+}
+
 fn identity_of(subject: &str) -> String {
     identity::encode(&json!({
         "v": 1, "issuer": "okta", "issuerUrl": "https://idp.example",
         "subject": subject, "groups": ["okta:storage", "okta:everyone"], "claims": {},
-        "tokenJti": null, "tokenExp": 0, "clientIp": "203.0.113.7",
+        "tokenJti": null, "tokenExp": 0, "tokenHash": token_hash(&token_of(subject)),
+        "clientIp": "203.0.113.7",
         "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:bench",
         "decision": "allow", "policy": "team-a/edge-storage"
     }))
@@ -175,12 +219,17 @@ fn sign_as(
     make: impl Fn(usize) -> (&'static str, String, Vec<u8>),
 ) -> Vec<Signed> {
     let ident = HeaderValue::from_str(identity).expect("identity is ASCII");
+    let subject = identity::parse(identity)
+        .map(|i| i.principal.subject)
+        .unwrap_or_default();
+    let token = HeaderValue::from_str(&token_of(&subject)).expect("token is ASCII");
     let created = jiff::Timestamp::now().as_second();
     (0..n)
         .map(|i| {
             let (method, path, body) = make(i);
             let mut headers = HeaderMap::new();
             headers.insert("edge-identity", ident.clone());
+            headers.insert("edge-token", token.clone());
             let rid = uuid::Uuid::new_v4().to_string();
             headers.insert(
                 "edge-request-id",
@@ -257,7 +306,9 @@ fn in_process(o: &Opts, key: &SigningKey, bundle: &Bundle) {
     let nonces = NonceCache::new(o.requests + 1);
     let labels = labels();
     let now = jiff::Timestamp::now().as_second();
-    let (mut verify_t, mut policy_t, mut total_t) = (
+    let (trusted, jwks) = idp();
+    let (mut verify_t, mut token_t, mut policy_t, mut total_t) = (
+        Vec::with_capacity(reqs.len()),
         Vec::with_capacity(reqs.len()),
         Vec::with_capacity(reqs.len()),
         Vec::with_capacity(reqs.len()),
@@ -274,6 +325,16 @@ fn in_process(o: &Opts, key: &SigningKey, bundle: &Bundle) {
             body: &r.body,
         };
         let verified = signature::verify(&signed, &keys, now);
+        let t_sig = Instant::now();
+        // The gateway's own check of the caller's token (JWK Set cached, as in steady state).
+        let tok = r
+            .headers
+            .get("edge-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let token_ok = futures::executor::block_on(token::verify(&jwks, &trusted.entry, tok, now))
+            .and_then(|c| token::principal(&trusted.entry, &c, []))
+            .is_ok();
         let t1 = Instant::now();
         let ident = r
             .headers
@@ -296,15 +357,17 @@ fn in_process(o: &Opts, key: &SigningKey, bundle: &Bundle) {
             _ => Decision::Deny,
         };
         // The nonce is recorded once the request is authorised, as api.rs does.
-        let ok = verified.is_ok_and(|v| {
-            decision == Decision::Allow
-                && nonces.check_and_insert(&v.key_id, &v.nonce, v.forget_after(), now)
-        });
+        let ok = token_ok
+            && verified.is_ok_and(|v| {
+                decision == Decision::Allow
+                    && nonces.check_and_insert(&v.key_id, &v.nonce, v.forget_after(), now)
+            });
         let t2 = Instant::now();
         if ok {
             allowed += 1;
         }
-        verify_t.push(t1 - t0);
+        verify_t.push(t_sig - t0);
+        token_t.push(t1 - t_sig);
         policy_t.push(t2 - t1);
         total_t.push(t2 - t0);
     }
@@ -315,6 +378,7 @@ fn in_process(o: &Opts, key: &SigningKey, bundle: &Bundle) {
     );
     for (what, d) in [
         ("signature verification", verify_t),
+        ("token (gateway's own check)", token_t),
         ("identity+route+policy+nonce", policy_t),
         ("total per request", total_t),
     ] {
@@ -398,7 +462,7 @@ async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
             .await
             .expect("seed volume");
     }
-    let state = Arc::new(
+    let state = Arc::new(with_idp(
         GatewayState::new(
             KeyStore::new(KeySet::new([(
                 KEY_ID.to_string(),
@@ -419,7 +483,7 @@ async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
             },
             ..EdgeLimits::default()
         }),
-    );
+    ));
     state.ready.store(true, Ordering::Relaxed);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -538,7 +602,7 @@ async fn flood(o: &Opts, bundle: Bundle) {
             .await
             .expect("seed volume");
     }
-    let state = Arc::new(
+    let state = Arc::new(with_idp(
         GatewayState::new(
             KeyStore::new(KeySet::new(trusted)),
             BundleStore::new(bundle),
@@ -546,7 +610,7 @@ async fn flood(o: &Opts, bundle: Bundle) {
             AuditSink::new(std::io::sink()),
         )
         .with_limits(limits),
-    );
+    ));
     state.ready.store(true, Ordering::Relaxed);
     let app = api_router(state.clone());
     let authority = "gw.example.com";

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub(crate) mod defaults;
 pub mod gateway;
+pub(crate) mod jwks;
 pub mod linstor;
 pub mod listener;
 pub mod memory;

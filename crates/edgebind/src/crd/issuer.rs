@@ -65,6 +65,13 @@ pub struct IdentityIssuerSpec {
     /// How claims become the principal's subject and groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_mapping: Option<ClaimMapping>,
+    /// Whether the gateway verifies the caller's token itself against this issuer's JWK Set
+    /// (default true), so that a leaked edge signing key alone cannot act as anyone. Turn it off
+    /// only where the gateway cannot reach the issuer's keys (no egress): the gateway then takes
+    /// the identity the Worker signed on trust (ES512 tokens also need it off: the gateway does
+    /// not verify P-521 signatures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_verification: Option<bool>,
 }
 
 /// JWS algorithms a token may be signed with.

@@ -32,6 +32,7 @@ use super::routes::{
     valid_labels, valid_size,
 };
 use super::signature::{self, KEEP_SECONDS, NonceCache, SignedRequest};
+use super::token::{self, IssuerStore, JwksCache, TokenFailure};
 
 /// Largest accepted body.
 pub const MAX_BODY: usize = 65_536;
@@ -100,6 +101,9 @@ impl EdgeLimits {
 pub struct GatewayState {
     pub keys: KeyStore,
     pub bundle: BundleStore,
+    /// The issuers, and whether the gateway verifies their tokens itself (`token`).
+    pub issuers: IssuerStore,
+    pub jwks: JwksCache,
     pub nonces: NonceCache,
     /// Where mutations' nonces are recorded for every replica (`replay`).
     pub ledger: Arc<dyn ReplayLedger>,
@@ -130,6 +134,8 @@ impl GatewayState {
         GatewayState {
             keys,
             bundle,
+            issuers: IssuerStore::default(),
+            jwks: JwksCache::default(),
             nonces: NonceCache::new(limits.nonces_per_key()),
             ledger: Arc::new(MemoryLedger::default()),
             limits,
@@ -412,10 +418,17 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
         .get("edge-identity")
         .and_then(|v| v.to_str().ok())
         .and_then(identity::parse);
-    let Some(identity) = identity else {
+    let Some(mut identity) = identity else {
         return Answer::refuse(Reason::IdentityInvalid);
     };
+    let bundle = s.bundle.current();
+    let t = Instant::now();
+    let authenticated = authenticate(s, &parts.headers, &bundle, &mut identity).await;
+    ctx.verify_ms += ms(t);
     ctx.identity = Some(identity);
+    if let Err(a) = authenticated {
+        return a;
+    }
 
     // Route.
     let Some(route) = Route::parse(parts.uri.path()) else {
@@ -460,9 +473,55 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
             return Answer::refuse(Reason::ContentTypeUnsupported);
         }
     }
-    let bundle = s.bundle.current();
     ctx.revision = Some(bundle.revision.clone());
     act(s, &bundle, route, &body, ctx).await
+}
+
+/// Defence in depth (docs/security.md): where the identity's issuer asks for it (the default),
+/// the principal is the one the gateway verifies from the caller's own token, bound to this
+/// signed request by `tokenHash`, not the one the Worker asserted. An issuer the cluster does
+/// not define is refused.
+async fn authenticate(
+    s: &GatewayState,
+    headers: &axum::http::HeaderMap,
+    bundle: &Bundle,
+    identity: &mut EdgeIdentity,
+) -> Result<(), Answer> {
+    let Some(trusted) = s.issuers.get(&identity.principal.issuer) else {
+        return Err(Answer::refuse(Reason::IdentityInvalid));
+    };
+    if !trusted.verify {
+        return Ok(());
+    }
+    let refuse = |f: TokenFailure| {
+        tracing::info!(issuer = %trusted.entry.name, code = f.code(), "token refused at the gateway");
+        Answer::refuse(f.reason())
+    };
+    let mut values = headers.get_all("edge-token").iter();
+    let token = match (values.next().map(|v| v.to_str()), values.next()) {
+        (Some(Ok(t)), None) if t.len() <= token::MAX_TOKEN_LEN => t,
+        _ => return Err(refuse(TokenFailure::Missing)),
+    };
+    if identity.token_hash.as_deref() != Some(token::token_hash(token).as_str()) {
+        return Err(refuse(TokenFailure::NotBound));
+    }
+    let claims = token::verify(&s.jwks, &trusted.entry, token, now_unix())
+        .await
+        .map_err(refuse)?;
+    let referenced = bundle
+        .policies
+        .iter()
+        .flat_map(|p| &p.subjects)
+        .filter(|m| m.issuer == trusted.entry.name)
+        .flat_map(|m| m.claims.iter().map(|c| c.claim.as_str()));
+    let verified = token::principal(&trusted.entry, &claims, referenced).map_err(refuse)?;
+    if verified.subject != identity.principal.subject
+        || verified.groups != identity.principal.groups
+    {
+        tracing::info!(issuer = %trusted.entry.name, "the identity the Worker signed differs from the token's; the token's is used");
+    }
+    identity.principal = verified;
+    Ok(())
 }
 
 fn audit_object(route: &Route) -> Option<AuditObject> {

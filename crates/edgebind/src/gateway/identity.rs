@@ -35,6 +35,8 @@ pub struct EdgeIdentity {
     pub policy_revision: Option<String>,
     pub worker_decision: Option<String>,
     pub worker_policy: Option<String>,
+    /// base64url SHA-256 of the token the Worker forwarded in `Edge-Token` (`gateway::token`).
+    pub token_hash: Option<String>,
 }
 
 fn opt_string(obj: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
@@ -90,6 +92,7 @@ pub fn parse(header: &str) -> Option<EdgeIdentity> {
         policy_revision: opt_string(&obj, "policyRevision"),
         worker_decision: opt_string(&obj, "decision"),
         worker_policy: opt_string(&obj, "policy"),
+        token_hash: opt_string(&obj, "tokenHash"),
     })
 }
 

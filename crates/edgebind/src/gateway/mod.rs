@@ -16,5 +16,6 @@ pub mod replay;
 pub mod routes;
 pub mod server;
 pub mod signature;
+pub mod token;
 
 pub use server::{GatewayArgs, run};

@@ -20,6 +20,10 @@ pub enum Reason {
     KeyScope,
     /// A caller-chosen label key that policies select on, not required by the allowing policy.
     LabelReserved,
+    /// The gateway's own check of the caller's token failed (`gateway::token`).
+    TokenInvalid,
+    /// The issuer's JWK Set could not be fetched for that check.
+    JwksUnavailable,
     RouteUnknown,
     MethodNotAllowed,
     RequestInvalid,
@@ -52,6 +56,8 @@ impl Reason {
             Reason::IdentityInvalid => "identity_invalid",
             Reason::KeyScope => "key_scope",
             Reason::LabelReserved => "label_reserved",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::JwksUnavailable => "jwks_unavailable",
             Reason::RouteUnknown => "route_unknown",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::RequestInvalid => "request_invalid",
@@ -72,7 +78,7 @@ impl Reason {
         use Reason::*;
         match self {
             SigMissing | SigMultiple | SigTag | KeyUnknown | SigExpired | SigFuture | SigWindow
-            | SigInvalid | DigestMismatch | NonceReplayed | IdentityInvalid => {
+            | SigInvalid | DigestMismatch | NonceReplayed | IdentityInvalid | TokenInvalid => {
                 StatusCode::UNAUTHORIZED
             }
             RouteUnknown | NotFound => StatusCode::NOT_FOUND,
@@ -86,7 +92,7 @@ impl Reason {
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AlreadyExists => StatusCode::CONFLICT,
             SizeShrink => StatusCode::UNPROCESSABLE_ENTITY,
-            BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            BackendUnavailable | JwksUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -95,7 +101,7 @@ impl Reason {
         use Reason::*;
         match self {
             SigMissing | SigMultiple | SigTag | KeyUnknown | SigExpired | SigFuture | SigWindow
-            | SigInvalid | DigestMismatch | NonceReplayed | IdentityInvalid => {
+            | SigInvalid | DigestMismatch | NonceReplayed | IdentityInvalid | TokenInvalid => {
                 "the request is not authenticated"
             }
             KeyScope => "the edge key may not act on this namespace",
@@ -115,6 +121,7 @@ impl Reason {
             AlreadyExists => "the object already exists",
             SizeShrink => "a volume can only grow",
             BackendUnavailable => "the cluster API is unavailable, retry later",
+            JwksUnavailable => "the identity provider's keys are unavailable, retry later",
         }
     }
 }

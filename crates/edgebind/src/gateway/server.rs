@@ -16,6 +16,7 @@ use super::events::EventSink;
 use super::keys::{KeySet, KeyStore};
 use super::policy::{Bundle, RateLimit};
 use super::replay::LeaseLedger;
+use super::token::{TrustedIssuer, trusted_issuers};
 use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
 use crate::listener::Deadlines;
 
@@ -93,15 +94,16 @@ pub async fn load_keys(client: &kube::Client, ns: &str, name: &str) -> anyhow::R
     Ok(set)
 }
 
-/// Lists the policy resources and compiles them.
-pub async fn load_bundle(client: &kube::Client) -> anyhow::Result<Bundle> {
+/// Lists the policy resources and compiles them: the bundle, and the issuers with whether the
+/// gateway verifies their tokens.
+pub async fn load_bundle(client: &kube::Client) -> anyhow::Result<(Bundle, Vec<TrustedIssuer>)> {
     let issuers: Api<IdentityIssuer> = Api::all(client.clone());
     let policies: Api<VolumeAccessPolicy> = Api::all(client.clone());
     let is = with_timeout(issuers.list(&ListParams::default())).await?;
     let ps = with_timeout(policies.list(&ListParams::default())).await?;
     let compiled = compile_bundle(&is.items, &ps.items);
     compiled.bundle.validate().map_err(|e| anyhow::anyhow!(e))?;
-    Ok(compiled.bundle)
+    Ok((compiled.bundle, trusted_issuers(&is.items)))
 }
 
 /// Re-reads keys and policies forever. A failed read keeps the previous state (and is logged);
@@ -129,11 +131,12 @@ async fn reload_loop(
             }
         }
         match load_bundle(&client).await {
-            Ok(b) => {
+            Ok((b, issuers)) => {
                 if state.bundle.current().revision != b.revision {
                     tracing::info!(revision = %b.revision, "policy bundle loaded");
                 }
                 state.bundle.replace(b);
+                state.issuers.replace(issuers);
                 bundle_ok = true;
             }
             Err(e) => {

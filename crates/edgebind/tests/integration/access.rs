@@ -371,6 +371,9 @@ async fn gateway_publishes_events_for_changes() {
         AuditSink::new(MemoryWriter::default()),
     );
     state.events = Some(EventSink::new(bed.client.clone()));
+    state
+        .issuers
+        .replace(crate::support::idp::trusted(&["okta"]));
     state.ready.store(true, Ordering::Relaxed);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -356,3 +356,74 @@ async fn a_restore_is_held_to_create_rules_and_labels_grant_nothing_the_policy_d
         .await;
     assert_eq!(s, 201, "{body}");
 }
+
+/// A leaked edge signing key alone: the attacker signs requests claiming any identity. The
+/// gateway verifies the caller's token itself against the issuer's JWK Set, so a request
+/// without a token, a forged identity over a real token of someone else, or a real token lifted
+/// from another request (not bound by `tokenHash`) changes nothing. With the issuer's
+/// `gatewayVerification` off (the documented trade-off), the signed identity is trusted.
+#[tokio::test]
+async fn a_leaked_signing_key_alone_cannot_act_as_someone_else() {
+    let gw = start().await;
+    let before = gw.snapshot_state();
+    let create = || create("stolen");
+    let attacks: Vec<(&str, Req<'_>, u16, &str)> = vec![
+        (
+            "no token",
+            Req {
+                no_token: true,
+                ..create()
+            },
+            401,
+            "token_invalid",
+        ),
+        (
+            "an admin identity forged over a real token of someone without rights",
+            Req {
+                token_as: Some(("okta:mallory", vec!["okta:nobody"])),
+                ..create()
+            },
+            403,
+            "policy_no_match",
+        ),
+        (
+            "a real admin token lifted from another request",
+            Req {
+                token_hash: Some(edgebind::gateway::token::token_hash(
+                    "another request's token",
+                )),
+                ..create()
+            },
+            401,
+            "token_invalid",
+        ),
+    ];
+    for (what, r, status, want) in attacks {
+        let (s, body, _) = gw.send(r).await;
+        assert_eq!((s, code(&body)), (status, want), "{what}");
+        assert_eq!(gw.snapshot_state(), before, "{what}: nothing created");
+    }
+    let (s, body, _) = gw.send(create()).await;
+    assert_eq!(s, 201, "the admin's own token: {body}");
+
+    // Verification off for the issuer: the gateway takes the signed identity on trust.
+    let off = crate::support::idp::trusted(&["okta"])
+        .into_iter()
+        .map(|mut i| {
+            i.verify = false;
+            i
+        })
+        .collect();
+    gw.state.issuers.replace(off);
+    let (s, body, _) = gw
+        .send(Req {
+            no_token: true,
+            ..req(
+                "POST",
+                VOLUMES,
+                Some(json!({"name": "trusted", "sizeBytes": 1u64 << 30})),
+            )
+        })
+        .await;
+    assert_eq!(s, 201, "{body}");
+}

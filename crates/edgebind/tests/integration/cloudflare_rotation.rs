@@ -195,13 +195,25 @@ async fn rotation_under_traffic_refuses_nothing_and_retires_the_old_key() {
         })
         .await
         .expect("seed volume");
-    let bundle = load_bundle(&c).await.expect("policies compile");
-    let state = Arc::new(GatewayState::new(
+    let (bundle, issuers) = load_bundle(&c).await.expect("policies compile");
+    let state = GatewayState::new(
         KeyStore::default(),
         BundleStore::new(bundle),
         backend,
         AuditSink::new(MemoryWriter::default()),
-    ));
+    );
+    // This test is about signing keys; the stand-in Worker has no identity provider's tokens
+    // (the gateway's token check is tested in attacks.rs and by the Worker's e2e suite).
+    state.issuers.replace(
+        issuers
+            .into_iter()
+            .map(|mut i| {
+                i.verify = false;
+                i
+            })
+            .collect(),
+    );
+    let state = Arc::new(state);
     state.ready.store(true, Ordering::Relaxed);
     let reloads = Arc::new(AtomicU64::new(0));
     // When the gateway first trusted each key id.

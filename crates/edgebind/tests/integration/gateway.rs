@@ -123,6 +123,9 @@ pub(crate) async fn start_with(limits: EdgeLimits) -> Gw {
         AuditSink::new(audit.clone()),
     )
     .with_limits(limits);
+    state
+        .issuers
+        .replace(crate::support::idp::trusted(&["okta"]));
     serve(state, key, backend, audit).await
 }
 
@@ -170,6 +173,7 @@ impl Gw {
         )
         .with_limits(self.state.limits);
         state.ledger = self.state.ledger.clone();
+        state.issuers = self.state.issuers.clone();
         serve(state, self.key.clone(), self.backend.clone(), audit).await
     }
 }
@@ -184,6 +188,12 @@ pub(crate) struct Req<'a> {
     pub(crate) key_id: &'a str,
     pub(crate) created_offset: i64,
     pub(crate) nonce: Option<String>,
+    /// Whose token is forwarded (prefixed subject and groups), when not the identity's own.
+    pub(crate) token_as: Option<(&'a str, Vec<&'a str>)>,
+    /// No `Edge-Token` at all.
+    pub(crate) no_token: bool,
+    /// The `tokenHash` the identity carries, when not the forwarded token's.
+    pub(crate) token_hash: Option<String>,
     /// Sent instead of the signed path.
     pub(crate) send_path: Option<&'a str>,
     /// Sent instead of the signed body.
@@ -201,6 +211,9 @@ pub(crate) fn req<'a>(method: &'a str, path: &'a str, body: Option<Value>) -> Re
         key_id: "edge-1",
         created_offset: 0,
         nonce: None,
+        token_as: None,
+        no_token: false,
+        token_hash: None,
         send_path: None,
         send_body: None,
         unsigned: false,
@@ -223,10 +236,20 @@ impl Gw {
 
     /// Signs as the Worker would, for this gateway's authority.
     pub(crate) fn sign(&self, r: Req<'_>) -> Signed {
+        use crate::support::idp::{mint, unprefixed};
+        let token = (!r.no_token).then(|| {
+            let (sub, groups) = r.token_as.clone().unwrap_or((r.subject, r.groups.clone()));
+            let groups: Vec<&str> = groups.iter().map(|g| unprefixed(g)).collect();
+            mint(unprefixed(sub), &groups)
+        });
+        let hash = r
+            .token_hash
+            .clone()
+            .or_else(|| token.as_deref().map(edgebind::gateway::token::token_hash));
         let ident = identity::encode(&json!({
             "v": 1, "issuer": "okta", "issuerUrl": "https://idp.example",
             "subject": r.subject, "groups": r.groups, "claims": {},
-            "tokenJti": null, "tokenExp": 0, "clientIp": "203.0.113.7",
+            "tokenJti": null, "tokenExp": 0, "tokenHash": hash, "clientIp": "203.0.113.7",
             "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:test",
             "decision": "allow", "policy": null
         }));
@@ -239,6 +262,9 @@ impl Gw {
             "edge-request-id",
             HeaderValue::from_static("0b7c6a53-2f4e-4b8e-9a43-6f1d2c3b4a59"),
         );
+        if let Some(t) = &token {
+            h.insert("edge-token", HeaderValue::from_str(t).expect("ascii"));
+        }
         if !r.unsigned {
             let created = jiff::Timestamp::now().as_second() + r.created_offset;
             let nonce = r.nonce.clone().unwrap_or_else(fresh_nonce);

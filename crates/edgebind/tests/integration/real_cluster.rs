@@ -677,12 +677,8 @@ async fn edge_setup(server: &RealApiServer, prefix: &str) -> Edge {
         .await
         .expect("key Secret");
     let issuer = format!("idp-{ns}");
-    let is: edgebind::crd::IdentityIssuer = serde_json::from_value(json!({
-        "apiVersion": "edgebind.dev/v1alpha1", "kind": "IdentityIssuer",
-        "metadata": {"name": issuer},
-        "spec": {"issuer": "https://idp.example", "audiences": ["edgebind"], "algorithms": ["ES256"]}
-    }))
-    .unwrap();
+    // The test IdP: the gateway fetches its JWK Set and verifies each request's token.
+    let is = crate::support::idp::issuer(&issuer);
     Api::<edgebind::crd::IdentityIssuer>::all(admin.clone())
         .create(&PostParams::default(), &is)
         .await

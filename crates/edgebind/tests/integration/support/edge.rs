@@ -24,14 +24,18 @@ pub fn sign(
 ) -> SignedEdge {
     use edgebind::gateway::{identity, signature::Signer};
     use http::{HeaderMap, HeaderValue};
+    // The caller's token, forwarded as the Worker forwards it (the gateway verifies it).
+    let token = crate::support::idp::mint("alice", &["admins"]);
     let ident = identity::encode(&json!({
         "v": 1, "issuer": issuer, "issuerUrl": "https://idp.example",
         "subject": format!("{issuer}:alice"), "groups": [format!("{issuer}:admins")], "claims": {},
-        "tokenJti": null, "tokenExp": 0, "clientIp": "203.0.113.7",
+        "tokenJti": null, "tokenExp": 0, "tokenHash": edgebind::gateway::token::token_hash(&token),
+        "clientIp": "203.0.113.7",
         "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:test",
         "decision": "allow", "policy": null
     }));
     let mut h = HeaderMap::new();
+    h.insert("edge-token", HeaderValue::from_str(&token).expect("ascii"));
     h.insert(
         "edge-identity",
         HeaderValue::from_str(&ident).expect("ascii"),
@@ -72,15 +76,20 @@ pub fn sign(
 impl SignedEdge {
     /// The values of the credential headers (which must never reach an Event).
     pub fn credentials(&self) -> Vec<String> {
-        ["edge-identity", "signature", "signature-input"]
-            .iter()
-            .filter_map(|n| {
-                self.headers
-                    .get(*n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            })
-            .collect()
+        [
+            "edge-identity",
+            "edge-token",
+            "signature",
+            "signature-input",
+        ]
+        .iter()
+        .filter_map(|n| {
+            self.headers
+                .get(*n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .collect()
     }
 
     /// Sends it, byte for byte, to the gateway listening at `base` (`Host` is the signed

@@ -7,3 +7,4 @@ pub mod cf;
 pub mod contract;
 pub mod edge;
 pub mod http;
+pub mod idp;

@@ -446,9 +446,8 @@ async fn drive(
     (lat, codes, start.elapsed())
 }
 
-/// Part 2: the router over loopback HTTP with the in-memory backend.
-async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// The in-memory backend with `VOLUMES` volumes of 1 GiB labelled as `labels()`.
+async fn seeded_backend() -> Arc<MemoryBackend> {
     let backend = Arc::new(MemoryBackend::new());
     for i in 0..VOLUMES {
         backend
@@ -462,6 +461,13 @@ async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
             .await
             .expect("seed volume");
     }
+    backend
+}
+
+/// Part 2: the router over loopback HTTP with the in-memory backend.
+async fn over_http(o: &Opts, key: &SigningKey, bundle: Bundle) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let backend = seeded_backend().await;
     let state = Arc::new(with_idp(
         GatewayState::new(
             KeyStore::new(KeySet::new([(
@@ -589,19 +595,7 @@ async fn flood(o: &Opts, bundle: Bundle) {
     for (i, k) in quiet.iter().enumerate() {
         trusted.push((format!("quiet-{i}"), k.verifying_key(), NS.to_string()));
     }
-    let backend = Arc::new(MemoryBackend::new());
-    for i in 0..VOLUMES {
-        backend
-            .create_volume(NewVolume {
-                namespace: NS.into(),
-                name: format!("vol-{i}"),
-                size_bytes: GIB,
-                labels: labels(),
-                source_snapshot: None,
-            })
-            .await
-            .expect("seed volume");
-    }
+    let backend = seeded_backend().await;
     let state = Arc::new(with_idp(
         GatewayState::new(
             KeyStore::new(KeySet::new(trusted)),

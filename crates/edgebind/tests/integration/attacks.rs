@@ -427,3 +427,223 @@ async fn a_leaked_signing_key_alone_cannot_act_as_someone_else() {
         .await;
     assert_eq!(s, 201, "{body}");
 }
+
+/// A gateway answer as `Gw::send` returns it.
+type Answer = (u16, serde_json::Value, reqwest::header::HeaderMap);
+
+/// Writes that reached the cluster or LINSTOR: successful create/update/patch/delete calls the
+/// gateway made to the API server, and every LINSTOR request that is not a read.
+fn writes(bed: &crate::support::bed::Bed) -> (usize, usize) {
+    let kube = bed
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.user_agent.as_deref() == Some(crate::support::bed::GATEWAY_UA))
+        .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|r| r.status < 300)
+        .count();
+    let linstor = bed
+        .linstor
+        .sim
+        .exchanges()
+        .iter()
+        .filter(|e| e.method != "GET")
+        .count();
+    (kube, linstor)
+}
+
+/// The whole hostile-tenant suite against the gateway as it runs in a cluster: watch caches and
+/// writes on the fake API server, the controller and the LINSTOR simulator behind it. After a
+/// legitimate start (a volume and a snapshot, Ready in LINSTOR), every attack is refused with its
+/// code, and neither the API server nor LINSTOR sees a single write from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_is_refused_and_writes_nothing_to_the_cluster_or_linstor() {
+    use std::sync::Arc;
+
+    use edgebind::gateway::api::{BundleStore, GatewayState};
+    use edgebind::gateway::audit::{AuditSink, MemoryWriter};
+    use edgebind::gateway::backend::{KubeVolumeBackend, MemoryBackend, WatchCache};
+    use edgebind::gateway::keys::KeyStore;
+    use http::HeaderValue;
+
+    use crate::support::bed::{Bed, GATEWAY_UA};
+
+    let bed = Bed::start().await;
+    let client = bed.client_as(GATEWAY_UA);
+    let (cache, driver) = WatchCache::start(&client);
+    let watch = tokio::spawn(driver);
+    tokio::time::timeout(std::time::Duration::from_secs(10), cache.synced())
+        .await
+        .expect("caches sync");
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let tenant_b = SigningKey::from_bytes(&[21u8; 32]);
+    let keys = KeyStore::new(KeySet::new([
+        (
+            "edge-1".to_string(),
+            key.verifying_key(),
+            "team-a".to_string(),
+        ),
+        (
+            "team-b.edge.1".to_string(),
+            tenant_b.verifying_key(),
+            "team-b".to_string(),
+        ),
+    ]));
+    let state = GatewayState::new(
+        keys,
+        BundleStore::new(crate::gateway::bundle()),
+        Arc::new(KubeVolumeBackend::new(client.clone(), "main").with_cache(cache)),
+        AuditSink::new(MemoryWriter::default()),
+    );
+    state
+        .issuers
+        .replace(crate::support::idp::trusted(&["okta"]));
+    // The in-memory backend of the harness is not used: the cluster is the state here.
+    let gw = crate::gateway::serve(
+        state,
+        key,
+        Arc::new(MemoryBackend::new()),
+        MemoryWriter::default(),
+    )
+    .await;
+    let replica = gw.replica().await;
+
+    // Legitimate start: a volume and its snapshot, through the gateway, Ready in LINSTOR.
+    let captured = gw.sign(create("app-db"));
+    let (s, body, _) = gw.deliver(&captured).await;
+    assert_eq!(s, 201, "{body}");
+    bed.wait_volume("app-db", "True", "Ready").await;
+    let (s, body, _) = gw
+        .send(req(
+            "POST",
+            &format!("{VOLUMES}/app-db/snapshots"),
+            Some(json!({"name": "s1"})),
+        ))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    bed.eventually(20, "snapshot s1 Ready", || {
+        let api = bed.snapshots();
+        async move {
+            let s = api.get_opt("s1").await.ok().flatten()?;
+            s.status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await;
+    // Let the controller settle, then count.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = writes(&bed);
+    // The count sees writes: the legitimate start made some.
+    assert!(
+        before.0 >= 2 && before.1 >= 2,
+        "writes are counted: {before:?}"
+    );
+
+    let tenant_b = gw.with_key(SigningKey::from_bytes(&[21u8; 32]));
+    let restore = |name: &str, labels: serde_json::Value| {
+        req(
+            "POST",
+            Box::leak(format!("{VOLUMES}/app-db/snapshots/s1/restore").into_boxed_str()),
+            Some(json!({"name": name, "labels": labels})),
+        )
+    };
+    let mut duplicated = gw.sign(req("DELETE", &format!("{VOLUMES}/app-db"), None));
+    let input = duplicated.headers["signature-input"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let second = input.replacen("sig1=", "sig2=", 1);
+    duplicated.headers.insert(
+        "signature-input",
+        HeaderValue::from_str(&format!("{input}, {second}")).expect("ascii"),
+    );
+    // (what, the gateway's answer, the status and code it must be)
+    let attacks: Vec<(&str, Answer, u16, &str)> = vec![
+        (
+            "another tenant's key deletes team-a's volume",
+            tenant_b
+                .send(Req {
+                    key_id: "team-b.edge.1",
+                    ..req("DELETE", &format!("{VOLUMES}/app-db"), None)
+                })
+                .await,
+            403,
+            "key_scope",
+        ),
+        (
+            "the captured create replayed to the same gateway",
+            gw.deliver(&captured).await,
+            401,
+            "nonce_replayed",
+        ),
+        (
+            "the captured create replayed to the other replica",
+            replica.deliver(&captured).await,
+            401,
+            "nonce_replayed",
+        ),
+        (
+            "the signing key without a token",
+            gw.send(Req {
+                no_token: true,
+                ..create("stolen")
+            })
+            .await,
+            401,
+            "token_invalid",
+        ),
+        (
+            "an admin identity forged over another's token",
+            gw.send(Req {
+                token_as: Some(("okta:mallory", vec![])),
+                ..create("stolen")
+            })
+            .await,
+            403,
+            "policy_no_match",
+        ),
+        (
+            "a label that policies select on",
+            gw.send(restore("app-copy", json!({"frozen": "false"})))
+                .await,
+            403,
+            "label_reserved",
+        ),
+        (
+            "a duplicated signature label",
+            gw.deliver(&duplicated).await,
+            401,
+            "sig_multiple",
+        ),
+        (
+            "an expired signature",
+            gw.send(Req {
+                created_offset: -200,
+                ..req("DELETE", &format!("{VOLUMES}/app-db"), None)
+            })
+            .await,
+            401,
+            "sig_expired",
+        ),
+    ];
+    for (what, (s, body, _), status, want) in attacks {
+        assert_eq!((s, code(&body)), (status, want), "{what}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        writes(&bed),
+        before,
+        "no attack wrote to the API server (gateway) or to LINSTOR"
+    );
+    assert!(
+        bed.volumes()
+            .get_opt("app-db")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    watch.abort();
+}

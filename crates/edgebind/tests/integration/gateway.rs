@@ -30,7 +30,7 @@ fn fresh_nonce() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-fn bundle() -> Bundle {
+pub(crate) fn bundle() -> Bundle {
     Bundle::parse(
         &json!({
             "version": 1, "revision": "sha256:test",
@@ -71,10 +71,10 @@ pub(crate) struct Gw {
 
 /// A request as signed, to be delivered to one gateway or several.
 pub(crate) struct Signed {
-    method: String,
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Drop for Gw {

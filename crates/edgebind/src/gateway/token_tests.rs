@@ -321,3 +321,39 @@ fn token_hash_is_base64url_sha256() {
         "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
     );
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever arrives as `Edge-Token` (three dot-separated parts of anything, or not), the
+        /// check refuses it without panicking and without fetching anything.
+        #[test]
+        fn arbitrary_tokens_are_refused_without_panic(
+            parts in proptest::collection::vec("[A-Za-z0-9_\\-]{0,60}", 0..5),
+            raw in ".{0,200}",
+            use_raw in any::<bool>(),
+        ) {
+            let i = issuer(&["EdDSA", "RS256", "ES256"]);
+            let token = if use_raw { raw } else { parts.join(".") };
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let got = rt.block_on(check(&i, vec![ed("k1", 1).jwk], &token));
+            prop_assert!(got.is_err());
+        }
+
+        /// A valid token with its payload part replaced by any other JSON object never verifies.
+        #[test]
+        fn a_swapped_payload_never_verifies(sub in "[a-z]{1,12}", aud in "[a-z]{1,12}") {
+            let i = issuer(&["EdDSA"]);
+            let k = ed("k1", 1);
+            let t = ed_token(&k, "k1", claims(json!({})));
+            let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+            parts[1] = b64(&claims(json!({"sub": sub, "aud": aud})));
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let got = rt.block_on(check(&i, vec![k.jwk], &parts.join(".")));
+            prop_assert!(got.is_err());
+        }
+    }
+}

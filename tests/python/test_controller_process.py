@@ -107,7 +107,7 @@ def test_controller_process_reconciles_serves_health_and_metrics_and_stops_on_si
     ops = {(s.labels["system"], s.labels["method"], s.labels["operation"]) for s in ext.samples}
     assert ("linstor", "POST", "/v1/resource-definitions/{name}/autoplace") in ops
     assert "edgebind_reconcile_duration_seconds" in families
-    depth = {s.labels["kind"]: s.value for s in families["edgebind_queue_depth"].samples}
+    depth = {s.labels["kind"]: s.value for s in families["edgebind_reconciles_in_progress"].samples}
     assert set(depth) >= {"EdgeVolume", "LinstorBackend"} and all(v >= 0 for v in depth.values())
     for f in families.values():
         for s in f.samples:

@@ -40,7 +40,7 @@ pub(crate) struct Metrics {
     pub external_latency: Family<ExternalLatencyLabels, Histogram>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Family<KindLabel, Histogram>,
-    pub queue_depth: Family<KindLabel, Gauge>,
+    pub reconciles_in_progress: Family<KindLabel, Gauge>,
     pub linstor_writes: Counter,
 }
 
@@ -56,7 +56,7 @@ fn init() -> (Metrics, Registry) {
         external_latency: Family::new_with_constructor(latency_hist),
         reconciles: Family::default(),
         reconcile_duration: Family::new_with_constructor(latency_hist),
-        queue_depth: Family::default(),
+        reconciles_in_progress: Family::default(),
         linstor_writes: Counter::default(),
     };
     let mut r = Registry::with_prefix("edgebind");
@@ -81,9 +81,9 @@ fn init() -> (Metrics, Registry) {
         m.reconcile_duration.clone(),
     );
     r.register(
-        "queue_depth",
-        "Reconciles in progress or waiting, by kind",
-        m.queue_depth.clone(),
+        "reconciles_in_progress",
+        "Reconciles running now, by kind (kube-runtime does not expose its queue of waiting objects)",
+        m.reconciles_in_progress.clone(),
     );
     r.register(
         "linstor_writes",
@@ -175,7 +175,7 @@ pub(crate) struct ReconcileGuard {
 impl ReconcileGuard {
     pub(crate) fn start(kind: &'static str) -> Self {
         get()
-            .queue_depth
+            .reconciles_in_progress
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
         Self {
@@ -191,7 +191,7 @@ impl Drop for ReconcileGuard {
         let label = KindLabel {
             kind: self.kind.into(),
         };
-        m.queue_depth.get_or_create(&label).dec();
+        m.reconciles_in_progress.get_or_create(&label).dec();
         m.reconcile_duration
             .get_or_create(&label)
             .observe(self.started.elapsed().as_secs_f64());

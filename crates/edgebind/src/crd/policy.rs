@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
     kind = "VolumeAccessPolicy",
     namespaced,
     status = "VolumeAccessPolicyStatus",
-    shortname = "vap",
+    shortname = "eap",
     category = "edgebind",
     printcolumn(name = "Effect", type_ = "string", json_path = ".spec.effect"),
     printcolumn(name = "Actions", type_ = "string", json_path = ".spec.actions"),

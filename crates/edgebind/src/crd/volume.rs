@@ -24,7 +24,7 @@ pub const ADOPT_RELEASED_ANNOTATION: &str = "edgebind.dev/adopt-released";
     kind = "EdgeVolume",
     namespaced,
     status = "EdgeVolumeStatus",
-    shortname = "ev",
+    shortname = "evol",
     category = "edgebind",
     printcolumn(name = "Backend", type_ = "string", json_path = ".spec.backendRef"),
     printcolumn(name = "Size", type_ = "string", json_path = ".spec.size"),

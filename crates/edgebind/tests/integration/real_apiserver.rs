@@ -129,6 +129,61 @@ fn disagreements(decided: &[Result<(), (u16, String)>]) -> Vec<String> {
     out
 }
 
+/// `kubectl get <short name>` must keep meaning what it means: no short name, plural or kind of
+/// ours may be one that a built-in resource of the real API server already answers to (issue 13:
+/// `ev` shadowed core Events, `vap` ValidatingAdmissionPolicies).
+#[tokio::test]
+async fn our_short_names_collide_with_no_built_in_resource() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList};
+
+    let server = apiserver::shared();
+    let client = server.client(Who::Admin).await;
+    let get = |path: String| http::Request::get(path).body(Vec::new()).expect("request");
+    let mut lists: Vec<APIResourceList> =
+        vec![client.request(get("/api/v1".into())).await.expect("core")];
+    let groups: APIGroupList = client.request(get("/apis".into())).await.expect("groups");
+    for g in groups.groups.iter().filter(|g| g.name != "edgebind.dev") {
+        for v in &g.versions {
+            lists.push(
+                client
+                    .request(get(format!("/apis/{}", v.group_version)))
+                    .await
+                    .expect("group version"),
+            );
+        }
+    }
+    let mut taken = std::collections::BTreeSet::<String>::new();
+    for r in lists.iter().flat_map(|l| &l.resources) {
+        taken.insert(r.name.to_lowercase());
+        taken.insert(r.kind.to_lowercase());
+        if !r.singular_name.is_empty() {
+            taken.insert(r.singular_name.to_lowercase());
+        }
+        taken.extend(r.short_names.iter().flatten().map(|s| s.to_lowercase()));
+    }
+    assert!(
+        taken.contains("ev") && taken.contains("po"),
+        "discovery read: {} names",
+        taken.len()
+    );
+    for c in crd::all() {
+        let n = &c.spec.names;
+        let ours = n
+            .short_names
+            .iter()
+            .flatten()
+            .chain([&n.plural, &n.kind])
+            .map(|s| s.to_lowercase());
+        for name in ours {
+            assert!(
+                !taken.contains(&name),
+                "{} answers to {name:?}, as a built-in resource does",
+                n.kind
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_real_api_server_accepts_every_crd() {
     let server = apiserver::shared();

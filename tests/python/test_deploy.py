@@ -320,6 +320,21 @@ def test_leases_only_in_release_namespace_with_leader_election(full_objs):
     }
 
 
+def test_gateway_limits_reach_the_gateway(default_objs):
+    """The per-key and per-identity limits (issue 12, flood) are values the gateway receives."""
+    def env(objs):
+        c = find(objs, "Deployment", "edgebind-gateway")["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in c["env"]}
+    defaults = env(default_objs)
+    # The chart's defaults are the binary's (crates/edgebind/src/gateway/server.rs).
+    assert (defaults["EDGEBIND_GATEWAY_KEY_REQUESTS_PER_MINUTE"], defaults["EDGEBIND_GATEWAY_KEY_BURST"],
+            defaults["EDGEBIND_GATEWAY_IDENTITY_QUERIES_PER_MINUTE"],
+            defaults["EDGEBIND_GATEWAY_IDENTITY_QUERY_BURST"]) == ("12000", "400", "600", "60")
+    objs = dr.objects(dr.render({"gateway": {"limits": {"keyRequestsPerMinute": 60, "keyBurst": 5}}}))
+    assert env(objs)["EDGEBIND_GATEWAY_KEY_REQUESTS_PER_MINUTE"] == "60"
+    assert env(objs)["EDGEBIND_GATEWAY_KEY_BURST"] == "5"
+
+
 def test_gateway_records_nonces_only_in_release_namespace(default_objs):
     """Replays are stopped across replicas by one Lease per mutating request (issue 12)."""
     role = find(default_objs, "Role", "edgebind-gateway-replay")

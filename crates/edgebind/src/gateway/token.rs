@@ -32,6 +32,8 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 /// An unknown key id refetches the JWK Set at most this often per issuer.
 const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
+/// Verified tokens remembered at once (clients reuse a token for its lifetime).
+const MAX_REMEMBERED: usize = 10_000;
 
 /// Why a token was refused; `code()` goes to the log, never the token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,10 +152,19 @@ struct CachedSet {
     last_attempt: Option<Instant>,
 }
 
-/// JWK Sets by issuer name.
+/// A token verified before: under which issuer settings, its claims, and until when it holds.
+struct Remembered {
+    issuer: IssuerEntry,
+    claims: Map<String, Value>,
+    until: i64,
+}
+
+/// JWK Sets by issuer name, and the tokens verified with them.
 pub struct JwksCache {
     http: Option<reqwest::Client>,
     sets: Mutex<HashMap<String, CachedSet>>,
+    /// By `token_hash`.
+    verified: Mutex<HashMap<String, Remembered>>,
 }
 
 impl Default for JwksCache {
@@ -161,6 +172,7 @@ impl Default for JwksCache {
         JwksCache {
             http: crate::jwks::http_client().ok(),
             sets: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -237,11 +249,17 @@ impl JwksCache {
         match crate::jwks::fetch_jwks(http, &issuer.issuer, issuer.jwks_uri.as_deref()).await {
             Ok(doc) => {
                 let keys = doc["keys"].as_array().cloned().unwrap_or_default();
+                let mut changed = false;
                 if let Ok(mut sets) = self.sets.lock()
                     && let Some(e) = sets.get_mut(&issuer.name)
                 {
+                    changed = e.keys != keys;
                     e.keys = keys.clone();
                     e.fetched = Some(Instant::now());
+                }
+                // A key the issuer dropped no longer vouches for the tokens it signed.
+                if changed && let Ok(mut v) = self.verified.lock() {
+                    v.retain(|_, r| r.issuer.name != issuer.name);
                 }
                 Ok(keys)
             }
@@ -344,8 +362,70 @@ fn num(payload: &Map<String, Value>, claim: &str) -> Result<Option<i64>, TokenFa
     }
 }
 
-/// Verifies `token` as one of `issuer`'s at `now` (Unix seconds); returns the claims.
+impl JwksCache {
+    fn remembered(&self, issuer: &IssuerEntry, hash: &str, now: i64) -> Option<Map<String, Value>> {
+        let v = self.verified.lock().ok()?;
+        v.get(hash)
+            .filter(|r| r.until >= now && r.issuer == *issuer)
+            .map(|r| r.claims.clone())
+    }
+
+    fn remember(&self, issuer: &IssuerEntry, hash: String, claims: &Map<String, Value>, now: i64) {
+        let skew = i64::from(issuer.clock_skew_seconds);
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|f| f.floor() as i64);
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_f64)
+            .map(|f| f.floor() as i64);
+        let Some(mut until) = exp.map(|e| e.saturating_add(skew)) else {
+            return;
+        };
+        if let (Some(max), Some(iat)) = (issuer.max_token_age_seconds, iat) {
+            until = until.min(iat.saturating_add(i64::from(max)).saturating_add(skew));
+        }
+        let Ok(mut v) = self.verified.lock() else {
+            return;
+        };
+        if v.len() >= MAX_REMEMBERED {
+            v.retain(|_, r| r.until >= now);
+            if v.len() >= MAX_REMEMBERED {
+                v.clear();
+            }
+        }
+        v.insert(
+            hash,
+            Remembered {
+                issuer: issuer.clone(),
+                claims: claims.clone(),
+                until,
+            },
+        );
+    }
+}
+
+/// Verifies `token` as one of `issuer`'s at `now` (Unix seconds); returns the claims. A token
+/// verified before, under the same issuer settings and while the issuer's keys are unchanged,
+/// is answered from memory until it expires: a client reuses its token for its lifetime, and a
+/// second signature check on every request would halve the gateway's throughput.
 pub async fn verify(
+    cache: &JwksCache,
+    issuer: &IssuerEntry,
+    token: &str,
+    now: i64,
+) -> Result<Map<String, Value>, TokenFailure> {
+    let hash = token_hash(token);
+    if let Some(claims) = cache.remembered(issuer, &hash, now) {
+        return Ok(claims);
+    }
+    let claims = verify_once(cache, issuer, token, now).await?;
+    cache.remember(issuer, hash, &claims, now);
+    Ok(claims)
+}
+
+async fn verify_once(
     cache: &JwksCache,
     issuer: &IssuerEntry,
     token: &str,

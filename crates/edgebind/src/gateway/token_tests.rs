@@ -314,6 +314,31 @@ async fn an_unknown_kid_refetches_at_most_once_per_cooldown() {
     );
 }
 
+#[tokio::test]
+async fn a_verified_token_is_remembered_only_while_it_and_its_issuer_hold() {
+    let i = issuer(&["EdDSA"]);
+    let k = ed("k1", 1);
+    let cache = JwksCache::preloaded(&i, vec![k.jwk.clone()]);
+    let t = ed_token(&k, "k1", claims(json!({"exp": NOW + 100})));
+    assert!(verify(&cache, &i, &t, NOW).await.is_ok());
+    assert!(
+        verify(&cache, &i, &t, NOW + 1).await.is_ok(),
+        "answered from memory"
+    );
+    // Past its exp and the skew: refused, not answered from memory.
+    assert_eq!(
+        verify(&cache, &i, &t, NOW + 161).await.err(),
+        Some(TokenFailure::Expired)
+    );
+    // The issuer stops accepting the audience: checked again, and refused.
+    let mut narrowed = i.clone();
+    narrowed.audiences = vec!["another-app".into()];
+    assert_eq!(
+        verify(&cache, &narrowed, &t, NOW).await.err(),
+        Some(TokenFailure::AudienceMismatch)
+    );
+}
+
 #[test]
 fn token_hash_is_base64url_sha256() {
     assert_eq!(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -107,6 +108,10 @@ def test_controller_process_reconciles_serves_health_and_metrics_and_stops_on_si
     ops = {(s.labels["system"], s.labels["method"], s.labels["operation"]) for s in ext.samples}
     assert ("linstor", "POST", "/v1/resource-definitions/{name}/autoplace") in ops
     assert "edgebind_reconcile_duration_seconds" in families
+    build = [s for s in families["edgebind_build_info"].samples]
+    assert len(build) == 1 and build[0].value == 1 and re.fullmatch(r"\d+\.\d+\.\d+.*", build[0].labels["version"])
+    # Without leader election the one controller reconciles.
+    assert [s.value for s in families["edgebind_leader"].samples] == [1]
     depth = {s.labels["kind"]: s.value for s in families["edgebind_reconciles_in_progress"].samples}
     assert set(depth) >= {"EdgeVolume", "LinstorBackend"} and all(v >= 0 for v in depth.values())
     for f in families.values():

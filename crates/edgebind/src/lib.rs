@@ -117,6 +117,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
                 )
                 .await?;
             } else {
+                metrics::get().leader.set(1);
                 controller::run(client, config, ready, shutdown_signal()).await?;
             }
             admin.abort();

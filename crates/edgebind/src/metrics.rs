@@ -31,6 +31,11 @@ pub(crate) struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BuildLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct KindLabel {
     pub kind: String,
 }
@@ -42,6 +47,8 @@ pub(crate) struct Metrics {
     pub reconcile_duration: Family<KindLabel, Histogram>,
     pub reconciles_in_progress: Family<KindLabel, Gauge>,
     pub linstor_writes: Counter,
+    /// 1 while this replica reconciles: it holds the Lease, or runs without leader election.
+    pub leader: Gauge,
 }
 
 fn latency_hist() -> Histogram {
@@ -58,7 +65,14 @@ fn init() -> (Metrics, Registry) {
         reconcile_duration: Family::new_with_constructor(latency_hist),
         reconciles_in_progress: Family::default(),
         linstor_writes: Counter::default(),
+        leader: Gauge::default(),
     };
+    let build: Family<BuildLabels, Gauge> = Family::default();
+    build
+        .get_or_create(&BuildLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+        .set(1);
     let mut r = Registry::with_prefix("edgebind");
     r.register(
         "external_requests",
@@ -89,6 +103,16 @@ fn init() -> (Metrics, Registry) {
         "linstor_writes",
         "Write requests sent to LINSTOR",
         m.linstor_writes.clone(),
+    );
+    r.register(
+        "leader",
+        "1 while this controller replica reconciles (holds the Lease, or runs without leader election), else 0",
+        m.leader.clone(),
+    );
+    r.register(
+        "build_info",
+        "The running edgebind's version, always 1",
+        build,
     );
     (m, r)
 }

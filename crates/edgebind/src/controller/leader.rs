@@ -148,6 +148,9 @@ impl Elector {
             let prev = *self.tx.borrow();
             if prev != state {
                 tracing::info!(identity = %self.cfg.identity, ?state, "leadership changed");
+                crate::metrics::get()
+                    .leader
+                    .set(i64::from(state == Leadership::Leader));
                 let _ = self.tx.send(state);
             }
             tokio::select! {
@@ -158,6 +161,7 @@ impl Elector {
         if *self.tx.borrow() == Leadership::Leader {
             self.release().await;
         }
+        crate::metrics::get().leader.set(0);
         let _ = self.tx.send(Leadership::Standby);
     }
 

@@ -31,6 +31,13 @@ NAMESPACE = "edgebind-system"  # crates/edgebind/src/defaults.rs NAMESPACE; test
 # Metadata only Helm needs: a kustomize user's objects should not claim to be managed by Helm.
 HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 HELM_ANNOTATIONS = ("helm.sh/resource-policy",)
+# What `helm.sh/resource-policy: keep` promises Helm users, for kustomize users: Flux and Argo CD
+# never prune or delete the CRDs (deleting a CRD deletes every EdgeVolume, and through the
+# finalizers, volumes whose deletionPolicy is Delete).
+CRD_PRUNE_PROTECTION = {
+    "kustomize.toolkit.fluxcd.io/prune": "disabled",
+    "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+}
 HEADER = (
     "# Generated from deploy/helm/edgebind (default values) by tests/python/deploy_render.py.\n"
     "# Do not edit: change the chart and run\n"
@@ -80,9 +87,13 @@ def _strip_meta(meta: dict[str, Any]) -> None:
 
 
 def strip_helm_metadata(obj: dict[str, Any]) -> dict[str, Any]:
-    """A copy of obj without Helm-only labels and annotations (object and pod template)."""
+    """A copy of obj as the kustomize base carries it: without Helm-only labels and annotations
+    (object and pod template), and CRDs with the GitOps tools' prune protection instead of
+    Helm's resource policy."""
     obj = copy.deepcopy(obj)
     _strip_meta(obj.get("metadata", {}))
+    if obj.get("kind") == "CustomResourceDefinition":
+        obj["metadata"].setdefault("annotations", {}).update(CRD_PRUNE_PROTECTION)
     template = obj.get("spec", {}).get("template") if isinstance(obj.get("spec"), dict) else None
     if isinstance(template, dict):
         _strip_meta(template.get("metadata", {}))
@@ -93,7 +104,8 @@ def kustomize_base_files() -> dict[str, str]:
     """File name -> content of deploy/kustomize/base, derived from the chart's default render."""
     files: dict[str, str] = {}
     for name, docs in objects_by_template(render()).items():
-        body = "---\n".join(yaml.safe_dump(strip_helm_metadata(d), sort_keys=False) for d in docs)
+        docs = [strip_helm_metadata(d) for d in docs]
+        body = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
         files[name] = HEADER + "---\n" + body
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -130,6 +130,18 @@ def test_rendered_crds_equal_generated_and_are_kept_on_uninstall(default_objs):
     assert stripped == generated
 
 
+def test_kustomize_crds_are_never_pruned_by_flux_or_argo():
+    """The kustomize base keeps the CRDs as Helm's resource-policy does (issue 13)."""
+    crds = [d for d in yaml.safe_load_all((dr.BASE / "crds.yaml").read_text())
+            if d and d["kind"] == "CustomResourceDefinition"]
+    assert {c["spec"]["names"]["plural"] for c in crds} == crd_plurals()
+    for c in crds:
+        ann = c["metadata"]["annotations"]
+        assert ann["kustomize.toolkit.fluxcd.io/prune"] == "disabled", c["metadata"]["name"]
+        assert set(ann["argocd.argoproj.io/sync-options"].split(",")) == {"Prune=false", "Delete=false"}
+        assert "helm.sh/resource-policy" not in ann
+
+
 def test_crds_switch_off():
     objs = dr.objects(dr.render({"crds": {"install": False}}))
     assert not [o for o in objs if o["kind"] == "CustomResourceDefinition"]

@@ -17,11 +17,12 @@ pip_pid=$!
 npm_pid=$!
 # A real kube-apiserver + etcd and kustomize, built from their Go modules (tests/apiserver);
 # Go's caches make this a few seconds after the first build.
-step "building kube-apiserver + etcd (kube-testenv) and kustomize from Go modules (background)"
-(bash tests/apiserver/build.sh kube-testenv kustomize >"$logs/go.log" 2>&1; echo $? >"$logs/go.rc") &
+step "building kube-apiserver + etcd (kube-testenv), kustomize and kstatus from Go modules (background)"
+(bash tests/apiserver/build.sh kube-testenv kustomize kstatus >"$logs/go.log" 2>&1; echo $? >"$logs/go.rc") &
 go_pid=$!
 export EDGEBIND_KUBE_TESTENV="$root/target/kube-testenv/kube-testenv"
 export EDGEBIND_KUSTOMIZE="$root/target/kube-testenv/kustomize"
+export EDGEBIND_KSTATUS="$root/target/kube-testenv/kstatus"
 
 step "the repository stands on its own (nothing reads outside it)"
 # The API documents and reference facts are vendored (specs/, docs/reference/). A path to the

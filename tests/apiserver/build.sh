@@ -3,6 +3,7 @@
 #
 #   tests/apiserver/build.sh                    # kube-testenv
 #   tests/apiserver/build.sh kubectl kustomize  # optional extra tools (same module, same versions)
+#   tests/apiserver/build.sh kstatus            # kstatus (cli-utils) as Flux computes health
 #   tests/apiserver/build.sh all                # all three
 #
 # Output: $KUBE_TESTENV_BIN_DIR (default <repo>/target/kube-testenv/). Prints the path of each
@@ -21,7 +22,7 @@ export CGO_ENABLED=0
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(kube-testenv)
-[ "${targets[0]}" = all ] && targets=(kube-testenv kubectl kustomize)
+[ "${targets[0]}" = all ] && targets=(kube-testenv kubectl kustomize kstatus)
 
 # Version stamps, as upstream's hack/lib/version.sh sets them: without them /version reports
 # v0.0.0-master+$Format:%H$ with empty major/minor.
@@ -39,7 +40,8 @@ for t in "${targets[@]}"; do
     kube-testenv) pkg=. ;;
     kubectl) pkg=k8s.io/kubernetes/cmd/kubectl ;;
     kustomize) pkg=sigs.k8s.io/kustomize/kustomize/v5 ;;
-    *) echo "build.sh: unknown target $t (kube-testenv, kubectl, kustomize, all)" >&2; exit 2 ;;
+    kstatus) pkg=./kstatus ;;
+    *) echo "build.sh: unknown target $t (kube-testenv, kubectl, kustomize, kstatus, all)" >&2; exit 2 ;;
   esac
   go build -trimpath -ldflags "$ldflags" -o "$out/$t" "$pkg"
   echo "$out/$t"

@@ -460,7 +460,10 @@ async fn plan_volume(
         let p = volume::pass::run(world, &current).await?;
         world.set_volume_status(&current, &p);
         out.ops.extend(p.ops.iter().cloned());
-        out.conditions = p.conditions.iter().map(PlannedCondition::from).collect();
+        out.conditions = skeleton::with_derived(&p.conditions)
+            .iter()
+            .map(PlannedCondition::from)
+            .collect();
         if let Some(c) = &p.computed {
             out.details.remove("size");
             if let Some(size) = &c.size {
@@ -499,7 +502,10 @@ async fn plan_snapshot(s: &EdgeSnapshot, world: &Manifested) -> anyhow::Result<O
         let p = snapshot::pass(world, &current).await?;
         world.set_snapshot_status(&current, &p);
         out.ops.extend(p.ops.iter().cloned());
-        out.conditions = vec![PlannedCondition::from(&p.condition)];
+        out.conditions = skeleton::with_derived(std::slice::from_ref(&p.condition))
+            .iter()
+            .map(PlannedCondition::from)
+            .collect();
         if !again(world.writes, &p.ops, &p.next) {
             break;
         }
@@ -579,13 +585,17 @@ pub fn render_text(r: &PlanReport) -> String {
             let _ = writeln!(s, "  {k}: {shown}");
         }
         for cnd in &o.conditions {
+            let message = if cnd.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", cnd.message)
+            };
             let _ = writeln!(
                 s,
-                "  {}={} ({}): {}",
+                "  {}={} ({}){message}",
                 cnd.type_,
                 if cnd.status { "True" } else { "False" },
                 cnd.reason,
-                cnd.message
             );
         }
         let _ = writeln!(s);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Context, FIELD_MANAGER};
-use crate::crd::conditions::{self, Desired, READY, Reason, ReasonClass};
+use crate::crd::conditions::{self, Desired, READY, Reason, ReasonClass, STALLED};
 use crate::crd::phase::Phase;
 use crate::crd::reasons::{
     AccountReason, BackendReason, BindingReason, IssuerReason, PolicyReason, SnapshotReason,
@@ -103,6 +103,29 @@ reported!(@impl EdgeSnapshot, EdgeSnapshotStatus, SnapshotReason, namespaced, {
 /// The status `obj` should have: `new` with the desired conditions merged into the old ones
 /// (transition times kept where the status did not change), the generation and the phase.
 /// Pure, so `plan` and tests compute exactly what the controller writes.
+/// The conditions a reconciler decided plus those derived from them, which status and `plan`
+/// both show. `Stalled` follows Ready: True while Ready is False for a terminal reason (kstatus
+/// then reads the object as Failed, so Flux shows it Stalled instead of waiting forever), else
+/// False.
+pub(crate) fn with_derived(desired: &[Desired]) -> Vec<Desired> {
+    let mut all = desired.to_vec();
+    if let Some(ready) = desired.iter().find(|d| d.type_ == READY).cloned() {
+        let stalled = !ready.status && ready.class == ReasonClass::Terminal;
+        all.push(Desired {
+            type_: STALLED,
+            status: stalled,
+            // Ready's message says what is wrong; repeating it on every healthy object is noise.
+            message: if stalled {
+                ready.message.clone()
+            } else {
+                String::new()
+            },
+            ..ready
+        });
+    }
+    all
+}
+
 pub(crate) fn status_of<K: Reported>(
     obj: &K,
     mut new: K::Status,
@@ -111,7 +134,7 @@ pub(crate) fn status_of<K: Reported>(
     let old = obj.status().cloned().unwrap_or_default();
     let conds = conditions::merge(
         K::conditions(&old),
-        desired,
+        &with_derived(desired),
         obj.meta().generation,
         conditions::now(),
     );
@@ -304,6 +327,11 @@ mod tests {
         );
         assert_eq!(failed.observed_generation, Some(3));
         assert_eq!(failed.phase, Some(Phase::Failed));
+        let stalled = |s: &crate::crd::volume::EdgeVolumeStatus| {
+            conditions::find(&s.conditions, STALLED).map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        // A terminal reason is also Stalled (kstatus: Failed), with the same reason.
+        assert_eq!(stalled(&failed), Some(("True".into(), "Conflict".into())));
         v.status = Some(failed);
         let ready = status_of(
             &v,
@@ -311,5 +339,6 @@ mod tests {
             &[Desired::new(READY, true, VolumeReason::Ready, "ok")],
         );
         assert_eq!(ready.phase, Some(Phase::Ready));
+        assert_eq!(stalled(&ready).map(|s| s.0), Some("False".into()));
     }
 }

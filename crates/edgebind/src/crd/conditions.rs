@@ -58,6 +58,9 @@ macro_rules! reasons {
 pub(crate) use reasons;
 
 pub const READY: &str = "Ready";
+/// kstatus' abnormal-true condition (Flux, and tools that follow its conventions): set while
+/// Ready is False for a terminal reason, one no retry fixes.
+pub const STALLED: &str = "Stalled";
 pub const DEGRADED: &str = "Degraded";
 pub const PROGRESSING: &str = "Progressing";
 

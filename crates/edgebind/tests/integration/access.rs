@@ -454,3 +454,76 @@ async fn gateway_publishes_events_for_changes() {
     assert_eq!(all.len(), 1, "only the create is an event: {all:?}");
     server.abort();
 }
+
+/// What GitOps tools see (issue 13): each object's status as kstatus computes it (sigs.k8s.io/
+/// cli-utils, the library Flux's health checks use; `tests/apiserver/kstatus`). A Ready object is
+/// Current; a terminal failure (InvalidSpec, UnknownIssuer) is Failed, which Flux reports as
+/// Stalled, rather than InProgress forever (what Ready=False alone gives).
+#[tokio::test]
+async fn gitops_tools_read_ready_as_current_and_terminal_failures_as_failed() {
+    use std::io::Write;
+
+    let bed = Bed::start().await;
+    create_issuer(
+        &bed,
+        "okta",
+        "https://okta.example.com",
+        Some("http://127.0.0.1:9/jwks"),
+    )
+    .await;
+    create_policy(&bed, "readers", "okta", json!(["read"])).await;
+    create_policy(&bed, "ghosts", "ghost", json!(["read"])).await;
+    let unprefixed: VolumeAccessPolicy = serde_json::from_value(json!({
+        "apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy",
+        "metadata": {"name": "unprefixed", "namespace": NS},
+        "spec": {"effect": "Deny", "subjects": [{"issuer": "okta", "groups": ["admins"]}], "actions": ["delete"]}
+    }))
+    .expect("policy");
+    policies(&bed)
+        .create(&PostParams::default(), &unprefixed)
+        .await
+        .expect("create");
+    let rev = expected_revision(&bed).await;
+    let cases = [
+        (
+            wait_policy(&bed, "readers", "True", "Compiled", &rev).await,
+            "Current",
+        ),
+        (
+            wait_policy(&bed, "ghosts", "False", "UnknownIssuer", &rev).await,
+            "Failed",
+        ),
+        (
+            wait_policy(&bed, "unprefixed", "False", "InvalidSpec", &rev).await,
+            "Failed",
+        ),
+    ];
+    let kstatus = crate::support::apiserver::go_tool("kstatus", "EDGEBIND_KSTATUS")
+        .expect("kstatus is built from tests/apiserver");
+    let mut child = std::process::Command::new(&kstatus)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kstatus runs");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for (obj, _) in &cases {
+            let mut v = serde_json::to_value(obj).expect("json");
+            v["apiVersion"] = json!("edgebind.dev/v1alpha1");
+            v["kind"] = json!("VolumeAccessPolicy");
+            writeln!(stdin, "{v}").expect("write");
+        }
+    }
+    let out = child.wait_with_output().expect("kstatus output");
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+        .collect();
+    let want: Vec<&str> = cases.iter().map(|(_, w)| *w).collect();
+    assert_eq!(
+        got,
+        want,
+        "kstatus: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -53,24 +53,28 @@ fn workspace_root() -> PathBuf {
 /// The binary: `EDGEBIND_KUBE_TESTENV` (scripts/test.sh builds it), else the build script's
 /// output, (re)built now so it is never stale (Go's build cache makes that about a second).
 fn binary() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("EDGEBIND_KUBE_TESTENV") {
+    go_tool("kube-testenv", "EDGEBIND_KUBE_TESTENV")
+}
+
+/// A Go tool of `tests/apiserver/build.sh` (`kube-testenv`, `kstatus`, ...): the path in `env`
+/// when scripts/test.sh built it, else built now (a Go build-cache hit after the first time).
+pub fn go_tool(name: &str, env: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
     let root = workspace_root();
-    let bin = root.join("target/kube-testenv/kube-testenv");
-    {
-        let out = Command::new("bash")
-            .arg(root.join("tests/apiserver/build.sh"))
-            .output()
-            .map_err(|e| format!("cannot run tests/apiserver/build.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "tests/apiserver/build.sh failed (needs Go and the module proxy):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+    let out = Command::new("bash")
+        .arg(root.join("tests/apiserver/build.sh"))
+        .arg(name)
+        .output()
+        .map_err(|e| format!("cannot run tests/apiserver/build.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tests/apiserver/build.sh {name} failed (needs Go and the module proxy):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    Ok(bin)
+    Ok(root.join("target/kube-testenv").join(name))
 }
 
 fn start() -> Result<RealApiServer, String> {

@@ -614,3 +614,54 @@ def test_every_selector_selects_a_deployment_and_named_ports_exist(fixture, requ
             assert {p["targetPort"] for p in o["spec"]["ports"]} <= ports, key_of(o)
         if o["kind"] == "NetworkPolicy":
             assert {p["port"] for r in o["spec"]["ingress"] for p in r["ports"]} <= ports, key_of(o)
+
+
+# ---- common knobs (issue 13) ----
+
+def _pod(objs, component):
+    return find(objs, "Deployment", f"edgebind-{component}")["spec"]["template"]["spec"]
+
+
+def test_global_image_registry_replaces_the_registry():
+    objs = dr.objects(dr.render({"global": {"imageRegistry": "mirror.example.com/"}}))
+    for component in ("controller", "gateway"):
+        image = _pod(objs, component)["containers"][0]["image"]
+        assert image.startswith("mirror.example.com/edgebind/edgebind:"), image
+    objs = dr.objects(dr.render({"global": {"imageRegistry": "mirror.example.com"},
+                                 "image": {"repository": "edgebind/edgebind"}}))
+    assert _pod(objs, "controller")["containers"][0]["image"].startswith("mirror.example.com/edgebind/edgebind:")
+
+
+def test_extra_args_spread_and_probe_timings_reach_the_pods():
+    spread = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+               "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}]
+    objs = dr.objects(dr.render({
+        "controller": {"extraArgs": ["--log-format", "text"], "livenessProbe": {"periodSeconds": 30}},
+        "gateway": {"extraArgs": ["--reload-seconds", "5"], "topologySpreadConstraints": spread,
+                    "readinessProbe": {"failureThreshold": 6}},
+    }))
+    assert validate_all(objs) == []
+    ctrl = _pod(objs, "controller")["containers"][0]
+    assert ctrl["args"] == ["controller", "--log-format", "text"]
+    assert ctrl["livenessProbe"]["periodSeconds"] == 30 and ctrl["livenessProbe"]["timeoutSeconds"] == 3
+    assert ctrl["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "admin"}
+    gw = _pod(objs, "gateway")
+    assert gw["containers"][0]["args"] == ["gateway", "--reload-seconds", "5"]
+    assert gw["topologySpreadConstraints"] == spread
+    assert gw["containers"][0]["readinessProbe"]["failureThreshold"] == 6
+    assert gw["containers"][0]["readinessProbe"]["periodSeconds"] == 5
+
+
+def test_existing_service_accounts_and_no_rbac():
+    objs = dr.objects(dr.render({
+        "controller": {"serviceAccount": {"create": False, "name": "ops-controller"}},
+        "gateway": {"serviceAccount": {"create": False, "name": "ops-gateway"}},
+    }))
+    assert not [o for o in objs if o["kind"] == "ServiceAccount"]
+    assert _pod(objs, "controller")["serviceAccountName"] == "ops-controller"
+    assert _pod(objs, "gateway")["serviceAccountName"] == "ops-gateway"
+    subjects = {s["name"] for o in objs for s in o.get("subjects", [])}
+    assert subjects == {"ops-controller", "ops-gateway"}, "every binding names the given accounts"
+    objs = dr.objects(dr.render({"rbac": {"create": False}}))
+    assert not [o for o in objs if o["kind"] in ("ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding")]
+    assert [o for o in objs if o["kind"] == "ServiceAccount"]

@@ -53,11 +53,36 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The container image reference: digest wins over tag; the tag defaults to appVersion. */}}
 {{- define "edgebind.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repo := .Values.image.repository }}
+{{- with (.Values.global).imageRegistry }}
+{{- /* Replace the registry part (the first path segment when it names a host). */}}
+{{- $parts := splitList "/" $repo }}
+{{- if and (gt (len $parts) 1) (or (contains "." (first $parts)) (contains ":" (first $parts)) (eq (first $parts) "localhost")) }}
+{{- $repo = join "/" (rest $parts) }}
 {{- end }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* ServiceAccount names: serviceAccount.name, else the component's name. */}}
+{{- define "edgebind.controller.serviceAccountName" -}}
+{{- default (include "edgebind.controller.name" .) .Values.controller.serviceAccount.name }}
+{{- end }}
+{{- define "edgebind.gateway.serviceAccountName" -}}
+{{- default (include "edgebind.gateway.name" .) .Values.gateway.serviceAccount.name }}
+{{- end }}
+
+{{/* A probe: the chart's endpoint and timings, with the values' overrides. */}}
+{{- define "edgebind.probe" -}}
+httpGet:
+  path: {{ .path }}
+  port: admin
+{{- toYaml (merge (dict) .override .defaults) | nindent 0 }}
 {{- end }}
 
 {{/* Name of the controller's leader-election Lease. */}}

@@ -128,7 +128,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Simulate(cli::SimulateCommand::Linstor(a)) => {
             let cfg = edgebind_sim::linstor::SimConfig {
                 latency: Duration::from_millis(a.latency_ms),
-                ..edgebind_sim::linstor::SimConfig::realistic()
+                ..edgebind_sim::linstor::SimConfig::with_example_groups()
             };
             edgebind_sim::linstor::run_standalone(a.listen, cfg).await
         }

@@ -35,9 +35,6 @@ use edgebind_sim::linstor::{LinstorSim, RunningSim, SimConfig};
 #[path = "plan_cloudflare.rs"]
 mod cfplan;
 
-/// Resource group the embedded simulator offers, so examples using `resourceGroup` work.
-pub const SIM_RESOURCE_GROUP: &str = "replicated";
-
 #[derive(Default)]
 struct Manifests {
     backends: Vec<LinstorBackend>,
@@ -182,30 +179,6 @@ pub struct PlanReport {
     pub skipped: Vec<String>,
 }
 
-/// Offers the resource group the examples use on a fresh simulator.
-pub async fn seed_simulator(url: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            crate::linstor::tls::client_config(None).map_err(anyhow::Error::msg)?,
-        )
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    http.post(format!("{url}/v1/resource-groups"))
-        .json(&serde_json::json!({"name": SIM_RESOURCE_GROUP, "description": "offered by the embedded simulator",
-            "select_filter": {"place_count": 2, "storage_pool_list": ["thin"]}}))
-        .send()
-        .await?
-        .error_for_status()?;
-    http.post(format!(
-        "{url}/v1/resource-groups/{SIM_RESOURCE_GROUP}/volume-groups"
-    ))
-    .json(&serde_json::json!({"volume_number": 0}))
-    .send()
-    .await?
-    .error_for_status()?;
-    Ok(())
-}
-
 fn live_client(
     args: &PlanArgs,
     url: &str,
@@ -267,9 +240,8 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
             Some(u) => live_client(args, u, Some(b))?,
             None => {
                 if sim.is_none() {
-                    let s = LinstorSim::start(SimConfig::realistic()).await?;
-                    seed_simulator(&s.url()).await?;
-                    sim = Some(s);
+                    // With the resource group the examples name (`replicated`).
+                    sim = Some(LinstorSim::start(SimConfig::with_example_groups()).await?);
                 }
                 let url = sim.as_ref().map(|s| s.url()).unwrap_or_default();
                 LinstorClient::new(ClientConfig {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use faults::{CallStats, Exchange, FaultHandle};
 pub use server::{RunningSim, SimulateLinstorArgs, run, run_standalone};
-pub use state::{SimNode, SimPool};
+pub use state::{SimNode, SimPool, SimResourceGroup};
 
 use faults::ExchangeLog;
 use state::World;
@@ -39,6 +39,9 @@ pub struct SimConfig {
     pub rest_api_version: String,
     /// Added to every call.
     pub latency: Duration,
+    /// Resource groups that exist from the start, besides LINSTOR's own `DfltRscGrp` (an
+    /// operator's install, e.g. Piraeus', defines its own).
+    pub resource_groups: Vec<SimResourceGroup>,
     /// New diskful replicas that join existing ones report Inconsistent/SyncTarget until this
     /// has passed; zero means UpToDate at once.
     pub sync_delay: Duration,
@@ -59,6 +62,20 @@ impl SimConfig {
             rest_api_version: "1.27.0".to_string(),
             latency: Duration::ZERO,
             sync_delay: Duration::ZERO,
+            resource_groups: Vec::new(),
+        }
+    }
+
+    /// [`SimConfig::realistic`] with the resource group the examples name: `replicated`, two
+    /// replicas in pool `thin`, volume group 0. What `plan` and `edgebind simulate linstor` run.
+    pub fn with_example_groups() -> Self {
+        SimConfig {
+            resource_groups: vec![SimResourceGroup {
+                name: "replicated".into(),
+                place_count: 2,
+                storage_pools: vec!["thin".into()],
+            }],
+            ..SimConfig::realistic()
         }
     }
 }
@@ -79,7 +96,7 @@ pub struct LinstorSim {
 
 impl LinstorSim {
     pub fn new(cfg: SimConfig) -> Self {
-        let world = World::new(&cfg.nodes, cfg.sync_delay);
+        let world = World::new(&cfg.nodes, &cfg.resource_groups, cfg.sync_delay);
         LinstorSim {
             inner: Arc::new(Inner {
                 cfg,

@@ -129,7 +129,7 @@ pub struct SimulateLinstorArgs {
 
 impl SimulateLinstorArgs {
     pub fn config(&self) -> SimConfig {
-        let mut cfg = SimConfig::realistic();
+        let mut cfg = SimConfig::with_example_groups();
         if self.nodes > 0 {
             cfg.nodes = (1..=self.nodes)
                 .map(|i| {

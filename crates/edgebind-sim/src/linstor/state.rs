@@ -78,6 +78,15 @@ pub struct VolumeGroup {
     pub uuid: String,
 }
 
+/// A resource group the simulator starts with (`SimConfig::resource_groups`), with volume
+/// group 0 as `linstor resource-group create` plus `volume-group create` leave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimResourceGroup {
+    pub name: String,
+    pub place_count: i32,
+    pub storage_pools: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ResourceGroup {
     pub name: String,
@@ -195,7 +204,7 @@ pub fn new_uuid() -> String {
 }
 
 impl World {
-    pub fn new(nodes: &[SimNode], sync_delay: Duration) -> Self {
+    pub fn new(nodes: &[SimNode], groups: &[SimResourceGroup], sync_delay: Duration) -> Self {
         let nodes = nodes
             .iter()
             .map(|n| {
@@ -225,6 +234,30 @@ impl World {
                 vgs: BTreeMap::new(),
             },
         );
+        for g in groups {
+            let vg = VolumeGroup {
+                number: 0,
+                props: Props::new(),
+                flags: Vec::new(),
+                uuid: new_uuid(),
+            };
+            rgs.insert(
+                key(&g.name),
+                ResourceGroup {
+                    name: g.name.clone(),
+                    description: None,
+                    props: Props::new(),
+                    select_filter: AutoSelectFilter {
+                        place_count: Some(g.place_count),
+                        storage_pool_list: Some(g.storage_pools.clone()),
+                        ..Default::default()
+                    },
+                    peer_slots: None,
+                    uuid: new_uuid(),
+                    vgs: BTreeMap::from([(0, vg)]),
+                },
+            );
+        }
         let instance = uuid::Uuid::new_v4().simple().to_string();
         World {
             nodes,

@@ -152,3 +152,48 @@ async fn plan_against_live_linstor_never_writes() {
         .unwrap();
     assert_eq!(db.ops.len(), 3, "create, volume, autoplace planned");
 }
+
+/// `edgebind simulate linstor`, run as a newcomer runs it, serves every resource group the
+/// examples name (issue 13), so the examples work against it as they do in `plan`.
+#[tokio::test]
+async fn the_standalone_linstor_simulator_serves_the_examples_resource_groups() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut named = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("examples") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("YAML");
+            if let Some(rg) = v["spec"]["placement"]["resourceGroup"].as_str() {
+                named.insert(rg.to_string());
+            }
+        }
+    }
+    assert!(!named.is_empty(), "the examples name a resource group");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgebind"))
+        .args(["simulate", "linstor", "--listen", &addr.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("edgebind simulate linstor");
+    let url = format!("http://{addr}/v1/resource-groups");
+    let mut served = Vec::new();
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await
+            && let Ok(groups) = r.json::<Vec<serde_json::Value>>().await
+        {
+            served = groups
+                .iter()
+                .filter_map(|g| g["name"].as_str().map(str::to_string))
+                .collect();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill().await;
+    for rg in &named {
+        assert!(served.contains(rg), "{rg} is not served: {served:?}");
+    }
+}

@@ -125,10 +125,8 @@ async fn plan_predicts_the_controllers_linstor_writes_and_conditions_on_every_ex
     );
 
     // The controller, on the same objects in plan's order, each once the one before settled.
-    let mut bed = Bed::start_without_controller(SimConfig::realistic(), fast_config()).await;
-    edgebind::plan::seed_simulator(&bed.linstor.url())
-        .await
-        .expect("resource group offered");
+    let mut bed =
+        Bed::start_without_controller(SimConfig::with_example_groups(), fast_config()).await;
     let seeded = bed.linstor.sim.exchanges().len();
     bed.start_controller();
     bed.wait_volume_backend_ready().await;

@@ -15,14 +15,21 @@ step "installing Python and npm test dependencies (background)"
 pip_pid=$!
 (cd worker && npm ci --no-audit --no-fund --loglevel=error >"$logs/npm.log" 2>&1; echo $? >"$logs/npm.rc") &
 npm_pid=$!
-# A real kube-apiserver + etcd and kustomize, built from their Go modules (tests/apiserver);
-# Go's caches make this a few seconds after the first build.
-step "building kube-apiserver + etcd (kube-testenv), kustomize and kstatus from Go modules (background)"
-(bash tests/apiserver/build.sh kube-testenv kustomize kstatus >"$logs/go.log" 2>&1; echo $? >"$logs/go.rc") &
+# A real kube-apiserver + etcd, kustomize, kstatus (tests/apiserver) and actionlint, built from
+# their Go modules; Go's caches make this a few seconds after the first build.
+step "building kube-apiserver + etcd (kube-testenv), kustomize, kstatus and actionlint from Go modules (background)"
+(
+    {
+        bash tests/apiserver/build.sh kube-testenv kustomize kstatus &&
+            GOBIN="$root/target/tools" CGO_ENABLED=0 go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+    } >"$logs/go.log" 2>&1
+    echo $? >"$logs/go.rc"
+) &
 go_pid=$!
 export EDGEBIND_KUBE_TESTENV="$root/target/kube-testenv/kube-testenv"
 export EDGEBIND_KUSTOMIZE="$root/target/kube-testenv/kustomize"
 export EDGEBIND_KSTATUS="$root/target/kube-testenv/kstatus"
+export EDGEBIND_ACTIONLINT="$root/target/tools/actionlint"
 
 step "the repository stands on its own (nothing reads outside it)"
 # The API documents and reference facts are vendored (specs/, docs/reference/). A path to the
@@ -48,7 +55,7 @@ cargo build --workspace --locked --bins --tests
 
 wait "$go_pid" || true
 if [ "$(cat "$logs/go.rc" 2>/dev/null)" != "0" ]; then
-    echo "building kube-testenv/kustomize failed:" >&2
+    echo "building the Go tools (kube-testenv, kustomize, kstatus, actionlint) failed:" >&2
     cat "$logs/go.log" >&2
     exit 1
 fi

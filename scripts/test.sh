@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs (.ci/run calls this) and what a developer runs.
-# Installs everything it needs into project-local folders (.venv/, worker/node_modules/).
+# Installs everything it needs into project-local folders (.venv/, worker/node_modules/,
+# .tools/ for Debian packages and target/ for tools built from Go modules).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,6 +16,8 @@ step "installing Python and npm test dependencies (background)"
 pip_pid=$!
 (cd worker && npm ci --no-audit --no-fund --loglevel=error >"$logs/npm.log" 2>&1; echo $? >"$logs/npm.rc") &
 npm_pid=$!
+(bash scripts/install-debian.sh >"$logs/debian.log" 2>&1; echo $? >"$logs/debian.rc") &
+debian_pid=$!
 # A real kube-apiserver + etcd, kustomize, kstatus (tests/apiserver) and actionlint, built from
 # their Go modules; Go's caches make this a few seconds after the first build.
 step "building kube-apiserver + etcd (kube-testenv), kustomize, kstatus and actionlint from Go modules (background)"
@@ -70,8 +73,8 @@ else
     cargo test --workspace --locked --no-fail-fast
 fi
 
-wait "$pip_pid" "$npm_pid" || true
-for t in pip npm; do
+wait "$pip_pid" "$npm_pid" "$debian_pid" || true
+for t in pip npm debian; do
     if [ "$(cat "$logs/$t.rc" 2>/dev/null)" != "0" ]; then
         echo "$t install failed:" >&2
         cat "$logs/$t.log" >&2

@@ -80,6 +80,22 @@ def test_each_alert_fires_on_trouble_and_not_on_health(tmp_path: Path):
             {"interval": "1m", "input_series": [], "alert_rule_test": [
                 alert("EdgebindControllerDown", {"severity": "critical"}, time="10m"),
             ]},
+            # Token expiry: promtool's clock starts at 0, so the gauge holds seconds from then.
+            {"interval": "1m", "input_series": [
+                {"series": f'edgebind_cloudflare_token_expiry_timestamp_seconds{{{JOB}}}', "values": "259200x200"},
+            ], "alert_rule_test": [
+                alert("EdgebindCloudflareTokenExpiresSoon", {"severity": "warning"}, time="2h"),
+            ]},
+            {"interval": "1m", "input_series": [
+                {"series": f'edgebind_cloudflare_token_expiry_timestamp_seconds{{{JOB}}}', "values": "0x200"},
+            ], "alert_rule_test": [
+                alert("EdgebindCloudflareTokenExpiresSoon", None, time="2h"),
+            ]},
+            {"interval": "1m", "input_series": [
+                {"series": f'edgebind_cloudflare_token_expiry_timestamp_seconds{{{JOB}}}', "values": "5000000x200"},
+            ], "alert_rule_test": [
+                alert("EdgebindCloudflareTokenExpiresSoon", None, time="2h"),
+            ]},
         ],
     }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Labels never carry object names (unbounded cardinality).
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -49,6 +50,10 @@ pub(crate) struct Metrics {
     pub linstor_writes: Counter,
     /// 1 while this replica reconciles: it holds the Lease, or runs without leader election.
     pub leader: Gauge,
+    /// The earliest expiry among the accounts' Cloudflare API tokens (Unix seconds), 0 when none
+    /// expires; per account in `token_expiries`, so no object name becomes a label.
+    pub token_expiry: Gauge,
+    token_expiries: Mutex<BTreeMap<String, i64>>,
 }
 
 fn latency_hist() -> Histogram {
@@ -66,6 +71,8 @@ fn init() -> (Metrics, Registry) {
         reconciles_in_progress: Family::default(),
         linstor_writes: Counter::default(),
         leader: Gauge::default(),
+        token_expiry: Gauge::default(),
+        token_expiries: Mutex::new(BTreeMap::new()),
     };
     let build: Family<BuildLabels, Gauge> = Family::default();
     build
@@ -113,6 +120,11 @@ fn init() -> (Metrics, Registry) {
         "build_info",
         "The running edgebind's version, always 1",
         build,
+    );
+    r.register(
+        "cloudflare_token_expiry_timestamp_seconds",
+        "Earliest expiry among the CloudflareAccounts' API tokens, Unix seconds; 0 when none expires",
+        m.token_expiry.clone(),
     );
     (m, r)
 }
@@ -222,6 +234,20 @@ impl Drop for ReconcileGuard {
     }
 }
 
+/// Records when one account's API token expires (`None`: it does not, or the account is gone)
+/// and sets the gauge to the earliest expiry.
+pub(crate) fn token_expiry(account: &str, expires_at: Option<i64>) {
+    let m = get();
+    let Ok(mut all) = m.token_expiries.lock() else {
+        return;
+    };
+    match expires_at {
+        Some(t) => all.insert(account.to_string(), t),
+        None => all.remove(account),
+    };
+    m.token_expiry.set(all.values().copied().min().unwrap_or(0));
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -234,5 +260,17 @@ mod tests {
             super::path_template("/v1/view/resources"),
             "/v1/view/resources"
         );
+    }
+
+    #[test]
+    fn the_token_expiry_gauge_is_the_earliest_of_the_accounts() {
+        let g = || super::get().token_expiry.get();
+        super::token_expiry("unit-a", Some(2_000_000_000));
+        super::token_expiry("unit-b", Some(1_900_000_000));
+        assert_eq!(g(), 1_900_000_000);
+        super::token_expiry("unit-b", None);
+        assert_eq!(g(), 2_000_000_000, "a deleted account no longer counts");
+        super::token_expiry("unit-a", None);
+        assert_eq!(g(), 0, "no token expires");
     }
 }

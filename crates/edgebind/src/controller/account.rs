@@ -211,6 +211,7 @@ pub(crate) async fn reconcile(
     let name = a.name_any();
     if a.meta().deletion_timestamp.is_some() {
         ctx.accounts.remove(&name);
+        crate::metrics::token_expiry(&name, None);
         return Ok(Action::await_change());
     }
     let existing = ctx.accounts.get(&name);
@@ -283,6 +284,13 @@ pub(crate) async fn reconcile(
             .or(old.token_kind.clone()),
         ..old.clone()
     };
+    crate::metrics::token_expiry(
+        &a.name_any(),
+        new.token_expires_on
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second()),
+    );
     skeleton::report(
         &ctx,
         a.as_ref(),

@@ -101,6 +101,15 @@ async fn apply_chart_rbac(server: &RealApiServer) {
     .await;
 }
 
+/// This test's turn on the shared real API server, with the CRDs and the chart's RBAC in place.
+async fn my_turn() -> (tokio::sync::MutexGuard<'static, ()>, &'static RealApiServer) {
+    let turn = TURN.lock().await;
+    let server = apiserver::shared();
+    assert!(apiserver::install_crds(server).await.is_empty());
+    apply_chart_rbac(server).await;
+    (turn, server)
+}
+
 /// One controller, its LINSTOR and its backend, for one turn.
 struct Run {
     admin: kube::Client,
@@ -285,14 +294,11 @@ async fn short_lifecycle(run: &Run, secs: u64) -> Result<(), String> {
 
 #[tokio::test]
 async fn the_controller_runs_volumes_snapshots_and_restores_under_the_charts_rbac() {
-    let _turn = TURN.lock().await;
+    let (_turn, server) = my_turn().await;
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn")
         .with_test_writer()
         .try_init();
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
     set_rules(
         server,
         "ClusterRole",
@@ -574,10 +580,7 @@ async fn rotate(
 
 #[tokio::test]
 async fn the_controller_publishes_a_binding_under_the_charts_rbac() {
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
+    let (_turn, server) = my_turn().await;
     let run = Run::start(server, "bind").await;
     let outcome = binding_scenario(&run, 30).await;
     run.stop().await;
@@ -592,10 +595,7 @@ async fn the_controller_publishes_a_binding_under_the_charts_rbac() {
 #[tokio::test]
 async fn every_rule_of_the_charts_controller_roles_is_needed() {
     const SUBSUMED_BY_KEYS: &[(&str, usize)] = &[("edgebind-controller-backend-secrets", 0)];
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
+    let (_turn, server) = my_turn().await;
     let both = |run: Run, secs: u64| async move {
         let outcome = match short_lifecycle(&run, secs).await {
             Ok(()) => binding_scenario(&run, secs).await,
@@ -882,10 +882,7 @@ async fn edge_scenario(server: &RealApiServer, e: &Edge, secs: u64) -> Result<()
 async fn a_replay_has_no_second_effect_across_two_gateways_and_a_restart() {
     use crate::support::edge::sign;
 
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
+    let (_turn, server) = my_turn().await;
     let e = edge_setup(server, "replay").await;
     let admin = server.client(Who::Admin).await;
     let (one, two) = (
@@ -966,10 +963,7 @@ async fn a_replay_has_no_second_effect_across_two_gateways_and_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
+    let (_turn, server) = my_turn().await;
     let e = edge_setup(server, "edge").await;
     edge_scenario(server, &e, 30)
         .await
@@ -1016,10 +1010,7 @@ async fn set_rules(
 /// edge scenario stops where the rule is used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_of_the_charts_gateway_roles_is_needed() {
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
+    let (_turn, server) = my_turn().await;
     let mut checked = 0;
     for (kind, name) in [
         ("ClusterRole", "edgebind-gateway"),
@@ -1077,10 +1068,7 @@ async fn every_rule_of_the_leader_election_role_is_needed() {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::rbac::v1::PolicyRule;
 
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
+    let (_turn, server) = my_turn().await;
     apply_leader_election_role(server).await;
     let admin = server.client(Who::Admin).await;
     let role = leader_election_docs()
@@ -1150,10 +1138,7 @@ async fn leader_election_on_a_real_lease_under_the_charts_role() {
     use k8s_openapi::api::coordination::v1::Lease;
     use tokio::sync::oneshot;
 
-    let _turn = TURN.lock().await;
-    let server = apiserver::shared();
-    assert!(apiserver::install_crds(server).await.is_empty());
-    apply_chart_rbac(server).await;
+    let (_turn, server) = my_turn().await;
     apply_leader_election_role(server).await;
     let admin = server.client(Who::Admin).await;
     // The same setup as `Run`, with two controllers on the Lease instead of one.

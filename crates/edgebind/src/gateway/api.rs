@@ -37,28 +37,42 @@ use super::token::{self, IssuerStore, JwksCache, TokenFailure};
 /// Largest accepted body.
 pub const MAX_BODY: usize = 65_536;
 
-/// The live policy bundle, replaced whole when the custom resources change.
-#[derive(Clone)]
-pub struct BundleStore(Arc<RwLock<Arc<Bundle>>>);
+/// A value the reloader replaces whole; requests keep the one they started with.
+pub struct Live<T>(Arc<RwLock<Arc<T>>>);
 
-impl BundleStore {
-    pub fn new(b: Bundle) -> Self {
-        BundleStore(Arc::new(RwLock::new(Arc::new(b))))
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Live(self.0.clone())
     }
-    pub fn current(&self) -> Arc<Bundle> {
+}
+
+impl<T: Default> Default for Live<T> {
+    fn default() -> Self {
+        Live::new(T::default())
+    }
+}
+
+impl<T> Live<T> {
+    pub fn new(v: T) -> Self {
+        Live(Arc::new(RwLock::new(Arc::new(v))))
+    }
+    pub fn current(&self) -> Arc<T> {
         match self.0.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
-    pub fn replace(&self, b: Bundle) {
-        let b = Arc::new(b);
+    pub fn replace(&self, v: T) {
+        let v = Arc::new(v);
         match self.0.write() {
-            Ok(mut g) => *g = b,
-            Err(p) => *p.into_inner() = b,
+            Ok(mut g) => *g = v,
+            Err(p) => *p.into_inner() = v,
         }
     }
 }
+
+/// The live policy bundle, replaced whole when the custom resources change.
+pub type BundleStore = Live<Bundle>;
 
 /// Limits that hold before any policy does (issue 12, flood): one key cannot take more than
 /// its share, and cheap questions (`can-i`, listing) cost each identity a token.
@@ -487,7 +501,12 @@ async fn authenticate(
     bundle: &Bundle,
     identity: &mut EdgeIdentity,
 ) -> Result<(), Answer> {
-    let Some(trusted) = s.issuers.get(&identity.principal.issuer) else {
+    // The live list, borrowed: no issuer is copied per request.
+    let issuers = s.issuers.current();
+    let Some(trusted) = issuers
+        .iter()
+        .find(|i| i.entry.name == identity.principal.issuer)
+    else {
         return Err(Answer::refuse(Reason::IdentityInvalid));
     };
     if !trusted.verify {

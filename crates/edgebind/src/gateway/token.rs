@@ -11,7 +11,7 @@
 //! the same claim mapping. Failures are typed; none of them carries the token.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -115,33 +115,7 @@ pub fn trusted_issuers(issuers: &[IdentityIssuer]) -> Vec<TrustedIssuer> {
 }
 
 /// The live issuers, replaced whole on each reload.
-#[derive(Clone, Default)]
-pub struct IssuerStore(Arc<RwLock<Arc<Vec<TrustedIssuer>>>>);
-
-impl IssuerStore {
-    pub fn new(issuers: Vec<TrustedIssuer>) -> Self {
-        IssuerStore(Arc::new(RwLock::new(Arc::new(issuers))))
-    }
-    pub fn current(&self) -> Arc<Vec<TrustedIssuer>> {
-        match self.0.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-    pub fn replace(&self, issuers: Vec<TrustedIssuer>) {
-        let v = Arc::new(issuers);
-        match self.0.write() {
-            Ok(mut g) => *g = v,
-            Err(p) => *p.into_inner() = v,
-        }
-    }
-    pub fn get(&self, name: &str) -> Option<TrustedIssuer> {
-        self.current()
-            .iter()
-            .find(|i| i.entry.name == name)
-            .cloned()
-    }
-}
+pub type IssuerStore = super::api::Live<Vec<TrustedIssuer>>;
 
 struct CachedSet {
     /// Where it came from: a changed `jwksUri` or issuer URL is a different set.

@@ -2,6 +2,8 @@
 //! RS256 case is a token and public key that jose (the Worker's library) produced, so the two
 //! implementations agree on the encoding.
 
+use std::sync::Arc;
+
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::json;

@@ -156,6 +156,7 @@ async fn can_i_and_list_are_rate_limited_per_identity() {
         )
     };
     let mut refused = 0;
+    let started = std::time::Instant::now();
     for _ in 0..10 {
         let (s, body, _) = gw.send(can_i()).await;
         if s == 429 {
@@ -167,10 +168,15 @@ async fn can_i_and_list_are_rate_limited_per_identity() {
             refused += 1;
         }
     }
+    // The burst, plus one query per second refilled while they were sent (a loaded machine
+    // sends slowly): everything beyond that is refused.
+    let answered_at_most = 3 + started.elapsed().as_secs_f64().ceil() as usize;
     assert!(
-        refused >= 16,
-        "20 queries against a burst of 3: {refused} refused"
+        20 - refused <= answered_at_most,
+        "20 queries against a burst of 3 in {:?}: {refused} refused",
+        started.elapsed()
     );
+    assert!(refused >= 10, "a flood is refused: {refused} of 20 refused");
     // Another identity is still answered.
     let (s, body, _) = gw
         .send(Req {

@@ -11,15 +11,19 @@ use std::time::Duration;
 use edgebind::controller::{self, Readiness};
 use edgebind::crd::{EdgeSnapshot, EdgeVolume, LinstorBackend};
 use edgebind_sim::linstor::{LinstorSim, RunningSim, SimConfig};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::support::apiserver::{self, RealApiServer, Who};
 use crate::support::bed::fast_config;
+use crate::support::partition::Partition;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -79,26 +83,28 @@ async fn create_rbac_doc(admin: &kube::Client, doc: Value) {
     }
 }
 
-/// The chart's ServiceAccounts and RBAC objects (default values), created once per server.
+/// The chart's ServiceAccounts and RBAC objects (default values), created once on the shared
+/// server.
 async fn apply_chart_rbac(server: &RealApiServer) {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    DONE.get_or_init(|| async {
-        let admin = server.client(Who::Admin).await;
-        let pp = PostParams::default();
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": RELEASE_NS}})).unwrap();
-        let _ = Api::<Namespace>::all(admin.clone()).create(&pp, &ns).await;
-        for file in [
-            "serviceaccounts.yaml",
-            "rbac-controller.yaml",
-            "rbac-gateway.yaml",
-        ] {
-            for doc in base_docs(file) {
-                create_rbac_doc(&admin, doc).await;
-            }
+    DONE.get_or_init(|| create_chart_rbac(server)).await;
+}
+
+/// The chart's ServiceAccounts and RBAC objects on `server`.
+async fn create_chart_rbac(server: &RealApiServer) {
+    let admin = server.client(Who::Admin).await;
+    let pp = PostParams::default();
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": RELEASE_NS}})).unwrap();
+    let _ = Api::<Namespace>::all(admin.clone()).create(&pp, &ns).await;
+    for file in [
+        "serviceaccounts.yaml",
+        "rbac-controller.yaml",
+        "rbac-gateway.yaml",
+    ] {
+        for doc in base_docs(file) {
+            create_rbac_doc(&admin, doc).await;
         }
-    })
-    .await;
+    }
 }
 
 /// This test's turn on the shared real API server, with the CRDs and the chart's RBAC in place.
@@ -131,6 +137,12 @@ fn config() -> edgebind::controller::ControllerConfig {
 
 impl Run {
     async fn start(server: &RealApiServer, prefix: &str) -> Run {
+        let client = server.client(Who::Controller).await;
+        Run::start_with(server, prefix, client).await
+    }
+
+    /// A run whose controller talks to the server through `client`.
+    async fn start_with(server: &RealApiServer, prefix: &str, client: kube::Client) -> Run {
         let admin = server.client(Who::Admin).await;
         let ns = server.namespace(prefix).await;
         let linstor = LinstorSim::start(SimConfig::realistic())
@@ -147,7 +159,6 @@ impl Run {
             .create(&PostParams::default(), &lb)
             .await
             .expect("LinstorBackend");
-        let client = server.client(Who::Controller).await;
         let ctrl = tokio::spawn(async move {
             if let Err(e) = controller::run(
                 client,
@@ -576,6 +587,88 @@ async fn rotate(
     })
     .await
     .ok_or_else(|| "the gateway key Secret did not move to the new key".to_string())
+}
+
+/// Whether the server answers a watch of EdgeVolumes from `rv` with `410 Gone` (as an HTTP status
+/// or as the stream's first event, the two ways a server may say it).
+async fn watch_is_gone(api: &Api<EdgeVolume>, rv: &str) -> bool {
+    match api.watch(&WatchParams::default().timeout(5), rv).await {
+        Err(kube::Error::Api(e)) => e.code == 410,
+        Err(_) => false,
+        Ok(stream) => matches!(
+            tokio::time::timeout(Duration::from_secs(5), stream.boxed().next()).await,
+            Ok(Some(Ok(WatchEvent::Error(e)))) if e.code == 410
+        ),
+    }
+}
+
+/// The controller's watches recover from `410 Gone` on the real server. Its own server runs with
+/// the watch cache off (watches read etcd) and etcd compacted every second, so once the
+/// controller has been cut off for a few seconds, every resourceVersion it has seen is gone and
+/// resuming a watch from one is refused: only a relist can show what changed meanwhile. A volume
+/// created and one deleted during the partition are both reconciled after it.
+#[tokio::test]
+async fn the_controller_relists_after_410_gone_from_the_real_server() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let server = apiserver::private(&["--watch-cache=false", "--etcd-compaction-interval=1s"]);
+    assert!(apiserver::create_crds(&server).await.is_empty());
+    create_chart_rbac(&server).await;
+    let upstream: std::net::SocketAddr = server
+        .info
+        .server
+        .trim_start_matches("https://")
+        .parse()
+        .expect("kube-testenv serves on an address");
+    let partition = Partition::start(upstream).await;
+    let mut cfg = server.config(Who::Controller).await;
+    cfg.cluster_url = format!("https://{}", partition.addr())
+        .parse()
+        .expect("URL");
+    let client = kube::Client::try_from(cfg).expect("client");
+    let run = Run::start_with(&server, "gone", client).await;
+
+    run.create_volume("before", json!({})).await;
+    assert!(run.volume_ready("before", 30).await.is_some());
+
+    partition.cut();
+    // Every resourceVersion the controller has seen is at most this one.
+    let seen = run
+        .volumes()
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("a list has a resourceVersion");
+    run.create_volume("during", json!({})).await;
+    run.volumes()
+        .delete("before", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let expired = poll(30, || async {
+        watch_is_gone(&run.volumes(), &seen).await.then_some(())
+    })
+    .await;
+    assert!(
+        expired.is_some(),
+        "etcd was never compacted past resourceVersion {seen}"
+    );
+    partition.heal();
+
+    assert!(
+        run.volume_ready("during", 60).await.is_some(),
+        "the volume created while the controller was cut off was never reconciled"
+    );
+    assert!(
+        run.gone(&run.volumes(), "before", 60).await,
+        "the volume deleted while the controller was cut off was never released"
+    );
+    let rd = edgebind::linstor::naming::volume_name(&run.ns, "before");
+    assert!(run.linstor.sim.resource_definition(&rd).is_none());
+    run.stop().await;
 }
 
 #[tokio::test]

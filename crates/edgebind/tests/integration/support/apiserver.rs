@@ -77,9 +77,13 @@ pub fn go_tool(name: &str, env: &str) -> Result<PathBuf, String> {
     Ok(root.join("target/kube-testenv").join(name))
 }
 
-fn start() -> Result<RealApiServer, String> {
+fn start(apiserver_flags: &[&str]) -> Result<RealApiServer, String> {
     let bin = binary()?;
-    let mut child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    if !apiserver_flags.is_empty() {
+        cmd.arg("--").args(apiserver_flags);
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -109,10 +113,16 @@ static SERVER: OnceLock<Result<RealApiServer, String>> = OnceLock::new();
 /// The shared server, started on first use. A server that cannot start fails the test: a
 /// test skipped for a missing tool would hide exactly what it exists to check.
 pub fn shared() -> &'static RealApiServer {
-    match SERVER.get_or_init(start) {
+    match SERVER.get_or_init(|| start(&[])) {
         Ok(s) => s,
         Err(e) => panic!("the real API server is not available: {e}"),
     }
+}
+
+/// A server of the calling test's own, started with extra kube-apiserver flags (for behaviour
+/// that would disturb the shared one); it stops when the value is dropped.
+pub fn private(apiserver_flags: &[&str]) -> RealApiServer {
+    start(apiserver_flags).unwrap_or_else(|e| panic!("the real API server is not available: {e}"))
 }
 
 static NEXT_NS: AtomicU32 = AtomicU32::new(0);
@@ -120,16 +130,20 @@ static NEXT_NS: AtomicU32 = AtomicU32::new(0);
 impl RealApiServer {
     /// A client with `who`'s credentials, bound to the calling test's runtime.
     pub async fn client(&self, who: Who) -> kube::Client {
+        kube::Client::try_from(self.config(who).await).expect("client")
+    }
+
+    /// `who`'s client configuration (server URL, CA, credentials).
+    pub async fn config(&self, who: Who) -> kube::Config {
         let path = match who {
             Who::Admin => &self.info.admin,
             Who::Controller => &self.info.controller,
             Who::Gateway => &self.info.gateway,
         };
         let kc = Kubeconfig::read_from(path).expect("kube-testenv wrote a kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
-            .expect("kubeconfig is usable");
-        kube::Client::try_from(cfg).expect("client")
+            .expect("kubeconfig is usable")
     }
 
     /// A fresh namespace named after `prefix`, unique in this server's life.
@@ -156,31 +170,31 @@ impl RealApiServer {
 pub async fn install_crds(server: &RealApiServer) -> Vec<(String, String)> {
     static RESULT: tokio::sync::OnceCell<Vec<(String, String)>> =
         tokio::sync::OnceCell::const_new();
-    RESULT
-        .get_or_init(|| async {
-            let client = server.client(Who::Admin).await;
-            let api: Api<CustomResourceDefinition> = Api::all(client);
-            let text = std::fs::read_to_string(workspace_root().join("crds/edgebind.dev.yaml"))
-                .expect("crds/edgebind.dev.yaml");
-            let mut refused = Vec::new();
-            let mut names = Vec::new();
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let crd: CustomResourceDefinition =
-                    serde::Deserialize::deserialize(doc).expect("a CRD");
-                let name = crd.metadata.name.clone().unwrap_or_default();
-                match api.create(&PostParams::default(), &crd).await {
-                    Ok(_) => names.push(name),
-                    Err(kube::Error::Api(e)) if e.code == 409 => names.push(name),
-                    Err(e) => refused.push((name, e.to_string())),
-                }
-            }
-            for name in names {
-                wait_established(&api, &name).await;
-            }
-            refused
-        })
-        .await
-        .clone()
+    RESULT.get_or_init(|| create_crds(server)).await.clone()
+}
+
+/// Creates every CRD on `server` (a private one: the shared server's go through
+/// [`install_crds`]) and waits until each is Established; returns what the server refused.
+pub async fn create_crds(server: &RealApiServer) -> Vec<(String, String)> {
+    let client = server.client(Who::Admin).await;
+    let api: Api<CustomResourceDefinition> = Api::all(client);
+    let text = std::fs::read_to_string(workspace_root().join("crds/edgebind.dev.yaml"))
+        .expect("crds/edgebind.dev.yaml");
+    let mut refused = Vec::new();
+    let mut names = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let crd: CustomResourceDefinition = serde::Deserialize::deserialize(doc).expect("a CRD");
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), &crd).await {
+            Ok(_) => names.push(name),
+            Err(kube::Error::Api(e)) if e.code == 409 => names.push(name),
+            Err(e) => refused.push((name, e.to_string())),
+        }
+    }
+    for name in names {
+        wait_established(&api, &name).await;
+    }
+    refused
 }
 
 async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) {

@@ -194,6 +194,44 @@ def test_routes_create_list_and_conflict(cf):
     assert all(r.id != route.id for r in cf.workers.routes.list(zone_id=ZONE))
 
 
+def test_tunnel_lifecycle_and_its_dns_record(cf):
+    """The SDK's tunnel and DNS calls, as edgebind's controller makes them, on the simulator."""
+    t = cf.zero_trust.tunnels.cloudflared.create(account_id=ACCOUNT, name="sdk-tunnel", config_src="cloudflare")
+    assert t.name == "sdk-tunnel" and t.status == "inactive"
+    with pytest.raises(cloudflare.ConflictError) as e:
+        cf.zero_trust.tunnels.cloudflared.create(account_id=ACCOUNT, name="sdk-tunnel", config_src="cloudflare")
+    assert error_code(e.value) == 1013
+    found = list(cf.zero_trust.tunnels.cloudflared.list(account_id=ACCOUNT, name="sdk-tunnel", is_deleted=False))
+    assert [x.id for x in found] == [t.id]
+    ingress = [{"hostname": "sdk-gw.example.com", "service": "http://gw.ns.svc:8443"},
+               {"service": "http_status:404"}]
+    cf.zero_trust.tunnels.cloudflared.configurations.update(t.id, account_id=ACCOUNT, config={"ingress": ingress})
+    got = cf.zero_trust.tunnels.cloudflared.configurations.get(t.id, account_id=ACCOUNT)
+    assert got.config.ingress[0].hostname == "sdk-gw.example.com"
+    assert got.version == 1
+    with pytest.raises(cloudflare.BadRequestError) as e:
+        cf.zero_trust.tunnels.cloudflared.configurations.update(
+            t.id, account_id=ACCOUNT, config={"ingress": ingress[:1]})
+    assert error_code(e.value) == 1055
+    token = cf.zero_trust.tunnels.cloudflared.token.get(t.id, account_id=ACCOUNT)
+    assert isinstance(token, str) and len(token) > 40
+    assert list(cf.zero_trust.tunnels.cloudflared.connections.get(t.id, account_id=ACCOUNT)) == []
+
+    rec = cf.dns.records.create(zone_id=ZONE, type="CNAME", name="sdk-gw", ttl=1, proxied=True,
+                                content=f"{t.id}.cfargotunnel.com", comment="edgebind test")
+    assert rec.name == "sdk-gw.example.com" and rec.proxied is True
+    with pytest.raises(cloudflare.BadRequestError) as e:
+        cf.dns.records.create(zone_id=ZONE, type="A", name="sdk-gw.example.com", ttl=1, content="192.0.2.1")
+    assert error_code(e.value) == 81053
+    listed = list(cf.dns.records.list(zone_id=ZONE, name={"exact": "sdk-gw.example.com"}))
+    assert [r.id for r in listed] == [rec.id]
+    cf.dns.records.delete(rec.id, zone_id=ZONE)
+    assert list(cf.dns.records.list(zone_id=ZONE, name={"exact": "sdk-gw.example.com"})) == []
+
+    cf.zero_trust.tunnels.cloudflared.delete(t.id, account_id=ACCOUNT)
+    assert list(cf.zero_trust.tunnels.cloudflared.list(account_id=ACCOUNT, name="sdk-tunnel", is_deleted=False)) == []
+
+
 def test_rate_limit_raises_rate_limit_error():
     # Its own simulator, so exhausting the token's budget does not affect the other tests.
     # A small limit is asked for; a simulator that ignores it still stops at 1,200.

@@ -667,3 +667,42 @@ def test_existing_service_accounts_and_no_rbac():
     objs = dr.objects(dr.render({"rbac": {"create": False}}))
     assert not [o for o in objs if o["kind"] in ("ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding")]
     assert [o for o in objs if o["kind"] == "ServiceAccount"]
+
+
+# ---- cloudflared (Cloudflare Tunnel) ----
+
+def test_no_cloudflared_unless_an_account_is_listed(default_objs):
+    assert not [o for o in default_objs if "cloudflared" in o["metadata"]["name"]]
+
+
+def test_cloudflared_runs_each_listed_accounts_tunnel():
+    objs = dr.objects(dr.render({"cloudflared": {"accounts": ["main", "backup"]}}))
+    assert validate_all(objs) == []
+    for account in ("main", "backup"):
+        d = find(objs, "Deployment", f"edgebind-cloudflared-{account}")
+        pod = d["spec"]["template"]["spec"]
+        assert d["spec"]["replicas"] == 2
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        c = pod["containers"][0]
+        # The official image, pinned by digest.
+        assert c["image"].startswith("docker.io/cloudflare/cloudflared:2025.11.1@sha256:")
+        assert len(c["image"].split("@sha256:")[1]) == 64
+        # The token comes from the Secret the controller writes, never from the arguments.
+        env = {e["name"]: e for e in c["env"]}
+        ref = env["TUNNEL_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"edgebind-tunnel-{account}", "key": "token"}
+        assert "--token" not in c["args"] and c["args"][-1] == "run"
+        assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        svc = find(objs, "Service", f"edgebind-cloudflared-{account}-metrics")
+        assert svc["metadata"]["labels"]["edgebind.dev/metrics"] == "true"
+        assert svc["spec"]["selector"]["edgebind.dev/account"] == account
+
+
+def test_controller_knows_the_gateway_service_for_tunnels(default_objs):
+    d = find(default_objs, "Deployment", "edgebind-controller")
+    env = {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    gw = find(default_objs, "Service", "edgebind-gateway")
+    port = gw["spec"]["ports"][0]["port"]
+    assert env["EDGEBIND_GATEWAY_SERVICE"] == f"http://edgebind-gateway.edgebind-system.svc:{port}"

@@ -85,6 +85,10 @@ pub struct ControllerArgs {
         default_value = crate::defaults::GATEWAY_KEYS_SECRET
     )]
     pub gateway_keys_secret: String,
+    /// The gateway Service as cloudflared reaches it (`http://<service>.<namespace>.svc:<port>`):
+    /// the origin of every CloudflareAccount tunnel that does not name its own. The chart sets it.
+    #[arg(long, env = "EDGEBIND_GATEWAY_SERVICE")]
+    pub gateway_service: Option<String>,
     /// Identity in the Lease; the pod name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,

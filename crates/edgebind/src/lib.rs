@@ -55,6 +55,7 @@ pub fn controller_config(args: &cli::ControllerArgs) -> controller::ControllerCo
         cloudflare: controller::CloudflareSettings {
             key_namespace: args.lease_namespace.clone(),
             gateway_keys_secret: args.gateway_keys_secret.clone(),
+            gateway_service: args.gateway_service.clone(),
             key_propagation: Duration::from_secs(args.key_propagation_seconds),
             key_overlap: Duration::from_secs(args.key_overlap_seconds),
             ..Default::default()

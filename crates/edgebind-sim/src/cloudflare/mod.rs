@@ -15,6 +15,7 @@
 //! pattern 409/10020, deployment validation and rollback-past-secret refusal 400/10021, and
 //! fault-injected secret write contention 429/10429.
 
+mod dns;
 mod envelope;
 mod faults;
 mod front;
@@ -26,6 +27,7 @@ mod routes;
 mod scripts;
 mod secrets;
 mod tokens;
+mod tunnels;
 mod upload;
 
 use std::collections::HashMap;
@@ -153,6 +155,27 @@ pub struct RouteView {
     pub script: Option<String>,
 }
 
+/// A tunnel as the simulator holds it.
+#[derive(Debug, Clone)]
+pub struct TunnelView {
+    pub id: String,
+    pub name: String,
+    pub deleted: bool,
+    pub config: Value,
+    pub connectors: usize,
+}
+
+/// A DNS record as the simulator holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsView {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub content: String,
+    pub proxied: bool,
+    pub comment: Option<String>,
+}
+
 /// The simulator. Cheap to clone; clones share state.
 #[derive(Clone)]
 pub struct CloudflareSim {
@@ -209,6 +232,7 @@ impl CloudflareSim {
                     name: name.clone(),
                     account: account.clone(),
                     routes: Vec::new(),
+                    dns: Vec::new(),
                 },
             );
         }
@@ -275,6 +299,34 @@ impl CloudflareSim {
                 get(routes::get_route)
                     .put(routes::update_route)
                     .delete(routes::delete_route),
+            )
+            .route(
+                "/client/v4/accounts/{account_id}/cfd_tunnel",
+                get(tunnels::list_tunnels).post(tunnels::create_tunnel),
+            )
+            .route(
+                "/client/v4/accounts/{account_id}/cfd_tunnel/{tunnel_id}",
+                get(tunnels::get_tunnel).delete(tunnels::delete_tunnel),
+            )
+            .route(
+                "/client/v4/accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations",
+                get(tunnels::get_config).put(tunnels::put_config),
+            )
+            .route(
+                "/client/v4/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections",
+                get(tunnels::list_connections),
+            )
+            .route(
+                "/client/v4/accounts/{account_id}/cfd_tunnel/{tunnel_id}/token",
+                get(tunnels::get_token),
+            )
+            .route(
+                "/client/v4/zones/{zone_id}/dns_records",
+                get(dns::list_records).post(dns::create_record),
+            )
+            .route(
+                "/client/v4/zones/{zone_id}/dns_records/{dns_record_id}",
+                axum::routing::delete(dns::delete_record),
             )
             .method_not_allowed_fallback(front::method_not_allowed)
             .fallback(front::no_route)
@@ -447,6 +499,122 @@ impl CloudflareSim {
             script: script.map(str::to_string),
         });
         Some(id)
+    }
+
+    /// Tunnels of `account`, deleted ones included.
+    pub fn tunnels(&self, account: &str) -> Vec<TunnelView> {
+        lock(&self.inner.state)
+            .tunnels
+            .values()
+            .filter(|t| t.account == account)
+            .map(|t| TunnelView {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                deleted: t.deleted_at.is_some(),
+                config: t.config.clone(),
+                connectors: t.connectors.len(),
+            })
+            .collect()
+    }
+
+    /// DNS records of `zone` as (id, type, full name, content, proxied, comment).
+    pub fn dns_records(&self, zone: &str) -> Vec<DnsView> {
+        lock(&self.inner.state)
+            .zones
+            .get(zone)
+            .map(|z| {
+                z.dns
+                    .iter()
+                    .map(|r| DnsView {
+                        id: r.id.clone(),
+                        kind: r.kind.clone(),
+                        name: r.name.clone(),
+                        content: r.content.clone(),
+                        proxied: r.proxied,
+                        comment: r.comment.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Adds a DNS record someone else created (no validation), to test ownership.
+    pub fn add_foreign_dns_record(&self, zone: &str, kind: &str, name: &str, content: &str) {
+        let mut st = lock(&self.inner.state);
+        if let Some(z) = st.zones.get_mut(zone) {
+            z.dns.push(dns::DnsRecord {
+                id: uuid::Uuid::new_v4().simple().to_string(),
+                kind: kind.to_string(),
+                name: name.to_string(),
+                content: content.to_string(),
+                proxied: false,
+                ttl: 1,
+                comment: None,
+                created_on: model::now_rfc3339(),
+            });
+        }
+    }
+
+    /// Plays cloudflared starting with `token` (what `tunnel run --token` presents): the token
+    /// must name a live tunnel of its account with the right secret. Returns the connector id.
+    pub fn connect_tunnel(&self, token: &str) -> Result<String, String> {
+        let (account, id, secret) =
+            tunnels::decode_token(token).ok_or("the tunnel token is not a token")?;
+        let mut st = lock(&self.inner.state);
+        let t = st
+            .tunnels
+            .get_mut(&id)
+            .filter(|t| t.deleted_at.is_none() && t.account == account)
+            .ok_or("no such tunnel")?;
+        if t.secret != secret {
+            return Err("the tunnel secret does not match".into());
+        }
+        let client = uuid::Uuid::new_v4().to_string();
+        t.connectors.push((client.clone(), model::now_rfc3339()));
+        t.ever_connected = true;
+        Ok(client)
+    }
+
+    /// A connector goes away (cloudflared stopped).
+    pub fn disconnect_tunnel(&self, connector: &str) {
+        for t in lock(&self.inner.state).tunnels.values_mut() {
+            t.connectors.retain(|(c, _)| c != connector);
+        }
+    }
+
+    /// What the edge does with a request for `https://{host}{path}`: the zone's proxied CNAME
+    /// for `host` to `<tunnel id>.cfargotunnel.com`, a tunnel with a connector, the first
+    /// ingress rule that matches. `Err` says where the path breaks (as Cloudflare's 1016/1033
+    /// error pages would).
+    pub fn resolve_tunnel_origin(&self, host: &str, path: &str) -> Result<String, String> {
+        let host = host.to_ascii_lowercase();
+        let st = lock(&self.inner.state);
+        let rec = st
+            .zones
+            .values()
+            .flat_map(|z| z.dns.iter())
+            .find(|r| r.name == host && r.kind == "CNAME")
+            .ok_or_else(|| format!("no CNAME for {host} (error 1016: origin DNS error)"))?;
+        if !rec.proxied {
+            return Err(format!(
+                "the CNAME for {host} is not proxied: {} does not resolve publicly",
+                rec.content
+            ));
+        }
+        let id = rec
+            .content
+            .strip_suffix(".cfargotunnel.com")
+            .ok_or_else(|| format!("{host} does not point at a tunnel"))?;
+        let t = st
+            .tunnels
+            .get(id)
+            .filter(|t| t.deleted_at.is_none())
+            .ok_or_else(|| format!("tunnel {id} does not exist (error 1033)"))?;
+        if t.connectors.is_empty() {
+            return Err(format!("tunnel {id} has no connector (error 1033)"));
+        }
+        tunnels::match_ingress(&t.config, &host, path)
+            .ok_or_else(|| format!("tunnel {id} has no ingress rule for {host}"))
     }
 
     /// Adds a token to `account` (the account is created if new).

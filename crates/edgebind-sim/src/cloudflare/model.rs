@@ -245,6 +245,7 @@ pub(crate) struct Zone {
     pub name: String,
     pub account: String,
     pub routes: Vec<Route>,
+    pub dns: Vec<super::dns::DnsRecord>,
 }
 
 #[derive(Debug, Default)]
@@ -253,6 +254,8 @@ pub(crate) struct SimState {
     pub accounts: BTreeMap<String, BTreeMap<String, Script>>,
     pub zones: BTreeMap<String, Zone>,
     pub tokens: Vec<TokenRecord>,
+    /// tunnel id -> tunnel (deleted ones stay, with `deleted_at`)
+    pub tunnels: BTreeMap<String, super::tunnels::Tunnel>,
 }
 
 impl SimState {

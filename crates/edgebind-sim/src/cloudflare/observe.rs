@@ -19,6 +19,13 @@ pub const PATH_TEMPLATES: &[&str] = &[
     "/accounts/{account_id}/workers/scripts/{script_name}/secrets-bulk",
     "/zones/{zone_id}/workers/routes",
     "/zones/{zone_id}/workers/routes/{route_id}",
+    "/accounts/{account_id}/cfd_tunnel",
+    "/accounts/{account_id}/cfd_tunnel/{tunnel_id}",
+    "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/configurations",
+    "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections",
+    "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/token",
+    "/zones/{zone_id}/dns_records",
+    "/zones/{zone_id}/dns_records/{dns_record_id}",
 ];
 
 /// API prefix of every served path.

@@ -14,7 +14,8 @@ use url::Url;
 use super::error::{self, CfError};
 use super::ops::{CfOp, SecretValue};
 use super::types::{
-    Deployment, DeploymentList, Route, ScriptInfo, SecretInfo, TokenKind, TokenVerify, VersionInfo,
+    Deployment, DeploymentList, DnsRecord, Route, ScriptInfo, SecretInfo, TokenKind, TokenVerify,
+    Tunnel, TunnelConfig, TunnelConnector, VersionInfo,
 };
 use super::upload::ScriptUpload;
 use crate::crd::backend::Budget as BudgetSpec;
@@ -518,6 +519,132 @@ impl CfClient {
         self.call(
             reqwest::Method::DELETE,
             &self.script_path(script),
+            &[],
+            Body::None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn tunnels_path(&self) -> String {
+        format!("/accounts/{}/cfd_tunnel", seg(&self.account_id))
+    }
+
+    /// Live tunnels named exactly `name` (deleted ones are excluded).
+    pub async fn find_tunnels(&self, name: &str) -> Result<Vec<Tunnel>, CfError> {
+        self.get(
+            &self.tunnels_path(),
+            &[("name", name), ("is_deleted", "false")],
+        )
+        .await
+    }
+
+    pub async fn get_tunnel(&self, id: &str) -> Result<Tunnel, CfError> {
+        self.get(&format!("{}/{}", self.tunnels_path(), seg(id)), &[])
+            .await
+    }
+
+    /// Creates a remotely managed tunnel (`config_src: cloudflare`); Cloudflare makes the secret.
+    pub async fn create_tunnel(&self, name: &str) -> Result<Tunnel, CfError> {
+        let body = json!({"name": name, "config_src": "cloudflare"});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &self.tunnels_path(),
+                &[],
+                Body::Json(body.to_string().into_bytes()),
+            )
+            .await?;
+        decode_value("tunnel create", v)
+    }
+
+    /// Deletes a tunnel (refused while cloudflared is connected). The operation declares a
+    /// required JSON body, so `{}` is sent.
+    pub async fn delete_tunnel(&self, id: &str) -> Result<(), CfError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("{}/{}", self.tunnels_path(), seg(id)),
+            &[],
+            Body::Json(b"{}".to_vec()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The token cloudflared runs with (a secret: never logged).
+    pub async fn tunnel_token(&self, id: &str) -> Result<SecretValue, CfError> {
+        let v: String = self
+            .get(&format!("{}/{}/token", self.tunnels_path(), seg(id)), &[])
+            .await?;
+        Ok(SecretValue::new(v))
+    }
+
+    pub async fn tunnel_config(&self, id: &str) -> Result<TunnelConfig, CfError> {
+        self.get(
+            &format!("{}/{}/configurations", self.tunnels_path(), seg(id)),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn put_tunnel_config(&self, id: &str, config: &Value) -> Result<(), CfError> {
+        let body = json!({ "config": config });
+        self.call(
+            reqwest::Method::PUT,
+            &format!("{}/{}/configurations", self.tunnels_path(), seg(id)),
+            &[],
+            Body::Json(body.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn tunnel_connectors(&self, id: &str) -> Result<Vec<TunnelConnector>, CfError> {
+        self.get(
+            &format!("{}/{}/connections", self.tunnels_path(), seg(id)),
+            &[],
+        )
+        .await
+    }
+
+    /// Records of `zone` with this full name, of any type.
+    pub async fn find_dns_records(
+        &self,
+        zone: &str,
+        name: &str,
+    ) -> Result<Vec<DnsRecord>, CfError> {
+        self.get(
+            &format!("/zones/{}/dns_records", seg(zone)),
+            &[("name", name)],
+        )
+        .await
+    }
+
+    /// Creates a proxied CNAME (the only kind edgebind writes).
+    pub async fn create_cname(
+        &self,
+        zone: &str,
+        name: &str,
+        target: &str,
+        comment: &str,
+    ) -> Result<DnsRecord, CfError> {
+        let body = json!({"type": "CNAME", "name": name, "content": target, "proxied": true,
+                          "ttl": 1, "comment": comment});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/zones/{}/dns_records", seg(zone)),
+                &[],
+                Body::Json(body.to_string().into_bytes()),
+            )
+            .await?;
+        decode_value("DNS record create", v)
+    }
+
+    pub async fn delete_dns_record(&self, zone: &str, id: &str) -> Result<(), CfError> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/zones/{}/dns_records/{}", seg(zone), seg(id)),
             &[],
             Body::None,
         )

@@ -28,6 +28,10 @@ pub(crate) mod code {
     pub(crate) const ROUTE_SCRIPT_MISSING: i64 = 10019;
     /// Secret edit refused: the latest version is not the deployed one.
     pub(crate) const LATEST_NOT_DEPLOYED: i64 = 10215;
+    /// A tunnel cannot be deleted while cloudflared is connected (reference §11).
+    pub(crate) const TUNNEL_CONNECTED: i64 = 1022;
+    /// An A, AAAA or CNAME record with that name already exists.
+    pub(crate) const DNS_NAME_TAKEN: i64 = 81053;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +103,14 @@ impl CfError {
     /// 10019 (or 10007 on a script call) right after an upload: propagation, retry shortly.
     pub fn is_script_missing(&self) -> bool {
         self.has_code(code::ROUTE_SCRIPT_MISSING) || self.has_code(code::NOT_FOUND)
+    }
+    /// 1022: the tunnel still has cloudflared connected.
+    pub fn is_tunnel_connected(&self) -> bool {
+        self.has_code(code::TUNNEL_CONNECTED)
+    }
+    /// 81053: a DNS record of that name exists (someone else's, or ours not yet recorded).
+    pub fn is_dns_name_taken(&self) -> bool {
+        self.has_code(code::DNS_NAME_TAKEN)
     }
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, CfError::Unauthorized { .. })

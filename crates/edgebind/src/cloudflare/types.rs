@@ -107,3 +107,46 @@ pub(crate) struct DeploymentList {
 pub struct VersionInfo {
     pub id: String,
 }
+
+/// A Cloudflare Tunnel (`cfd_tunnel`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Tunnel {
+    pub id: String,
+    pub name: String,
+    /// `inactive`, `degraded`, `healthy` or `down`.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub deleted_at: Option<String>,
+}
+
+/// One connected cloudflared (`GET .../cfd_tunnel/{id}/connections`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TunnelConnector {
+    pub id: String,
+    #[serde(default)]
+    pub conns: Vec<serde_json::Value>,
+}
+
+/// A tunnel's remote configuration (`GET .../configurations`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct TunnelConfig {
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// A DNS record of a zone.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub content: String,
+    #[serde(default)]
+    pub proxied: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+}

@@ -260,7 +260,16 @@ pub(crate) async fn reconcile(
             }
         };
     let old = a.status.clone().unwrap_or_default();
+    // The tunnel, once the token is verified (no call through a refused token).
+    let tunnel = match ctx.accounts.get(&name).filter(|_| verdict.ready) {
+        Some(h) => Some(super::tunnel::reconcile(&ctx, &a, &h.client).await),
+        None => None,
+    };
     let new = CloudflareAccountStatus {
+        tunnel: match &tunnel {
+            Some(t) => t.status.clone(),
+            None => old.tunnel.clone(),
+        },
         token_id: verdict
             .token
             .as_ref()
@@ -291,18 +300,14 @@ pub(crate) async fn reconcile(
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .map(|t| t.as_second()),
     );
-    skeleton::report(
-        &ctx,
-        a.as_ref(),
-        new,
-        &[Desired::new(
-            READY,
-            verdict.ready,
-            verdict.reason,
-            verdict.message,
-        )],
-    )
-    .await?;
+    let mut conds = vec![Desired::new(
+        READY,
+        verdict.ready,
+        verdict.reason,
+        verdict.message,
+    )];
+    conds.extend(tunnel.and_then(|t| t.condition));
+    skeleton::report(&ctx, a.as_ref(), new, &conds).await?;
     Ok(if verdict.ready {
         skeleton::settled(&ctx, a.as_ref(), ctx.config.resync)
     } else {

@@ -14,6 +14,7 @@ pub mod leader;
 pub mod ownership;
 pub(crate) mod skeleton;
 pub(crate) mod snapshot;
+pub(crate) mod tunnel;
 pub mod volume;
 pub(crate) mod world;
 
@@ -65,6 +66,9 @@ pub struct CloudflareSettings {
     pub key_namespace: String,
     /// Name of that Secret; each key `<keyid>.pub` holds a base64url raw Ed25519 public key.
     pub gateway_keys_secret: String,
+    /// Origin cloudflared forwards tunnel traffic to (the gateway Service), unless an account's
+    /// `spec.tunnel.service` names another.
+    pub gateway_service: Option<String>,
     /// Wait between publishing a new public key to the gateways and switching the Worker to
     /// it (until gateways report their key sets, this stands in for "every replica has it").
     pub key_propagation: Duration,
@@ -80,6 +84,7 @@ impl Default for CloudflareSettings {
             key_namespace: std::env::var("POD_NAMESPACE")
                 .unwrap_or_else(|_| crate::defaults::NAMESPACE.into()),
             gateway_keys_secret: crate::defaults::GATEWAY_KEYS_SECRET.into(),
+            gateway_service: None,
             key_propagation: Duration::from_secs(30),
             key_overlap: Duration::from_secs(600),
             max_rate_limit_wait: Duration::from_secs(10),
@@ -395,6 +400,26 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         );
+    // A tunnel's ingress lists its bindings' hostnames, and a binding's DNS record needs its
+    // account's tunnel: each side looks again when the other changes (tunnel users only).
+    let accounts = accounts.watches(Api::<EdgeBinding>::all(client.clone()), wc(), |b| {
+        (!b.spec.tunnel_hostname.is_empty())
+            .then(|| ObjectRef::<CloudflareAccount>::new(&b.spec.account_ref))
+    });
+    let for_accounts = bindings.store();
+    let bindings = bindings.watches(
+        Api::<CloudflareAccount>::all(client.clone()),
+        wc(),
+        move |a| {
+            let name = a.name_any();
+            for_accounts
+                .state()
+                .into_iter()
+                .filter(|b| b.spec.account_ref == name && !b.spec.tunnel_hostname.is_empty())
+                .map(|b| ObjectRef::from_obj(b.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
     // Ready once every cache holds at least the objects that existed at start. (Awaiting
     // `Store::wait_until_ready` here would race the controller's own wait on the same one-shot
     // signal, which wakes only one waiter.)

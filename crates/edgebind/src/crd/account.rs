@@ -61,6 +61,26 @@ pub struct CloudflareAccountSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("apiUrl must be an http(s) URL"))]
     pub api_url: Option<String>,
+    /// A Cloudflare Tunnel from this account's edge to the in-cluster gateway, created and
+    /// owned by edgebind (one per account: cloudflared runs one tunnel per Deployment). Its
+    /// token goes to the Secret `edgebind-tunnel-<account>` in the operator namespace, where
+    /// the chart's cloudflared reads it; EdgeBindings with `tunnelHostname` are routed
+    /// through it. The token then needs Cloudflare Tunnel Edit on the account and DNS Edit on
+    /// the bindings' zones. Removing this field deletes the tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<AccountTunnel>,
+}
+
+/// Settings of an account's tunnel.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountTunnel {
+    /// Where cloudflared sends the bindings' traffic. Default: the gateway Service the
+    /// controller was installed with (`--gateway-service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("tunnel.service must be an http(s) URL"))]
+    pub service: Option<String>,
 }
 
 fn default_timeout() -> u32 {
@@ -140,4 +160,34 @@ pub struct CloudflareAccountStatus {
     /// `account` (an account-owned token) or `user`: the verify path that accepted the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_kind: Option<String>,
+    /// The tunnel edgebind created for this account (only this one is ever changed or deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelStatus>,
+}
+
+/// What edgebind knows of the account's tunnel.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelStatus {
+    // Optional in the schema: a server-side apply that stops writing `tunnel` may leave an
+    // empty object behind, which must still be accepted (and is read as "no tunnel").
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Cloudflare's view: `inactive` (cloudflared never connected), `healthy`, `degraded` or
+    /// `down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Connected cloudflared replicas.
+    #[serde(default)]
+    pub connectors: u32,
+    /// Public hostnames routed to the gateway (from the EdgeBindings using the tunnel).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+}
+
+/// The Secret (in the operator namespace) holding the tunnel token of account `name`.
+pub fn tunnel_secret_name(name: &str) -> String {
+    format!("edgebind-tunnel-{name}")
 }

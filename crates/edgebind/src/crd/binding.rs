@@ -47,6 +47,7 @@ pub const ROUTE_CONFLICT: &str = "RouteConflict";
     cel
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.gatewayUrl) != has(self.tunnelHostname)").message("set exactly one of spec.gatewayUrl and spec.tunnelHostname"))]
 pub struct EdgeBindingSpec {
     /// Name of the CloudflareAccount to publish with.
     #[schemars(length(min = 1, max = 253))]
@@ -66,10 +67,24 @@ pub struct EdgeBindingSpec {
     #[schemars(regex(pattern = r"^[a-z0-9_][a-z0-9_-]{0,62}$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("scriptName is immutable"))]
     pub script_name: String,
-    /// Origin of the in-cluster gateway the Worker forwards to (`https://host[:port]`, no path).
+    /// Origin of the gateway the Worker forwards to (`https://host[:port]`, no path), when
+    /// the gateway is published some other way. Exactly one of `gatewayUrl` and
+    /// `tunnelHostname` is set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 8, max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("gatewayUrl must be an http(s) URL"))]
     pub gateway_url: String,
+    /// A hostname in this binding's zone that reaches the gateway through the account's
+    /// Cloudflare Tunnel (`spec.tunnel` on the CloudflareAccount): edgebind creates a proxied
+    /// CNAME to the tunnel and an ingress rule, and the Worker forwards to `https://<hostname>`.
+    /// The gateway still checks every request's signature.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tunnelHostname cannot be changed once set; create a new EdgeBinding"))]
+    pub tunnel_hostname: String,
     /// Names of the IdentityIssuers whose tokens the Worker accepts; empty means all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
@@ -147,6 +162,10 @@ pub struct EdgeBindingStatus {
     /// When the previous key's public half is removed from the gateways.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_after: Option<String>,
+    /// Id of the DNS record edgebind created for `tunnelHostname` (only this one is ever
+    /// deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_record_id: Option<String>,
     /// Last value of the `edgebind.dev/rotate-key` annotation acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_request: Option<String>,

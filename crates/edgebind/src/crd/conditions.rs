@@ -62,6 +62,8 @@ pub const READY: &str = "Ready";
 /// Ready is False for a terminal reason, one no retry fixes.
 pub const STALLED: &str = "Stalled";
 pub const DEGRADED: &str = "Degraded";
+/// CloudflareAccount: its tunnel exists and cloudflared is connected to it.
+pub const TUNNEL_READY: &str = "TunnelReady";
 pub const PROGRESSING: &str = "Progressing";
 
 /// A condition as the reconciler wants it; the transition time is filled in by [`merge`].

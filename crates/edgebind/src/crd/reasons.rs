@@ -87,6 +87,15 @@ reasons! {
         InvalidToken: terminal,
         TokenDisabled: terminal,
         TokenExpired: terminal,
+        // TunnelReady condition
+        /// cloudflared holds at least one connection.
+        TunnelConnected,
+        /// The tunnel exists; no cloudflared is connected (yet).
+        TunnelDisconnected: progress,
+        /// No origin for the tunnel: neither `spec.tunnel.service` nor `--gateway-service`.
+        NoGatewayService: terminal,
+        /// `spec.tunnel` was removed: the tunnel is being deleted.
+        TunnelDeleting: progress,
         // Failed Cloudflare calls (from [`CloudflareReason`])
         CloudflareUnreachable,
         Unauthorized,
@@ -120,6 +129,10 @@ reasons! {
         ScriptConflict: terminal,
         Published,
         RouteConflict: terminal,
+        /// The account's tunnel does not exist yet, or the account has none.
+        TunnelNotReady,
+        /// A DNS record for `tunnelHostname` that edgebind did not create.
+        DnsConflict: terminal,
         // RouteConflict condition
         NoConflict,
         RouteOwnedElsewhere,

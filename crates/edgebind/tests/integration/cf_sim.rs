@@ -1,6 +1,7 @@
 //! Behaviour of the Cloudflare API simulator: envelope shapes, auth and scoping, keep_bindings,
 //! versions/deployments and the 10215 secret refusal, routes, rate limit, faults, statistics.
 
+use base64::Engine;
 use std::time::Duration;
 
 use edgebind_sim::cloudflare::{
@@ -930,6 +931,47 @@ async fn served_operations_exist_in_the_official_spec() {
     .await;
     api.delete(&format!("{routes}/{id}")).await;
     api.delete(&base).await;
+    let tunnels = format!("/accounts/{ACC}/cfd_tunnel");
+    let t = api
+        .json(
+            reqwest::Method::POST,
+            &tunnels,
+            json!({"name": "t1", "config_src": "cloudflare"}),
+        )
+        .await;
+    let tid = t.assert_ok()["id"].as_str().unwrap_or_default().to_string();
+    api.get(&format!("{tunnels}?name=t1&is_deleted=false"))
+        .await;
+    api.get(&format!("{tunnels}/{tid}")).await;
+    api.json(
+        reqwest::Method::PUT,
+        &format!("{tunnels}/{tid}/configurations"),
+        json!({"config": {"ingress": [{"hostname": "gw.example.com", "service": "http://gw:8080"},
+                                      {"service": "http_status:404"}]}}),
+    )
+    .await
+    .assert_ok();
+    api.get(&format!("{tunnels}/{tid}/configurations")).await;
+    api.get(&format!("{tunnels}/{tid}/connections")).await;
+    api.get(&format!("{tunnels}/{tid}/token")).await;
+    let dns = format!("/zones/{ZONE}/dns_records");
+    let r = api
+        .json(
+            reqwest::Method::POST,
+            &dns,
+            json!({"type": "CNAME", "name": "gw", "content": format!("{tid}.cfargotunnel.com"), "proxied": true}),
+        )
+        .await;
+    let rid = r.assert_ok()["id"].as_str().unwrap_or_default().to_string();
+    api.get(&format!("{dns}?name=gw.example.com")).await;
+    api.delete(&format!("{dns}/{rid}")).await;
+    api.json(
+        reqwest::Method::DELETE,
+        &format!("{tunnels}/{tid}"),
+        json!({}),
+    )
+    .await
+    .assert_ok();
 
     let mut seen = std::collections::BTreeSet::new();
     for ex in sim.sim.exchanges() {
@@ -953,5 +995,135 @@ async fn served_operations_exist_in_the_official_spec() {
         seen.insert(format!("{} {template}", ex.method));
     }
     // The scenario above reaches every operation the simulator serves.
-    assert_eq!(seen.len(), 21, "{seen:?}");
+    assert_eq!(seen.len(), 32, "{seen:?}");
+}
+
+/// Tunnels and their DNS records as the real API treats them: one live tunnel per name, the
+/// catch-all ingress rule last, no deletion under a connected cloudflared, a token that names
+/// the tunnel, and no CNAME beside another address record of the same name.
+#[tokio::test]
+async fn tunnels_and_dns_records_follow_the_real_rules() {
+    let (sim, api) = start().await;
+    let tunnels = format!("/accounts/{ACC}/cfd_tunnel");
+    let t = api
+        .json(
+            reqwest::Method::POST,
+            &tunnels,
+            json!({"name": "t", "config_src": "cloudflare"}),
+        )
+        .await;
+    let tid = t.assert_ok()["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(t.assert_ok()["status"], "inactive");
+    api.json(reqwest::Method::POST, &tunnels, json!({"name": "t"}))
+        .await
+        .assert_err(409, 1013);
+    api.json(
+        reqwest::Method::POST,
+        &tunnels,
+        json!({"config_src": "cloudflare"}),
+    )
+    .await
+    .assert_err(400, 1001);
+    let cfg = format!("{tunnels}/{tid}/configurations");
+    api.json(
+        reqwest::Method::PUT,
+        &cfg,
+        json!({"config": {"ingress": [{"hostname": "gw.example.com", "service": "http://gw"}]}}),
+    )
+    .await
+    .assert_err(400, 1055);
+    api.json(
+        reqwest::Method::PUT,
+        &cfg,
+        json!({"config": {"ingress": [{"hostname": "gw.example.com", "service": "http://gw"},
+                                      {"service": "http_status:404"}]}}),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(api.get(&cfg).await.assert_ok()["version"], 1);
+
+    // The token carries the account, the tunnel and its secret; cloudflared connects with it.
+    let token = api.get(&format!("{tunnels}/{tid}/token")).await;
+    let token = token.assert_ok().as_str().unwrap_or_default().to_string();
+    let decoded: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(&token)
+            .expect("base64"),
+    )
+    .expect("JSON");
+    assert_eq!(decoded["a"], ACC);
+    assert_eq!(decoded["t"], tid.as_str());
+    assert!(sim.sim.connect_tunnel("bm90IGEgdG9rZW4=").is_err());
+    let conn = sim.sim.connect_tunnel(&token).expect("the token connects");
+    let conns = api.get(&format!("{tunnels}/{tid}/connections")).await;
+    assert_eq!(conns.assert_ok().as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        api.get(&format!("{tunnels}/{tid}")).await.assert_ok()["status"],
+        "healthy"
+    );
+    api.json(
+        reqwest::Method::DELETE,
+        &format!("{tunnels}/{tid}"),
+        json!({}),
+    )
+    .await
+    .assert_err(400, 1022);
+    sim.sim.disconnect_tunnel(&conn);
+    assert_eq!(
+        api.get(&format!("{tunnels}/{tid}")).await.assert_ok()["status"],
+        "down"
+    );
+
+    // DNS: a CNAME to the tunnel, then no second address record of that name.
+    let dns = format!("/zones/{ZONE}/dns_records");
+    let target = format!("{tid}.cfargotunnel.com");
+    let r = api
+        .json(
+            reqwest::Method::POST,
+            &dns,
+            json!({"type": "CNAME", "name": "gw", "content": target, "proxied": true}),
+        )
+        .await;
+    assert_eq!(r.assert_ok()["name"], "gw.example.com");
+    api.json(
+        reqwest::Method::POST,
+        &dns,
+        json!({"type": "A", "name": "gw.example.com", "content": "192.0.2.1"}),
+    )
+    .await
+    .assert_err(400, 81053);
+    api.json(
+        reqwest::Method::POST,
+        &dns,
+        json!({"type": "CNAME", "name": "gw.other.org", "content": target}),
+    )
+    .await
+    .assert_err(400, 1004);
+    let long = "x".repeat(101);
+    api.json(
+        reqwest::Method::POST,
+        &dns,
+        json!({"type": "TXT", "name": "t", "content": "v", "comment": long}),
+    )
+    .await
+    .assert_err(400, 1004);
+    let listed = api.get(&format!("{dns}?name=gw.example.com")).await;
+    assert_eq!(listed.assert_ok().as_array().map(Vec::len), Some(1));
+    api.delete(&format!("{dns}/{}", uuid::Uuid::new_v4().simple()))
+        .await
+        .assert_err(404, 81044);
+
+    // Deleted: gone from the live list, still found with is_deleted=true; its token is refused.
+    api.json(
+        reqwest::Method::DELETE,
+        &format!("{tunnels}/{tid}"),
+        json!({}),
+    )
+    .await
+    .assert_ok();
+    let live = api.get(&format!("{tunnels}?is_deleted=false")).await;
+    assert_eq!(live.assert_ok().as_array().map(Vec::len), Some(0));
+    let gone = api.get(&format!("{tunnels}?is_deleted=true")).await;
+    assert_eq!(gone.assert_ok().as_array().map(Vec::len), Some(1));
+    assert!(sim.sim.connect_tunnel(&token).is_err());
 }

@@ -923,3 +923,226 @@ async fn account_owned_token_verifies_at_the_account_path() {
     assert_eq!(t.sim().stats().count("GET", "/user/tokens/verify"), 0);
     t.assert_contract();
 }
+
+const GATEWAY_SERVICE: &str = "http://edgebind-gateway.edgebind-system.svc:8080";
+
+impl CfBed {
+    fn accounts(&self) -> Api<CloudflareAccount> {
+        Api::all(self.bed.client.clone())
+    }
+
+    async fn account_cond(&self, type_: &str, status: &str, reason: &str) -> CloudflareAccount {
+        let api = self.accounts();
+        self.bed
+            .eventually(
+                30,
+                &format!("CloudflareAccount cf {type_}={status} ({reason})"),
+                || {
+                    let api = api.clone();
+                    async move {
+                        let a = api.get_opt("cf").await.ok().flatten()?;
+                        let ok =
+                            a.status.as_ref()?.conditions.iter().any(|c| {
+                                c.type_ == type_ && c.status == status && c.reason == reason
+                            });
+                        ok.then_some(a)
+                    }
+                },
+            )
+            .await
+    }
+
+    async fn tunnel_token(&self) -> Option<String> {
+        let s = Api::<Secret>::namespaced(self.bed.client.clone(), SYS)
+            .get_opt("edgebind-tunnel-cf")
+            .await
+            .expect("read the tunnel Secret")?;
+        let v = s.data?.remove("token")?;
+        Some(String::from_utf8(v.0).expect("utf-8"))
+    }
+
+    async fn create_tunnel_binding(&self, name: &str, host: &str, route: &str) {
+        create(
+            &self.bindings(),
+            json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeBinding",
+                   "metadata": {"name": name, "namespace": NS},
+                   "spec": {"accountRef": "cf", "zoneId": ZONE, "routes": [route],
+                            "scriptName": format!("{SCRIPT}-{name}"), "tunnelHostname": host}}),
+        )
+        .await;
+    }
+}
+
+/// The whole tunnel path on the simulators: the account's tunnel is created with its token
+/// stored for cloudflared, the binding's hostname gets a proxied CNAME and an ingress rule, the
+/// Worker forwards to `https://<hostname>`, and a request for that hostname reaches the gateway
+/// Service once cloudflared (played by the simulator, with the stored token) connects. A name
+/// held by someone else's record is a conflict left alone; deletion removes only what edgebind
+/// made, and a tunnel is not deleted under a connected cloudflared.
+#[tokio::test]
+async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
+    let mut cfg = CfSimConfig::realistic();
+    cfg.rate_limit = None;
+    let cf = CloudflareSim::start(cfg).await.expect("simulator");
+    cf.sim.record_exchanges(true);
+    let mut ccfg = cf_config();
+    ccfg.cloudflare.gateway_service = Some(GATEWAY_SERVICE.into());
+    let bed = Bed::start_with(SimConfig::realistic(), ccfg).await;
+    seed_account(&bed.client, &cf.url(), TOKEN, ACTIONS).await;
+    let t = CfBed { bed, cf };
+    t.accounts()
+        .patch(
+            "cf",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tunnel": {}}})),
+        )
+        .await
+        .expect("ask for a tunnel");
+    t.create_tunnel_binding("edge", "gw.example.com", "api.example.com/*")
+        .await;
+
+    // The tunnel: edgebind's name, remotely configured, no connector yet.
+    let a = t
+        .account_cond("TunnelReady", "False", "TunnelDisconnected")
+        .await;
+    let ts = a.status.unwrap().tunnel.expect("status.tunnel");
+    let tunnels = t.sim().tunnels(ACC);
+    assert_eq!(tunnels.len(), 1, "{tunnels:?}");
+    assert_eq!(tunnels[0].id, ts.id);
+    assert!(ts.name.starts_with("edgebind-"), "{}", ts.name);
+
+    // The binding: published, its Worker forwarding to the tunnel hostname.
+    t.wait_published("edge").await;
+    let script = t
+        .sim()
+        .script(ACC, &format!("{SCRIPT}-edge"))
+        .expect("Worker");
+    assert!(
+        script
+            .bindings
+            .iter()
+            .any(|b| b["name"] == "GATEWAY_URL" && b["text"] == "https://gw.example.com"),
+        "{:?}",
+        script.bindings
+    );
+    let dns = t.sim().dns_records(ZONE);
+    assert_eq!(dns.len(), 1, "{dns:?}");
+    assert_eq!(dns[0].kind, "CNAME");
+    assert_eq!(dns[0].name, "gw.example.com");
+    assert_eq!(dns[0].content, format!("{}.cfargotunnel.com", ts.id));
+    assert!(dns[0].proxied);
+
+    // The ingress (the account reconciles again when the binding appears).
+    let want = json!({"ingress": [{"hostname": "gw.example.com", "service": GATEWAY_SERVICE},
+                                   {"service": "http_status:404"}]});
+    t.bed
+        .eventually(30, "the tunnel's ingress routes gw.example.com", || {
+            let sim = t.sim().clone();
+            let want = want.clone();
+            async move { (sim.tunnels(ACC)[0].config == want).then_some(()) }
+        })
+        .await;
+    // No connector: the edge cannot reach the gateway yet.
+    assert!(
+        t.sim()
+            .resolve_tunnel_origin("gw.example.com", "/v1/volumes")
+            .is_err()
+    );
+
+    // cloudflared starts with the token edgebind stored: the hostname reaches the gateway.
+    let token = t.tunnel_token().await.expect("tunnel token Secret");
+    let connector = t
+        .sim()
+        .connect_tunnel(&token)
+        .expect("the stored token is accepted");
+    assert_eq!(
+        t.sim()
+            .resolve_tunnel_origin("GW.example.com", "/v1/volumes")
+            .as_deref(),
+        Ok(GATEWAY_SERVICE)
+    );
+    assert_eq!(
+        t.sim().resolve_tunnel_origin("other.example.com", "/"),
+        Err("no CNAME for other.example.com (error 1016: origin DNS error)".to_string())
+    );
+    let a = t
+        .account_cond("TunnelReady", "True", "TunnelConnected")
+        .await;
+    assert_eq!(a.status.unwrap().tunnel.unwrap().connectors, 1);
+
+    // A hostname already held by someone else's record: a conflict, their record untouched.
+    t.sim()
+        .add_foreign_dns_record(ZONE, "A", "taken.example.com", "192.0.2.1");
+    t.create_tunnel_binding("other", "taken.example.com", "other.example.com/*")
+        .await;
+    t.wait_cond("other", "Ready", "False", "DnsConflict").await;
+    let taken: Vec<_> = t
+        .sim()
+        .dns_records(ZONE)
+        .into_iter()
+        .filter(|r| r.name == "taken.example.com")
+        .collect();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].content, "192.0.2.1");
+
+    // Deleting the binding removes its CNAME (only that one).
+    t.bindings()
+        .delete("edge", &DeleteParams::default())
+        .await
+        .expect("delete");
+    t.bed
+        .eventually(30, "the CNAME of the deleted binding is gone", || {
+            let sim = t.sim().clone();
+            async move {
+                (!sim
+                    .dns_records(ZONE)
+                    .iter()
+                    .any(|r| r.name == "gw.example.com"))
+                .then_some(())
+            }
+        })
+        .await;
+    assert!(
+        t.sim()
+            .dns_records(ZONE)
+            .iter()
+            .any(|r| r.name == "taken.example.com")
+    );
+
+    // Removing spec.tunnel: refused by Cloudflare while cloudflared is connected, then done.
+    t.bindings()
+        .delete("other", &DeleteParams::default())
+        .await
+        .expect("delete");
+    t.accounts()
+        .patch(
+            "cf",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tunnel": null}})),
+        )
+        .await
+        .expect("drop the tunnel");
+    t.account_cond("TunnelReady", "False", "TunnelDeleting")
+        .await;
+    assert!(!t.sim().tunnels(ACC)[0].deleted);
+    t.sim().disconnect_tunnel(&connector);
+    let api = t.accounts();
+    t.bed
+        .eventually(30, "the tunnel is deleted and no longer reported", || {
+            let api = api.clone();
+            async move {
+                let st = api.get_opt("cf").await.ok().flatten()?.status?;
+                (st.tunnel.is_none_or(|t| t.id.is_empty())
+                    && !st.conditions.iter().any(|c| c.type_ == "TunnelReady"))
+                .then_some(())
+            }
+        })
+        .await;
+    assert!(t.sim().tunnels(ACC)[0].deleted);
+    assert_eq!(
+        t.tunnel_token().await,
+        None,
+        "the token Secret is deleted with the tunnel"
+    );
+    t.assert_contract();
+}

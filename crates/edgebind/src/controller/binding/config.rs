@@ -29,6 +29,18 @@ pub(crate) struct WorkerConfig {
 
 /// Checks `GATEWAY_URL` as the Worker will (docs/edge-protocol.md §1): an origin only, https
 /// or http to a loopback host.
+/// The origin the Worker forwards to: the tunnel hostname over https, or `gatewayUrl`.
+pub(crate) fn gateway_origin(b: &EdgeBinding) -> Result<String, String> {
+    match (
+        b.spec.gateway_url.is_empty(),
+        b.spec.tunnel_hostname.is_empty(),
+    ) {
+        (true, false) => check_gateway_url(&format!("https://{}", b.spec.tunnel_hostname)),
+        (false, true) => check_gateway_url(&b.spec.gateway_url),
+        _ => Err("set exactly one of spec.gatewayUrl and spec.tunnelHostname".into()),
+    }
+}
+
 pub(crate) fn check_gateway_url(s: &str) -> Result<String, String> {
     let u = Url::parse(s).map_err(|e| format!("gatewayUrl {s:?} is not a URL: {e}"))?;
     let loopback = match u.host() {
@@ -131,7 +143,7 @@ pub(crate) fn assemble(
     bundle: &str,
 ) -> Result<WorkerConfig, String> {
     Ok(WorkerConfig {
-        gateway_url: check_gateway_url(&b.spec.gateway_url)?,
+        gateway_url: gateway_origin(b)?,
         issuers: check_document("ISSUERS", issuers, true)?,
         policy_bundle: check_document("POLICY_BUNDLE", bundle, false)?,
     })
@@ -140,7 +152,7 @@ pub(crate) fn assemble(
 /// The Worker configuration a binding asks for. Errors are messages for a `Ready=False`
 /// condition (no Cloudflare call is made).
 pub(crate) async fn desired_config(b: &EdgeBinding, ctx: &Context) -> Result<WorkerConfig, String> {
-    check_gateway_url(&b.spec.gateway_url)?;
+    gateway_origin(b)?;
     let ns = b.namespace().unwrap_or_default();
     let issuers = Api::<IdentityIssuer>::all(ctx.client.clone())
         .list(&ListParams::default())

@@ -12,6 +12,7 @@ pub(crate) mod keys;
 pub(crate) mod listing;
 pub(crate) mod plan;
 pub(crate) mod signing;
+pub(crate) mod tunnel_dns;
 
 #[cfg(test)]
 mod plan_tests;
@@ -328,6 +329,13 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             return Ok(Action::requeue(ctx.config.resync));
         }
     };
+    if !b.spec.tunnel_hostname.is_empty()
+        && let Err(p) = tunnel_dns::ensure(&ctx, &account.client, &b, &mut st).await
+    {
+        let transient = matches!(p, tunnel_dns::Problem::Cloudflare(_));
+        report(&b, &ctx, st, failed(p.reason(), &p.message(), transient)).await?;
+        return Ok(skeleton::retry(&ctx, b.as_ref()));
+    }
     let (signing_key, wake) = rotate_keys(&b, &ctx, &mut st).await?;
     let Some(signing_key) = signing_key else {
         // The first key is on its way to the gateways: a Worker published now could not sign
@@ -688,6 +696,7 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
             }
         }
     }
+    tunnel_dns::remove(&cf, &b, &st).await?;
     forget_keys(&ctx, &b, &st).await?;
     if !ops.is_empty() {
         ctx.event(

@@ -137,6 +137,25 @@ pub const DEVIATIONS: &[Deviation] = &[
         why: "GET script returns raw script content, not JSON; the document keys that response \
               `undefined` (cloudflare.md §2 'GET …/scripts/{name}: Raw script content')",
     },
+    Deviation {
+        spec_title_prefix: CLOUDFLARE,
+        fix: Fix::DropKeyword {
+            pointer: "/components/schemas/tunnel_ingressRule",
+            keyword: "required",
+        },
+        why: "an ingress rule requires hostname, yet the last rule must be a catch-all without \
+              one, as Cloudflare's own remote-management example sends it (cloudflare.md §11)",
+    },
+    Deviation {
+        spec_title_prefix: CLOUDFLARE,
+        fix: Fix::DropKeyword {
+            pointer: "/components/schemas/dns-records_dns-record",
+            keyword: "required",
+        },
+        why: "the one record schema serves the create request and the answers, and requires the \
+              server-made id, proxiable, created_on and modified_on in both (no properties at \
+              that level carry readOnly); each record type still requires type, name, content",
+    },
 ];
 
 /// The deviations that apply to a document with this `info.title`.

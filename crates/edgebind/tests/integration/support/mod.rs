@@ -8,3 +8,4 @@ pub mod contract;
 pub mod edge;
 pub mod http;
 pub mod idp;
+pub mod tls;

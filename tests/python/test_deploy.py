@@ -364,6 +364,8 @@ def test_gateway_never_writes_status_or_backends(default_objs):
     assert ("edgebind.dev", "edgesnapshots", "create", None) in got
     # DELETE .../snapshots/{snap} of the edge REST surface deletes the EdgeSnapshot.
     assert ("edgebind.dev", "edgesnapshots", "delete", None) in got
+    # EdgeBindings only read (their volume defaults), never written.
+    assert {v for _, res, v, _ in got if res == "edgebindings"} == {"get", "list", "watch"}
 
 
 def test_gateway_can_be_switched_off():

@@ -923,3 +923,50 @@ async fn account_owned_token_verifies_at_the_account_path() {
     assert_eq!(t.sim().stats().count("GET", "/user/tokens/verify"), 0);
     t.assert_contract();
 }
+
+/// Issue 13: a binding whose volume defaults name a LinstorBackend that does not exist is not
+/// published (Ready=False, `BackendNotFound`, naming it); creating that backend publishes it at
+/// once (bindings watch backends), and its key tells the gateways which binding it signs for.
+#[tokio::test]
+async fn a_binding_naming_a_missing_backend_is_published_once_it_exists() {
+    use edgebind::crd::LinstorBackend;
+    let t = CfBed::start().await;
+    t.create_binding(
+        "edge",
+        &["api.example.com/*"],
+        json!({"volumeDefaults": {"backendRef": "later", "placeCount": 3}}),
+    )
+    .await;
+    let b = t
+        .wait_cond("edge", "Ready", "False", "BackendNotFound")
+        .await;
+    let ready = b.status.expect("status").conditions;
+    let msg = &ready
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready")
+        .message;
+    assert!(msg.contains("\"later\""), "{msg}");
+    assert!(
+        t.sim().script(ACC, SCRIPT).is_none(),
+        "nothing was published"
+    );
+
+    create(
+        &Api::<LinstorBackend>::all(t.bed.client.clone()),
+        json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "LinstorBackend",
+               "metadata": {"name": "later"}, "spec": {"urls": [t.bed.linstor.url()]}}),
+    )
+    .await;
+    let b = t.wait_published("edge").await;
+    let key = b.status.and_then(|s| s.current_key_id).expect("a key");
+    let keys = t.gateway_keys().await;
+    assert_eq!(
+        keys.get(&format!("{key}.binding")).map(String::as_str),
+        Some("edge")
+    );
+    assert_eq!(
+        keys.get(&format!("{key}.namespace")).map(String::as_str),
+        Some(NS)
+    );
+}

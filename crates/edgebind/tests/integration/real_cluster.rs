@@ -970,6 +970,20 @@ async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
         .expect("the edge scenario completes under the chart's RBAC");
 }
 
+/// Issue 13, on the real API server under the chart's RBAC (the gateway reads EdgeBindings
+/// from its watch cache): a create through binding A lands on A's backend, through binding B on
+/// B's (`support::edge::volume_defaults_scenario`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_creates_take_the_volume_defaults_of_their_binding_under_the_charts_rbac() {
+    let (_turn, server) = my_turn().await;
+    let admin = server.client(Who::Admin).await;
+    let ns = server.namespace("defaults").await;
+    let gateway = server.client(Who::Gateway).await;
+    crate::support::edge::volume_defaults_scenario(&admin, gateway, &ns, RELEASE_NS, 30)
+        .await
+        .expect("each binding's defaults shape the volumes created through it");
+}
+
 /// The rules of the role named `name` (a ClusterRole, or a Role in the release namespace), as
 /// the chart renders them.
 fn chart_rules(kind: &str, name: &str) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {

@@ -121,31 +121,52 @@ async fn merge_data(
     Ok(())
 }
 
-/// Adds (`Some((public key, namespace))`) or removes (`None`) `<keyid>.pub` and
-/// `<keyid>.namespace` in the gateways' Secret. The namespace is the binding's: the gateways let
-/// the key sign for that namespace only (docs/edge-protocol.md §8.1).
+/// The gateways' entries for one public key (docs/edge-protocol.md §8.1).
+pub(crate) struct PublicEntry<'a> {
+    /// base64url of the raw public key (`<keyid>.pub`).
+    pub key: &'a str,
+    /// The binding's namespace (`<keyid>.namespace`): the gateways let the key sign for that
+    /// namespace only.
+    pub namespace: &'a str,
+    /// The binding's name (`<keyid>.binding`): the gateways take the volume defaults of the
+    /// binding a request came through from it.
+    pub binding: &'a str,
+}
+
+/// Adds (`Some`) or removes (`None`) `<keyid>.pub`, `<keyid>.namespace` and `<keyid>.binding`
+/// in the gateways' Secret.
 pub(crate) async fn publish_public(
     ctx: &Context,
     key_id: &str,
-    public: Option<(&str, &str)>,
+    public: Option<PublicEntry<'_>>,
 ) -> Result<(), kube::Error> {
     let cf = &ctx.config.cloudflare;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &cf.key_namespace);
-    let (pub_entry, ns_entry) = (format!("{key_id}.pub"), format!("{key_id}.namespace"));
-    let entries = [
-        (pub_entry.as_str(), public.map(|p| p.0)),
-        (ns_entry.as_str(), public.map(|p| p.1)),
+    let names = [
+        format!("{key_id}.pub"),
+        format!("{key_id}.namespace"),
+        format!("{key_id}.binding"),
     ];
+    let values = public.as_ref().map(|p| [p.key, p.namespace, p.binding]);
+    let entries: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), values.map(|v| v[i])))
+        .collect();
     let exists = api.get_opt(&cf.gateway_keys_secret).await?.is_some();
-    match (exists, public) {
+    match (exists, values) {
         (false, None) => Ok(()),
-        (false, Some((p, ns))) => {
+        (false, Some(_)) => {
+            let data: serde_json::Map<String, Value> = entries
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_string(), Value::String(STANDARD.encode((*v)?)))))
+                .collect();
             let s: Secret = serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": cf.gateway_keys_secret, "namespace": cf.key_namespace,
                              "labels": {"app.kubernetes.io/managed-by": "edgebind"}},
                 "type": "Opaque",
-                "data": {pub_entry.clone(): STANDARD.encode(p), ns_entry.clone(): STANDARD.encode(ns)},
+                "data": data,
             }))
             .map_err(kube::Error::SerdeError)?;
             match api.create(&PostParams::default(), &s).await {

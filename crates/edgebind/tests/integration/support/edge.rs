@@ -183,7 +183,8 @@ pub async fn volume_defaults_scenario(
     let policy: VolumeAccessPolicy = serde_json::from_value(json!({
         "apiVersion": "edgebind.dev/v1alpha1", "kind": "VolumeAccessPolicy",
         "metadata": {"name": "defaults", "namespace": ns},
-        "spec": {"effect": "Allow", "subjects": [{"issuer": issuer}], "actions": ["read", "create"]}
+        "spec": {"effect": "Allow", "subjects": [{"issuer": issuer}],
+                 "actions": ["read", "create", "snapshot", "restore"]}
     }))
     .expect("policy");
     Api::<VolumeAccessPolicy>::namespaced(admin.clone(), ns)
@@ -376,6 +377,49 @@ pub async fn volume_defaults_scenario(
         }
         if spec("app-gone").await.is_ok() {
             return Err("a key naming a missing binding created a volume".into());
+        }
+        // A restore through binding A of a snapshot of app-old stays on app-old's backend (LINSTOR
+        // restores within its own cluster) and takes A's placement.
+        let signed = |method: &str, path: String, body: Value, id: &str| {
+            let key = KeyRef {
+                id: "edge-a",
+                key: &key_a,
+            };
+            let authority = listen.to_string();
+            sign_with(&authority, key, &issuer, method, &path, body, id)
+        };
+        let snap = signed(
+            "POST",
+            format!("{path}/app-old/snapshots"),
+            json!({"name": "s1"}),
+            "req-snap",
+        );
+        if snap.deliver(&base).await != 201 {
+            return Err("the snapshot of app-old was not created".into());
+        }
+        let restore = format!("{path}/app-old/snapshots/s1/restore");
+        let mut n = 0;
+        let restored = loop {
+            // The gateway finds the snapshot in its watch cache.
+            n += 1;
+            let body = json!({"name": "app-restored"});
+            let s = signed("POST", restore.clone(), body, &format!("req-restore-{n}"));
+            let s = s.deliver(&base).await;
+            if s != 404 || tokio::time::Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        if restored != 201 {
+            return Err(format!("the restore answered {restored}"));
+        }
+        let r = spec("app-restored").await?;
+        if (
+            r.backend_ref.as_str(),
+            r.placement.resource_group.as_deref(),
+        ) != ("fallback", Some("replicated"))
+        {
+            return Err(format!("a restore through binding A: {r:?}"));
         }
         Ok(())
     }

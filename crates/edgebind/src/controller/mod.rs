@@ -306,6 +306,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     check_crds(&client).await?;
+    binding::signing::backfill_binding_entries(
+        &client,
+        &config.cloudflare.key_namespace,
+        &config.cloudflare.gateway_keys_secret,
+    )
+    .await;
     let ctx = Context::new(client.clone(), config.clone());
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let cfg = CtrlConfig::default().concurrency(config.concurrency);

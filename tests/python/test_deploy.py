@@ -364,6 +364,8 @@ def test_gateway_never_writes_status_or_backends(default_objs):
     assert ("edgebind.dev", "edgesnapshots", "create", None) in got
     # DELETE .../snapshots/{snap} of the edge REST surface deletes the EdgeSnapshot.
     assert ("edgebind.dev", "edgesnapshots", "delete", None) in got
+    # EdgeBindings only read (their volume defaults), never written.
+    assert {v for _, res, v, _ in got if res == "edgebindings"} == {"get", "list", "watch"}
 
 
 def test_gateway_can_be_switched_off():
@@ -706,3 +708,86 @@ def test_controller_knows_the_gateway_service_for_tunnels(default_objs):
     gw = find(default_objs, "Service", "edgebind-gateway")
     port = gw["spec"]["ports"][0]["port"]
     assert env["EDGEBIND_GATEWAY_SERVICE"] == f"http://edgebind-gateway.edgebind-system.svc:{port}"
+
+# ---- the documented installs can run the examples ----
+
+def example_secret_refs() -> list[tuple[str, str, str]]:
+    """(resource, namespace, name) of every Secret the examples' custom resources reference."""
+    refs = []
+    for f in sorted((dr.REPO / "examples").glob("*.yaml")):
+        for d in yaml.safe_load_all(f.read_text()):
+            if not d:
+                continue
+            spec, who = d.get("spec", {}), f"{f.name}: {d['kind']}/{d['metadata']['name']}"
+            fields = {"LinstorBackend": ("tls", "bearerToken"), "CloudflareAccount": ("apiToken",)}
+            for field in fields.get(d["kind"], ()):
+                if field in spec:
+                    refs.append((who, spec[field]["namespace"], spec[field]["name"]))
+    return refs
+
+
+def helm_set_values(args: str) -> dict[str, Any]:
+    """The values of `--set a.b='{x,y}'` / `--set a.b=v` arguments, as Helm reads them."""
+    values: dict[str, Any] = {}
+    for path, raw in re.findall(r"--set[ =]([\w.]+)=(\S+)", args):
+        raw = raw.strip("'\"")
+        value: Any = raw[1:-1].split(",") if raw.startswith("{") else raw
+        node = values
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return values
+
+
+def documented_helm_installs() -> list[tuple[str, str, dict[str, Any]]]:
+    """(where, namespace, values) of every `helm install` command in the READMEs, with its --set
+    arguments (continued lines joined)."""
+    out = []
+    for readme in ("README.md", "deploy/README.md"):
+        text = (dr.REPO / readme).read_text().replace("\\\n", " ")
+        for m in re.finditer(r"helm install edgebind deploy/helm/edgebind (?:-n|--namespace)[ =](\S+)"
+                             r" --create-namespace([^\n`]*)", text):
+            out.append((readme, m.group(1), helm_set_values(m.group(2))))
+    return out
+
+
+def controller_may_get_secret(objs: list[dict[str, Any]], ns: str, name: str) -> bool:
+    """Whether the roles bound to the controller's ServiceAccount allow `get` on Secret ns/name."""
+    sa = next(o for o in objs if o["kind"] == "ServiceAccount" and "controller" in o["metadata"]["name"])
+    sa_key = (sa["metadata"]["name"], sa["metadata"].get("namespace"))
+    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+             for o in objs if o["kind"] in ("Role", "ClusterRole")}
+    for b in objs:
+        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if not any((s.get("name"), s.get("namespace")) == sa_key for s in b.get("subjects", [])):
+            continue
+        where = b["metadata"].get("namespace") if b["kind"] == "RoleBinding" else None
+        if where not in (None, ns):
+            continue
+        ref = b["roleRef"]
+        role = roles.get((ref["kind"], where if ref["kind"] == "Role" else None, ref["name"]))
+        if role and rules_of(role) & {("", "secrets", "get", None), ("", "secrets", "get", name)}:
+            return True
+    return False
+
+
+def test_every_documented_install_reads_every_secret_the_examples_name():
+    """Issue 13: the README's and deploy/README's Helm commands and the kustomize overlay each
+    grant the controller `get` on every Secret the examples reference, and no more than the
+    namespaces those installs name."""
+    refs = example_secret_refs()
+    assert {ns for _, ns, _ in refs} and len(refs) >= 2, refs
+    installs = [(f"{where}: helm install -n {ns} {values}", dr.objects(dr.render(values, namespace=ns)))
+                for where, ns, values in documented_helm_installs()]
+    assert {w.split(":")[0] for w, _ in installs} == {"README.md", "deploy/README.md"}, installs
+    installs.append(("kustomize overlays/example", kustomize(dr.KUSTOMIZE / "overlays" / "example")))
+    for where, objs in installs:
+        missing = [f"{who} -> Secret {ns}/{name}" for who, ns, name in refs
+                   if not controller_may_get_secret(objs, ns, name)]
+        assert not missing, f"{where} cannot read:\n" + "\n".join(missing)
+    # The check itself refuses what the chart does not grant.
+    default = dr.objects(dr.render())
+    assert not controller_may_get_secret(default, "piraeus-datastore", "linstor-client-tls")
+    assert not controller_may_get_secret(default, "team-a", "anything")

@@ -457,6 +457,7 @@ async fn seeded_backend() -> Arc<MemoryBackend> {
                 size_bytes: GIB,
                 labels: labels(),
                 source_snapshot: None,
+                binding: None,
             })
             .await
             .expect("seed volume");

@@ -10,7 +10,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
@@ -94,24 +93,11 @@ impl Accounts {
 
 async fn token_of(client: &kube::Client, a: &CloudflareAccount) -> Result<String, String> {
     let r = &a.spec.api_token;
-    let api: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(client.clone(), &r.namespace);
-    let s = match api.get_opt(&r.name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(format!("Secret {}/{} does not exist", r.namespace, r.name)),
-        Err(e) => {
-            return Err(format!(
-                "cannot read Secret {}/{}: {e}",
-                r.namespace, r.name
-            ));
-        }
-    };
-    let bytes = s
-        .data
-        .unwrap_or_default()
+    let bytes = super::backends::secret_data(client, &r.namespace, &r.name)
+        .await?
         .remove(&r.key)
         .ok_or_else(|| format!("Secret {}/{} has no key {:?}", r.namespace, r.name, r.key))?;
-    String::from_utf8(bytes.0).map_err(|_| "the API token is not UTF-8".to_string())
+    String::from_utf8(bytes).map_err(|_| "the API token is not UTF-8".to_string())
 }
 
 /// Builds the client config from the spec and token. Errors say what to fix.

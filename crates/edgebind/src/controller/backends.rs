@@ -85,7 +85,8 @@ pub(crate) enum BackendError {
     Kube(#[from] kube::Error),
 }
 
-async fn secret_data(
+/// Reads a Secret that a LinstorBackend or CloudflareAccount references. Errors say what to fix.
+pub(crate) async fn secret_data(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -99,7 +100,20 @@ async fn secret_data(
             .map(|(k, v)| (k, v.0))
             .collect()),
         Ok(None) => Err(format!("Secret {ns}/{name} does not exist")),
-        Err(e) => Err(format!("cannot read Secret {ns}/{name}: {e}")),
+        Err(e) => Err(secret_read_problem(ns, name, &e)),
+    }
+}
+
+/// Why a referenced Secret could not be read. A refusal names the install setting that grants
+/// the read: the chart lets the controller read Secrets only in the namespaces it lists.
+fn secret_read_problem(ns: &str, name: &str, e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "the controller may not read Secret {ns}/{name}: keep the Secret in the operator's \
+             namespace, or add {ns} to the chart value controller.backendSecrets.namespaces \
+             (deploy/README.md)"
+        ),
+        e => format!("cannot read Secret {ns}/{name}: {e}"),
     }
 }
 
@@ -271,4 +285,32 @@ pub(crate) async fn reconcile(
     } else {
         skeleton::retry(&ctx, b.as_ref())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("secrets \"x\" is forbidden", "Forbidden")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn a_refused_secret_read_names_the_value_that_grants_it() {
+        let msg = secret_read_problem("piraeus-datastore", "linstor-client-tls", &api_error(403));
+        assert!(
+            msg.contains("piraeus-datastore/linstor-client-tls")
+                && msg.contains("controller.backendSecrets.namespaces"),
+            "{msg}"
+        );
+        let other = secret_read_problem("ns", "s", &api_error(500));
+        assert!(
+            other.starts_with("cannot read Secret ns/s") && !other.contains("backendSecrets"),
+            "{other}"
+        );
+    }
 }

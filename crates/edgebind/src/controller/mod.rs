@@ -311,6 +311,12 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     check_crds(&client).await?;
+    binding::signing::backfill_binding_entries(
+        &client,
+        &config.cloudflare.key_namespace,
+        &config.cloudflare.gateway_keys_secret,
+    )
+    .await;
     let ctx = Context::new(client.clone(), config.clone());
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let cfg = CtrlConfig::default().concurrency(config.concurrency);
@@ -375,7 +381,28 @@ pub async fn run(
     // A policy or issuer change recompiles the bundle of the bindings it feeds, at once rather
     // than at the next resync.
     let (for_policies, for_issuers) = (bindings.store(), bindings.store());
+    // A LinstorBackend created or deleted changes whether the bindings naming it in their
+    // volume defaults can be published.
+    let for_backends = bindings.store();
     let bindings = bindings
+        .watches(
+            Api::<LinstorBackend>::all(client.clone()),
+            wc(),
+            move |lb| {
+                let name = lb.name_any();
+                for_backends
+                    .state()
+                    .into_iter()
+                    .filter(|b| {
+                        b.spec
+                            .volume_defaults
+                            .as_ref()
+                            .is_some_and(|d| d.backend_ref == name)
+                    })
+                    .map(|b| ObjectRef::from_obj(b.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(
             Api::<VolumeAccessPolicy>::all(client.clone()),
             wc(),

@@ -10,6 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::DeletionPolicy;
+use super::volume::Placement;
+
 /// Annotation asking for a signing key rotation now: any new value triggers one rotation.
 pub const ROTATE_KEY_ANNOTATION: &str = "edgebind.dev/rotate-key";
 /// Condition set when a route pattern belongs to another Worker.
@@ -29,6 +32,12 @@ pub const ROUTE_CONFLICT: &str = "RouteConflict";
     printcolumn(name = "Script", type_ = "string", json_path = ".spec.scriptName"),
     printcolumn(name = "Route", type_ = "string", json_path = ".spec.routes[0]"),
     printcolumn(name = "Key", type_ = "string", json_path = ".status.currentKeyId"),
+    printcolumn(
+        name = "Backend",
+        type_ = "string",
+        priority = 1,
+        json_path = ".spec.volumeDefaults.backendRef"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -105,6 +114,52 @@ pub struct EdgeBindingSpec {
     /// Keep the Worker script when this object is deleted (routes and secrets are still removed).
     #[serde(default)]
     pub keep_script_on_delete: bool,
+    /// What volumes created at the edge through this binding are made of: their LinstorBackend,
+    /// placement and deletion policy. Absent: the gateway's `--backend-ref` (a fallback kept for
+    /// bindings made before this field existed), default placement, `Retain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_defaults: Option<EdgeVolumeDefaults>,
+}
+
+/// The spec of the EdgeVolumes the gateway creates for requests through a binding (the size,
+/// name and labels come from the request; a size cap belongs in the policies'
+/// `conditions.maxSizeBytes`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.resourceGroup) || !(has(self.placeCount) || has(self.storagePools))").message("resourceGroup excludes placeCount and storagePools: the resource group decides placement"))]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeVolumeDefaults {
+    /// LinstorBackend of the volumes (their `spec.backendRef`). A volume restored from a
+    /// snapshot stays on its source volume's backend. The binding is not Ready while no
+    /// LinstorBackend of this name exists.
+    #[schemars(length(min = 1, max = 253))]
+    pub backend_ref: String,
+    /// A LINSTOR resource group whose select filter places the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 48))]
+    pub resource_group: Option<String>,
+    /// Number of diskful replicas (the volume default, 2, when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub place_count: Option<u32>,
+    /// Storage pools diskful replicas may use (any of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub storage_pools: Option<Vec<String>>,
+    /// What happens to the LINSTOR data when such a volume is deleted (default `Retain`).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+impl EdgeVolumeDefaults {
+    /// The placement these defaults give a new volume.
+    pub fn placement(&self) -> Placement {
+        Placement {
+            resource_group: self.resource_group.clone(),
+            place_count: self.place_count,
+            storage_pools: self.storage_pools.clone(),
+            ..Placement::default()
+        }
+    }
 }
 
 fn default_rotation_hours() -> u32 {

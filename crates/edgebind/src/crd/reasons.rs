@@ -122,6 +122,8 @@ reasons! {
     /// EdgeBinding (beside [`CloudflareReason`] for failed calls).
     pub enum BindingReason {
         AccountNotReady,
+        /// `spec.volumeDefaults.backendRef` names no LinstorBackend.
+        BackendNotFound,
         InvalidConfig: terminal,
         WaitingForSigningKey: progress,
         SigningKeyMissing: terminal,

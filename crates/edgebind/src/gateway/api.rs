@@ -253,6 +253,8 @@ struct Ctx {
     key_id: Option<String>,
     /// The namespace the verified key may sign for.
     key_namespace: Option<String>,
+    /// The EdgeBinding the verified key was made for: its volume defaults shape new volumes.
+    key_binding: Option<String>,
     /// The verified signature's nonce and until when it must be remembered; recorded only once
     /// the request is authorised (`admit`).
     nonce: Option<(String, i64)>,
@@ -417,6 +419,7 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
     // The key grants exactly its namespace (docs/security.md, cross-tenant forgery): checked
     // against the namespace of the key that verified, whatever the request claims.
     ctx.key_namespace = keys.namespace_of(&verified.key_id).map(str::to_string);
+    ctx.key_binding = keys.binding_of(&verified.key_id).map(str::to_string);
     ctx.nonce = Some((verified.nonce.clone(), verified.forget_after()));
     // A key that floods is stopped here, before it costs anyone else anything.
     if let Err(secs) = s
@@ -783,6 +786,7 @@ async fn act(
                 size_bytes: b.size_bytes,
                 labels: b.labels.clone(),
                 source_snapshot: None,
+                binding: ctx.key_binding.clone(),
             };
             s.backend
                 .create_volume(nv)
@@ -923,6 +927,7 @@ async fn act(
                                 size_bytes: size,
                                 labels: b.labels,
                                 source_snapshot: Some(snap.clone()),
+                                binding: ctx.key_binding.clone(),
                             })
                             .await
                             .map(|v| Answer::ok(StatusCode::CREATED, v)),

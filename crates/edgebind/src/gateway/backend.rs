@@ -59,6 +59,9 @@ pub struct NewVolume {
     pub size_bytes: u64,
     pub labels: BTreeMap<String, String>,
     pub source_snapshot: Option<String>,
+    /// The EdgeBinding (in `namespace`) the request came through, from the signing key: its
+    /// `volumeDefaults` give the backend, placement and deletion policy.
+    pub binding: Option<String>,
 }
 
 /// The operations of §4.

@@ -5,7 +5,9 @@
 //! public key, either the base64url (no padding) of the raw 32-byte key (the JWK `x`) or a PEM
 //! `PUBLIC KEY` (SPKI), and `<keyid>.namespace` the one namespace the key may sign for. A key
 //! without a namespace is not trusted: a key grants exactly its scope, and an unscoped one would
-//! reach every tenant. Other entries are ignored; invalid entries are skipped and reported.
+//! reach every tenant. `<keyid>.binding`, when present, names the EdgeBinding (in that namespace)
+//! the key was made for: volumes created through the key take that binding's volume defaults.
+//! Other entries are ignored; invalid entries are skipped and reported.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -66,11 +68,24 @@ pub fn parse_public_key(value: &[u8]) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid Ed25519 point".to_string())
 }
 
-/// One trusted key and the namespace it may sign for.
+/// A binding name: a DNS subdomain (RFC 1123), as Kubernetes object names are.
+fn valid_binding_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// One trusted key, the namespace it may sign for and the binding it was made for.
 #[derive(Clone, Debug)]
 struct Trusted {
     key: VerifyingKey,
     namespace: String,
+    binding: Option<String>,
 }
 
 /// An immutable set of trusted keys.
@@ -85,7 +100,17 @@ impl KeySet {
         KeySet {
             keys: keys
                 .into_iter()
-                .map(|(id, key, namespace)| (id, Trusted { key, namespace }))
+                .map(|(id, key, namespace)| {
+                    let binding = None;
+                    (
+                        id,
+                        Trusted {
+                            key,
+                            namespace,
+                            binding,
+                        },
+                    )
+                })
                 .collect(),
         }
     }
@@ -120,9 +145,24 @@ impl KeySet {
                     continue;
                 }
             };
+            let binding = match data.get(format!("{id}.binding").as_str()) {
+                None => None,
+                Some(v) => match std::str::from_utf8(v).map(str::trim) {
+                    Ok(b) if valid_binding_name(b) => Some(b.to_string()),
+                    _ => {
+                        problems.push(format!("{id}.binding: not an object name; key not trusted"));
+                        continue;
+                    }
+                },
+            };
             match parse_public_key(value) {
                 Ok(key) => {
-                    keys.insert(id.to_string(), Trusted { key, namespace });
+                    let t = Trusted {
+                        key,
+                        namespace,
+                        binding,
+                    };
+                    keys.insert(id.to_string(), t);
                 }
                 Err(e) => problems.push(format!("{name}: {e}")),
             }
@@ -137,6 +177,11 @@ impl KeySet {
     /// The namespace a key may sign for.
     pub fn namespace_of(&self, key_id: &str) -> Option<&str> {
         self.keys.get(key_id).map(|t| t.namespace.as_str())
+    }
+
+    /// The EdgeBinding a key was made for (keys published before bindings were recorded: none).
+    pub fn binding_of(&self, key_id: &str) -> Option<&str> {
+        self.keys.get(key_id).and_then(|t| t.binding.as_deref())
     }
 
     pub fn key_ids(&self) -> impl Iterator<Item = &str> {
@@ -225,6 +270,30 @@ mod tests {
         let (set, problems) = KeySet::from_secret_data(data);
         assert!(set.is_empty(), "{:?}", set.key_ids().collect::<Vec<_>>());
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn a_key_names_its_binding_and_a_malformed_binding_is_not_trusted() {
+        let data: Vec<(&str, &[u8])> = vec![
+            ("a.pub", X.as_bytes()),
+            ("a.namespace", b"team-a"),
+            ("a.binding", b"storage-api"),
+            ("old.pub", X.as_bytes()),
+            ("old.namespace", b"team-a"),
+            ("bad.pub", X.as_bytes()),
+            ("bad.namespace", b"team-a"),
+            ("bad.binding", b"Not/A Name"),
+        ];
+        let (set, problems) = KeySet::from_secret_data(data);
+        assert_eq!(set.binding_of("a"), Some("storage-api"));
+        assert_eq!(
+            set.binding_of("old"),
+            None,
+            "published before bindings were recorded"
+        );
+        assert!(set.get("old").is_some());
+        assert!(set.get("bad").is_none(), "{problems:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]

@@ -13,17 +13,21 @@ use super::{
     BackendError, BackendResult, FIELD_MANAGER, KUBE_TIMEOUT, NewVolume, SnapshotView,
     VolumeBackend, VolumeView,
 };
+use crate::crd::binding::EdgeVolumeDefaults;
 use crate::crd::phase::Phase;
 use crate::crd::quantity::parse_bytes;
 use crate::crd::reasons::{SnapshotReason, VolumeReason};
 use crate::crd::volume::VolumeSource;
-use crate::crd::{DeletionPolicy, EdgeSnapshot, EdgeSnapshotSpec, EdgeVolume, EdgeVolumeSpec};
+use crate::crd::{
+    DeletionPolicy, EdgeBinding, EdgeSnapshot, EdgeSnapshotSpec, EdgeVolume, EdgeVolumeSpec,
+};
 
 /// Writes intent as custom resources; reads them back for answers.
 #[derive(Clone)]
 pub struct KubeVolumeBackend {
     client: kube::Client,
-    /// `spec.backendRef` of volumes the gateway creates.
+    /// `spec.backendRef` of volumes created through a binding without volume defaults (or a key
+    /// published before keys named their binding): the `--backend-ref` fallback.
     backend_ref: String,
     /// Watch caches serving reads (list and get), so read traffic from the edge does not become
     /// API server traffic. Writes always go to the API server.
@@ -35,6 +39,8 @@ pub struct KubeVolumeBackend {
 pub struct WatchCache {
     pub volumes: Store<EdgeVolume>,
     pub snapshots: Store<EdgeSnapshot>,
+    /// For the volume defaults of the binding a create came through.
+    pub bindings: Store<EdgeBinding>,
 }
 
 impl WatchCache {
@@ -42,6 +48,7 @@ impl WatchCache {
     pub fn start(client: &kube::Client) -> (WatchCache, impl Future<Output = ()> + Send + 'static) {
         let (volumes, vw) = reflector::store::<EdgeVolume>();
         let (snapshots, sw) = reflector::store::<EdgeSnapshot>();
+        let (bindings, bw) = reflector::store::<EdgeBinding>();
         // Watches time out below common load-balancer idle limits; errors back off and relist.
         let wc = || watcher::Config::default().timeout(240);
         let v = reflector(vw, watcher(Api::<EdgeVolume>::all(client.clone()), wc()))
@@ -50,16 +57,25 @@ impl WatchCache {
         let s = reflector(sw, watcher(Api::<EdgeSnapshot>::all(client.clone()), wc()))
             .default_backoff()
             .for_each(|_| async {});
+        let b = reflector(bw, watcher(Api::<EdgeBinding>::all(client.clone()), wc()))
+            .default_backoff()
+            .for_each(|_| async {});
         let driver = async move {
-            futures::join!(v, s);
+            futures::join!(v, s, b);
         };
-        (WatchCache { volumes, snapshots }, driver)
+        let cache = WatchCache {
+            volumes,
+            snapshots,
+            bindings,
+        };
+        (cache, driver)
     }
 
-    /// Resolves once both caches hold a complete initial list.
+    /// Resolves once every cache holds a complete initial list.
     pub async fn synced(&self) {
         let _ = self.volumes.wait_until_ready().await;
         let _ = self.snapshots.wait_until_ready().await;
+        let _ = self.bindings.wait_until_ready().await;
     }
 }
 
@@ -84,6 +100,79 @@ impl KubeVolumeBackend {
 
     fn snapshots(&self, ns: &str) -> Api<EdgeSnapshot> {
         Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// The volume defaults of binding `ns/name`. A binding the key names but that is gone is
+    /// an error, not the fallback: a volume is never put on a backend nobody chose for it.
+    async fn defaults_of(&self, ns: &str, name: &str) -> BackendResult<Option<EdgeVolumeDefaults>> {
+        let b = match &self.cache {
+            Some(c) => c
+                .bindings
+                .get(&ObjectRef::<EdgeBinding>::new(name).within(ns))
+                .map(|b| b.as_ref().clone()),
+            None => {
+                call(Api::<EdgeBinding>::namespaced(self.client.clone(), ns).get_opt(name)).await?
+            }
+        };
+        match b {
+            Some(b) => Ok(b.spec.volume_defaults),
+            None => Err(BackendError::Unavailable(format!(
+                "EdgeBinding {ns}/{name} of the signing key is not known"
+            ))),
+        }
+    }
+
+    /// The backend of the volume a snapshot was taken of: a restore must stay on it.
+    async fn source_backend(&self, ns: &str, snapshot: &str) -> BackendResult<Option<String>> {
+        let snap = match &self.cache {
+            Some(c) => c
+                .snapshots
+                .get(&ObjectRef::<EdgeSnapshot>::new(snapshot).within(ns))
+                .map(|s| s.spec.volume_ref.clone()),
+            None => call(self.snapshots(ns).get_opt(snapshot))
+                .await?
+                .map(|s| s.spec.volume_ref),
+        };
+        let Some(volume) = snap else {
+            return Ok(None);
+        };
+        Ok(match &self.cache {
+            Some(c) => c
+                .volumes
+                .get(&ObjectRef::<EdgeVolume>::new(&volume).within(ns))
+                .map(|v| v.spec.backend_ref.clone()),
+            None => call(self.volumes(ns).get_opt(&volume))
+                .await?
+                .map(|v| v.spec.backend_ref),
+        })
+    }
+}
+
+/// The spec of a volume created at the edge: size and source from the request; backend,
+/// placement and deletion policy from the binding's defaults, else `fallback_backend` and the
+/// volume defaults; a restore on its source volume's backend, whatever the defaults say.
+pub(crate) fn new_volume_spec(
+    v: &NewVolume,
+    defaults: Option<&EdgeVolumeDefaults>,
+    source_backend: Option<String>,
+    fallback_backend: &str,
+) -> EdgeVolumeSpec {
+    let backend_ref = source_backend
+        .or_else(|| defaults.map(|d| d.backend_ref.clone()))
+        .unwrap_or_else(|| fallback_backend.to_string());
+    EdgeVolumeSpec {
+        backend_ref,
+        // Plain bytes: an exact quantity, no rounding.
+        size: v.size_bytes.to_string(),
+        placement: defaults
+            .map(EdgeVolumeDefaults::placement)
+            .unwrap_or_default(),
+        source: v
+            .source_snapshot
+            .clone()
+            .map(|snapshot| VolumeSource { snapshot }),
+        deletion_policy: defaults.map_or(DeletionPolicy::Retain, |d| d.deletion_policy),
+        properties: Default::default(),
     }
 }
 
@@ -179,6 +268,15 @@ impl VolumeBackend for KubeVolumeBackend {
 
     fn create_volume<'a>(&'a self, v: NewVolume) -> BoxFuture<'a, BackendResult<VolumeView>> {
         Box::pin(async move {
+            let defaults = match &v.binding {
+                Some(b) => self.defaults_of(&v.namespace, b).await?,
+                None => None,
+            };
+            let source_backend = match &v.source_snapshot {
+                Some(s) => self.source_backend(&v.namespace, s).await?,
+                None => None,
+            };
+            let spec = new_volume_spec(&v, defaults.as_ref(), source_backend, &self.backend_ref);
             let obj = EdgeVolume {
                 metadata: ObjectMeta {
                     name: Some(v.name.clone()),
@@ -186,15 +284,7 @@ impl VolumeBackend for KubeVolumeBackend {
                     labels: (!v.labels.is_empty()).then(|| v.labels.clone()),
                     ..Default::default()
                 },
-                spec: EdgeVolumeSpec {
-                    backend_ref: self.backend_ref.clone(),
-                    // Plain bytes: an exact quantity, no rounding.
-                    size: v.size_bytes.to_string(),
-                    placement: Default::default(),
-                    source: v.source_snapshot.map(|snapshot| VolumeSource { snapshot }),
-                    deletion_policy: DeletionPolicy::Retain,
-                    properties: Default::default(),
-                },
+                spec,
                 status: None,
             };
             let created = call(self.volumes(&v.namespace).create(&post(), &obj)).await?;
@@ -334,5 +424,65 @@ impl VolumeBackend for KubeVolumeBackend {
             view.phase = Phase::Deleting;
             Ok(view)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::volume::Placement;
+
+    fn request(source: Option<&str>) -> NewVolume {
+        NewVolume {
+            namespace: "team-a".into(),
+            name: "app-db".into(),
+            size_bytes: 1 << 30,
+            labels: Default::default(),
+            source_snapshot: source.map(str::to_string),
+            binding: Some("storage-api".into()),
+        }
+    }
+
+    fn defaults(v: serde_json::Value) -> EdgeVolumeDefaults {
+        serde_json::from_value(v).expect("defaults")
+    }
+
+    #[test]
+    fn the_bindings_defaults_shape_the_volume() {
+        let d = defaults(
+            serde_json::json!({"backendRef": "fast", "resourceGroup": "replicated",
+                                            "deletionPolicy": "Delete"}),
+        );
+        let spec = new_volume_spec(&request(None), Some(&d), None, "default");
+        assert_eq!(spec.backend_ref, "fast");
+        assert_eq!(spec.placement.resource_group.as_deref(), Some("replicated"));
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(spec.size, (1u64 << 30).to_string());
+
+        let d = defaults(serde_json::json!({"backendRef": "slow", "placeCount": 3,
+                                            "storagePools": ["thin"]}));
+        let spec = new_volume_spec(&request(None), Some(&d), None, "default");
+        assert_eq!(
+            (spec.backend_ref.as_str(), spec.placement.place_count),
+            ("slow", Some(3))
+        );
+        assert_eq!(spec.placement.storage_pools, Some(vec!["thin".to_string()]));
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain, "the default");
+    }
+
+    #[test]
+    fn without_defaults_the_fallback_and_a_restore_stays_on_its_source_backend() {
+        let spec = new_volume_spec(&request(None), None, None, "default");
+        assert_eq!(spec.backend_ref, "default");
+        assert_eq!(spec.placement, Placement::default());
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+
+        let d = defaults(serde_json::json!({"backendRef": "fast"}));
+        let spec = new_volume_spec(&request(Some("nightly")), Some(&d), Some("old".into()), "x");
+        assert_eq!(
+            spec.backend_ref, "old",
+            "LINSTOR restores within one cluster"
+        );
+        assert_eq!(spec.source.map(|s| s.snapshot).as_deref(), Some("nightly"));
     }
 }

@@ -39,7 +39,9 @@ pub struct GatewayArgs {
         default_value = crate::defaults::GATEWAY_KEYS_SECRET
     )]
     pub keys_secret: String,
-    /// LinstorBackend that volumes created from the edge use.
+    /// LinstorBackend of volumes created at the edge through a binding without
+    /// `spec.volumeDefaults`, or with a key published before keys named their binding. Bindings
+    /// with volume defaults name their own.
     #[arg(long, env = "EDGEBIND_GATEWAY_BACKEND", default_value = "default")]
     pub backend_ref: String,
     /// How often keys and policies are re-read, seconds.

@@ -274,6 +274,7 @@ async fn a_restore_is_held_to_create_rules_and_labels_grant_nothing_the_policy_d
                 size_bytes: size,
                 labels: Default::default(),
                 source_snapshot: None,
+                binding: None,
             })
             .await
             .expect("seed");

@@ -1146,3 +1146,93 @@ async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
     );
     t.assert_contract();
 }
+
+/// Issue 13: a binding whose volume defaults name a LinstorBackend that does not exist is not
+/// published (Ready=False, `BackendNotFound`, naming it); creating that backend publishes it at
+/// once (bindings watch backends), and its key tells the gateways which binding it signs for.
+#[tokio::test]
+async fn a_binding_naming_a_missing_backend_is_published_once_it_exists() {
+    use edgebind::crd::LinstorBackend;
+    let t = CfBed::start().await;
+    t.create_binding(
+        "edge",
+        &["api.example.com/*"],
+        json!({"volumeDefaults": {"backendRef": "later", "placeCount": 3}}),
+    )
+    .await;
+    let b = t
+        .wait_cond("edge", "Ready", "False", "BackendNotFound")
+        .await;
+    let ready = b.status.expect("status").conditions;
+    let msg = &ready
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready")
+        .message;
+    assert!(msg.contains("\"later\""), "{msg}");
+    assert!(
+        t.sim().script(ACC, SCRIPT).is_none(),
+        "nothing was published"
+    );
+
+    create(
+        &Api::<LinstorBackend>::all(t.bed.client.clone()),
+        json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "LinstorBackend",
+               "metadata": {"name": "later"}, "spec": {"urls": [t.bed.linstor.url()]}}),
+    )
+    .await;
+    let b = t.wait_published("edge").await;
+    let key = b.status.and_then(|s| s.current_key_id).expect("a key");
+    let keys = t.gateway_keys().await;
+    assert_eq!(
+        keys.get(&format!("{key}.binding")).map(String::as_str),
+        Some("edge")
+    );
+    assert_eq!(
+        keys.get(&format!("{key}.namespace")).map(String::as_str),
+        Some(NS)
+    );
+}
+
+/// Upgrade: a key published before keys named their binding (no `<keyid>.binding`) gets the
+/// entry when the controller starts, without a rotation, so the gateways apply the binding's
+/// volume defaults at once rather than the `--backend-ref` fallback.
+#[tokio::test]
+async fn a_restarted_controller_records_the_binding_of_older_keys() {
+    let mut t = CfBed::start().await;
+    t.create_binding("edge", &["api.example.com/*"], json!({}))
+        .await;
+    let b = t.wait_published("edge").await;
+    let key = b.status.and_then(|s| s.current_key_id).expect("a key");
+    let entry = format!("{key}.binding");
+    assert_eq!(
+        t.gateway_keys().await.get(&entry).map(String::as_str),
+        Some("edge")
+    );
+
+    // What an older controller left behind: the key without its binding entry.
+    t.bed.crash_controller().await;
+    Api::<Secret>::namespaced(t.bed.client.clone(), SYS)
+        .patch(
+            "edgebind-gateway-keys",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {entry.clone(): null}})),
+        )
+        .await
+        .expect("entry removed");
+    assert!(!t.gateway_keys().await.contains_key(&entry));
+
+    t.bed.start_controller();
+    let keys = t
+        .bed
+        .eventually(10, "the binding entry is recorded again", || async {
+            let keys = t.gateway_keys().await;
+            keys.contains_key(&entry).then_some(keys)
+        })
+        .await;
+    assert_eq!(keys.get(&entry).map(String::as_str), Some("edge"));
+    assert!(
+        keys.contains_key(&format!("{key}.pub")),
+        "the same key, not a rotation"
+    );
+}

@@ -192,6 +192,7 @@ async fn rotation_under_traffic_refuses_nothing_and_retires_the_old_key() {
             size_bytes: 1 << 30,
             labels: Default::default(),
             source_snapshot: None,
+            binding: None,
         })
         .await
         .expect("seed volume");

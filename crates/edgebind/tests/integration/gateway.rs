@@ -111,6 +111,7 @@ pub(crate) async fn start_with(limits: EdgeLimits) -> Gw {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 source_snapshot: None,
+                binding: None,
             })
             .await
             .expect("seed volume");
@@ -706,6 +707,7 @@ async fn kube_backend_reads_from_watch_caches() {
             size_bytes: 1 << 30,
             labels: Default::default(),
             source_snapshot: None,
+            binding: None,
         })
         .await
         .expect("create goes to the API server");
@@ -805,4 +807,45 @@ async fn a_key_signs_only_for_its_own_namespace() {
         .send(req("GET", "/api/v1/namespaces/team-a/volumes/pvc-1", None))
         .await;
     assert_eq!(s, 200);
+}
+
+/// Issue 13: on the fake API server, a create through binding A lands on A's backend with A's
+/// placement, through binding B on B's; a key without a binding takes the `--backend-ref`
+/// fallback, and a key naming a missing binding creates nothing
+/// (`support::edge::volume_defaults_scenario`; the same runs on the real API server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_creates_take_the_volume_defaults_of_their_binding() {
+    let kube = edgebind_sim::kube::FakeApiServer::start()
+        .await
+        .expect("fake API server");
+    for c in edgebind::crd::all() {
+        kube.try_install_crd(&c).expect("CRD");
+    }
+    let admin = kube.client();
+    for name in ["team-a", "edgebind-system"] {
+        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+        .unwrap();
+        kube::Api::all(admin.clone())
+            .create(&Default::default(), &ns)
+            .await
+            .unwrap();
+    }
+    let mut cfg = kube::Config::new(kube.url().parse().unwrap());
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(crate::support::bed::GATEWAY_UA),
+    ));
+    let gateway = kube::Client::try_from(cfg).unwrap();
+    crate::support::edge::volume_defaults_scenario(
+        &admin,
+        gateway,
+        "team-a",
+        "edgebind-system",
+        30,
+    )
+    .await
+    .expect("each binding's defaults shape the volumes created through it");
+    crate::support::bed::record_calls(&kube, crate::support::bed::GATEWAY_UA, "gateway");
 }

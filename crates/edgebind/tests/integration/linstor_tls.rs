@@ -6,40 +6,11 @@ use std::time::Duration;
 
 use edgebind::linstor::tls::TlsSource;
 use edgebind::linstor::{ClientConfig, LinstorClient, LinstorError};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rcgen::{CertificateParams, KeyPair};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Pki {
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn pki() -> Pki {
-    let key = KeyPair::generate().expect("CA key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "test CA");
-    let cert = params.self_signed(&key).expect("CA cert");
-    Pki {
-        ca_pem: cert.pem(),
-        ca_der: cert.der().clone(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A leaf certificate (PEM cert, PEM key, DER cert) for `cn` and the SANs.
-fn leaf(pki: &Pki, cn: &str, sans: &[&str]) -> (String, String, Vec<u8>) {
-    let key = KeyPair::generate().expect("leaf key");
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .expect("params");
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let cert = params.signed_by(&key, &pki.issuer).expect("leaf cert");
-    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
-}
+use crate::support::tls::Pki;
 
 /// A controller stand-in that requires a client certificate from the CA, records which one each
 /// connection presented, and answers `GET /v1/controller/version`.
@@ -120,7 +91,7 @@ fn client(port: u16, tls: TlsSource) -> LinstorClient {
 #[tokio::test]
 async fn client_certificate_is_presented_and_rotated_files_are_picked_up() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pki = self::pki();
+    let pki = Pki::new();
     let (port, seen) = mtls_server(&pki).await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, ca) = (
@@ -129,7 +100,7 @@ async fn client_certificate_is_presented_and_rotated_files_are_picked_up() {
         dir.path().join("ca.crt"),
     );
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let (a_pem, a_key, a_der) = leaf(&pki, "edgebind-a", &["edgebind"]);
+    let (a_pem, a_key, a_der) = pki.leaf("edgebind-a", &["edgebind"]);
     std::fs::write(&cert, &a_pem).unwrap();
     std::fs::write(&key, &a_key).unwrap();
     let c = client(
@@ -151,7 +122,7 @@ async fn client_certificate_is_presented_and_rotated_files_are_picked_up() {
 
     // cert-manager renews the certificate: new files, same client.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (b_pem, b_key, b_der) = leaf(&pki, "edgebind-b", &["edgebind"]);
+    let (b_pem, b_key, b_der) = pki.leaf("edgebind-b", &["edgebind"]);
     std::fs::write(&cert, &b_pem).unwrap();
     std::fs::write(&key, &b_key).unwrap();
     c.reset_probe().await;
@@ -166,7 +137,7 @@ async fn client_certificate_is_presented_and_rotated_files_are_picked_up() {
 #[tokio::test]
 async fn without_a_client_certificate_or_with_the_wrong_ca_the_call_fails_cleanly() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pki = self::pki();
+    let pki = Pki::new();
     let (port, seen) = mtls_server(&pki).await;
     // No client certificate: the server refuses the handshake.
     let c = client(
@@ -183,8 +154,8 @@ async fn without_a_client_certificate_or_with_the_wrong_ca_the_call_fails_cleanl
         .expect_err("refused without a client certificate");
     assert!(matches!(err, LinstorError::Unreachable { .. }), "{err}");
     // A CA that did not sign the server: the client refuses the server.
-    let other = self::pki();
-    let (a_pem, a_key, _) = leaf(&pki, "edgebind-a", &["edgebind"]);
+    let other = Pki::new();
+    let (a_pem, a_key, _) = pki.leaf("edgebind-a", &["edgebind"]);
     let c = client(
         port,
         TlsSource::Pem {

@@ -1063,6 +1063,20 @@ async fn the_gateway_serves_edge_requests_under_the_charts_rbac() {
         .expect("the edge scenario completes under the chart's RBAC");
 }
 
+/// Issue 13, on the real API server under the chart's RBAC (the gateway reads EdgeBindings
+/// from its watch cache): a create through binding A lands on A's backend, through binding B on
+/// B's (`support::edge::volume_defaults_scenario`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_creates_take_the_volume_defaults_of_their_binding_under_the_charts_rbac() {
+    let (_turn, server) = my_turn().await;
+    let admin = server.client(Who::Admin).await;
+    let ns = server.namespace("defaults").await;
+    let gateway = server.client(Who::Gateway).await;
+    crate::support::edge::volume_defaults_scenario(&admin, gateway, &ns, RELEASE_NS, 30)
+        .await
+        .expect("each binding's defaults shape the volumes created through it");
+}
+
 /// The rules of the role named `name` (a ClusterRole, or a Role in the release namespace), as
 /// the chart renders them.
 fn chart_rules(kind: &str, name: &str) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
@@ -1339,4 +1353,220 @@ async fn leader_election_on_a_real_lease_under_the_charts_role() {
         .delete(&backend, &DeleteParams::default())
         .await;
     linstor.stop().await;
+}
+
+/// The kinds the examples use: API resource, and whether it is namespaced.
+fn example_kind(kind: &str) -> (kube::discovery::ApiResource, bool) {
+    use edgebind::crd::{CloudflareAccount, EdgeBinding, IdentityIssuer, VolumeAccessPolicy};
+    use kube::discovery::ApiResource;
+    match kind {
+        "LinstorBackend" => (ApiResource::erase::<LinstorBackend>(&()), false),
+        "CloudflareAccount" => (ApiResource::erase::<CloudflareAccount>(&()), false),
+        "IdentityIssuer" => (ApiResource::erase::<IdentityIssuer>(&()), false),
+        "EdgeVolume" => (ApiResource::erase::<EdgeVolume>(&()), true),
+        "EdgeSnapshot" => (ApiResource::erase::<EdgeSnapshot>(&()), true),
+        "VolumeAccessPolicy" => (ApiResource::erase::<VolumeAccessPolicy>(&()), true),
+        "EdgeBinding" => (ApiResource::erase::<EdgeBinding>(&()), true),
+        other => panic!("examples/ holds a kind this test does not know: {other}"),
+    }
+}
+
+/// Every document of `examples/*.yaml`, in file order.
+fn example_docs() -> Vec<Value> {
+    let dir = format!("{}/../../examples", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).expect("example");
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+                .filter(|v: &Value| !v.is_null())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+/// Every Secret the examples reference, as (namespace, name, key or None for a TLS Secret).
+fn example_secret_refs(docs: &[Value]) -> Vec<(String, String, Option<String>)> {
+    let mut out = Vec::new();
+    for d in docs {
+        for field in ["tls", "bearerToken", "apiToken"] {
+            let r = &d["spec"][field];
+            if let (Some(ns), Some(name)) = (r["namespace"].as_str(), r["name"].as_str()) {
+                let key = (field != "tls").then(|| r["key"].as_str().unwrap_or("token").into());
+                out.push((ns.to_string(), name.to_string(), key));
+            }
+        }
+    }
+    out
+}
+
+/// `Ready` of an object of the examples, with the condition's reason and message.
+async fn example_ready(api: &Api<kube::api::DynamicObject>, name: &str) -> Result<(), String> {
+    let o = api
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("gone")?;
+    let conds = o.data["status"]["conditions"].as_array().cloned();
+    let ready = conds
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c["type"] == "Ready")
+        .ok_or("no Ready condition")?;
+    if ready["status"] == "True" {
+        Ok(())
+    } else {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Err(format!(
+            "{}: {}",
+            text(&ready["reason"]),
+            text(&ready["message"])
+        ))
+    }
+}
+
+/// Issue 13: the examples, applied as a user would after the documented install, reconcile
+/// under exactly the RBAC the chart renders with default values. The controller runs as its
+/// ServiceAccount; the Secrets the examples name are created where they name them (the
+/// LinstorBackend's mTLS Secret is used: the LINSTOR simulator is behind a TLS front that
+/// requires that client certificate); only the addresses of the outside world change (LINSTOR,
+/// the Cloudflare API and the IdP's JWK Set point at the simulators), and team-a is a fresh
+/// namespace. Every object must become Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_reconcile_under_the_charts_rbac() {
+    use edgebind_sim::cloudflare::{CfSimConfig, CloudflareSim, REALISTIC_TOKEN};
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::DynamicObject;
+
+    let (_turn, server) = my_turn().await;
+    let admin = server.client(Who::Admin).await;
+    let tenant = server.namespace("team-a").await;
+    let linstor = LinstorSim::start(SimConfig::with_example_groups())
+        .await
+        .expect("LINSTOR simulator");
+    let pki = crate::support::tls::Pki::new();
+    let (linstor_url, front) = crate::support::tls::mtls_front(&pki, linstor.addr).await;
+    let cf = CloudflareSim::start(CfSimConfig::realistic())
+        .await
+        .expect("Cloudflare simulator");
+
+    let mut docs = example_docs();
+    // The Secrets, where the examples say they are.
+    let pp = PostParams::default();
+    let (cert, key, _) = pki.leaf("edgebind", &["edgebind"]);
+    for (ns, name, field) in example_secret_refs(&docs) {
+        let data = match field {
+            None => json!({"tls.crt": cert, "tls.key": key, "ca.crt": pki.ca_pem}),
+            Some(k) => json!({ k: REALISTIC_TOKEN }),
+        };
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns}, "stringData": data
+        }))
+        .unwrap();
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        let _ = Api::<Namespace>::all(admin.clone())
+            .create(&pp, &namespace)
+            .await;
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+        let _ = secrets.delete(&name, &DeleteParams::default()).await;
+        secrets.create(&pp, &s).await.expect("Secret");
+    }
+    // Only the outside world's addresses change.
+    for d in &mut docs {
+        match d["kind"].as_str() {
+            Some("LinstorBackend") => d["spec"]["urls"] = json!([linstor_url]),
+            Some("CloudflareAccount") => d["spec"]["apiUrl"] = json!(cf.url()),
+            Some("IdentityIssuer") => {
+                d["spec"]["issuer"] = json!(crate::support::idp::ISSUER_URL);
+                d["spec"]["jwksUri"] = json!(crate::support::idp::jwks_url());
+            }
+            _ => {}
+        }
+        if d["metadata"]["namespace"] == "team-a" {
+            d["metadata"]["namespace"] = json!(tenant);
+        }
+    }
+    let api_of = |d: &Value| {
+        let (ar, namespaced) = example_kind(d["kind"].as_str().unwrap_or_default());
+        match d["metadata"]["namespace"].as_str().filter(|_| namespaced) {
+            Some(ns) => Api::<DynamicObject>::namespaced_with(admin.clone(), ns, &ar),
+            None => Api::<DynamicObject>::all_with(admin.clone(), &ar),
+        }
+    };
+    let name_of = |d: &Value| {
+        d["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for d in &docs {
+        let obj: DynamicObject = serde_json::from_value(d.clone()).expect("object");
+        api_of(d)
+            .create(&pp, &obj)
+            .await
+            .unwrap_or_else(|e| panic!("{} {} is accepted: {e}", d["kind"], name_of(d)));
+    }
+
+    let client = server.client(Who::Controller).await;
+    let ctrl = tokio::spawn(async move {
+        if let Err(e) = controller::run(
+            client,
+            config(),
+            Readiness::default(),
+            futures::future::pending(),
+        )
+        .await
+        {
+            tracing::warn!("controller stopped: {e:#}");
+        }
+    });
+    let all_ready = poll(60, || async {
+        for d in &docs {
+            example_ready(&api_of(d), &name_of(d)).await.ok()?;
+        }
+        Some(())
+    })
+    .await;
+    let mut not_ready = Vec::new();
+    for d in &docs {
+        if let Err(e) = example_ready(&api_of(d), &name_of(d)).await {
+            let kind = d["kind"].as_str().unwrap_or_default();
+            not_ready.push(format!("{kind} {}: {e}", name_of(d)));
+        }
+    }
+
+    // Clean up with the controller still running (finalizers), tenant objects first.
+    for d in docs.iter().rev() {
+        let _ = api_of(d)
+            .delete(&name_of(d), &DeleteParams::default())
+            .await;
+    }
+    let cleaned = poll(30, || async {
+        for d in &docs {
+            if api_of(d).get_opt(&name_of(d)).await.ok()?.is_some() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    ctrl.abort();
+    let _ = ctrl.await;
+    front.abort();
+    linstor.stop().await;
+    cf.shutdown().await;
+    assert!(
+        all_ready.is_some() && not_ready.is_empty(),
+        "every example becomes Ready under the chart's RBAC; not Ready:\n{}",
+        not_ready.join("\n")
+    );
+    assert!(cleaned.is_some(), "every example is deleted again");
 }

@@ -35,6 +35,7 @@ use crate::cloudflare::upload::ScriptUpload;
 use crate::cloudflare::worker::WORKER_JS;
 use crate::cloudflare::{CfClient, CfError};
 use crate::controller::skeleton;
+use crate::crd::LinstorBackend;
 use crate::crd::binding::{EdgeBinding, EdgeBindingStatus, ROTATE_KEY_ANNOTATION, ROUTE_CONFLICT};
 use crate::crd::conditions::{DEGRADED, Desired, READY};
 pub(crate) use config::{WorkerConfig, desired_config};
@@ -281,8 +282,13 @@ async fn rotate_keys(
         ));
         let json = kp.signing_json();
         // Gateways first: the Worker never signs with a key they do not trust.
-        let ns = b.namespace().unwrap_or_default();
-        signing::publish_public(ctx, &kp.key_id, Some((&kp.public_b64url(), &ns))).await?;
+        let (ns, name) = (b.namespace().unwrap_or_default(), b.name_any());
+        let entry = signing::PublicEntry {
+            key: &kp.public_b64url(),
+            namespace: &ns,
+            binding: &name,
+        };
+        signing::publish_public(ctx, &kp.key_id, Some(entry)).await?;
         signing::write_keys(ctx, b, &[(signing::PENDING, Some(&json))]).await?;
         st.pending_key_id = Some(kp.key_id.clone());
         st.pending_since = Some(now.to_string());
@@ -298,9 +304,36 @@ async fn rotate_keys(
     Ok((current, wake))
 }
 
+/// Why the binding's volume defaults cannot be used, if they cannot: the LinstorBackend they
+/// name must exist, or every volume created at the edge through the binding would wait forever.
+async fn volume_defaults_problem(b: &EdgeBinding, ctx: &Context) -> Result<Option<String>, Error> {
+    let Some(d) = &b.spec.volume_defaults else {
+        return Ok(None);
+    };
+    let api: Api<LinstorBackend> = Api::all(ctx.client.clone());
+    Ok(api.get_opt(&d.backend_ref).await?.is_none().then(|| {
+        format!(
+            "spec.volumeDefaults.backendRef names LinstorBackend {:?}, which does not exist: \
+             create it or name another; volumes created at the edge through this binding would \
+             never be placed, so the binding is not published until then",
+            d.backend_ref
+        )
+    }))
+}
+
 async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = key_of(&b);
     let mut st = b.status.clone().unwrap_or_default();
+    if let Some(msg) = volume_defaults_problem(&b, &ctx).await? {
+        report(
+            &b,
+            &ctx,
+            st,
+            failed(BindingReason::BackendNotFound, &msg, false),
+        )
+        .await?;
+        return Ok(skeleton::retry(&ctx, b.as_ref()));
+    }
     let account = match account_ready(&ctx, &b.spec.account_ref) {
         Ok(a) => a,
         Err(msg) => {

@@ -9,3 +9,4 @@ pub mod edge;
 pub mod http;
 pub mod idp;
 pub mod partition;
+pub mod tls;

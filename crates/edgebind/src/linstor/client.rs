@@ -109,7 +109,7 @@ impl LinstorClient {
             urls: cfg.urls,
             active: AtomicUsize::new(0),
             auth,
-            budget: Arc::new(Budget::new(&cfg.budget)),
+            budget: Arc::new(Budget::new("linstor", &cfg.budget)),
             timeouts: cfg.timeouts,
             probed: RwLock::new(None),
         })

@@ -260,7 +260,8 @@ where
     let events = watcher(api, wc)
         .default_backoff()
         .modify(|o| {
-            o.managed_fields_mut().clear();
+            // `None`, not an emptied list: that would keep the entries' room allocated.
+            o.meta_mut().managed_fields = None;
             if let Some(f) = o.meta_mut().finalizers.as_mut() {
                 f.shrink_to_fit();
             }

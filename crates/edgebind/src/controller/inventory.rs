@@ -296,32 +296,38 @@ impl Inventory {
             }
         }
         let started = Instant::now();
-        let rds: Vec<ResourceDefinition> = self
-            .client
-            .list(
+        // Built page by page beside the current inventory (which volumes keep reading
+        // meanwhile), with strings of its own: the lists are never held whole in parsed form.
+        let mut strings = Strings::default();
+        let mut new_rds: HashMap<Str, Rd> = HashMap::new();
+        self.client
+            .list_pages(
                 "/v1/resource-definitions",
                 &[("with_volume_definitions", "true".to_string())],
+                |page: Vec<ResourceDefinition>| {
+                    for r in &page {
+                        new_rds.insert(strings.get(&key(&r.name)), Rd::new(r, &mut strings));
+                    }
+                },
             )
             .await?;
-        let resources: Vec<ResourceWithVolumes> =
-            self.client.list("/v1/view/resources", &[]).await?;
-        let snapshots: Vec<Snapshot> = self.client.list("/v1/view/snapshots", &[]).await?;
-        // Built beside the current inventory (which volumes keep reading meanwhile), with
-        // strings of its own.
-        let mut strings = Strings::default();
-        let mut new_rds = HashMap::with_capacity(rds.len());
-        for r in &rds {
-            new_rds.insert(strings.get(&key(&r.name)), Rd::new(r, &mut strings));
-        }
-        drop(rds);
         let mut grouped: HashMap<Str, Vec<Res>> = HashMap::with_capacity(new_rds.len());
-        for r in &resources {
-            grouped
-                .entry(strings.get(&key(&r.name)))
-                .or_default()
-                .push(Res::new(r, &mut strings));
-        }
-        drop(resources);
+        self.client
+            .list_pages(
+                "/v1/view/resources",
+                &[],
+                |page: Vec<ResourceWithVolumes>| {
+                    for r in &page {
+                        grouped
+                            .entry(strings.get(&key(&r.name)))
+                            .or_default()
+                            .push(Res::new(r, &mut strings));
+                    }
+                },
+            )
+            .await?;
+        let snapshots: Vec<Snapshot> = self.client.list("/v1/view/snapshots", &[]).await?;
+        new_rds.shrink_to_fit();
         let new_resources: HashMap<Str, Box<[Res]>> = grouped
             .into_iter()
             .map(|(k, v)| (k, v.into_boxed_slice()))

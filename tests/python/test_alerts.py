@@ -59,7 +59,9 @@ def test_each_alert_fires_on_trouble_and_not_on_health(tmp_path: Path):
     def alert(name, labels, time="30m"):
         if not labels:
             return {"eval_time": time, "alertname": name, "exp_alerts": []}
-        summary = summaries[name].replace("{{ $labels.kind }}", labels.get("kind", ""))
+        summary = summaries[name]
+        for k in ("kind", "reason", "system"):
+            summary = summary.replace("{{ $labels.%s }}" % k, labels.get(k, ""))
         return {"eval_time": time, "alertname": name,
                 "exp_alerts": [{"exp_labels": labels, "exp_annotations": {"summary": summary}}]}
 
@@ -79,6 +81,33 @@ def test_each_alert_fires_on_trouble_and_not_on_health(tmp_path: Path):
             ]},
             {"interval": "1m", "input_series": [], "alert_rule_test": [
                 alert("EdgebindControllerDown", {"severity": "critical"}, time="10m"),
+            ]},
+            # Volumes degraded for one reason (not another), none Failed; LINSTOR calls mostly
+            # waiting for their budget, Cloudflare calls rarely.
+            {"interval": "1m", "input_series": [
+                {"series": f'edgebind_volumes_degraded{{{JOB},reason="NodeOffline"}}', "values": "2x60"},
+                {"series": f'edgebind_volumes_degraded{{{JOB},reason="TooFewReplicas"}}', "values": "0x60"},
+                {"series": f'edgebind_volumes{{{JOB},phase="Ready"}}', "values": "10x60"},
+                {"series": f'edgebind_volumes{{{JOB},phase="Failed"}}', "values": "0x60"},
+                {"series": f'edgebind_budget_requests_total{{{JOB},system="linstor"}}', "values": "0+10x60"},
+                {"series": f'edgebind_budget_waits_total{{{JOB},system="linstor"}}', "values": "0+8x60"},
+                {"series": f'edgebind_budget_requests_total{{{JOB},system="cloudflare"}}', "values": "0+10x60"},
+                {"series": f'edgebind_budget_waits_total{{{JOB},system="cloudflare"}}', "values": "0+1x60"},
+            ], "alert_rule_test": [
+                alert("EdgebindVolumesDegraded", {"severity": "warning", "reason": "NodeOffline"}, time="20m"),
+                alert("EdgebindVolumesFailed", None, time="45m"),
+                alert("EdgebindBudgetExhausted", {"severity": "warning", "system": "linstor"}, time="45m"),
+                # Not yet: a node reboot, a bulk create.
+                alert("EdgebindVolumesDegraded", None, time="10m"),
+                alert("EdgebindBudgetExhausted", None, time="20m"),
+            ]},
+            # Healed: the degraded count falls to 0; a Failed volume stays.
+            {"interval": "1m", "input_series": [
+                {"series": f'edgebind_volumes_degraded{{{JOB},reason="NodeOffline"}}', "values": "2x10 0x50"},
+                {"series": f'edgebind_volumes{{{JOB},phase="Failed"}}', "values": "1x60"},
+            ], "alert_rule_test": [
+                alert("EdgebindVolumesDegraded", None, time="45m"),
+                alert("EdgebindVolumesFailed", {"severity": "warning"}, time="45m"),
             ]},
             # Token expiry: promtool's clock starts at 0, so the gauge holds seconds from then.
             {"interval": "1m", "input_series": [

@@ -119,6 +119,26 @@ def test_controller_process_reconciles_serves_health_and_metrics_and_stops_on_si
             # No object names in labels (cardinality): volume names never appear.
             assert "db" not in s.labels.values() and "eb-team-a_db" not in "".join(s.labels.values())
 
+    # The volume gauges are recounted every 10 s: the Ready volume shows up as a count.
+    def volume_counts():
+        s, text = http("GET", f"{admin}/metrics")
+        if s != 200:
+            return None
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        phases = {x.labels["phase"]: x.value for x in fams["edgebind_volumes"].samples} if "edgebind_volumes" in fams else {}
+        return (fams, phases) if phases.get("Ready") == 1 else None
+    families, phases = wait("edgebind_volumes{phase=Ready} 1", volume_counts, timeout=40)
+    assert phases == {"Pending": 0, "Ready": 1, "Failed": 0, "Deleting": 0}
+    degraded = {x.labels["reason"]: x.value for x in families["edgebind_volumes_degraded"].samples}
+    assert degraded == {"NodeOffline": 0, "ReplicaNotUpToDate": 0, "TooFewReplicas": 0}
+    granted = {x.labels["system"]: x.value for x in families["edgebind_budget_requests"].samples
+               if x.name == "edgebind_budget_requests_total"}
+    waits = {x.labels["system"]: x.value for x in families["edgebind_budget_waits"].samples
+             if x.name == "edgebind_budget_waits_total"}
+    # Every LINSTOR call went through the backend's budget.
+    linstor_calls = sum(x.value for x in ext.samples if x.labels["system"] == "linstor" and x.name.endswith("_total"))
+    assert granted["linstor"] >= linstor_calls > 0 and 0 <= waits["linstor"] <= granted["linstor"]
+
     stack["ctrl"].send_signal(signal.SIGTERM)
     assert stack["ctrl"].wait(timeout=20) == 0, "clean exit on SIGTERM"
     lines = [l for l in stack["log"].read_text().splitlines() if l.strip()]

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Labels never carry object names (unbounded cardinality).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -10,6 +11,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::crd::conditions::{DEGRADED, Reason, find};
+use crate::crd::phase::Phase;
+use crate::crd::reasons::VolumeReason;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ExternalLabels {
@@ -41,6 +48,22 @@ pub(crate) struct KindLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PhaseLabel {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabel {
+    pub reason: String,
+}
+
+/// `linstor` (the LinstorBackends' budgets) or `cloudflare` (the CloudflareAccounts').
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SystemLabel {
+    pub system: String,
+}
+
 pub(crate) struct Metrics {
     pub external_requests: Family<ExternalLabels, Counter>,
     pub external_latency: Family<ExternalLatencyLabels, Histogram>,
@@ -54,6 +77,17 @@ pub(crate) struct Metrics {
     /// expires; per account in `token_expiries`, so no object name becomes a label.
     pub token_expiry: Gauge,
     token_expiries: Mutex<BTreeMap<String, i64>>,
+    /// EdgeVolumes by phase, counted from the controller's cache (see [`volumes`]).
+    pub volumes: Family<PhaseLabel, Gauge>,
+    /// EdgeVolumes whose `Degraded` condition is True, by its reason.
+    pub volumes_degraded: Family<ReasonLabel, Gauge>,
+    /// Calls the request budgets let through, summed over the backends or accounts of a system.
+    pub budget_requests: Family<SystemLabel, Counter>,
+    /// Of those, the calls that found the budget exhausted (no token, or every in-flight slot
+    /// taken) and had to wait.
+    pub budget_waits: Family<SystemLabel, Counter>,
+    /// Time those calls waited.
+    pub budget_wait_seconds: Family<SystemLabel, Counter<f64, AtomicU64>>,
 }
 
 fn latency_hist() -> Histogram {
@@ -73,6 +107,11 @@ fn init() -> (Metrics, Registry) {
         leader: Gauge::default(),
         token_expiry: Gauge::default(),
         token_expiries: Mutex::new(BTreeMap::new()),
+        volumes: Family::default(),
+        volumes_degraded: Family::default(),
+        budget_requests: Family::default(),
+        budget_waits: Family::default(),
+        budget_wait_seconds: Family::default(),
     };
     let build: Family<BuildLabels, Gauge> = Family::default();
     build
@@ -125,6 +164,31 @@ fn init() -> (Metrics, Registry) {
         "cloudflare_token_expiry_timestamp_seconds",
         "Earliest expiry among the CloudflareAccounts' API tokens, Unix seconds; 0 when none expires",
         m.token_expiry.clone(),
+    );
+    r.register(
+        "volumes",
+        "EdgeVolumes by phase (Pending, Ready, Failed, Deleting)",
+        m.volumes.clone(),
+    );
+    r.register(
+        "volumes_degraded",
+        "EdgeVolumes whose Degraded condition is True, by reason",
+        m.volumes_degraded.clone(),
+    );
+    r.register(
+        "budget_requests",
+        "Calls let through by the request budgets, by system (linstor: LinstorBackends, cloudflare: CloudflareAccounts)",
+        m.budget_requests.clone(),
+    );
+    r.register(
+        "budget_waits",
+        "Calls that found their request budget exhausted (no token or no free in-flight slot) and waited, by system",
+        m.budget_waits.clone(),
+    );
+    r.register(
+        "budget_wait_seconds",
+        "Time calls waited for an exhausted request budget, by system",
+        m.budget_wait_seconds.clone(),
     );
     (m, r)
 }
@@ -248,6 +312,79 @@ pub(crate) fn token_expiry(account: &str, expires_at: Option<i64>) {
     m.token_expiry.set(all.values().copied().min().unwrap_or(0));
 }
 
+/// One call let through by a request budget of `system`; `waited` when it found the budget
+/// exhausted, with how long it waited.
+pub(crate) fn budget_grant(system: &str, waited: Option<Duration>) {
+    let m = get();
+    let label = SystemLabel {
+        system: system.into(),
+    };
+    m.budget_requests.get_or_create(&label).inc();
+    // The wait series exist (at 0) from the first call, so a ratio of waits to calls is 0
+    // rather than absent while no call waits.
+    let waits = m.budget_waits.get_or_create(&label);
+    let seconds = m.budget_wait_seconds.get_or_create(&label);
+    if let Some(d) = waited {
+        waits.inc();
+        seconds.inc_by(d.as_secs_f64());
+    }
+}
+
+/// How many volumes are in each phase, and degraded for each reason.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct VolumeCounts {
+    pub phases: HashMap<Phase, i64>,
+    pub degraded: HashMap<VolumeReason, i64>,
+}
+
+impl VolumeCounts {
+    /// Counts one volume from its deletion mark and conditions (the phase is derived as the
+    /// status's is, so a volume not reconciled yet counts as Pending).
+    pub(crate) fn add(&mut self, deleting: bool, conditions: &[Condition]) {
+        *self
+            .phases
+            .entry(Phase::of::<VolumeReason>(deleting, conditions))
+            .or_default() += 1;
+        if let Some(c) = find(conditions, DEGRADED).filter(|c| c.status == "True") {
+            // Reasons are edgebind's own typed ones; anything else is not counted under an
+            // arbitrary label (cardinality).
+            if let Some(r) = VolumeReason::parse(&c.reason) {
+                *self.degraded.entry(r).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// The reasons a volume's Degraded condition is True with (status.rs writes these).
+pub(crate) const DEGRADED_REASONS: [VolumeReason; 3] = [
+    VolumeReason::NodeOffline,
+    VolumeReason::ReplicaNotUpToDate,
+    VolumeReason::TooFewReplicas,
+];
+
+/// Sets the volume gauges; every phase and degraded reason gets a series, 0 included, so an
+/// alert sees a count fall back to zero rather than a series vanish.
+pub(crate) fn volumes(counts: &VolumeCounts) {
+    let m = get();
+    for p in [Phase::Pending, Phase::Ready, Phase::Failed, Phase::Deleting] {
+        m.volumes
+            .get_or_create(&PhaseLabel {
+                phase: p.as_str().into(),
+            })
+            .set(counts.phases.get(&p).copied().unwrap_or(0));
+    }
+    for r in DEGRADED_REASONS
+        .into_iter()
+        .chain(counts.degraded.keys().copied())
+    {
+        m.volumes_degraded
+            .get_or_create(&ReasonLabel {
+                reason: r.as_str().into(),
+            })
+            .set(counts.degraded.get(&r).copied().unwrap_or(0));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -272,5 +409,57 @@ mod tests {
         assert_eq!(g(), 2_000_000_000, "a deleted account no longer counts");
         super::token_expiry("unit-a", None);
         assert_eq!(g(), 0, "no token expires");
+    }
+
+    #[test]
+    fn the_volume_gauges_count_phases_and_degraded_reasons() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let cond = |type_: &str, status: bool, reason: &str| Condition {
+            type_: type_.into(),
+            status: if status { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        };
+        let ready = || cond("Ready", true, "Ready");
+        let mut c = super::VolumeCounts::default();
+        c.add(false, &[]);
+        c.add(false, &[ready(), cond("Degraded", false, "AsExpected")]);
+        c.add(false, &[ready(), cond("Degraded", true, "NodeOffline")]);
+        c.add(false, &[ready(), cond("Degraded", true, "NodeOffline")]);
+        c.add(false, &[cond("Ready", false, "Conflict")]);
+        c.add(false, &[cond("Ready", false, "Syncing")]);
+        c.add(true, &[ready(), cond("Degraded", true, "TooFewReplicas")]);
+        c.add(false, &[ready(), cond("Degraded", true, "not-a-reason")]);
+        super::volumes(&c);
+        let text = super::encode();
+        for line in [
+            "edgebind_volumes{phase=\"Pending\"} 2",
+            "edgebind_volumes{phase=\"Ready\"} 4",
+            "edgebind_volumes{phase=\"Failed\"} 1",
+            "edgebind_volumes{phase=\"Deleting\"} 1",
+            "edgebind_volumes_degraded{reason=\"NodeOffline\"} 2",
+            "edgebind_volumes_degraded{reason=\"TooFewReplicas\"} 1",
+            "edgebind_volumes_degraded{reason=\"ReplicaNotUpToDate\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("not-a-reason"),
+            "no label from an unknown reason"
+        );
+
+        // Recounted: a reason that no longer occurs falls to 0 rather than keeping its count.
+        super::volumes(&super::VolumeCounts::default());
+        let text = super::encode();
+        assert!(
+            text.lines()
+                .any(|l| l == "edgebind_volumes_degraded{reason=\"NodeOffline\"} 0")
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "edgebind_volumes{phase=\"Ready\"} 0")
+        );
     }
 }

@@ -156,7 +156,7 @@ impl CfClient {
             base,
             account_id: cfg.account_id,
             auth,
-            budget: Arc::new(Budget::new(&cfg.budget)),
+            budget: Arc::new(Budget::new("cloudflare", &cfg.budget)),
             timeout: cfg.timeout,
             max_wait: cfg.max_wait,
             paused_until: Mutex::new(None),

@@ -7,24 +7,192 @@
 //! costs three paged list calls per backend whatever the number of volumes, and a bulk create
 //! costs a fraction of a read per volume.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::volume::plan::Observed;
-use crate::linstor::types::{ResourceDefinition, ResourceWithVolumes, Snapshot};
+use crate::linstor::types::{
+    Props, ResourceDefinition, ResourceState, ResourceWithVolumes, Snapshot, Volume,
+    VolumeDefinition, VolumeState,
+};
 use crate::linstor::{LinstorClient, LinstorError};
 
 /// Names read fresh in one filtered call (repeated query parameters; keeps URLs short).
 const DIRTY_BATCH: usize = 40;
 
+/// A string stored once however many objects carry it.
+type Str = Arc<str>;
+
+/// The strings of one inventory. Most repeat across thousands of objects (node and pool names,
+/// property keys, flags, disk states, the owner's kind and namespace); each is stored once. A
+/// full refresh starts a new one, so strings of objects gone meanwhile are not kept.
+#[derive(Default)]
+struct Strings(HashSet<Str>);
+
+impl Strings {
+    fn get(&mut self, s: &str) -> Str {
+        if let Some(v) = self.0.get(s) {
+            return v.clone();
+        }
+        let v: Str = Arc::from(s);
+        self.0.insert(v.clone());
+        v
+    }
+
+    fn list(&mut self, l: &[String]) -> Box<[Str]> {
+        l.iter().map(|s| self.get(s)).collect()
+    }
+
+    fn props(&mut self, p: &Props) -> Box<[(Str, Str)]> {
+        p.iter().map(|(k, v)| (self.get(k), self.get(v))).collect()
+    }
+}
+
+fn props(p: &[(Str, Str)]) -> Props {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn strings(l: &[Str]) -> Vec<String> {
+    l.iter().map(|s| s.to_string()).collect()
+}
+
+/// A resource definition as the inventory keeps it: the fields of [`ResourceDefinition`] in
+/// exact-size slices of shared strings (a tenth of the heap blocks of the parsed form).
+struct Rd {
+    name: Str,
+    resource_group: Option<Str>,
+    props: Box<[(Str, Str)]>,
+    flags: Box<[Str]>,
+    volume_definitions: Box<[Vd]>,
+}
+
+struct Vd {
+    number: i32,
+    size_kib: u64,
+    props: Box<[(Str, Str)]>,
+    flags: Box<[Str]>,
+}
+
+/// A resource (one replica) as the inventory keeps it; see [`Rd`].
+struct Res {
+    name: Str,
+    node: Str,
+    flags: Box<[Str]>,
+    props: Box<[(Str, Str)]>,
+    /// `state` present (the satellite answered), and its `in_use`.
+    state: Option<Option<bool>>,
+    volumes: Box<[Vol]>,
+}
+
+struct Vol {
+    number: i32,
+    pool: Option<Str>,
+    allocated_kib: Option<u64>,
+    usable_kib: Option<u64>,
+    state: Option<Option<Str>>,
+}
+
+impl Rd {
+    fn new(rd: &ResourceDefinition, s: &mut Strings) -> Self {
+        Rd {
+            name: s.get(&rd.name),
+            resource_group: rd.resource_group_name.as_deref().map(|g| s.get(g)),
+            props: s.props(&rd.props),
+            flags: s.list(&rd.flags),
+            volume_definitions: rd
+                .volume_definitions
+                .iter()
+                .map(|v| Vd {
+                    number: v.volume_number,
+                    size_kib: v.size_kib,
+                    props: s.props(&v.props),
+                    flags: s.list(&v.flags),
+                })
+                .collect(),
+        }
+    }
+
+    fn expand(&self) -> ResourceDefinition {
+        ResourceDefinition {
+            name: self.name.to_string(),
+            resource_group_name: self.resource_group.as_deref().map(str::to_string),
+            props: props(&self.props),
+            flags: strings(&self.flags),
+            volume_definitions: self
+                .volume_definitions
+                .iter()
+                .map(|v| VolumeDefinition {
+                    volume_number: v.number,
+                    size_kib: v.size_kib,
+                    props: props(&v.props),
+                    flags: strings(&v.flags),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Res {
+    fn new(r: &ResourceWithVolumes, s: &mut Strings) -> Self {
+        Res {
+            name: s.get(&r.name),
+            node: s.get(&r.node_name),
+            flags: s.list(&r.flags),
+            props: s.props(&r.props),
+            state: r.state.as_ref().map(|st| st.in_use),
+            volumes: r
+                .volumes
+                .iter()
+                .map(|v| Vol {
+                    number: v.volume_number,
+                    pool: v.storage_pool_name.as_deref().map(|p| s.get(p)),
+                    allocated_kib: v.allocated_size_kib,
+                    usable_kib: v.usable_size_kib,
+                    state: v
+                        .state
+                        .as_ref()
+                        .map(|st| st.disk_state.as_deref().map(|d| s.get(d))),
+                })
+                .collect(),
+        }
+    }
+
+    fn expand(&self) -> ResourceWithVolumes {
+        ResourceWithVolumes {
+            name: self.name.to_string(),
+            node_name: self.node.to_string(),
+            flags: strings(&self.flags),
+            props: props(&self.props),
+            state: self.state.map(|in_use| ResourceState { in_use }),
+            volumes: self
+                .volumes
+                .iter()
+                .map(|v| Volume {
+                    volume_number: v.number,
+                    storage_pool_name: v.pool.as_deref().map(str::to_string),
+                    allocated_size_kib: v.allocated_kib,
+                    usable_size_kib: v.usable_kib,
+                    state: v.state.as_ref().map(|d| VolumeState {
+                        disk_state: d.as_deref().map(str::to_string),
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    rds: HashMap<String, ResourceDefinition>,
-    resources: HashMap<String, Vec<ResourceWithVolumes>>,
+    /// Keyed by the upper-case name (shared with `resources`).
+    rds: HashMap<Str, Rd>,
+    resources: HashMap<Str, Box<[Res]>>,
     snapshots: HashMap<String, Vec<Snapshot>>,
+    strings: Strings,
     /// Start time of the last complete full refresh (writes before it are in it).
     full_at: Option<Instant>,
     /// When that refresh finished: the TTL counts from here, so a refresh that takes longer than
@@ -41,23 +209,6 @@ pub struct Inventory {
     ttl: Duration,
     state: std::sync::Mutex<State>,
     refresh: AsyncMutex<()>,
-}
-
-/// A resource definition without the growth slack of its lists.
-fn compact_rd(mut rd: ResourceDefinition) -> ResourceDefinition {
-    rd.flags.shrink_to_fit();
-    rd.volume_definitions.shrink_to_fit();
-    for vd in &mut rd.volume_definitions {
-        vd.flags.shrink_to_fit();
-    }
-    rd
-}
-
-/// A resource without the growth slack of its lists.
-fn compact_resource(mut r: ResourceWithVolumes) -> ResourceWithVolumes {
-    r.flags.shrink_to_fit();
-    r.volumes.shrink_to_fit();
-    r
 }
 
 fn key(name: &str) -> String {
@@ -114,8 +265,12 @@ impl Inventory {
         }
         let s = self.lock();
         Ok(Observed {
-            rd: s.rds.get(&k).cloned(),
-            resources: s.resources.get(&k).cloned().unwrap_or_default(),
+            rd: s.rds.get(k.as_str()).map(Rd::expand),
+            resources: s
+                .resources
+                .get(k.as_str())
+                .map(|rs| rs.iter().map(Res::expand).collect())
+                .unwrap_or_default(),
             snapshots: s.snapshots.get(&k).cloned().unwrap_or_default(),
         })
     }
@@ -141,28 +296,47 @@ impl Inventory {
             }
         }
         let started = Instant::now();
-        let rds: Vec<ResourceDefinition> = self
-            .client
-            .list(
+        // Built page by page beside the current inventory (which volumes keep reading
+        // meanwhile), with strings of its own: the lists are never held whole in parsed form.
+        let mut strings = Strings::default();
+        let mut new_rds: HashMap<Str, Rd> = HashMap::new();
+        self.client
+            .list_pages(
                 "/v1/resource-definitions",
                 &[("with_volume_definitions", "true".to_string())],
+                |page: Vec<ResourceDefinition>| {
+                    for r in &page {
+                        new_rds.insert(strings.get(&key(&r.name)), Rd::new(r, &mut strings));
+                    }
+                },
             )
             .await?;
-        let resources: Vec<ResourceWithVolumes> =
-            self.client.list("/v1/view/resources", &[]).await?;
+        let mut grouped: HashMap<Str, Vec<Res>> = HashMap::with_capacity(new_rds.len());
+        self.client
+            .list_pages(
+                "/v1/view/resources",
+                &[],
+                |page: Vec<ResourceWithVolumes>| {
+                    for r in &page {
+                        grouped
+                            .entry(strings.get(&key(&r.name)))
+                            .or_default()
+                            .push(Res::new(r, &mut strings));
+                    }
+                },
+            )
+            .await?;
         let snapshots: Vec<Snapshot> = self.client.list("/v1/view/snapshots", &[]).await?;
-        let mut s = self.lock();
-        s.rds = rds
+        new_rds.shrink_to_fit();
+        let new_resources: HashMap<Str, Box<[Res]>> = grouped
             .into_iter()
-            .map(|r| (key(&r.name), compact_rd(r)))
+            .map(|(k, v)| (k, v.into_boxed_slice()))
             .collect();
-        s.resources.clear();
-        for r in resources {
-            s.resources
-                .entry(key(&r.name))
-                .or_default()
-                .push(compact_resource(r));
-        }
+        strings.0.shrink_to_fit();
+        let mut s = self.lock();
+        s.rds = new_rds;
+        s.resources = new_resources;
+        s.strings = strings;
         s.snapshots.clear();
         for sn in snapshots {
             s.snapshots
@@ -170,9 +344,8 @@ impl Inventory {
                 .or_default()
                 .push(sn);
         }
-        // Vectors grow by doubling (a volume's two replicas take room for four): at tens of
-        // thousands of volumes the slack is a large part of the inventory.
-        s.resources.values_mut().for_each(Vec::shrink_to_fit);
+        // Vectors grow by doubling: at tens of thousands of volumes the slack would be a large
+        // part of the inventory.
         s.snapshots.values_mut().for_each(Vec::shrink_to_fit);
         s.full_at = Some(started);
         s.full_done = Some(Instant::now());
@@ -221,26 +394,34 @@ impl Inventory {
             .client
             .list("/v1/view/snapshots", &filter("resources"))
             .await?;
-        let mut s = self.lock();
+        let in_batch = |rk: &str| batch.iter().any(|(bk, _)| bk == rk);
+        let mut guard = self.lock();
+        let s = &mut *guard;
         for (bk, _) in &batch {
-            s.rds.remove(bk);
-            s.resources.insert(bk.clone(), Vec::new());
+            s.rds.remove(bk.as_str());
+            s.resources.remove(bk.as_str());
             s.snapshots.insert(bk.clone(), Vec::new());
         }
-        for rd in rds {
+        for rd in &rds {
             let rk = key(&rd.name);
-            if batch.iter().any(|(bk, _)| *bk == rk) {
-                s.rds.insert(rk, compact_rd(rd));
+            if in_batch(&rk) {
+                let k = s.strings.get(&rk);
+                let v = Rd::new(rd, &mut s.strings);
+                s.rds.insert(k, v);
             }
         }
-        for r in resources {
-            if let Some(v) = s
-                .resources
-                .get_mut(&key(&r.name))
-                .filter(|_| batch.iter().any(|(bk, _)| *bk == key(&r.name)))
-            {
-                v.push(compact_resource(r));
+        let mut fresh: HashMap<String, Vec<Res>> = HashMap::new();
+        for r in &resources {
+            let rk = key(&r.name);
+            if in_batch(&rk) {
+                let v = Res::new(r, &mut s.strings);
+                fresh.entry(rk).or_default().push(v);
             }
+        }
+        // No resources: no entry (one key per volume otherwise, for nothing).
+        for (rk, v) in fresh {
+            let k = s.strings.get(&rk);
+            s.resources.insert(k, v.into_boxed_slice());
         }
         for sn in snapshots {
             if let Some(v) = s
@@ -252,9 +433,6 @@ impl Inventory {
             }
         }
         for (bk, _) in &batch {
-            if let Some(v) = s.resources.get_mut(bk) {
-                v.shrink_to_fit();
-            }
             // No snapshots: no entry (one key per volume otherwise, for nothing).
             if s.snapshots.get(bk).is_some_and(Vec::is_empty) {
                 s.snapshots.remove(bk);
@@ -266,5 +444,45 @@ impl Inventory {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_compact_records_give_back_exactly_what_linstor_answered() {
+        let rd: ResourceDefinition = serde_json::from_value(json!({
+            "name": "eb-team-a_db", "resource_group_name": "replicated",
+            "props": {"Aux/edgebind.dev/owner-uid": "u1", "Aux/team": "a", "DrbdOptions/x": "y"},
+            "flags": ["DELETE"],
+            "volume_definitions": [
+                {"volume_number": 0, "size_kib": 1024, "props": {"Aux/v": "1"}, "flags": ["RESIZE"]},
+                {"volume_number": 1, "size_kib": 2048}
+            ]
+        }))
+        .expect("a resource definition");
+        let resources: Vec<ResourceWithVolumes> = serde_json::from_value(json!([
+            {"name": "eb-team-a_db", "node_name": "n1", "flags": ["DRBD_DISKLESS"],
+             "props": {"Aux/p": "q"}, "state": {"in_use": true},
+             "volumes": [{"volume_number": 0, "storage_pool_name": "thin", "allocated_size_kib": 5,
+                          "usable_size_kib": 1020, "state": {"disk_state": "UpToDate"}}]},
+            {"name": "eb-team-a_db", "node_name": "n2", "state": {},
+             "volumes": [{"volume_number": 0, "state": {}}, {"volume_number": 1}]},
+            {"name": "eb-team-a_db", "node_name": "n1"}
+        ]))
+        .expect("resources");
+        let mut s = Strings::default();
+        assert_eq!(Rd::new(&rd, &mut s).expand(), rd);
+        let compact: Vec<Res> = resources.iter().map(|r| Res::new(r, &mut s)).collect();
+        assert_eq!(
+            compact.iter().map(Res::expand).collect::<Vec<_>>(),
+            resources
+        );
+        // One copy of each repeated string.
+        assert!(Arc::ptr_eq(&compact[0].node, &compact[2].node));
+        assert!(Arc::ptr_eq(&compact[0].name, &compact[1].name));
     }
 }

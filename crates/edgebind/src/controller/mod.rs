@@ -265,7 +265,8 @@ where
     let events = watcher(api, wc)
         .default_backoff()
         .modify(|o| {
-            o.managed_fields_mut().clear();
+            // `None`, not an emptied list: that would keep the entries' room allocated.
+            o.meta_mut().managed_fields = None;
             if let Some(f) = o.meta_mut().finalizers.as_mut() {
                 f.shrink_to_fit();
             }
@@ -274,6 +275,21 @@ where
         .reflect(writer)
         .applied_objects();
     (events, store)
+}
+
+/// How often the volume gauges are recounted.
+const VOLUME_COUNT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sets `edgebind_volumes` and `edgebind_volumes_degraded` from the cached EdgeVolumes.
+fn count_volumes(store: &Store<EdgeVolume>) {
+    let mut counts = crate::metrics::VolumeCounts::default();
+    for v in store.state() {
+        counts.add(
+            v.metadata.deletion_timestamp.is_some(),
+            v.status.as_ref().map_or(&[][..], |s| &s.conditions),
+        );
+    }
+    crate::metrics::volumes(&counts);
 }
 
 /// What a binding's reconcile depends on in its own object: spec (generation), deletion,
@@ -479,6 +495,21 @@ pub async fn run(
         }
     });
 
+    // The volume gauges, recounted from the cache: counts by phase and Degraded reason, never
+    // a series per volume. Stops with the controllers.
+    let counted = volumes.store();
+    let counting = {
+        let shutdown = shutdown.clone();
+        async move {
+            let mut tick = tokio::time::interval(VOLUME_COUNT_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => count_volumes(&counted),
+                    _ = shutdown.clone() => return,
+                }
+            }
+        }
+    };
     let b = backends
         .run(backends::reconcile, error_policy, ctx.clone())
         .for_each(|r| record("LinstorBackend", r));
@@ -500,7 +531,7 @@ pub async fn run(
     let p = policies
         .run(access::reconcile_policy, error_policy, ctx.clone())
         .for_each(|r| record("VolumeAccessPolicy", r));
-    tokio::join!(b, v, s, a, e, i, p);
+    tokio::join!(b, v, s, a, e, i, p, counting);
     Ok(())
 }
 

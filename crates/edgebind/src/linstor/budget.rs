@@ -5,13 +5,16 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::crd::backend::Budget as BudgetSpec;
 
 pub struct Budget {
+    /// The metrics label of the system the calls go to (`linstor`, `cloudflare`).
+    system: &'static str,
     limiter: DefaultDirectRateLimiter,
     in_flight: Arc<Semaphore>,
     spec: BudgetSpec,
@@ -19,10 +22,11 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(spec: &BudgetSpec) -> Self {
+    pub fn new(system: &'static str, spec: &BudgetSpec) -> Self {
         let rps = NonZeroU32::new(spec.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(spec.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
+            system,
             limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
             in_flight: Arc::new(Semaphore::new(spec.max_in_flight.max(1) as usize)),
             spec: spec.clone(),
@@ -30,11 +34,26 @@ impl Budget {
         }
     }
 
-    /// Waits for a token and an in-flight slot; the permit frees the slot when dropped.
+    /// Waits for a token and an in-flight slot; the permit frees the slot when dropped. A call
+    /// that finds either exhausted is counted as a wait (metrics: `edgebind_budget_waits_total`).
     pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = self.in_flight.clone().acquire_owned().await.ok()?;
-        self.limiter.until_ready().await;
+        let started = Instant::now();
+        let mut waited = false;
+        let permit = match self.in_flight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return None,
+            Err(TryAcquireError::NoPermits) => {
+                waited = true;
+                self.in_flight.clone().acquire_owned().await.ok()?
+            }
+        };
+        // `check` takes a token when there is one, as `until_ready` would.
+        if self.limiter.check().is_err() {
+            waited = true;
+            self.limiter.until_ready().await;
+        }
         self.granted.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::budget_grant(self.system, waited.then(|| started.elapsed()));
         Some(permit)
     }
 
@@ -55,11 +74,14 @@ mod tests {
 
     #[tokio::test]
     async fn rate_is_enforced() {
-        let b = Budget::new(&BudgetSpec {
-            requests_per_second: 20,
-            burst: 1,
-            max_in_flight: 4,
-        });
+        let b = Budget::new(
+            "unit-rate",
+            &BudgetSpec {
+                requests_per_second: 20,
+                burst: 1,
+                max_in_flight: 4,
+            },
+        );
         let start = Instant::now();
         for _ in 0..6 {
             drop(b.acquire().await);
@@ -76,11 +98,14 @@ mod tests {
 
     #[tokio::test]
     async fn in_flight_is_capped() {
-        let b = Budget::new(&BudgetSpec {
-            requests_per_second: 1000,
-            burst: 100,
-            max_in_flight: 2,
-        });
+        let b = Budget::new(
+            "unit-in-flight",
+            &BudgetSpec {
+                requests_per_second: 1000,
+                burst: 100,
+                max_in_flight: 2,
+            },
+        );
         let p1 = b.acquire().await;
         let p2 = b.acquire().await;
         assert!(
@@ -95,5 +120,63 @@ mod tests {
                 .is_ok()
         );
         drop(p2);
+    }
+
+    fn counts(system: &str) -> (u64, u64, f64) {
+        let m = crate::metrics::get();
+        let l = crate::metrics::SystemLabel {
+            system: system.into(),
+        };
+        (
+            m.budget_requests.get_or_create(&l).get(),
+            m.budget_waits.get_or_create(&l).get(),
+            m.budget_wait_seconds.get_or_create(&l).get(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_call_that_finds_no_token_is_counted_as_a_wait() {
+        let b = Budget::new(
+            "unit-no-token",
+            &BudgetSpec {
+                requests_per_second: 1,
+                burst: 1,
+                max_in_flight: 4,
+            },
+        );
+        drop(b.acquire().await);
+        assert_eq!(
+            counts("unit-no-token"),
+            (1, 0, 0.0),
+            "the burst token: no wait"
+        );
+        drop(b.acquire().await);
+        let (requests, waits, seconds) = counts("unit-no-token");
+        assert_eq!((requests, waits), (2, 1), "the bucket was empty");
+        // The next token comes 1 s after the first (less the time between the two calls).
+        assert!((0.5..30.0).contains(&seconds), "{seconds}");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_finds_every_slot_taken_is_counted_as_a_wait() {
+        let b = Arc::new(Budget::new(
+            "unit-no-slot",
+            &BudgetSpec {
+                requests_per_second: 1000,
+                burst: 100,
+                max_in_flight: 1,
+            },
+        ));
+        let held = b.acquire().await;
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { drop(b.acquire().await) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        waiter.await.expect("the waiting call");
+        let (requests, waits, seconds) = counts("unit-no-slot");
+        assert_eq!((requests, waits), (2, 1));
+        assert!(seconds >= 0.04, "{seconds}");
     }
 }

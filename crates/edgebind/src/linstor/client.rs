@@ -109,7 +109,7 @@ impl LinstorClient {
             urls: cfg.urls,
             active: AtomicUsize::new(0),
             auth,
-            budget: Arc::new(Budget::new(&cfg.budget)),
+            budget: Arc::new(Budget::new("linstor", &cfg.budget)),
             timeouts: cfg.timeouts,
             probed: RwLock::new(None),
         })
@@ -173,6 +173,19 @@ impl LinstorClient {
         query: &[(&str, String)],
     ) -> Result<Vec<T>, LinstorError> {
         let mut out = Vec::new();
+        self.list_pages(path, query, |page| out.extend(page))
+            .await?;
+        Ok(out)
+    }
+
+    /// [`Self::list`], handing each page to `each` as it arrives: a caller that keeps a compact
+    /// form of the objects never holds the whole list parsed.
+    pub async fn list_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        mut each: impl FnMut(Vec<T>),
+    ) -> Result<(), LinstorError> {
         let mut offset = 0usize;
         loop {
             let mut q: Vec<(&str, String)> = query.to_vec();
@@ -180,9 +193,9 @@ impl LinstorClient {
             q.push(("offset", offset.to_string()));
             let page: Vec<T> = self.get(path, &q).await?;
             let n = page.len();
-            out.extend(page);
+            each(page);
             if n < PAGE_SIZE {
-                return Ok(out);
+                return Ok(());
             }
             offset += n;
         }

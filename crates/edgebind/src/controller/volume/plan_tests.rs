@@ -34,10 +34,12 @@ fn explicit() -> ValidSpec {
 const NEW: Features = Features {
     api: ApiVersion(1, 27, 0),
     spawn_with_props: true,
+    snapshot_props: true,
 };
 const OLD: Features = Features {
     api: ApiVersion(1, 21, 0),
     spawn_with_props: false,
+    snapshot_props: false,
 };
 
 fn run(spec: &ValidSpec, observed: &Observed, features: Features) -> VolumePlan {
@@ -285,6 +287,8 @@ fn restore_creates_then_restores_never_into_existing_data() {
         resource: "eb-ns_src".into(),
         snapshot: "ebs_s1".into(),
         nodes: vec!["a".into(), "b".into()],
+        size_kib: None,
+        copied_owner_uid: None,
     };
     let me = owner();
     let empty = Observed::default();

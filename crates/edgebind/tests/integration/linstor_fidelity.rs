@@ -562,3 +562,43 @@ async fn view_resources_costs_the_whole_list_per_page() {
     assert_eq!(big.as_array().map(Vec::len), Some(12));
     let _: Value = big;
 }
+
+/// Issue 14 item 5: a converged resync reads each list in one call (paging would cost the
+/// server the whole list per page) and costs the server O(N) work.
+#[tokio::test]
+async fn converged_resync_reads_each_list_once_and_costs_linear_server_work() {
+    let bed = Bed::start().await;
+    // 30 volumes x 2 replicas: more resources than one page of 50 would hold.
+    let n = 30;
+    for i in 0..n {
+        bed.create_volume(
+            &format!("v{i}"),
+            json!({"backendRef": "main", "size": "8Mi", "placement": {"placeCount": 2}}),
+        )
+        .await;
+    }
+    for i in 0..n {
+        bed.wait_volume(&format!("v{i}"), "True", "Ready").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = bed.linstor.sim.stats();
+    stats.reset();
+    // A little over one resync period (3 s): at least one full refresh.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(stats.writes(), 0, "{:?}", stats.by_route());
+    let rds = stats.count("GET", "/v1/resource-definitions");
+    let resources = stats.count("GET", "/v1/view/resources");
+    let snapshots = stats.count("GET", "/v1/view/snapshots");
+    assert!(resources >= 1, "{:?}", stats.by_route());
+    assert_eq!(
+        (rds, resources),
+        (snapshots, snapshots),
+        "one call per list and refresh: {:?}",
+        stats.by_route()
+    );
+    // Per refresh: the resource definitions (scanned by each of the three lists), the 60
+    // resources and their 60 thin volumes: a small multiple of N.
+    let per_refresh = stats.work().objects / resources;
+    assert!(per_refresh <= 10 * n, "{per_refresh} objects per refresh");
+    assert_eq!(stats.work().satellite_requests, 3 * resources);
+}

@@ -385,3 +385,96 @@ async fn cleanup(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Erro
     inv.mark_dirty(&rd);
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linstor::version::ApiVersion;
+
+    fn me() -> Owner {
+        Owner {
+            kind: "EdgeSnapshot",
+            namespace: "ns".into(),
+            name: "nightly".into(),
+            uid: "uid-s".into(),
+        }
+    }
+
+    fn snap(props: Props) -> Snapshot {
+        Snapshot {
+            name: "ebs_nightly".into(),
+            resource_name: "eb-ns_db".into(),
+            snapshot_definition_props: props,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn before_1_26_the_owner_is_recorded_on_the_resource_definition_first() {
+        let old = Features::for_version(ApiVersion(1, 25, 0));
+        let SnapshotPlan::Create(ops) = plan(&me(), "eb-ns_db", "ebs_nightly", None, None, old)
+        else {
+            panic!("create expected")
+        };
+        assert_eq!(ops.len(), 2);
+        assert_eq!(
+            (ops[0].method, ops[0].path.as_str()),
+            ("PUT", "/v1/resource-definitions/eb-ns_db")
+        );
+        assert_eq!(
+            ops[0].body.as_ref().unwrap()["override_props"]
+                [format!("{}ebs_nightly/uid", ownership::SNAPSHOT_OWNERS)],
+            "uid-s"
+        );
+        assert_eq!(
+            ops[1].body.as_ref().unwrap(),
+            &serde_json::json!({"name": "ebs_nightly"}),
+            "no snapshot_definition_props for a server that refuses or drops them"
+        );
+        // Created: ours through the record; released and deleted through it too.
+        let rd = ownership::snapshot_record("ebs_nightly", &me());
+        let s = snap(Props::new());
+        assert_eq!(
+            plan(&me(), "eb-ns_db", "ebs_nightly", Some(&rd), Some(&s), old),
+            SnapshotPlan::Observe
+        );
+        let retain = cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", Some(&rd), Some(&s), false);
+        assert_eq!(retain.len(), 1);
+        assert_eq!(retain[0].path, "/v1/resource-definitions/eb-ns_db");
+        let delete = cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", Some(&rd), Some(&s), true);
+        assert_eq!(delete[0].method, "DELETE");
+        assert_eq!(
+            delete[1].body.as_ref().unwrap()["delete_props"],
+            serde_json::json!(ownership::snapshot_record_keys("ebs_nightly"))
+        );
+    }
+
+    #[test]
+    fn from_1_26_the_snapshot_carries_the_marker() {
+        let new = Features::for_version(ApiVersion(1, 26, 0));
+        let SnapshotPlan::Create(ops) = plan(&me(), "eb-ns_db", "ebs_nightly", None, None, new)
+        else {
+            panic!("create expected")
+        };
+        assert_eq!(ops.len(), 1);
+        assert_eq!(
+            ops[0].body.as_ref().unwrap()["snapshot_definition_props"][ownership::OWNER_UID],
+            "uid-s"
+        );
+        let s = snap(me().marker());
+        let retain = cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", None, Some(&s), false);
+        assert_eq!(
+            retain[0].path,
+            "/v1/resource-definitions/eb-ns_db/snapshots/ebs_nightly"
+        );
+        // Another EdgeSnapshot's snapshot is never touched.
+        let other = snap(
+            Owner {
+                uid: "uid-x".into(),
+                ..me()
+            }
+            .marker(),
+        );
+        assert!(cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", None, Some(&other), true).is_empty());
+    }
+}

@@ -24,7 +24,8 @@ impl fmt::Display for ApiVersion {
     }
 }
 
-/// Oldest REST API edgebind talks to (LINSTOR 1.19, 2022); older servers get a clear refusal.
+/// Oldest REST API edgebind talks to (LINSTOR server 1.24, `REST_API_VERSION` "1.20.0" in
+/// `JsonGenTypes.java` at tag v1.24.0); older servers get a clear refusal.
 pub(crate) const MIN_SUPPORTED: ApiVersion = ApiVersion(1, 20, 0);
 /// `resource_definition_props` in resource-group spawn arrived in REST API 1.22 (its
 /// changelog: "Added initial resource definition properties to spawn command").

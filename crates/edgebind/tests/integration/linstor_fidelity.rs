@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::support::bed::{Bed, NS, fast_config};
 use crate::support::http;
 
-/// Oldest REST API edgebind supports (server 1.19/1.20 era).
+/// Oldest REST API edgebind supports (server 1.24).
 const OLDEST: &str = "1.20.0";
 /// Newest REST API known (server 1.34).
 const NEWEST: &str = "1.28.0";
@@ -21,7 +21,7 @@ fn sim_at(rest_api: &str) -> SimConfig {
     SimConfig {
         rest_api_version: rest_api.to_string(),
         controller_version: match rest_api {
-            OLDEST => "1.19.1".to_string(),
+            OLDEST => "1.24.0".to_string(),
             "1.25.0" => "1.31.0".to_string(),
             _ => "1.34.0".to_string(),
         },

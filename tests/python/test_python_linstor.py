@@ -169,3 +169,47 @@ def test_manual_resources_and_deletes(lin):
     assert any(code(r.ret_code) == consts.WARN_NOT_FOUND for r in gone)
     assert_success(lin.volume_dfn_delete(rd, 0))
     assert_success(lin.resource_dfn_delete(rd))
+
+
+def test_restore_copies_properties_and_needs_the_snapshot_size(lin):
+    """Issue 14 items 1 and 4, as LINBIT's client sees them: a restore copies the source's
+    resource-definition properties onto the target (overriding its own), and refuses a volume
+    definition of another size than the snapshot's (FAIL_INVLD_VLM_SIZE)."""
+    src = unique("src")
+    dst = unique("dst")
+    big = unique("big")
+    assert_success(lin.resource_dfn_create(src))
+    assert_success(lin.resource_dfn_modify(src, {"Aux/owner": "source", "Aux/only-src": "1"}))
+    assert_success(lin.volume_dfn_create(src, 4096))
+    assert_success(lin.resource_auto_place(src, 2))
+    assert_success(lin.snapshot_create(None, src, "snap1"))
+
+    assert_success(lin.resource_dfn_create(dst))
+    assert_success(lin.resource_dfn_modify(dst, {"Aux/owner": "target", "Aux/only-dst": "1"}))
+    assert_success(lin.snapshot_volume_definition_restore(src, "snap1", dst))
+    assert_success(lin.snapshot_resource_restore(None, src, "snap1", dst))
+    props = lin.resource_dfn_list_raise(filter_by_resource_definitions=[dst]).resource_definitions[0].properties
+    assert props["Aux/owner"] == "source"
+    assert props["Aux/only-src"] == "1"
+    assert props["Aux/only-dst"] == "1"
+
+    assert_success(lin.resource_dfn_create(big))
+    assert_success(lin.volume_dfn_create(big, 8192))
+    refused = lin.snapshot_resource_restore(None, src, "snap1", big)
+    assert any(code(r.ret_code) == consts.FAIL_INVLD_VLM_SIZE for r in refused), [str(r) for r in refused]
+    assert lin.resource_list_raise(filter_by_resources=[big]).resources == []
+
+
+def test_property_keys_are_stored_normalised_and_reserved_names_refused(lin):
+    """Issue 14 items 6 and 8: empty key segments are dropped as PropsContainer does; `all`
+    and `proxy` are reserved resource names."""
+    rd = unique("norm")
+    assert_success(lin.resource_dfn_create(rd))
+    assert_success(lin.resource_dfn_modify(rd, {"Aux/team//a": "1", "Aux/team/b/": "2"}))
+    props = lin.resource_dfn_list_raise(filter_by_resource_definitions=[rd]).resource_definitions[0].properties
+    assert props.get("Aux/team/a") == "1"
+    assert props.get("Aux/team/b") == "2"
+    assert "Aux/team//a" not in props
+    for name in ["all", "proxy"]:
+        replies = lin.resource_dfn_create(name)
+        assert any(code(r.ret_code) == consts.FAIL_INVLD_RSC_NAME for r in replies), name

@@ -14,7 +14,9 @@ use super::routes::{P, Query, S, parse_body, respond};
 use super::state::{
     self, ResourceDefinition, ResourceGroup, VolumeDefinition, VolumeGroup, World, new_uuid,
 };
-use super::validate::{apply_props_modify, check_name, check_props, key, props_match};
+use super::validate::{
+    apply_props_modify, check_name, check_props, check_rsc_name, key, normalize_props, props_match,
+};
 use super::{LinstorSim, resources};
 
 /// Turns `Result<T, Rc>` into `T` or returns the error as an ApiCallRc list response.
@@ -37,6 +39,17 @@ macro_rules! body {
     };
 }
 pub(crate) use body;
+
+/// [`body!`] for PUT endpoints (mapping errors are 500 there, see `parse_put_body`).
+macro_rules! put_body {
+    ($sim:expr, $body:expr) => {
+        match $crate::linstor::routes::parse_put_body(&$sim, &$body) {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        }
+    };
+}
+pub(crate) use put_body;
 
 pub fn rg_not_found(name: &str, op: u64) -> Rc {
     Rc::new(
@@ -107,7 +120,7 @@ pub async fn create_rg(S(sim): S<LinstorSim>, body: Bytes) -> Response {
     );
     let props = req.props.unwrap_or_default();
     tri!(
-        check_props(props.keys(), MASK_CRT, MASK_RSC_GRP),
+        check_props(&props, MASK_CRT, MASK_RSC_GRP),
         StatusCode::CREATED
     );
     let mut w = sim.write();
@@ -148,12 +161,10 @@ pub async fn create_rg(S(sim): S<LinstorSim>, body: Bytes) -> Response {
 }
 
 pub async fn modify_rg(S(sim): S<LinstorSim>, P(name): P<String>, body: Bytes) -> Response {
-    let req: api::ResourceGroupModify = body!(sim, body);
+    // PUT: `ResourceGroups.modifyResourceGroup` throws IOException, so 500 (see put_body!).
+    let req: api::ResourceGroupModify = put_body!(sim, body);
     if let Some(ov) = &req.override_props {
-        tri!(
-            check_props(ov.keys(), MASK_MOD, MASK_RSC_GRP),
-            StatusCode::OK
-        );
+        tri!(check_props(ov, MASK_MOD, MASK_RSC_GRP), StatusCode::OK);
     }
     let mut w = sim.write();
     let Some(rg) = w.rgs.get_mut(&key(&name)) else {
@@ -254,7 +265,7 @@ pub async fn create_vg(S(sim): S<LinstorSim>, P(name): P<String>, body: Bytes) -
     let req: api::VolumeGroup = body!(sim, body);
     let props = req.props.unwrap_or_default();
     tri!(
-        check_props(props.keys(), MASK_CRT, MASK_VLM_GRP),
+        check_props(&props, MASK_CRT, MASK_VLM_GRP),
         StatusCode::CREATED
     );
     let mut w = sim.write();
@@ -338,7 +349,8 @@ fn insert_rd(
     port: Option<i32>,
     peer_slots: Option<i32>,
 ) -> Result<String, Rc> {
-    check_props(props.keys(), MASK_CRT, MASK_RSC_DFN)?;
+    check_props(&props, MASK_CRT, MASK_RSC_DFN)?;
+    let props = normalize_props(props);
     let rg = w
         .rgs
         .get(&key(rg_name))
@@ -462,13 +474,7 @@ pub async fn spawn(S(sim): S<LinstorSim>, P(rg_name): P<String>, body: Bytes) ->
         _ => (String::new(), None),
     };
     tri!(
-        check_name(
-            &name,
-            "resource definition",
-            MASK_CRT,
-            MASK_RSC_DFN,
-            FAIL_INVLD_RSC_NAME
-        ),
+        check_rsc_name(&name, MASK_CRT, MASK_RSC_DFN),
         StatusCode::CREATED
     );
     let sizes = req.volume_sizes.clone().unwrap_or_default();
@@ -632,12 +638,19 @@ pub async fn list_rds(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
     let props = q.props();
     let with_vds = q.flag("with_volume_definitions");
     let w = sim.read();
-    let page = q.page(
-        w.rds
-            .iter()
-            .filter(|(k, _)| names.is_empty() || names.contains(*k))
-            .filter(|(_, rd)| props_match(&rd.props, &props)),
-    );
+    let matched: Vec<_> = w
+        .rds
+        .iter()
+        .filter(|(k, _)| names.is_empty() || names.contains(*k))
+        .filter(|(_, rd)| props_match(&rd.props, &props))
+        .collect();
+    // Cost: `ctrlApiCallHandler.listResourceDefinitions` builds the whole filtered list, then
+    // `listResourceDefinitionsOneOrMany` skips and limits it (`ResourceDefinitions.java`,
+    // @3e9306a9): every page costs the whole list.
+    sim.inner
+        .stats
+        .add_work(w.rds.len() as u64 + matched.len() as u64, 0);
+    let page = q.page(matched);
     let items = page.into_iter().map(|(_, rd)| w.rd_json(rd, with_vds));
     ok_json(Value::Array(items.collect()))
 }
@@ -668,13 +681,7 @@ pub async fn create_rd(S(sim): S<LinstorSim>, body: Bytes) -> Response {
         _ => (String::new(), None),
     };
     tri!(
-        check_name(
-            &name,
-            "resource definition",
-            MASK_CRT,
-            MASK_RSC_DFN,
-            FAIL_INVLD_RSC_NAME
-        ),
+        check_rsc_name(&name, MASK_CRT, MASK_RSC_DFN),
         StatusCode::CREATED
     );
     let mut w = sim.write();
@@ -723,12 +730,10 @@ pub async fn create_rd(S(sim): S<LinstorSim>, body: Bytes) -> Response {
 }
 
 pub async fn modify_rd(S(sim): S<LinstorSim>, P(name): P<String>, body: Bytes) -> Response {
-    let req: api::ResourceDefinitionModify = body!(sim, body);
+    // PUT: `ResourceDefinitions.modifyResourceDefinition` throws IOException, so 500.
+    let req: api::ResourceDefinitionModify = put_body!(sim, body);
     if let Some(ov) = &req.override_props {
-        tri!(
-            check_props(ov.keys(), MASK_MOD, MASK_RSC_DFN),
-            StatusCode::OK
-        );
+        tri!(check_props(ov, MASK_MOD, MASK_RSC_DFN), StatusCode::OK);
     }
     let mut w = sim.write();
     let new_rg = match &req.resource_group {
@@ -873,7 +878,7 @@ pub async fn create_vd(S(sim): S<LinstorSim>, P(name): P<String>, body: Bytes) -
     });
     let props = vd.props.unwrap_or_default();
     tri!(
-        check_props(props.keys(), MASK_CRT, MASK_VLM_DFN),
+        check_props(&props, MASK_CRT, MASK_VLM_DFN),
         StatusCode::CREATED
     );
     let size = vd.size_kib.unwrap_or(0);
@@ -960,10 +965,7 @@ pub async fn modify_vd(
 ) -> Response {
     let req: api::VolumeDefinitionModify = body!(sim, body);
     if let Some(ov) = &req.override_props {
-        tri!(
-            check_props(ov.keys(), MASK_MOD, MASK_VLM_DFN),
-            StatusCode::OK
-        );
+        tri!(check_props(ov, MASK_MOD, MASK_VLM_DFN), StatusCode::OK);
     }
     let mut w = sim.write();
     let k = key(&name);

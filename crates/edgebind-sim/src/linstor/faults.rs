@@ -139,6 +139,22 @@ struct StatsInner {
     by_route: BTreeMap<String, u64>,
     reads: u64,
     writes: u64,
+    work: ServerWork,
+}
+
+/// Server-side work of the list calls that sweep the controller's maps and the satellites
+/// (the cost model; see `docs/reference/linstor.md` "Cost of list calls").
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerWork {
+    /// Objects the controller visits to answer: every resource definition of the map (the
+    /// filters are applied while streaming over all of them) plus every object it assembles.
+    /// `limit`/`offset` are applied only after the whole filtered list is assembled, so each
+    /// page costs the whole list.
+    pub objects: u64,
+    /// Requests to satellites (`view/resources` asks each node with thin volumes in the
+    /// filter for allocated sizes; `view/storage-pools` without `cached=true` asks each node
+    /// for free space).
+    pub satellite_requests: u64,
 }
 
 /// Calls received, by "METHOD /path/{template}" (unmatched paths count as "METHOD <unmatched>").
@@ -186,6 +202,18 @@ impl CallStats {
 
     pub fn reset(&self) {
         *lock(&self.0) = StatsInner::default();
+    }
+
+    /// Adds the server-side work of one call.
+    pub fn add_work(&self, objects: u64, satellite_requests: u64) {
+        let mut s = lock(&self.0);
+        s.work.objects += objects;
+        s.work.satellite_requests += satellite_requests;
+    }
+
+    /// Server-side work since the last reset.
+    pub fn work(&self) -> ServerWork {
+        lock(&self.0).work
     }
 }
 

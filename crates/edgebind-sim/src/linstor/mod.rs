@@ -21,7 +21,7 @@ pub mod validate;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-pub use faults::{CallStats, Exchange, FaultHandle};
+pub use faults::{CallStats, Exchange, FaultHandle, ServerWork};
 pub use server::{RunningSim, SimulateLinstorArgs, run, run_standalone};
 pub use state::{SimNode, SimPool, SimResourceGroup};
 
@@ -96,7 +96,8 @@ pub struct LinstorSim {
 
 impl LinstorSim {
     pub fn new(cfg: SimConfig) -> Self {
-        let world = World::new(&cfg.nodes, &cfg.resource_groups, cfg.sync_delay);
+        let mut world = World::new(&cfg.nodes, &cfg.resource_groups, cfg.sync_delay);
+        world.rest_api = parse_api(&cfg.rest_api_version);
         LinstorSim {
             inner: Arc::new(Inner {
                 cfg,
@@ -142,14 +143,7 @@ impl LinstorSim {
     /// True when the simulated REST API version is at least `major.minor`: newer request fields
     /// are unknown to older servers and must be refused like any unknown field.
     pub fn api_at_least(&self, major: u32, minor: u32) -> bool {
-        let mut parts = self
-            .inner
-            .cfg
-            .rest_api_version
-            .split('.')
-            .map(|p| p.parse::<u32>().unwrap_or(0));
-        let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        have >= (major, minor)
+        parse_api(&self.inner.cfg.rest_api_version) >= (major, minor)
     }
 
     /// Read access to the model; the controller-wide lock (never held across an await).
@@ -252,6 +246,15 @@ impl LinstorSim {
         self.with_resource(rd, node, |r| r.in_use = in_use)
     }
 
+    /// Sets the flags of a replica, e.g. `["EVICTED"]` (the auto-evict task), `["EVACUATE"]`
+    /// (`node evacuate`) or `["INACTIVE"]` (`resource deactivate`); the flag names are
+    /// `Resource.Flags` of linstor-server (`core/objects/Resource.java`).
+    pub fn set_resource_flags(&self, rd: &str, node: &str, flags: &[&str]) -> bool {
+        self.with_resource(rd, node, |r| {
+            r.flags = flags.iter().map(|f| f.to_string()).collect()
+        })
+    }
+
     /// Makes a replica report Inconsistent/SyncTarget for `for_how_long` from now.
     pub fn start_resync(&self, rd: &str, node: &str, for_how_long: Duration) -> bool {
         self.with_resource(rd, node, |r| r.synced_at = Instant::now() + for_how_long)
@@ -271,6 +274,12 @@ impl LinstorSim {
             None => false,
         }
     }
+}
+
+/// "1.27.0" -> (1, 27).
+fn parse_api(v: &str) -> (u32, u32) {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 fn pruned(mut v: serde_json::Value) -> serde_json::Value {

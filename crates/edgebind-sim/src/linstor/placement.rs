@@ -9,9 +9,6 @@ use super::api::AutoSelectFilter;
 use super::state::{Resource, World};
 use super::validate::key;
 
-/// Replica count used when neither the request nor the resource group sets `place_count`.
-pub const DEFAULT_PLACE_COUNT: i32 = 2;
-
 #[derive(Debug, PartialEq)]
 pub enum Plan {
     /// Enough diskful replicas exist already (`existing` of them, `wanted` asked for).
@@ -46,9 +43,17 @@ pub fn plan(
     filter: &AutoSelectFilter,
     need_kib: u64,
 ) -> Result<Plan, PlanError> {
+    // Replicas being deleted, evicted or evacuated do not count as placed, so autoplace adds
+    // replacements (`CtrlRscAutoPlaceApiCallHandler` l.185–198: DELETE, EVICTED, EVACUATE).
     let existing_diskful: Vec<&String> = existing
         .iter()
-        .filter(|(_, r)| r.is_diskful())
+        .filter(|(_, r)| {
+            r.is_diskful()
+                && !r
+                    .flags
+                    .iter()
+                    .any(|f| matches!(f.as_str(), "DELETE" | "EVICTED" | "EVACUATE"))
+        })
         .map(|(k, _)| k)
         .collect();
     let wanted = match (filter.additional_place_count, filter.place_count) {
@@ -58,8 +63,13 @@ pub fn plan(
             }
             existing_diskful.len() + add as usize
         }
-        (None, pc) => {
-            let pc = pc.unwrap_or(DEFAULT_PLACE_COUNT);
+        // Neither the request nor the resource group sets a count: the controller takes 0
+        // (`replCtInteger == null ? 0 : replCtInteger`), so nothing is placed and autoplace
+        // answers WARN_RSC_ALREADY_DEPLOYED "…was already deployed on 0 nodes. Skipping."
+        // (linstor-server `CtrlRscAutoPlaceApiCallHandler` l.221–262, @3e9306a9). Spawn does not
+        // autoplace at all then (see `defs::spawn`).
+        (None, None) => existing_diskful.len(),
+        (None, Some(pc)) => {
             if pc < 1 {
                 return Err(PlanError::InvalidPlaceCount(pc));
             }

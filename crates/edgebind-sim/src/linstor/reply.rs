@@ -154,6 +154,32 @@ pub fn path_not_found(status: StatusCode, path: &str) -> Response {
     json_response(status, &Value::Array(vec![rc.to_json()]))
 }
 
+/// A Jackson mapping error that escapes the endpoint: PUT endpoints declare `throws IOException`
+/// instead of catching it (e.g. `ResourceDefinitions.modifyResourceDefinition`), so
+/// `LinstorMapper` answers HTTP **500** with `API_CALL_PARSE_ERROR` and an error report
+/// (linstor-server `controller/src/main/java/com/linbit/linstor/api/rest/v1/config/
+/// GrizzlyHttpService.java` l.618–700, @3e9306a9). POST endpoints catch it: 400.
+pub fn mapper_parse_error(detail: &str, report_id: String) -> Response {
+    let rc = parse_error(detail).report(report_id);
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &Value::Array(vec![rc.to_json()]),
+    )
+}
+
+/// An existing path without that method (e.g. PUT on a snapshot before REST API 1.26):
+/// `LinstorMapper`'s `NotAllowedException` branch, HTTP 405.
+pub fn method_not_allowed(method: &str, path: &str) -> Response {
+    let rc = Rc::new(
+        (rc::FAIL_UNKNOWN_ERROR | rc::MASK_ERROR) as i64,
+        format!("Method '{method}' not allowed on path '{}'.", path),
+    );
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &Value::Array(vec![rc.to_json()]),
+    )
+}
+
 /// Parse error body, as the REST layer answers when Jackson cannot map the request.
 pub fn parse_error(detail: &str) -> Rc {
     Rc::new(

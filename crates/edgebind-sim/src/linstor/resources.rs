@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::LinstorSim;
 use super::api::{self, AutoSelectFilter};
-use super::defs::{body, rd_not_found, tri};
+use super::defs::{body, put_body, rd_not_found, tri};
 use super::placement::{self, Plan, PlanError};
 use super::rc::{self, *};
 use super::reply::{Rc, now_millis, ok_json};
@@ -89,7 +89,15 @@ pub async fn node_pools(S(sim): S<LinstorSim>, P(name): P<String>, raw: RawQuery
 pub async fn view_pools(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
     let q = Query::from_raw(raw);
     let w = sim.read();
-    ok_json(Value::Array(q.page(pools_json(&w, &q, None))))
+    let pools = pools_json(&w, &q, None);
+    // Without `cached=true` the controller asks every satellite for free space first.
+    let satellites = if q.flag("cached") {
+        0
+    } else {
+        w.nodes.values().filter(|n| n.online).count() as u64
+    };
+    sim.inner.stats.add_work(pools.len() as u64, satellites);
+    ok_json(Value::Array(q.page(pools)))
 }
 
 // ---- resources --------------------------------------------------------------------------------
@@ -148,7 +156,7 @@ fn create_one(
         create_timestamp: None,
     });
     let props = rsc.props.unwrap_or_default();
-    check_props(props.keys(), MASK_CRT, MASK_RSC)?;
+    check_props(&props, MASK_CRT, MASK_RSC)?;
     let rd_key = key(rd_name);
     let rd = w
         .rds
@@ -593,10 +601,34 @@ pub async fn view_resources(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
             items.push((d, r));
         }
     }
+    // Cost (linstor-server `View.viewResources` → `CtrlVlmListApiCallHandler.listVlms`,
+    // @3e9306a9): `VlmAllocatedFetcherProto` first asks every node with thin volumes in the
+    // filter for their allocated sizes, then `assembleList` streams over *all* resource
+    // definitions, applying the filters, and builds every matching resource; only then does
+    // `listVolumesApiCallRcWithToResponse` apply `limit`/`offset` (no cap on `limit`).
+    let thin: Vec<&(&super::state::ResourceDefinition, &super::state::Resource)> = items
+        .iter()
+        .filter(|(_, r)| r.is_diskful() && is_thin(&w, r))
+        .collect();
+    let satellites: std::collections::BTreeSet<String> =
+        thin.iter().map(|(_, r)| key(&r.node)).collect();
+    let thin_volumes: u64 = thin.iter().map(|(d, _)| d.vds.len() as u64).sum();
+    sim.inner.stats.add_work(
+        w.rds.len() as u64 + items.len() as u64 + thin_volumes,
+        satellites.len() as u64,
+    );
     let page = q.page(items).into_iter();
     ok_json(Value::Array(
         page.map(|(d, r)| w.resource_view_json(d, r)).collect(),
     ))
+}
+
+/// Whether a replica's pool is thin-provisioned (only those are asked for allocated sizes).
+fn is_thin(w: &super::state::World, r: &super::state::Resource) -> bool {
+    w.nodes
+        .get(&key(&r.node))
+        .and_then(|n| n.cfg.pools.iter().find(|p| p.name == r.pool))
+        .is_some_and(|p| p.provider_kind.ends_with("_THIN"))
 }
 
 pub async fn modify_resource(
@@ -604,12 +636,12 @@ pub async fn modify_resource(
     P((rd, node)): P<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let req: api::ResourceModify = body!(sim, body);
+    let req: api::ResourceModify = put_body!(sim, body);
     if req.drbd_client.is_some() && !sim.api_at_least(1, 28) {
-        return too_new_field("drbd_client");
+        return super::routes::put_too_new_field(&sim, "drbd_client");
     }
     if let Some(ov) = &req.override_props {
-        tri!(check_props(ov.keys(), MASK_MOD, MASK_RSC), StatusCode::OK);
+        tri!(check_props(ov, MASK_MOD, MASK_RSC), StatusCode::OK);
     }
     let mut w = sim.write();
     let Some(d) = w.rds.get_mut(&key(&rd)) else {

@@ -251,6 +251,35 @@ pub fn parse_body<T: DeserializeOwned>(sim: &LinstorSim, body: &Bytes) -> Result
         .map_err(|e| rc_list(StatusCode::OK, &[parse_error(&e.to_string())]))
 }
 
+/// [`parse_body`] for PUT endpoints: their mapping errors are 500 (see
+/// [`super::reply::mapper_parse_error`]).
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+pub fn parse_put_body<T: DeserializeOwned>(sim: &LinstorSim, body: &Bytes) -> Result<T, Response> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Err(put_parse_error(sim, &e.to_string())),
+    };
+    if api::explicit_null_list(&value).is_some() {
+        return parse_body(sim, body);
+    }
+    serde_json::from_value(value).map_err(|e| put_parse_error(sim, &e.to_string()))
+}
+
+/// [`too_new_field`] on a PUT endpoint: 500, as any mapping error there.
+pub fn put_too_new_field(sim: &LinstorSim, field: &str) -> Response {
+    put_parse_error(
+        sim,
+        &format!("Unrecognized field \"{field}\" (not known to this REST API version)"),
+    )
+}
+
+fn put_parse_error(sim: &LinstorSim, detail: &str) -> Response {
+    let id = sim.write().error_report(format!(
+        "com.fasterxml.jackson.databind.JsonMappingException: {detail}"
+    ));
+    super::reply::mapper_parse_error(detail, id)
+}
+
 /// The 400 a server older than REST API 1.28 gives for the 1.28 field `drbd_client`.
 pub fn too_new_field(field: &str) -> Response {
     rc_list(

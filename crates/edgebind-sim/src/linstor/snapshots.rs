@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::LinstorSim;
 use super::api;
-use super::defs::{body, rd_not_found};
+use super::defs::{body, put_body, rd_not_found};
 use super::rc::{self, *};
 use super::reply::{Rc, now_millis, ok_json};
 use super::routes::{P, Query, S, parse_body, respond};
@@ -72,6 +72,10 @@ pub async fn view(S(sim): S<LinstorSim>, raw: RawQuery) -> Response {
             items.push((d, s));
         }
     }
+    // Cost: `View.listSnapshots` builds the whole list, then skips and limits it (@3e9306a9).
+    sim.inner
+        .stats
+        .add_work(w.rds.len() as u64 + items.len() as u64, 0);
     let page = q.page(items).into_iter();
     ok_json(Value::Array(
         page.map(|(d, s)| w.snapshot_json(d, s)).collect(),
@@ -90,12 +94,22 @@ pub async fn create(S(sim): S<LinstorSim>, P(rd): P<String>, body: Bytes) -> Res
     ) {
         return respond(StatusCode::CREATED, vec![e]);
     }
-    let sprops = req
-        .snapshot_definition_props
-        .clone()
-        .or(req.props.clone())
-        .unwrap_or_default();
-    if let Err(e) = check_props(sprops.keys(), MASK_CRT, MASK_SNAPSHOT) {
+    // Snapshot-definition properties on create: the fields exist from REST API 1.24 (before,
+    // Jackson refuses them: 400), but `Snapshots.createSnapshot` passes them on only from 1.26
+    // (server 1.32.0, linstor-server commit 1dd6b71f0 "SnapshotDfn: allow properties on create
+    // and modify"); 1.24 and 1.25 parse and drop them. The deprecated `props` is never used.
+    if (req.snapshot_definition_props.is_some() || req.resource_definition_props.is_some())
+        && !sim.api_at_least(1, 24)
+    {
+        return super::routes::too_new_field("snapshot_definition_props");
+    }
+    let sprops = if sim.api_at_least(1, 26) {
+        req.snapshot_definition_props.clone().unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let sprops = super::validate::normalize_props(sprops);
+    if let Err(e) = check_props(&sprops, MASK_CRT, MASK_SNAPSHOT) {
         return respond(StatusCode::CREATED, vec![e]);
     }
     let mut w = sim.write();
@@ -273,6 +287,19 @@ pub async fn restore_vd(
     respond(StatusCode::OK, rcs)
 }
 
+/// `POST …/snapshot-restore-resource/{snapshot}` (linstor-server `CtrlSnapshotRestoreApiCallHandler`
+/// `restoreResourceInTransaction` and `restoreOnNode`, @3e9306a9; the same in server 1.24.0):
+/// - the target must have no resources (`FAIL_EXISTS_RSC`) and the snapshot must be successful;
+/// - the snapshot's copy of the source resource definition's properties is copied onto the
+///   target resource definition, **overriding** keys it has (`ctrlPropsHelper.copy(
+///   getProps(fromSnapshotDfn, true), getProps(toRscDfn))`, l.317; `copy(from, to)` is
+///   `copy(from, to, retain=false, override=true)`, `CtrlPropsHelper` l.837) — so the
+///   source's `Aux/` markers land on the restored resource definition;
+/// - it does not create volume definitions: each existing one must match the snapshot's
+///   volume (`FAIL_NOT_FOUND_SNAPSHOT_VLM_DFN`) and its size exactly (`FAIL_INVLD_VLM_SIZE`,
+///   "Snapshot size does not match for volume number N; snapshot size: XKiB, required size:
+///   YKiB", l.636–645); with none, it warns "No volumes to restore.";
+/// - all in one transaction: a refusal changes nothing.
 pub async fn restore_resource(
     S(sim): S<LinstorSim>,
     P((rd, snap)): P<(String, String)>,
@@ -285,15 +312,6 @@ pub async fn restore_resource(
         Ok(v) => v,
         Err(resp) => return resp,
     };
-    if !s.flags.iter().any(|f| f == "SUCCESSFUL") {
-        return respond(
-            StatusCode::OK,
-            vec![Rc::new(
-                rc::error(MASK_CRT, MASK_SNAPSHOT, FAIL_SNAPSHOT_NOT_UPTODATE),
-                format!("Snapshot '{}' is not successful.", s.name),
-            )],
-        );
-    }
     let Some(target) = w.rds.get(&key(&to)) else {
         return respond(StatusCode::OK, vec![rd_not_found(&to, MASK_CRT)]);
     };
@@ -308,6 +326,15 @@ pub async fn restore_resource(
                 )
                 .obj("RscDfn", &target_name),
             ],
+        );
+    }
+    if !s.flags.iter().any(|f| f == "SUCCESSFUL") {
+        return respond(
+            StatusCode::OK,
+            vec![Rc::new(
+                rc::error(MASK_CRT, MASK_SNAPSHOT, FAIL_SNAPSHOT_NOT_UPTODATE),
+                format!("Snapshot '{}' is not successful.", s.name),
+            )],
         );
     }
     let nodes: Vec<String> = match req.nodes.as_ref().filter(|n| !n.is_empty()) {
@@ -325,28 +352,52 @@ pub async fn restore_resource(
             );
         }
     }
-    let need_vds = target.vds.is_empty();
-    if need_vds {
-        for (nr, size) in &s.volumes {
-            let minor = w.next_minor;
-            w.next_minor += 1;
-            if let Some(t) = w.rds.get_mut(&key(&to)) {
-                t.vds.insert(
-                    *nr,
-                    VolumeDefinition {
-                        number: *nr,
-                        size_kib: *size,
-                        props: Default::default(),
-                        flags: Vec::new(),
-                        uuid: new_uuid(),
-                        minor,
-                    },
+    if !nodes.is_empty() {
+        for vd in target.vds.values() {
+            let Some((_, snap_size)) = s.volumes.iter().find(|(nr, _)| *nr == vd.number) else {
+                return respond(
+                    StatusCode::OK,
+                    vec![Rc::new(
+                        rc::error(MASK_CRT, MASK_RSC, FAIL_NOT_FOUND_SNAPSHOT_VLM_DFN),
+                        format!(
+                            "Snapshot does not contain required volume number {}",
+                            vd.number
+                        ),
+                    )],
+                );
+            };
+            if *snap_size != vd.size_kib {
+                return respond(
+                    StatusCode::OK,
+                    vec![Rc::new(
+                        rc::error(MASK_CRT, MASK_RSC, FAIL_INVLD_VLM_SIZE),
+                        format!(
+                            "Snapshot size does not match for volume number {}; snapshot size: {}KiB, required size: {}KiB",
+                            vd.number, snap_size, vd.size_kib
+                        ),
+                    )],
                 );
             }
         }
     }
+    let no_volumes = target.vds.is_empty();
+    if let Some(t) = w.rds.get_mut(&key(&to)) {
+        for (k, v) in &s.rd_props {
+            t.props.insert(k.clone(), v.clone());
+        }
+    }
     let rename = req.stor_pool_rename.unwrap_or_default();
     let mut rcs = Vec::new();
+    if no_volumes {
+        rcs.push(
+            Rc::new(
+                rc::warn(MASK_CRT, MASK_RSC, WARN_NOT_FOUND),
+                "No volumes to restore.",
+            )
+            .details("The target resource definition has no volume definitions. The restored resources will be empty.")
+            .correction("Restore the volume definitions to the target resource definition."),
+        );
+    }
     for (i, n) in nodes.iter().enumerate() {
         let nk = key(n);
         let pool = s.pools.get(&nk).cloned().unwrap_or_default();
@@ -389,9 +440,17 @@ pub async fn modify(
     P((rd, snap)): P<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let req: api::PropsModify = body!(sim, body);
+    // `PUT …/snapshots/{snapshot}` exists from REST API 1.26 (CHANGELOG-OPENAPI 1.26.0, server
+    // 1.32.0); before, the path has GET and DELETE only: 405 from `LinstorMapper`.
+    if !sim.api_at_least(1, 26) {
+        return super::reply::method_not_allowed(
+            "PUT",
+            &format!("v1/resource-definitions/{rd}/snapshots/{snap}"),
+        );
+    }
+    let req: api::PropsModify = put_body!(sim, body);
     if let Some(ov) = &req.override_props
-        && let Err(e) = check_props(ov.keys(), MASK_MOD, MASK_SNAPSHOT)
+        && let Err(e) = check_props(ov, MASK_MOD, MASK_SNAPSHOT)
     {
         return respond(StatusCode::OK, vec![e]);
     }

@@ -197,6 +197,8 @@ pub struct World {
     pub next_minor: i32,
     pub sync_delay: Duration,
     pub instance_id: String,
+    /// REST API version the simulated controller speaks (major, minor): JSON shapes differ.
+    pub rest_api: (u32, u32),
 }
 
 pub fn new_uuid() -> String {
@@ -268,6 +270,7 @@ impl World {
             next_minor: 1000,
             sync_delay,
             instance_id: instance[..8].to_ascii_uppercase(),
+            rest_api: (1, 27),
         }
     }
 
@@ -562,14 +565,22 @@ impl World {
         v
     }
 
+    /// `Snapshot` as the server renders it. Before REST API 1.24 a snapshot had one property
+    /// container, a copy of the resource definition's properties, shown as `props`; 1.24
+    /// (server 1.30.0, linstor-server commit 7cddef55f "Props: Split Snap- from
+    /// Resource-properties") split it into `snapshot_definition_props` and
+    /// `resource_definition_props` and kept `props` as both squashed (resource first).
     pub fn snapshot_json(&self, rd: &ResourceDefinition, s: &Snapshot) -> Value {
+        let mut squashed = s.rd_props.clone();
+        squashed.extend(s.snapshot_props.clone());
+        let split = self.rest_api >= (1, 24);
         json!({
             "name": s.name,
             "resource_name": rd.name,
             "nodes": s.nodes,
-            "props": s.snapshot_props,
-            "snapshot_definition_props": s.snapshot_props,
-            "resource_definition_props": s.rd_props,
+            "props": squashed,
+            "snapshot_definition_props": if split { Some(&s.snapshot_props) } else { None },
+            "resource_definition_props": if split { Some(&s.rd_props) } else { None },
             "flags": s.flags,
             "uuid": s.uuid,
             "volume_definitions": s.volumes.iter().map(|(nr, size)| json!({"volume_number": nr, "size_kib": size})).collect::<Vec<_>>(),

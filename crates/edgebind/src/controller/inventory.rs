@@ -1,11 +1,12 @@
 //! What one LINSTOR backend holds, read in bulk.
 //!
 //! Volumes do not GET their own state: one refresh lists resource definitions, the resource
-//! view and the snapshot view (paged), and every volume of the backend reads from it. A volume
+//! view and the snapshot view, and every volume of the backend reads from it. A volume
 //! edgebind just wrote to is "dirty" and gets a fresh read, batched: one filtered read of each
 //! list serves every name dirty at that moment (up to `DIRTY_BATCH`). So a converged resync
-//! costs three paged list calls per backend whatever the number of volumes, and a bulk create
-//! costs a fraction of a read per volume.
+//! costs three list calls per backend whatever the number of volumes (unpaged: each page would
+//! cost the server the whole list, see `LinstorClient::list`), and a bulk create costs a
+//! fraction of a read per volume.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -196,7 +197,7 @@ struct State {
     /// Start time of the last complete full refresh (writes before it are in it).
     full_at: Option<Instant>,
     /// When that refresh finished: the TTL counts from here, so a refresh that takes longer than
-    /// the TTL (tens of thousands of objects, 50 per page) does not make the cache stale at once.
+    /// the TTL (tens of thousands of objects) does not make the cache stale at once.
     full_done: Option<Instant>,
     /// Number of full refreshes completed, so callers that waited for one can tell it happened.
     generation: u64,

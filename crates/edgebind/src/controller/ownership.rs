@@ -16,6 +16,10 @@ pub const LAST_APPLIED: &str = "Aux/edgebind.dev/last-applied";
 /// `<namespace>/<EdgeSnapshot>` a volume was restored from.
 pub const RESTORED_FROM: &str = "Aux/edgebind.dev/restored-from";
 pub const MANAGER: &str = "edgebind";
+/// Before REST API 1.26 a snapshot definition keeps no properties, so edgebind records a
+/// snapshot's owner on the snapshot's resource definition, under
+/// `<SNAPSHOT_OWNERS><snapshot>/{uid,namespace,name,released}`.
+pub const SNAPSHOT_OWNERS: &str = "Aux/edgebind.dev/snapshot-owner/";
 
 /// The Kubernetes object a LINSTOR object belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +40,73 @@ impl Owner {
             (OWNER_NAME.to_string(), self.name.clone()),
         ])
     }
+}
+
+fn snapshot_key(snap: &str, field: &str) -> String {
+    format!("{SNAPSHOT_OWNERS}{snap}/{field}")
+}
+
+/// The record of a snapshot's owner kept on its resource definition (servers before 1.26).
+pub fn snapshot_record(snap: &str, owner: &Owner) -> Props {
+    Props::from([
+        (snapshot_key(snap, "uid"), owner.uid.clone()),
+        (snapshot_key(snap, "namespace"), owner.namespace.clone()),
+        (snapshot_key(snap, "name"), owner.name.clone()),
+    ])
+}
+
+/// The key marking that record released (the owner was deleted with `Retain`).
+pub fn snapshot_record_released(snap: &str) -> String {
+    snapshot_key(snap, "released")
+}
+
+/// Every key of that record, for deleting it with the snapshot.
+pub fn snapshot_record_keys(snap: &str) -> Vec<String> {
+    ["uid", "namespace", "name", "released"]
+        .iter()
+        .map(|f| snapshot_key(snap, f))
+        .collect()
+}
+
+/// A snapshot's ownership marker: its own properties when they carry one (REST API 1.26+),
+/// else the record on its resource definition, shaped like a marker (`rd_props`); empty when
+/// there is neither (then the snapshot is not edgebind's).
+pub fn snapshot_marker(snapshot_props: &Props, rd_props: Option<&Props>, snap: &str) -> Props {
+    if snapshot_props.contains_key(MANAGED_BY) {
+        return snapshot_props.clone();
+    }
+    let Some(uid) = rd_props.and_then(|p| p.get(&snapshot_key(snap, "uid"))) else {
+        return snapshot_props.clone();
+    };
+    let rd = rd_props.cloned().unwrap_or_default();
+    let mut m = Props::from([
+        (MANAGED_BY.to_string(), MANAGER.to_string()),
+        (OWNER_UID.to_string(), uid.clone()),
+    ]);
+    for (field, key) in [("namespace", OWNER_NAMESPACE), ("name", OWNER_NAME)] {
+        if let Some(v) = rd.get(&snapshot_key(snap, field)) {
+            m.insert(key.to_string(), v.clone());
+        }
+    }
+    if rd.get(&snapshot_record_released(snap)).map(String::as_str) == Some("true") {
+        m.insert(RELEASED.to_string(), "true".to_string());
+    }
+    m
+}
+
+/// A restore copies the snapshot's copy of the source resource definition's properties onto
+/// the target, overriding ours (linstor-server `CtrlSnapshotRestoreApiCallHandler` l.317). The
+/// target then names the source volume's owner. True when `props` (the target's) carry exactly
+/// the owner uid of that copy (`copied_owner_uid`) and not ours: edgebind made this resource
+/// definition for `owner` and restored into it, so it rewrites the marker rather than report a
+/// conflict and orphan it.
+pub fn restored_over(props: &Props, owner: &Owner, copied_owner_uid: Option<&str>) -> bool {
+    let Some(copied) = copied_owner_uid else {
+        return false;
+    };
+    props.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
+        && props.get(OWNER_UID).map(String::as_str) == Some(copied)
+        && copied != owner.uid
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,5 +184,37 @@ mod tests {
                 previous: "ns/v".into()
             }
         );
+    }
+
+    #[test]
+    fn snapshot_marker_from_the_resource_definition_record() {
+        let me = owner("u1");
+        let rd = snapshot_record("ebs_x", &me);
+        let m = snapshot_marker(&Props::new(), Some(&rd), "ebs_x");
+        assert_eq!(classify(Some(&m), &me), Ownership::Ours);
+        assert!(matches!(
+            classify(
+                Some(&snapshot_marker(&Props::new(), Some(&rd), "ebs_y")),
+                &me
+            ),
+            Ownership::Foreign { .. }
+        ));
+        let mut released = rd.clone();
+        released.insert(snapshot_record_released("ebs_x"), "true".into());
+        let m = snapshot_marker(&Props::new(), Some(&released), "ebs_x");
+        assert!(matches!(
+            classify(Some(&m), &owner("u2")),
+            Ownership::Released { .. }
+        ));
+    }
+
+    #[test]
+    fn restored_over_only_for_the_copied_owner() {
+        let me = owner("u1");
+        let copied = owner("u0").marker();
+        assert!(restored_over(&copied, &me, Some("u0")));
+        assert!(!restored_over(&copied, &me, None));
+        assert!(!restored_over(&copied, &me, Some("u9")));
+        assert!(!restored_over(&me.marker(), &me, Some("u1")));
     }
 }

@@ -20,6 +20,7 @@ use crate::crd::{DeletionPolicy, EdgeVolume};
 use crate::linstor::naming;
 use crate::linstor::ops::{Op, OpKind, seg};
 use crate::linstor::types::{Props, PropsModify, Snapshot, SnapshotCreate};
+use crate::linstor::version::Features;
 
 pub(crate) fn owner(s: &EdgeSnapshot) -> Owner {
     Owner {
@@ -34,21 +35,63 @@ pub(crate) fn owner(s: &EdgeSnapshot) -> Owner {
 #[derive(Debug, PartialEq)]
 pub(crate) enum SnapshotPlan {
     Conflict(String),
-    Create(Op),
+    /// Writes that create the snapshot, in order.
+    Create(Vec<Op>),
     Observe,
 }
 
-pub(crate) fn plan(o: &Owner, rd: &str, snap: &str, existing: Option<&Snapshot>) -> SnapshotPlan {
-    match ownership::classify(existing.map(|s| &s.snapshot_definition_props), o) {
-        Ownership::Absent => SnapshotPlan::Create(Op::post(
-            OpKind::Create,
-            format!("/v1/resource-definitions/{}/snapshots", seg(rd)),
-            SnapshotCreate {
-                name: snap.into(),
-                snapshot_definition_props: o.marker(),
-            },
-            format!("snapshot {rd} as {snap}"),
-        )),
+fn rd_path(rd: &str) -> String {
+    format!("/v1/resource-definitions/{}", seg(rd))
+}
+
+/// The snapshot's ownership marker (its own properties, or the record on its resource
+/// definition on servers before REST API 1.26).
+pub(crate) fn marker(
+    rd_props: Option<&Props>,
+    snap: &str,
+    existing: Option<&Snapshot>,
+) -> Option<Props> {
+    existing.map(|s| ownership::snapshot_marker(&s.snapshot_definition_props, rd_props, snap))
+}
+
+pub(crate) fn plan(
+    o: &Owner,
+    rd: &str,
+    snap: &str,
+    rd_props: Option<&Props>,
+    existing: Option<&Snapshot>,
+    features: Features,
+) -> SnapshotPlan {
+    match ownership::classify(marker(rd_props, snap, existing).as_ref(), o) {
+        Ownership::Absent => {
+            let mut ops = Vec::new();
+            let snapshot_definition_props = if features.snapshot_props {
+                o.marker()
+            } else {
+                // The server would refuse (before 1.24) or drop (1.24, 1.25) the properties:
+                // record the owner on the resource definition first, so a crash between the
+                // two writes leaves the record, not an unmarked snapshot.
+                ops.push(Op::put(
+                    rd_path(rd),
+                    PropsModify {
+                        override_props: ownership::snapshot_record(snap, o),
+                        delete_props: vec![],
+                    },
+                    format!("record the owner of snapshot {snap} on {rd}"),
+                ));
+                Props::new()
+            };
+            ops.push(Op::post(
+                OpKind::Create,
+                format!("{}/snapshots", rd_path(rd)),
+                SnapshotCreate {
+                    name: snap.into(),
+                    snapshot_definition_props,
+                },
+                format!("snapshot {rd} as {snap}"),
+            ));
+            SnapshotPlan::Create(ops)
+        }
         Ownership::Ours => SnapshotPlan::Observe,
         Ownership::Released { previous } => SnapshotPlan::Conflict(format!(
             "snapshot {snap} of {rd} was released by the deleted EdgeSnapshot {previous}; use another name"
@@ -63,22 +106,34 @@ pub(crate) fn cleanup_ops(
     o: &Owner,
     rd: &str,
     snap: &str,
+    rd_props: Option<&Props>,
     existing: Option<&Snapshot>,
     delete: bool,
 ) -> Vec<Op> {
     let Some(s) = existing else { return vec![] };
-    if ownership::classify(Some(&s.snapshot_definition_props), o) != Ownership::Ours {
+    if ownership::classify(marker(rd_props, snap, existing).as_ref(), o) != Ownership::Ours {
         return vec![];
     }
-    let path = format!(
-        "/v1/resource-definitions/{}/snapshots/{}",
-        seg(rd),
-        seg(snap)
-    );
-    if delete {
-        vec![Op::delete(path, format!("delete snapshot {snap} of {rd}"))]
-    } else {
-        vec![Op::put(
+    // Where the marker lives decides how it is released or removed (not the server version:
+    // a server upgraded past 1.26 still has the records of older snapshots).
+    let on_rd = !s
+        .snapshot_definition_props
+        .contains_key(ownership::MANAGED_BY);
+    let path = format!("{}/snapshots/{}", rd_path(rd), seg(snap));
+    match (delete, on_rd) {
+        (true, false) => vec![Op::delete(path, format!("delete snapshot {snap} of {rd}"))],
+        (true, true) => vec![
+            Op::delete(path, format!("delete snapshot {snap} of {rd}")),
+            Op::put(
+                rd_path(rd),
+                PropsModify {
+                    override_props: Props::new(),
+                    delete_props: ownership::snapshot_record_keys(snap),
+                },
+                format!("remove the owner record of snapshot {snap} from {rd}"),
+            ),
+        ],
+        (false, false) => vec![Op::put(
             path,
             PropsModify {
                 override_props: Props::from([(
@@ -88,7 +143,18 @@ pub(crate) fn cleanup_ops(
                 delete_props: vec![],
             },
             format!("mark snapshot {snap} of {rd} as released"),
-        )]
+        )],
+        (false, true) => vec![Op::put(
+            rd_path(rd),
+            PropsModify {
+                override_props: Props::from([(
+                    ownership::snapshot_record_released(snap),
+                    "true".to_string(),
+                )]),
+                delete_props: vec![],
+            },
+            format!("mark snapshot {snap} of {rd} as released"),
+        )],
     }
 }
 
@@ -154,6 +220,12 @@ pub(crate) async fn pass<W: World>(w: &W, s: &EdgeSnapshot) -> Result<Pass, kube
         )));
     };
     let inv = &backend.inventory;
+    let Some(features) = backend.features else {
+        return Ok(waiting(format!(
+            "LinstorBackend {} has not been probed yet",
+            vol.spec.backend_ref
+        )));
+    };
     let observed = match inv.observe(&rd).await {
         Ok(o) => o,
         Err(e) => {
@@ -168,34 +240,38 @@ pub(crate) async fn pass<W: World>(w: &W, s: &EdgeSnapshot) -> Result<Pass, kube
         .snapshots
         .iter()
         .find(|x| x.name.eq_ignore_ascii_case(&snap));
-    let o = w.owner(base, existing.map(|x| &x.snapshot_definition_props));
-    match plan(&o, &rd, &snap, existing) {
+    let rd_props = observed.rd.as_ref().map(|r| &r.props);
+    let found = marker(rd_props, &snap, existing);
+    let o = w.owner(base, found.as_ref());
+    match plan(&o, &rd, &snap, rd_props, existing, features) {
         SnapshotPlan::Conflict(msg) => Ok(stop(SnapshotReason::Conflict, msg, Next::Resync)),
         SnapshotPlan::Create(_) if !vol_ready => Ok(waiting(format!(
             "EdgeVolume {} is not Ready yet",
             s.spec.volume_ref
         ))),
-        SnapshotPlan::Create(op) => {
+        SnapshotPlan::Create(ops) => {
             if w.writes() {
-                tracing::info!(snapshot = %format!("{}/{}", o.namespace, o.name), op = %op.summary, "LINSTOR write");
-                let res = inv.client().execute(&op).await;
-                inv.mark_dirty(&rd);
-                match res {
-                    Ok(_) => {}
-                    Err(e) if e.is_exists() => {
-                        return Ok(stop(SnapshotReason::Creating, String::new(), Next::Reread));
-                    }
-                    Err(e) => {
-                        return Ok(stop(
-                            SnapshotReason::LinstorError,
-                            e.to_string(),
-                            Next::Failed(e),
-                        ));
+                for op in &ops {
+                    tracing::info!(snapshot = %format!("{}/{}", o.namespace, o.name), op = %op.summary, "LINSTOR write");
+                    let res = inv.client().execute(op).await;
+                    inv.mark_dirty(&rd);
+                    match res {
+                        Ok(_) => {}
+                        Err(e) if e.is_exists() => {
+                            return Ok(stop(SnapshotReason::Creating, String::new(), Next::Reread));
+                        }
+                        Err(e) => {
+                            return Ok(stop(
+                                SnapshotReason::LinstorError,
+                                e.to_string(),
+                                Next::Failed(e),
+                            ));
+                        }
                     }
                 }
             }
             Ok(Pass {
-                ops: vec![op],
+                ops,
                 ..stop(
                     SnapshotReason::Creating,
                     format!("snapshot {snap} of {rd} requested"),
@@ -299,6 +375,7 @@ async fn cleanup(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Erro
         &o,
         &rd,
         &snap,
+        observed.rd.as_ref().map(|r| &r.props),
         existing,
         s.spec.deletion_policy == DeletionPolicy::Delete,
     ) {
@@ -307,4 +384,97 @@ async fn cleanup(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     inv.mark_dirty(&rd);
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linstor::version::ApiVersion;
+
+    fn me() -> Owner {
+        Owner {
+            kind: "EdgeSnapshot",
+            namespace: "ns".into(),
+            name: "nightly".into(),
+            uid: "uid-s".into(),
+        }
+    }
+
+    fn snap(props: Props) -> Snapshot {
+        Snapshot {
+            name: "ebs_nightly".into(),
+            resource_name: "eb-ns_db".into(),
+            snapshot_definition_props: props,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn before_1_26_the_owner_is_recorded_on_the_resource_definition_first() {
+        let old = Features::for_version(ApiVersion(1, 25, 0));
+        let SnapshotPlan::Create(ops) = plan(&me(), "eb-ns_db", "ebs_nightly", None, None, old)
+        else {
+            panic!("create expected")
+        };
+        assert_eq!(ops.len(), 2);
+        assert_eq!(
+            (ops[0].method, ops[0].path.as_str()),
+            ("PUT", "/v1/resource-definitions/eb-ns_db")
+        );
+        assert_eq!(
+            ops[0].body.as_ref().unwrap()["override_props"]
+                [format!("{}ebs_nightly/uid", ownership::SNAPSHOT_OWNERS)],
+            "uid-s"
+        );
+        assert_eq!(
+            ops[1].body.as_ref().unwrap(),
+            &serde_json::json!({"name": "ebs_nightly"}),
+            "no snapshot_definition_props for a server that refuses or drops them"
+        );
+        // Created: ours through the record; released and deleted through it too.
+        let rd = ownership::snapshot_record("ebs_nightly", &me());
+        let s = snap(Props::new());
+        assert_eq!(
+            plan(&me(), "eb-ns_db", "ebs_nightly", Some(&rd), Some(&s), old),
+            SnapshotPlan::Observe
+        );
+        let retain = cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", Some(&rd), Some(&s), false);
+        assert_eq!(retain.len(), 1);
+        assert_eq!(retain[0].path, "/v1/resource-definitions/eb-ns_db");
+        let delete = cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", Some(&rd), Some(&s), true);
+        assert_eq!(delete[0].method, "DELETE");
+        assert_eq!(
+            delete[1].body.as_ref().unwrap()["delete_props"],
+            serde_json::json!(ownership::snapshot_record_keys("ebs_nightly"))
+        );
+    }
+
+    #[test]
+    fn from_1_26_the_snapshot_carries_the_marker() {
+        let new = Features::for_version(ApiVersion(1, 26, 0));
+        let SnapshotPlan::Create(ops) = plan(&me(), "eb-ns_db", "ebs_nightly", None, None, new)
+        else {
+            panic!("create expected")
+        };
+        assert_eq!(ops.len(), 1);
+        assert_eq!(
+            ops[0].body.as_ref().unwrap()["snapshot_definition_props"][ownership::OWNER_UID],
+            "uid-s"
+        );
+        let s = snap(me().marker());
+        let retain = cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", None, Some(&s), false);
+        assert_eq!(
+            retain[0].path,
+            "/v1/resource-definitions/eb-ns_db/snapshots/ebs_nightly"
+        );
+        // Another EdgeSnapshot's snapshot is never touched.
+        let other = snap(
+            Owner {
+                uid: "uid-x".into(),
+                ..me()
+            }
+            .marker(),
+        );
+        assert!(cleanup_ops(&me(), "eb-ns_db", "ebs_nightly", None, Some(&other), true).is_empty());
+    }
 }

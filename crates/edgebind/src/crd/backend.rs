@@ -91,11 +91,13 @@ fn default_token_key() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Budget {
-    /// Sustained requests per second (token bucket refill rate).
+    /// Sustained requests per second (token bucket refill rate). With `burst`, the budget
+    /// allows at most `burst + requestsPerSecond × T` requests in any T seconds.
     #[serde(default = "default_rps")]
     #[schemars(range(min = 1, max = 10000))]
     pub requests_per_second: u32,
-    /// Burst size of the token bucket.
+    /// Burst size of the token bucket: requests that may go at once after an idle period, on
+    /// top of the rate.
     #[serde(default = "default_burst")]
     #[schemars(range(min = 1, max = 10000))]
     pub burst: u32,

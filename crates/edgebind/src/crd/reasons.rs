@@ -43,12 +43,17 @@ reasons! {
         NotEnoughNodes,
         /// The spec names a resource group LINSTOR does not have.
         ResourceGroupNotFound: terminal,
+        /// The resource group sets no `select_filter.place_count`: LINSTOR's spawn and
+        /// autoplace place no replica for it.
+        ResourceGroupPlacesNothing: terminal,
         LinstorError,
         /// Deletion waits for something edgebind must not delete (a snapshot it did not make).
         DeletionBlocked,
         // Degraded
         NodeOffline,
         ReplicaNotUpToDate,
+        /// A replica is evicted, evacuating or deactivated: it exists but serves no data.
+        ReplicaInactive,
         TooFewReplicas,
         AsExpected,
         // Progressing

@@ -96,6 +96,33 @@ mod tests {
         assert_eq!(b.granted(), 6);
     }
 
+    /// The budget's promise: over any T seconds at most burst + rate x T requests. Both
+    /// parts count: the bucket starts full, so a burst after idle comes on top of the rate.
+    #[tokio::test]
+    async fn grants_never_exceed_burst_plus_rate_times_time() {
+        let b = Budget::new(
+            "unit-promise",
+            &BudgetSpec {
+                requests_per_second: 50,
+                burst: 10,
+                max_in_flight: 8,
+            },
+        );
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(600) {
+            drop(b.acquire().await);
+            let allowance = 10.0 + 50.0 * start.elapsed().as_secs_f64();
+            assert!(
+                b.granted() as f64 <= allowance + 1e-9,
+                "{} granted after {:?}",
+                b.granted(),
+                start.elapsed()
+            );
+        }
+        // Saturated: it used the burst and the rate, nothing more and not much less.
+        assert!(b.granted() >= 10 + 20, "{}", b.granted());
+    }
+
     #[tokio::test]
     async fn in_flight_is_capped() {
         let b = Budget::new(

@@ -19,9 +19,6 @@ use super::version::{self, ApiVersion, Features};
 use crate::crd::backend::{Budget as BudgetSpec, Timeouts};
 use crate::metrics;
 
-/// Page size of list calls: the official API document caps `limit` at 50. The server takes
-/// more, but edgebind stays within the contract (the test suite checks every request).
-pub(crate) const PAGE_SIZE: usize = 50;
 /// Attempts of an idempotent read on transport errors and 502/503/504, with backoff between.
 const READ_ATTEMPTS: u32 = 3;
 
@@ -166,39 +163,31 @@ impl LinstorClient {
         })
     }
 
-    /// A list GET, paged with `limit`/`offset` until a short page.
+    /// A list GET, in one call. Never paged: the controller builds the whole filtered list
+    /// (and `view/resources` first asks the satellites) on every call and applies
+    /// `limit`/`offset` only to the finished list (`View.viewResources` →
+    /// `listVolumesApiCallRcWithToResponse`, `ResourceDefinitions.listResourceDefinitionsOneOrMany`,
+    /// `View.listSnapshots`; linstor-server @3e9306a9), so N/50 pages cost O(N²/50) server work
+    /// where one call costs O(N). The API document's `maximum: 50` for `limit` is not enforced
+    /// by the server; leaving `limit` out is within the document.
     pub async fn list<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Vec<T>, LinstorError> {
-        let mut out = Vec::new();
-        self.list_pages(path, query, |page| out.extend(page))
-            .await?;
-        Ok(out)
+        self.get(path, query).await
     }
 
-    /// [`Self::list`], handing each page to `each` as it arrives: a caller that keeps a compact
-    /// form of the objects never holds the whole list parsed.
+    /// [`Self::list`], handing the objects to `each` (one call, so once): callers that keep a
+    /// compact form decode into it as the answer arrives.
     pub async fn list_pages<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         mut each: impl FnMut(Vec<T>),
     ) -> Result<(), LinstorError> {
-        let mut offset = 0usize;
-        loop {
-            let mut q: Vec<(&str, String)> = query.to_vec();
-            q.push(("limit", PAGE_SIZE.to_string()));
-            q.push(("offset", offset.to_string()));
-            let page: Vec<T> = self.get(path, &q).await?;
-            let n = page.len();
-            each(page);
-            if n < PAGE_SIZE {
-                return Ok(());
-            }
-            offset += n;
-        }
+        each(self.get(path, query).await?);
+        Ok(())
     }
 
     /// Executes one write. Warnings are logged; error entries become an error.

@@ -135,6 +135,13 @@ pub struct Snapshot {
     pub flags: Vec<String>,
     #[serde(default, deserialize_with = "aux_only")]
     pub snapshot_definition_props: Props,
+    /// The copy of the resource definition's properties taken with the snapshot (REST API
+    /// 1.24+); a restore copies it onto the target resource definition.
+    #[serde(default, deserialize_with = "aux_only")]
+    pub resource_definition_props: Props,
+    /// Before 1.24 the only container: that same copy (since 1.24 both, squashed).
+    #[serde(default, deserialize_with = "aux_only")]
+    pub props: Props,
     #[serde(default)]
     pub volume_definitions: Vec<SnapshotVolumeDefinition>,
     #[serde(default)]
@@ -159,6 +166,15 @@ pub struct SnapshotNode {
 }
 
 impl Snapshot {
+    /// The resource-definition properties a restore of this snapshot copies onto its target
+    /// (`resource_definition_props` from REST API 1.24, `props` before).
+    pub fn copied_rd_props(&self) -> &Props {
+        if self.resource_definition_props.is_empty() {
+            &self.props
+        } else {
+            &self.resource_definition_props
+        }
+    }
     pub fn successful(&self) -> bool {
         self.flags.iter().any(|f| f == "SUCCESSFUL")
     }
@@ -167,6 +183,23 @@ impl Snapshot {
             .iter()
             .any(|f| f == "FAILED_DEPLOYMENT" || f == "FAILED_DISCONNECT")
     }
+}
+
+/// A resource group as `GET /v1/resource-groups/{rg}` returns it (only what edgebind reads).
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub(crate) struct ResourceGroupInfo {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub select_filter: SelectFilterInfo,
+}
+
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub(crate) struct SelectFilterInfo {
+    #[serde(default)]
+    pub place_count: Option<i64>,
+    #[serde(default)]
+    pub additional_place_count: Option<i64>,
 }
 
 // ---- request bodies (closed: only fields the spec has, none null) ----

@@ -24,11 +24,19 @@ impl fmt::Display for ApiVersion {
     }
 }
 
-/// Oldest REST API edgebind talks to (LINSTOR 1.19, 2022); older servers get a clear refusal.
+/// Oldest REST API edgebind talks to (LINSTOR server 1.24, `REST_API_VERSION` "1.20.0" in
+/// `JsonGenTypes.java` at tag v1.24.0); older servers get a clear refusal.
 pub(crate) const MIN_SUPPORTED: ApiVersion = ApiVersion(1, 20, 0);
 /// `resource_definition_props` in resource-group spawn arrived in REST API 1.22 (its
 /// changelog: "Added initial resource definition properties to spawn command").
 pub(crate) const SPAWN_RD_PROPS: ApiVersion = ApiVersion(1, 22, 0);
+
+/// Snapshot-definition properties: the `snapshot_definition_props` field exists from REST API
+/// 1.24 (server 1.30.0; older servers refuse it as an unknown field), but the server stores it
+/// only from 1.26 (server 1.32.0, linstor-server commit 1dd6b71f0 "SnapshotDfn: allow
+/// properties on create and modify", which also added `PUT …/snapshots/{snapshot}`); 1.24 and
+/// 1.25 accept and drop it. So both marking a snapshot at create and modifying it need 1.26.
+pub(crate) const SNAPSHOT_PROPS: ApiVersion = ApiVersion(1, 26, 0);
 
 /// What the connected server accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +44,9 @@ pub struct Features {
     pub api: ApiVersion,
     /// Spawn can carry our ownership properties, so a spawn is one atomic, marked create.
     pub spawn_with_props: bool,
+    /// Snapshot definitions carry properties (create with them, modify them). Without, edgebind
+    /// records a snapshot's owner on its resource definition.
+    pub snapshot_props: bool,
 }
 
 impl Features {
@@ -43,6 +54,7 @@ impl Features {
         Self {
             api,
             spawn_with_props: api >= SPAWN_RD_PROPS,
+            snapshot_props: api >= SNAPSHOT_PROPS,
         }
     }
 }
@@ -58,5 +70,7 @@ mod tests {
         assert_eq!(ApiVersion::parse("x"), None);
         assert!(Features::for_version(ApiVersion(1, 27, 0)).spawn_with_props);
         assert!(!Features::for_version(ApiVersion(1, 21, 3)).spawn_with_props);
+        assert!(Features::for_version(ApiVersion(1, 26, 0)).snapshot_props);
+        assert!(!Features::for_version(ApiVersion(1, 25, 0)).snapshot_props);
     }
 }

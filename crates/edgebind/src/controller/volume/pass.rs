@@ -7,13 +7,18 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::plan::{self, PlanInput, RestoreSource, VolumePlan};
+use super::validate::ValidPlacement;
 use super::{owner, status, validate};
 use crate::controller::backends::BackendHandle;
+use crate::controller::inventory::Inventory;
+use crate::controller::ownership::OWNER_UID;
 use crate::controller::world::{Next, World};
 use crate::crd::EdgeVolume;
 use crate::crd::conditions::{Desired, PROGRESSING};
 use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::ADOPT_RELEASED_ANNOTATION;
+use crate::linstor::ops::seg;
+use crate::linstor::types::ResourceGroupInfo;
 use crate::linstor::version::Features;
 use crate::linstor::{LinstorError, Op, naming, rc};
 
@@ -68,9 +73,10 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
             ));
         }
     };
+    let inv = &backend.inventory;
     let source = match &spec.source_snapshot {
         None => None,
-        Some(s) => match resolve_source(w, ev, s).await? {
+        Some(s) => match resolve_source(w, ev, s, inv).await? {
             Ok(src) => Some(src),
             Err(msg) => {
                 return Ok(Pass::stop(
@@ -82,11 +88,31 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
             }
         },
     };
-    let inv = &backend.inventory;
     let observed = match inv.observe(&lname).await {
         Ok(o) => o,
         Err(e) => return Ok(failed(&lname, e)),
     };
+    if let ValidPlacement::Group(g) = &spec.placement
+        && source.is_none()
+        && observed.diskful().next().is_none()
+    {
+        // Spawn and `autoplace {}` take the count from the group; without one the server
+        // places nothing and answers only a warning, so say so instead of re-sending them.
+        match group_places_nothing(inv, g).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Ok(Pass::stop(
+                    &lname,
+                    VolumeReason::ResourceGroupPlacesNothing,
+                    &format!(
+                        "LINSTOR resource group {g} sets no select_filter.place_count, so LINSTOR places no replica for it; set one on the resource group (linstor resource-group modify {g} --place-count N) or use placement.placeCount instead of placement.resourceGroup"
+                    ),
+                    Next::Resync,
+                ));
+            }
+            Err(e) => return Ok(failed(&lname, e)),
+        }
+    }
     let o = w.owner(base, observed.rd.as_ref().map(|r| &r.props));
     let adopt = ev
         .annotations()
@@ -188,11 +214,27 @@ fn failed(lname: &str, e: LinstorError) -> Pass {
     Pass::stop(lname, reason, &msg, Next::Failed(e))
 }
 
+/// True when the resource group exists and sets no replica count (a missing group is left to
+/// the write, which reports it).
+async fn group_places_nothing(inv: &Inventory, group: &str) -> Result<bool, LinstorError> {
+    match inv
+        .client()
+        .get::<ResourceGroupInfo>(&format!("/v1/resource-groups/{}", seg(group)), &[])
+        .await
+    {
+        Ok(rg) => Ok(rg.select_filter.place_count.is_none()
+            && rg.select_filter.additional_place_count.is_none()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Resolves `source.snapshot` to a ready LINSTOR snapshot on the same backend.
 async fn resolve_source<W: World>(
     w: &W,
     ev: &EdgeVolume,
     snap: &str,
+    inv: &Inventory,
 ) -> Result<Result<RestoreSource, String>, kube::Error> {
     let ns = ev.namespace().unwrap_or_default();
     let Some(s) = w.snapshot(&ns, snap).await? else {
@@ -208,12 +250,30 @@ async fn resolve_source<W: World>(
     }
     let st = s.status.unwrap_or_default();
     match (st.ready_to_use, st.linstor_name, st.resource_name) {
-        (true, Some(snapshot), Some(resource)) => Ok(Ok(RestoreSource {
-            id: format!("{ns}/{snap}"),
-            resource,
-            snapshot,
-            nodes: st.nodes,
-        })),
+        (true, Some(snapshot), Some(resource)) => {
+            // What LINSTOR holds of the snapshot: its size and the properties a restore copies.
+            // Unreadable now: the restore goes ahead without them and the next pass has them.
+            let found = inv.observe(&resource).await.ok().and_then(|o| {
+                o.snapshots
+                    .into_iter()
+                    .find(|x| x.name.eq_ignore_ascii_case(&snapshot))
+            });
+            Ok(Ok(RestoreSource {
+                id: format!("{ns}/{snap}"),
+                size_kib: found.as_ref().and_then(|x| {
+                    x.volume_definitions
+                        .iter()
+                        .find(|v| v.volume_number == 0)
+                        .map(|v| v.size_kib)
+                }),
+                copied_owner_uid: found
+                    .as_ref()
+                    .and_then(|x| x.copied_rd_props().get(OWNER_UID).cloned()),
+                resource,
+                snapshot,
+                nodes: st.nodes,
+            }))
+        }
         _ => Ok(Err(format!(
             "waiting for EdgeSnapshot {ns}/{snap} to be ready to use"
         ))),

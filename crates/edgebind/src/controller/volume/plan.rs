@@ -30,9 +30,23 @@ impl Observed {
             .iter()
             .filter(|r| !r.flags.iter().any(|f| f == "DELETE" || f == "DRBD_DELETE"))
     }
+    /// Diskful replicas that count as placed, as autoplace counts them: not evicted or
+    /// evacuating (`CtrlRscAutoPlaceApiCallHandler` l.185–198 skips DELETE, EVICTED and
+    /// EVACUATE and places replacements; a deactivated replica still counts).
     pub fn diskful(&self) -> impl Iterator<Item = &ResourceWithVolumes> {
-        self.live_resources().filter(|r| is_diskful(r))
+        self.live_resources()
+            .filter(|r| is_diskful(r) && !r.flags.iter().any(|f| f == "EVICTED" || f == "EVACUATE"))
     }
+}
+
+/// Why a replica is out of service although it exists: the flag that says so. `EVICTED`
+/// (the auto-evict task; it includes `INACTIVE`), `EVACUATE` (`node evacuate`), `INACTIVE`
+/// and `INACTIVATING` (`resource deactivate`) — linstor-server `core/objects/Resource.java`
+/// `Flags`, @3e9306a9.
+pub fn inactive_flag(r: &ResourceWithVolumes) -> Option<&str> {
+    ["EVICTED", "EVACUATE", "INACTIVATING", "INACTIVE"]
+        .into_iter()
+        .find(|f| r.flags.iter().any(|x| x == f))
 }
 
 pub fn is_diskful(r: &ResourceWithVolumes) -> bool {
@@ -52,6 +66,12 @@ pub struct RestoreSource {
     pub resource: String,
     pub snapshot: String,
     pub nodes: Vec<String>,
+    /// Size of the snapshot's volume 0: a restore needs a volume definition of exactly this
+    /// size (`FAIL_INVLD_VLM_SIZE` otherwise); None when LINSTOR did not show the snapshot.
+    pub size_kib: Option<u64>,
+    /// The owner uid in the snapshot's copy of the source's properties: the restore writes it
+    /// onto the target (see [`ownership::restored_over`]).
+    pub copied_owner_uid: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -90,7 +110,18 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
     } = *input;
     let mut ops = Vec::new();
     let rd = observed.rd.as_ref();
-    match ownership::classify(rd.map(|r| &r.props), owner) {
+    let restored_over = match (rd, source) {
+        (Some(r), Some(src)) => {
+            ownership::restored_over(&r.props, owner, src.copied_owner_uid.as_deref())
+        }
+        _ => false,
+    };
+    let ownership = if restored_over {
+        Ownership::Ours
+    } else {
+        ownership::classify(rd.map(|r| &r.props), owner)
+    };
+    match ownership {
         Ownership::Foreign { why } => {
             return VolumePlan::Conflict(format!(
                 "LINSTOR resource definition {name} already exists and {why}; edgebind leaves it untouched. Rename this EdgeVolume or remove the other object"
@@ -130,6 +161,18 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
 
     // Properties: set what differs, delete what we set before and no longer want.
     let mut m = PropsModify::default();
+    if let (true, Some(src)) = (restored_over, source) {
+        // The restore copied the source's markers over ours: put ours back, and drop what
+        // only described the source (its release, its snapshots' owner records).
+        m.override_props = owner.marker();
+        m.override_props
+            .insert(ownership::RESTORED_FROM.into(), src.id.clone());
+        for k in rd.props.keys() {
+            if k == ownership::RELEASED || k.starts_with(ownership::SNAPSHOT_OWNERS) {
+                m.delete_props.push(k.clone());
+            }
+        }
+    }
     for (k, v) in &spec.props {
         if rd.props.get(k) != Some(v) {
             m.override_props.insert(k.clone(), v.clone());
@@ -159,16 +202,33 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
     }
 
     let restoring = source.is_some() && rd.props.contains_key(ownership::RESTORED_FROM);
-    match (observed.volume(), source) {
-        (None, Some(src)) if restoring => {
-            ops.push(restore_vd(name, src));
-            ops.push(restore_resources(name, src));
-            return VolumePlan::Ops(ops);
+    if let (Some(src), true, None) = (source, restoring, observed.live_resources().next()) {
+        // Restore before anything else: the server restores only onto a volume definition of
+        // the snapshot's exact size, so growing to the spec's size waits until the data is
+        // there. A volume definition of another size (grown by an older edgebind before the
+        // restore, or made by hand) can never take the restore: recreate it from the snapshot.
+        match observed.volume() {
+            None => ops.push(restore_vd(name, src)),
+            Some(vd) if src.size_kib.is_some_and(|s| s != vd.size_kib) => {
+                ops.push(Op::delete(
+                    format!("{}/volume-definitions/0", rd_path(name)),
+                    format!(
+                        "delete volume 0 of {name} ({} KiB): the restore needs the snapshot's size",
+                        vd.size_kib
+                    ),
+                ));
+                ops.push(restore_vd(name, src));
+            }
+            Some(_) => {}
         }
-        (None, _) => {
+        ops.push(restore_resources(name, src));
+        return VolumePlan::Ops(ops);
+    }
+    match observed.volume() {
+        None => {
             ops.push(create_vd(name, spec.size_kib));
         }
-        (Some(vd), _) if vd.size_kib < spec.size_kib => {
+        Some(vd) if vd.size_kib < spec.size_kib => {
             ops.push(Op::put(
                 format!("{}/volume-definitions/0", rd_path(name)),
                 VolumeDefinitionResize {
@@ -181,13 +241,6 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
             ));
         }
         _ => {}
-    }
-    if let (Some(_), Some(src)) = (observed.volume(), source)
-        && restoring
-        && observed.live_resources().next().is_none()
-    {
-        ops.push(restore_resources(name, src));
-        return VolumePlan::Ops(ops);
     }
     let diskful = observed.diskful().count() as u32;
     let want_place = match &spec.placement {
@@ -404,11 +457,9 @@ pub fn plan_cleanup(
     }
     let mut ops = Vec::new();
     for s in &observed.snapshots {
-        if s.snapshot_definition_props
-            .get(ownership::MANAGED_BY)
-            .map(String::as_str)
-            == Some(ownership::MANAGER)
-        {
+        let marker =
+            ownership::snapshot_marker(&s.snapshot_definition_props, Some(&rd.props), &s.name);
+        if marker.get(ownership::MANAGED_BY).map(String::as_str) == Some(ownership::MANAGER) {
             ops.push(Op::delete(
                 format!("{}/snapshots/{}", rd_path(name), seg(&s.name)),
                 format!("delete snapshot {} of {name}", s.name),

@@ -34,10 +34,12 @@ fn explicit() -> ValidSpec {
 const NEW: Features = Features {
     api: ApiVersion(1, 27, 0),
     spawn_with_props: true,
+    snapshot_props: true,
 };
 const OLD: Features = Features {
     api: ApiVersion(1, 21, 0),
     spawn_with_props: false,
+    snapshot_props: false,
 };
 
 fn run(spec: &ValidSpec, observed: &Observed, features: Features) -> VolumePlan {
@@ -285,6 +287,8 @@ fn restore_creates_then_restores_never_into_existing_data() {
         resource: "eb-ns_src".into(),
         snapshot: "ebs_s1".into(),
         nodes: vec!["a".into(), "b".into()],
+        size_kib: None,
+        copied_owner_uid: None,
     };
     let me = owner();
     let empty = Observed::default();
@@ -325,6 +329,144 @@ fn restore_creates_then_restores_never_into_existing_data() {
     };
     let o = ops(input(&obs));
     assert!(o.iter().all(|op| !op.path.contains("restore")), "{o:?}");
+}
+
+fn restore_source(size_kib: Option<u64>, copied: Option<&str>) -> RestoreSource {
+    RestoreSource {
+        id: "ns/s1".into(),
+        resource: "eb-ns_src".into(),
+        snapshot: "ebs_s1".into(),
+        nodes: vec!["a".into(), "b".into()],
+        size_kib,
+        copied_owner_uid: copied.map(str::to_string),
+    }
+}
+
+fn plan_restore(s: &ValidSpec, src: &RestoreSource, obs: &Observed) -> VolumePlan {
+    plan(&PlanInput {
+        owner: &owner(),
+        name: "eb-ns_db",
+        spec: s,
+        features: NEW,
+        observed: obs,
+        adopt_released: false,
+        source: Some(src),
+    })
+}
+
+#[test]
+fn restore_into_a_larger_volume_restores_first_and_recreates_a_grown_volume_definition() {
+    let s = spec(
+        json!({"backendRef": "b", "size": "2Gi", "placement": {"placeCount": 2}, "properties": {"team": "a"}, "source": {"snapshot": "s1"}}),
+    );
+    let src = restore_source(Some(1 << 20), None);
+    let mut rd = owned_rd(1 << 20);
+    rd.props
+        .insert(ownership::RESTORED_FROM.into(), "ns/s1".into());
+    // Volume definition at the snapshot's size, no replicas yet: restore, do not grow.
+    let obs = Observed {
+        rd: Some(rd.clone()),
+        ..Default::default()
+    };
+    let o = ops(plan_restore(&s, &src, &obs));
+    assert!(
+        o.iter().all(|op| !op.path.contains("volume-definitions/0")),
+        "{o:?}"
+    );
+    assert!(
+        o.last()
+            .unwrap()
+            .path
+            .ends_with("/snapshot-restore-resource/ebs_s1")
+    );
+    // Grown before the restore (by an older edgebind): recreate it at the snapshot's size.
+    rd.volume_definitions[0].size_kib = 2 << 20;
+    let obs = Observed {
+        rd: Some(rd.clone()),
+        ..Default::default()
+    };
+    let o = ops(plan_restore(&s, &src, &obs));
+    let kinds: Vec<(&str, &str)> = o
+        .iter()
+        .map(|op| (op.method, op.path.rsplit('/').nth(1).unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("DELETE", "volume-definitions"),
+            ("POST", "snapshot-restore-volume-definition"),
+            ("POST", "snapshot-restore-resource")
+        ],
+        "{o:?}"
+    );
+    // Restored: now grow.
+    rd.volume_definitions[0].size_kib = 1 << 20;
+    let obs = Observed {
+        rd: Some(rd),
+        resources: vec![replica("a", "UpToDate"), replica("b", "UpToDate")],
+        snapshots: vec![],
+    };
+    let o = ops(plan_restore(&s, &src, &obs));
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0].body.as_ref().unwrap()["size_kib"], 2 << 20);
+}
+
+#[test]
+fn restored_over_markers_are_rewritten_not_a_conflict() {
+    let s = spec(
+        json!({"backendRef": "b", "size": "1Gi", "placement": {"placeCount": 2}, "source": {"snapshot": "s1"}}),
+    );
+    // What the restore left: the source volume's marker and properties over ours.
+    let source_owner = Owner {
+        uid: "uid-src".into(),
+        name: "src".into(),
+        ..owner()
+    };
+    let mut props = source_owner.marker();
+    props.insert("Aux/team".into(), "src".into());
+    props.insert(ownership::LAST_APPLIED.into(), r#"["Aux/team"]"#.into());
+    props.insert(ownership::RESTORED_FROM.into(), "ns/s1".into());
+    props.insert(
+        format!("{}ebs_old/uid", ownership::SNAPSHOT_OWNERS),
+        "uid-snap".into(),
+    );
+    let rd = ResourceDefinition {
+        name: "eb-ns_db".into(),
+        props,
+        volume_definitions: owned_rd(1 << 20).volume_definitions,
+        ..Default::default()
+    };
+    let obs = Observed {
+        rd: Some(rd),
+        resources: vec![replica("a", "UpToDate"), replica("b", "UpToDate")],
+        snapshots: vec![],
+    };
+    // Without the snapshot's record of the copied owner: another owner's, a conflict.
+    assert!(matches!(
+        plan_restore(&s, &restore_source(Some(1 << 20), None), &obs),
+        VolumePlan::Conflict(_)
+    ));
+    let o = ops(plan_restore(
+        &s,
+        &restore_source(Some(1 << 20), Some("uid-src")),
+        &obs,
+    ));
+    assert_eq!(o.len(), 1, "{o:?}");
+    let body = o[0].body.as_ref().unwrap();
+    assert_eq!(body["override_props"][ownership::OWNER_UID], "uid-1");
+    assert_eq!(body["override_props"][ownership::OWNER_NAME], "db");
+    assert_eq!(body["override_props"][ownership::RESTORED_FROM], "ns/s1");
+    let deleted: Vec<&str> = body["delete_props"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(deleted.contains(&"Aux/team"), "{deleted:?}");
+    assert!(
+        deleted.contains(&format!("{}ebs_old/uid", ownership::SNAPSHOT_OWNERS).as_str()),
+        "{deleted:?}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::crd::quantity;
 use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::{Replica, ReplicaRole};
 
-use super::plan::{Observed, is_diskful};
+use super::plan::{Observed, inactive_flag, is_diskful};
 use super::validate::ValidSpec;
 
 /// Status fields other than conditions, plus the conditions wanted.
@@ -49,11 +49,24 @@ pub(crate) fn replicas(observed: &Observed) -> Vec<Replica> {
 /// something (then LINSTOR is still catching up).
 pub(crate) fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Computed {
     let replicas = replicas(observed);
+    // Evicted, evacuating or deactivated replicas exist but serve no data: they are not
+    // healthy, whatever disk state they last reported. Placed replicas are counted as
+    // autoplace counts them (`Observed::diskful`: a deactivated one still counts).
+    let inactive: Vec<String> = observed
+        .live_resources()
+        .filter(|r| is_diskful(r))
+        .filter_map(|r| inactive_flag(r).map(|f| format!("{} is {f}", r.node_name)))
+        .collect();
+    let is_inactive = |node: &str| {
+        observed
+            .live_resources()
+            .any(|r| r.node_name == node && inactive_flag(r).is_some())
+    };
     let diskful: Vec<&Replica> = replicas
         .iter()
-        .filter(|r| r.role == ReplicaRole::Diskful)
+        .filter(|r| r.role == ReplicaRole::Diskful && !is_inactive(&r.node))
         .collect();
-    let n = diskful.len() as u32;
+    let n = observed.diskful().count() as u32;
     let vd = observed.volume();
     let size_kib = vd.map(|v| v.size_kib);
     let want = spec.place_count().unwrap_or(1);
@@ -122,6 +135,15 @@ pub(crate) fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Com
             format!(
                 "no state from node(s) {}: their satellites are offline",
                 offline.join(", ")
+            ),
+        )
+    } else if !inactive.is_empty() {
+        (
+            true,
+            VolumeReason::ReplicaInactive,
+            format!(
+                "{}; LINSTOR places a replacement where the placement allows",
+                inactive.join("; ")
             ),
         )
     } else if !bad.is_empty() {

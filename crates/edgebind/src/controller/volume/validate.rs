@@ -6,6 +6,10 @@ use crate::crd::volume::{EdgeVolumeSpec, Layer};
 use crate::linstor::naming;
 use crate::linstor::types::Props;
 
+/// Longest property value LINSTOR's SQL backends store (`PROPS_CONTAINERS.PROP_VALUE
+/// VARCHAR(4096)`, linstor-server `…/dbcp/migration/2018_03_27_14_01_consolidated-init-db.sql`).
+pub const PROP_VALUE_MAX: usize = 4096;
+
 /// Default number of diskful replicas when neither `placeCount` nor a resource group is given.
 pub const DEFAULT_PLACE_COUNT: u32 = 2;
 
@@ -94,9 +98,29 @@ pub fn validate(spec: &EdgeVolumeSpec) -> Result<ValidSpec, String> {
         if k.starts_with("edgebind.dev/") {
             return Err(format!("property key {k:?} is reserved for edgebind"));
         }
+        // LINSTOR stores keys with empty segments dropped (`PropsContainer.sanitizePath`:
+        // `team//a` becomes `team/a`, `team/` becomes `team`), so such a key would never read
+        // back as written and the diff would never settle.
+        if k.is_empty() || k.split('/').any(str::is_empty) {
+            return Err(format!(
+                "property key {k:?} has an empty path segment (a leading, trailing or doubled '/'); LINSTOR would store it as {:?}",
+                k.split('/')
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ));
+        }
         let key = format!("Aux/{k}");
+        // `PropsContainer.PATH_MAX_LENGTH`.
         if key.len() > 256 {
             return Err(format!("property key {k:?} is too long for LINSTOR"));
+        }
+        // The SQL backends store values in `PROP_VALUE VARCHAR(4096)` and refuse longer ones.
+        if v.chars().count() > PROP_VALUE_MAX {
+            return Err(format!(
+                "the value of property {k:?} has {} characters; LINSTOR stores at most {PROP_VALUE_MAX}",
+                v.chars().count()
+            ));
         }
         props.insert(key, v.clone());
     }

@@ -805,20 +805,9 @@ struct GatewayRun {
 
 impl GatewayRun {
     async fn start(server: &RealApiServer) -> GatewayRun {
-        use edgebind::gateway::server::{GatewayArgs, serve};
+        use edgebind::gateway::server::serve;
         let (listen, admin) = (free_port(), free_port());
-        let args = GatewayArgs {
-            listen,
-            admin_addr: admin,
-            keys_namespace: RELEASE_NS.into(),
-            keys_secret: "edgebind-gateway-keys".into(),
-            backend_ref: "main".into(),
-            reload_seconds: 1,
-            key_requests_per_minute: 12_000,
-            key_burst: 400,
-            identity_queries_per_minute: 600,
-            identity_query_burst: 60,
-        };
+        let args = crate::support::edge::gateway_args(listen, admin, RELEASE_NS, "main");
         let client = server.client(Who::Gateway).await;
         let task = tokio::spawn(async move {
             if let Err(e) = serve(client, args, futures::future::pending()).await {
@@ -1484,9 +1473,12 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
         match d["kind"].as_str() {
             Some("LinstorBackend") => d["spec"]["urls"] = json!([linstor_url]),
             Some("CloudflareAccount") => d["spec"]["apiUrl"] = json!(cf.url()),
+            // The test IdP stands in for Okta: its URL, JWK Set, audience and algorithm.
             Some("IdentityIssuer") => {
                 d["spec"]["issuer"] = json!(crate::support::idp::ISSUER_URL);
                 d["spec"]["jwksUri"] = json!(crate::support::idp::jwks_url());
+                d["spec"]["audiences"] = json!([crate::support::idp::AUDIENCE]);
+                d["spec"]["algorithms"] = json!(["EdDSA"]);
             }
             _ => {}
         }
@@ -1542,8 +1534,19 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
             not_ready.push(format!("{kind} {}: {e}", name_of(d)));
         }
     }
+    // Then the edge: a request signed with the example binding's own key, as its Worker signs
+    // it, for a member of the group the example policy allows. The volume lands on the binding's
+    // volume defaults (not the gateway's fallback) and the controller makes it Ready.
+    let edge = if not_ready.is_empty() {
+        example_edge_create(server, &admin, &tenant).await
+    } else {
+        Err("not tried: the examples are not Ready".into())
+    };
 
     // Clean up with the controller still running (finalizers), tenant objects first.
+    let _ = Api::<EdgeVolume>::namespaced(admin.clone(), &tenant)
+        .delete("app-db", &DeleteParams::default())
+        .await;
     for d in docs.iter().rev() {
         let _ = api_of(d)
             .delete(&name_of(d), &DeleteParams::default())
@@ -1568,5 +1571,113 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
         "every example becomes Ready under the chart's RBAC; not Ready:\n{}",
         not_ready.join("\n")
     );
+    edge.expect("a request through the example binding creates a Ready volume on its backend");
     assert!(cleaned.is_some(), "every example is deleted again");
+}
+
+/// A create through the example EdgeBinding (`storage-api` in `ns`), signed with its current
+/// key read from the controller's private-key Secret, through a gateway running as
+/// `edgebind-gateway` with `fallback` as `--backend-ref`.
+async fn example_edge_create(
+    server: &RealApiServer,
+    admin: &kube::Client,
+    ns: &str,
+) -> Result<(), String> {
+    use crate::support::edge::{Caller, KeyRef, gateway_args, sign_with};
+    use base64::Engine;
+    use edgebind::crd::EdgeBinding;
+    use k8s_openapi::api::core::v1::Secret;
+
+    let binding = Api::<EdgeBinding>::namespaced(admin.clone(), ns)
+        .get("storage-api")
+        .await
+        .map_err(|e| e.to_string())?;
+    let uid = binding.metadata.uid.clone().unwrap_or_default();
+    let private = Api::<Secret>::namespaced(admin.clone(), RELEASE_NS)
+        .get(&format!("edgebind-signing-{uid}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let current = private
+        .data
+        .and_then(|d| d.get("current").map(|v| v.0.clone()))
+        .ok_or("no current signing key")?;
+    let json: Value = serde_json::from_slice(&current).map_err(|e| e.to_string())?;
+    let key_id = json["keyId"].as_str().ok_or("no keyId")?.to_string();
+    let seed: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(json["jwk"]["d"].as_str().ok_or("no d")?)
+        .ok()
+        .and_then(|d| d.try_into().ok())
+        .ok_or("not an Ed25519 seed")?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+
+    let (listen, admin_addr) = (free_port(), free_port());
+    let args = gateway_args(listen, admin_addr, RELEASE_NS, "fallback");
+    let client = server.client(Who::Gateway).await;
+    let task = tokio::spawn(async move {
+        if let Err(e) =
+            edgebind::gateway::server::serve(client, args, futures::future::pending()).await
+        {
+            tracing::warn!("gateway stopped: {e:#}");
+        }
+    });
+    let base = format!("http://{listen}");
+    let outcome = async {
+        let path = format!("/api/v1/namespaces/{ns}/volumes");
+        let mut n = 0;
+        // Until the gateway is ready and its bundle holds the example policies.
+        let status = poll(30, || {
+            n += 1;
+            let caller = Caller {
+                issuer: "okta",
+                groups: &["storage-automation"],
+            };
+            let body = json!({"name": "app-db", "sizeBytes": 20u64 << 30});
+            let id = format!("req-example-{n}");
+            let r = sign_with(
+                &listen.to_string(),
+                KeyRef {
+                    id: &key_id,
+                    key: &key,
+                },
+                caller,
+                "POST",
+                &path,
+                body,
+                &id,
+            );
+            let base = base.clone();
+            async move {
+                let s = r.deliver(&base).await;
+                (s != 403 && s != 503 && s != 401).then_some(s)
+            }
+        })
+        .await
+        .ok_or("the gateway never accepted the request")?;
+        if status != 201 {
+            return Err(format!("the create answered {status}"));
+        }
+        let vols: Api<EdgeVolume> = Api::namespaced(admin.clone(), ns);
+        let v = vols.get("app-db").await.map_err(|e| e.to_string())?;
+        let placed = (
+            v.spec.backend_ref.as_str(),
+            v.spec.placement.resource_group.as_deref(),
+        );
+        if placed != ("main", Some("replicated")) {
+            return Err(format!(
+                "the volume is not on the binding's defaults: {:?}",
+                v.spec
+            ));
+        }
+        poll(30, || async {
+            let v = vols.get_opt("app-db").await.ok().flatten()?;
+            ready(v.status.as_ref().map(|s| &s.conditions[..]))
+        })
+        .await
+        .ok_or("the edge-created volume never became Ready")?;
+        Ok(())
+    }
+    .await;
+    task.abort();
+    let _ = task.await;
+    outcome
 }

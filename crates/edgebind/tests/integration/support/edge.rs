@@ -23,7 +23,18 @@ pub fn sign(
     request_id: &str,
 ) -> SignedEdge {
     let key = KeyRef { id: "edge-1", key };
-    sign_with(authority, key, issuer, method, path, body, request_id)
+    let caller = Caller {
+        issuer,
+        groups: &["admins"],
+    };
+    sign_with(authority, key, caller, method, path, body, request_id)
+}
+
+/// Who the request is for: the issuer's name and the caller's groups (without the prefix).
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub issuer: &'a str,
+    pub groups: &'a [&'a str],
 }
 
 /// A signing key and the id the gateway knows it by.
@@ -33,24 +44,26 @@ pub struct KeyRef<'a> {
     pub key: &'a ed25519_dalek::SigningKey,
 }
 
-/// [`sign`] with any key id.
+/// [`sign`] with any key id and caller.
 pub fn sign_with(
     authority: &str,
     key: KeyRef<'_>,
-    issuer: &str,
+    caller: Caller<'_>,
     method: &str,
     path: &str,
     body: Value,
     request_id: &str,
 ) -> SignedEdge {
     let KeyRef { id: key_id, key } = key;
+    let Caller { issuer, groups } = caller;
     use edgebind::gateway::{identity, signature::Signer};
     use http::{HeaderMap, HeaderValue};
     // The caller's token, forwarded as the Worker forwards it (the gateway verifies it).
-    let token = crate::support::idp::mint("alice", &["admins"]);
+    let token = crate::support::idp::mint("alice", groups);
     let ident = identity::encode(&json!({
         "v": 1, "issuer": issuer, "issuerUrl": "https://idp.example",
-        "subject": format!("{issuer}:alice"), "groups": [format!("{issuer}:admins")], "claims": {},
+        "subject": format!("{issuer}:alice"),
+        "groups": groups.iter().map(|g| format!("{issuer}:{g}")).collect::<Vec<_>>(), "claims": {},
         "tokenJti": null, "tokenExp": 0, "tokenHash": edgebind::gateway::token::token_hash(&token),
         "clientIp": "203.0.113.7",
         "edgeLocation": "FRA", "rayId": null, "policyRevision": "sha256:test",
@@ -260,18 +273,7 @@ pub async fn volume_defaults_scenario(
         l.local_addr().expect("addr")
     };
     let (listen, admin_addr) = (port(), port());
-    let args = edgebind::gateway::server::GatewayArgs {
-        listen,
-        admin_addr,
-        keys_namespace: keys_ns.into(),
-        keys_secret: "edgebind-gateway-keys".into(),
-        backend_ref: "fallback".into(),
-        reload_seconds: 1,
-        key_requests_per_minute: 12_000,
-        key_burst: 400,
-        identity_queries_per_minute: 600,
-        identity_query_burst: 60,
-    };
+    let args = gateway_args(listen, admin_addr, keys_ns, "fallback");
     let task = tokio::spawn(async move {
         if let Err(e) =
             edgebind::gateway::server::serve(gateway, args, futures::future::pending()).await
@@ -299,7 +301,10 @@ pub async fn volume_defaults_scenario(
             sign_with(
                 listen.to_string().as_str(),
                 KeyRef { id, key },
-                &issuer,
+                Caller {
+                    issuer: &issuer,
+                    groups: &["admins"],
+                },
                 "POST",
                 &path,
                 json!({"name": name, "sizeBytes": 1u64 << 30}),
@@ -386,7 +391,11 @@ pub async fn volume_defaults_scenario(
                 key: &key_a,
             };
             let authority = listen.to_string();
-            sign_with(&authority, key, &issuer, method, &path, body, id)
+            let caller = Caller {
+                issuer: &issuer,
+                groups: &["admins"],
+            };
+            sign_with(&authority, key, caller, method, &path, body, id)
         };
         let snap = signed(
             "POST",
@@ -430,4 +439,26 @@ pub async fn volume_defaults_scenario(
         let _ = bindings.delete(name, &DeleteParams::default()).await;
     }
     outcome
+}
+
+/// The gateway's arguments in tests: the chart's limits, keys re-read every second, and
+/// `fallback` as `--backend-ref`.
+pub fn gateway_args(
+    listen: std::net::SocketAddr,
+    admin_addr: std::net::SocketAddr,
+    keys_ns: &str,
+    fallback: &str,
+) -> edgebind::gateway::server::GatewayArgs {
+    edgebind::gateway::server::GatewayArgs {
+        listen,
+        admin_addr,
+        keys_namespace: keys_ns.into(),
+        keys_secret: "edgebind-gateway-keys".into(),
+        backend_ref: fallback.into(),
+        reload_seconds: 1,
+        key_requests_per_minute: 12_000,
+        key_burst: 400,
+        identity_queries_per_minute: 600,
+        identity_query_burst: 60,
+    }
 }

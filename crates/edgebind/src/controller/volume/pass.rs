@@ -92,27 +92,6 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
         Ok(o) => o,
         Err(e) => return Ok(failed(&lname, e)),
     };
-    if let ValidPlacement::Group(g) = &spec.placement
-        && source.is_none()
-        && observed.diskful().next().is_none()
-    {
-        // Spawn and `autoplace {}` take the count from the group; without one the server
-        // places nothing and answers only a warning, so say so instead of re-sending them.
-        match group_places_nothing(inv, g).await {
-            Ok(false) => {}
-            Ok(true) => {
-                return Ok(Pass::stop(
-                    &lname,
-                    VolumeReason::ResourceGroupPlacesNothing,
-                    &format!(
-                        "LINSTOR resource group {g} sets no select_filter.place_count, so LINSTOR places no replica for it; set one on the resource group (linstor resource-group modify {g} --place-count N) or use placement.placeCount instead of placement.resourceGroup"
-                    ),
-                    Next::Resync,
-                ));
-            }
-            Err(e) => return Ok(failed(&lname, e)),
-        }
-    }
     let o = w.owner(base, observed.rd.as_ref().map(|r| &r.props));
     let adopt = ev
         .annotations()
@@ -140,6 +119,28 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
         }
         VolumePlan::Ops(ops) => ops,
     };
+    if let ValidPlacement::Group(g) = &spec.placement
+        && ops
+            .iter()
+            .any(|op| op.path.ends_with("/autoplace") || op.path.ends_with("/spawn"))
+    {
+        // Spawn and `autoplace {}` take the count from the group; without one the server
+        // places nothing and answers only a warning, so say so instead of sending them.
+        match group_places_nothing(inv, g).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Ok(Pass::stop(
+                    &lname,
+                    VolumeReason::ResourceGroupPlacesNothing,
+                    &format!(
+                        "LINSTOR resource group {g} sets no select_filter.place_count, so LINSTOR places no replica for it; set one on the resource group (linstor resource-group modify {g} --place-count N) or use placement.placeCount instead of placement.resourceGroup"
+                    ),
+                    Next::Resync,
+                ));
+            }
+            Err(e) => return Ok(failed(&lname, e)),
+        }
+    }
     let wrote = !ops.is_empty();
     if w.writes() {
         let key = format!("{}/{}", o.namespace, o.name);

@@ -9,9 +9,15 @@
 //!
 //! Set EDGEBIND_BENCH_WRAPPER="heaptrack -o /tmp/ctrl" to profile the controller's heap.
 //!
+//! The controller and the fake API server run from the binary the container image ships: the
+//! benchmark builds it with the Dockerfile's command (`cargo build --release --locked -p
+//! edgebind --bin edgebind`), not the copy `cargo bench` builds for it, whose dependencies carry
+//! the features the benchmarks' dev-dependencies add (regex's full DFA, among others).
+//!
 //! It prints figures; it asserts nothing (timing on shared machines is noise, not a verdict).
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,6 +66,36 @@ fn opts() -> Opts {
         i += 2;
     }
     o
+}
+
+/// The Dockerfile's build command, run from the workspace root.
+const SHIPPED_BUILD: [&str; 7] = [
+    "build",
+    "--release",
+    "--locked",
+    "-p",
+    "edgebind",
+    "--bin",
+    "edgebind",
+];
+
+/// Builds the shipped binary (a no-op when it is up to date) and returns its path, as cargo
+/// reports it.
+fn shipped_binary() -> anyhow::Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(SHIPPED_BUILD)
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "cargo {}", SHIPPED_BUILD.join(" "));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "edgebind")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| anyhow::anyhow!("cargo reported no edgebind executable"))
 }
 
 struct Kill(Child);
@@ -163,7 +199,8 @@ fn print_routes(title: &str, routes: &BTreeMap<String, u64>) {
 async fn main() -> anyhow::Result<()> {
     let o = opts();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let bin = env!("CARGO_BIN_EXE_edgebind");
+    let bin = shipped_binary()?;
+    let bin = bin.to_str().ok_or_else(|| anyhow::anyhow!("binary path"))?;
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
 
@@ -252,6 +289,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("edgebind operator benchmark");
+    println!(
+        "  controller: {bin} (cargo {}, the Dockerfile's build)",
+        SHIPPED_BUILD.join(" ")
+    );
     println!(
         "  volumes {}, budget {} req/s, LINSTOR latency {} ms/call, resync {} s, concurrency {}",
         o.volumes, o.rps, o.latency_ms, o.resync_seconds, o.concurrency

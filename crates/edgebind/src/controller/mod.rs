@@ -38,6 +38,7 @@ use backends::Backends;
 use backoff::Backoff;
 use kube::runtime::reflector::ObjectRef;
 use skeleton::error_policy;
+use volume::cache::CachedVolume;
 
 /// Field manager of every write edgebind's controller makes.
 pub const FIELD_MANAGER: &str = "edgebind-controller";
@@ -280,16 +281,15 @@ where
 /// How often the volume gauges are recounted.
 const VOLUME_COUNT_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Sets `edgebind_volumes` and `edgebind_volumes_degraded` from the cached EdgeVolumes.
-fn count_volumes(store: &Store<EdgeVolume>) {
+/// Sets `edgebind_volumes` and `edgebind_volumes_degraded` from the cached EdgeVolumes, and
+/// lets the cache forget status strings no volume holds any more.
+fn count_volumes(store: &Store<CachedVolume>) {
     let mut counts = crate::metrics::VolumeCounts::default();
     for v in store.state() {
-        counts.add(
-            v.metadata.deletion_timestamp.is_some(),
-            v.status.as_ref().map_or(&[][..], |s| &s.conditions),
-        );
+        counts.add(v.meta().deletion_timestamp.is_some(), &v.conditions());
     }
     crate::metrics::volumes(&counts);
+    volume::cache::purge();
 }
 
 /// What a binding's reconcile depends on in its own object: spec (generation), deletion,
@@ -343,7 +343,8 @@ pub async fn run(
     let backends = Controller::new(Api::<LinstorBackend>::all(client.clone()), wc())
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
-    let (volume_events, volume_store) = trimmed_watch(Api::<EdgeVolume>::all(client.clone()), wc());
+    let (volume_events, volume_store) =
+        trimmed_watch(Api::<CachedVolume>::all(client.clone()), wc());
     let volumes = Controller::for_stream(volume_events, volume_store)
         .with_config(cfg.clone())
         .graceful_shutdown_on(shutdown.clone());
@@ -514,7 +515,11 @@ pub async fn run(
         .run(backends::reconcile, error_policy, ctx.clone())
         .for_each(|r| record("LinstorBackend", r));
     let v = volumes
-        .run(volume::reconcile, error_policy, ctx.clone())
+        .run(
+            |cached, ctx| volume::reconcile(Arc::new(cached.expand()), ctx),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| record("EdgeVolume", r));
     let s = snapshots
         .run(snapshot::reconcile, error_policy, ctx.clone())

@@ -1,5 +1,6 @@
 //! `EdgeVolume` reconciliation: the I/O around the pure steps in `validate`, `plan`, `status`.
 
+pub(crate) mod cache;
 pub(crate) mod pass;
 pub mod plan;
 pub(crate) mod status;

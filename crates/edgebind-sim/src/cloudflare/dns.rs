@@ -16,7 +16,7 @@ use axum::extract::{Path, RawQuery, State};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::envelope::{ApiError, ApiResult, ok, ok_with_info};
+use super::envelope::{ApiError, ApiResult, ok, paged};
 use super::model::now_rfc3339;
 use super::{CloudflareSim, lock, query_map};
 
@@ -112,25 +112,7 @@ pub(crate) async fn list_records(
         })
         .map(|r| r.json(&zone_id, &zname))
         .collect();
-    let per_page = q
-        .get("per_page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(100)
-        .clamp(1, 5_000_000);
-    let page = q
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let total = all.len();
-    let items: Vec<Value> = all
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
-    let info = json!({"page": page, "per_page": per_page, "count": items.len(),
-                      "total_count": total, "total_pages": total.div_ceil(per_page)});
-    Ok(ok_with_info(Value::Array(items), info))
+    Ok(paged(all, &q, 100, 5_000_000))
 }
 
 /// `POST /zones/{z}/dns_records`.

@@ -23,6 +23,28 @@ pub(crate) fn ok_with_info(result: Value, info: Value) -> Response {
     )
 }
 
+/// One page of `all` as `?page=&per_page=` ask (`per_page` defaults to `default` and is kept
+/// within 1..=`max`), in the paginated envelope with its `result_info`.
+pub(crate) fn paged(
+    all: Vec<Value>,
+    q: &std::collections::HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Response {
+    let num = |k: &str| q.get(k).and_then(|p| p.parse::<usize>().ok());
+    let per_page = num("per_page").unwrap_or(default).clamp(1, max);
+    let page = num("page").unwrap_or(1).max(1);
+    let total = all.len();
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let info = json!({"page": page, "per_page": per_page, "count": items.len(),
+                      "total_count": total, "total_pages": total.div_ceil(per_page)});
+    ok_with_info(Value::Array(items), info)
+}
+
 pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::envelope::{ApiError, ApiResult, ok, ok_with_info};
+use super::envelope::{ApiError, ApiResult, ok, paged};
 use super::model::now_rfc3339;
 use super::{CloudflareSim, lock, query_map};
 
@@ -208,25 +208,7 @@ pub(crate) async fn list_tunnels(
         })
         .map(Tunnel::json)
         .collect();
-    let per_page = q
-        .get("per_page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(20)
-        .clamp(1, 1000);
-    let page = q
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let total = all.len();
-    let items: Vec<Value> = all
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
-    let info =
-        json!({"page": page, "per_page": per_page, "count": items.len(), "total_count": total});
-    Ok(ok_with_info(Value::Array(items), info))
+    Ok(paged(all, &q, 20, 1000))
 }
 
 /// `GET /accounts/{a}/cfd_tunnel/{id}` (a deleted tunnel is still shown, with `deleted_at`).

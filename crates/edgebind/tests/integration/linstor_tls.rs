@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use edgebind::linstor::tls::TlsSource;
 use edgebind::linstor::{ClientConfig, LinstorClient, LinstorError};
-use rcgen::{CertificateParams, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::tls::Pki;
@@ -15,30 +13,7 @@ use crate::support::tls::Pki;
 /// A controller stand-in that requires a client certificate from the CA, records which one each
 /// connection presented, and answers `GET /v1/controller/version`.
 async fn mtls_server(pki: &Pki) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der.clone()).expect("CA into roots");
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .expect("client verifier");
-    let server_key = KeyPair::generate().expect("server key");
-    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
-    let server_cert = params
-        .signed_by(&server_key, &pki.issuer)
-        .expect("server cert");
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![server_cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = pki.mtls_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -44,35 +44,43 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A TLS acceptor for 127.0.0.1 with a server certificate from this CA that requires a
+    /// client certificate from it too.
+    pub fn mtls_acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).expect("CA into roots");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let server_key = KeyPair::generate().expect("server key");
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
+        let server_cert = params
+            .signed_by(&server_key, &self.issuer)
+            .expect("server cert");
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![server_cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+            )
+            .expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+    }
+}
+
 /// Listens on 127.0.0.1 with a server certificate from `pki`, requires a client certificate
 /// from `pki`, and pipes each connection to `upstream`. Returns the `https://` origin and the
 /// task (abort it to stop).
 pub async fn mtls_front(pki: &Pki, upstream: SocketAddr) -> (String, JoinHandle<()>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der.clone()).expect("CA into roots");
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .expect("client verifier");
-    let server_key = KeyPair::generate().expect("server key");
-    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
-    let server_cert = params
-        .signed_by(&server_key, &pki.issuer)
-        .expect("server cert");
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![server_cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-        )
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = pki.mtls_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

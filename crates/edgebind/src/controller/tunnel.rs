@@ -21,13 +21,11 @@ use serde_json::{Value, json};
 
 use super::Context;
 use crate::cloudflare::{CfClient, CfError};
-use crate::crd::account::{CloudflareAccount, TunnelStatus, tunnel_secret_name};
+use crate::crd::account::{CloudflareAccount, TUNNEL_TOKEN_KEY, TunnelStatus, tunnel_secret_name};
 use crate::crd::binding::EdgeBinding;
 use crate::crd::conditions::{Desired, TUNNEL_READY};
 use crate::crd::reasons::AccountReason;
 
-/// Key of the token in the tunnel Secret (the chart passes it to cloudflared as `TUNNEL_TOKEN`).
-pub(crate) const TOKEN_KEY: &str = "token";
 /// Annotation on the tunnel Secret: the tunnel id the token belongs to.
 const TUNNEL_ID_ANNOTATION: &str = "edgebind.dev/tunnel-id";
 
@@ -236,7 +234,9 @@ async fn keep_token(
             .get(TUNNEL_ID_ANNOTATION)
             .map(String::as_str)
             == Some(id)
-            && s.data.as_ref().is_some_and(|d| d.contains_key(TOKEN_KEY))
+            && s.data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(TUNNEL_TOKEN_KEY))
     });
     if holds {
         return Ok(());
@@ -249,7 +249,7 @@ async fn keep_token(
                      "annotations": {TUNNEL_ID_ANNOTATION: id,
                                      "edgebind.dev/account": a.name_any()}},
         "type": "Opaque",
-        "data": {TOKEN_KEY: STANDARD.encode(token.expose())},
+        "data": {TUNNEL_TOKEN_KEY: STANDARD.encode(token.expose())},
     });
     let r = if current.is_none() {
         let s: Secret =

@@ -19,6 +19,9 @@ use super::backend::SecretKeyRef;
     status = "CloudflareAccountStatus",
     shortname = "cfa",
     category = "edgebind",
+    // The name is part of the tunnel Secret's and the chart's cloudflared Deployment's names
+    // and labels (label values: at most 63 characters).
+    validation = Rule::new("self.metadata.name.size() <= 63").message("a CloudflareAccount name has at most 63 characters (it names the tunnel Secret and the cloudflared Deployment)"),
     printcolumn(name = "Account", type_ = "string", json_path = ".spec.accountId"),
     printcolumn(name = "Token", type_ = "string", json_path = ".status.tokenStatus"),
     printcolumn(
@@ -186,6 +189,9 @@ pub struct TunnelStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
 }
+
+/// Key of the token in the tunnel Secret (the chart passes it to cloudflared as `TUNNEL_TOKEN`).
+pub const TUNNEL_TOKEN_KEY: &str = "token";
 
 /// The Secret (in the operator namespace) holding the tunnel token of account `name`.
 pub fn tunnel_secret_name(name: &str) -> String {

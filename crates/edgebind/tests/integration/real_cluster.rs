@@ -1427,7 +1427,10 @@ async fn example_ready(api: &Api<kube::api::DynamicObject>, name: &str) -> Resul
 /// LinstorBackend's mTLS Secret is used: the LINSTOR simulator is behind a TLS front that
 /// requires that client certificate); only the addresses of the outside world change (LINSTOR,
 /// the Cloudflare API and the IdP's JWK Set point at the simulators), and team-a is a fresh
-/// namespace. Every object must become Ready.
+/// namespace. Every object must become Ready. The example account has a tunnel: cloudflared
+/// is played with the token the controller stored, and the edge request goes to the binding's
+/// tunnel hostname, which the Cloudflare simulator resolves (CNAME, tunnel ingress) to the
+/// gateway Service the chart names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_examples_reconcile_under_the_charts_rbac() {
     use edgebind_sim::cloudflare::{CfSimConfig, CloudflareSim, REALISTIC_TOKEN};
@@ -1507,11 +1510,16 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
             .unwrap_or_else(|e| panic!("{} {} is accepted: {e}", d["kind"], name_of(d)));
     }
 
+    // The controller as the chart configures it: its tunnel ingress points at the chart's
+    // gateway Service.
+    let service = chart_gateway_service();
+    let mut cfg = config();
+    cfg.cloudflare.gateway_service = Some(service.clone());
     let client = server.client(Who::Controller).await;
     let ctrl = tokio::spawn(async move {
         if let Err(e) = controller::run(
             client,
-            config(),
+            cfg,
             Readiness::default(),
             futures::future::pending(),
         )
@@ -1520,7 +1528,16 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
             tracing::warn!("controller stopped: {e:#}");
         }
     });
+    // cloudflared, as the chart runs it for the example account: it starts once the tunnel
+    // token Secret exists, with that token.
+    let connected = std::sync::atomic::AtomicBool::new(false);
     let all_ready = poll(60, || async {
+        if !connected.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(token) = tunnel_token(&admin, "acme").await
+        {
+            cf.sim.connect_tunnel(&token).ok()?;
+            connected.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         for d in &docs {
             example_ready(&api_of(d), &name_of(d)).await.ok()?;
         }
@@ -1538,7 +1555,7 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
     // it, for a member of the group the example policy allows. The volume lands on the binding's
     // volume defaults (not the gateway's fallback) and the controller makes it Ready.
     let edge = if not_ready.is_empty() {
-        example_edge_create(server, &admin, &tenant).await
+        example_edge_create(server, &admin, &tenant, &cf, &service).await
     } else {
         Err("not tried: the examples are not Ready".into())
     };
@@ -1575,13 +1592,45 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
     assert!(cleaned.is_some(), "every example is deleted again");
 }
 
+/// The gateway Service URL the chart (default values) gives the controller for tunnel ingress.
+fn chart_gateway_service() -> String {
+    base_docs("controller-deployment.yaml")
+        .iter()
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["name"] == "EDGEBIND_GATEWAY_SERVICE")
+        .and_then(|e| e["value"].as_str().map(str::to_string))
+        .expect("the chart sets EDGEBIND_GATEWAY_SERVICE")
+}
+
+/// The tunnel token the controller stored for account `account`, as cloudflared reads it.
+async fn tunnel_token(admin: &kube::Client, account: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Secret;
+    let name = edgebind::crd::account::tunnel_secret_name(account);
+    let s = Api::<Secret>::namespaced(admin.clone(), RELEASE_NS)
+        .get_opt(&name)
+        .await
+        .ok()??;
+    let token = s.data?.remove(edgebind::crd::account::TUNNEL_TOKEN_KEY)?;
+    String::from_utf8(token.0).ok()
+}
+
 /// A create through the example EdgeBinding (`storage-api` in `ns`), signed with its current
-/// key read from the controller's private-key Secret, through a gateway running as
-/// `edgebind-gateway` with `fallback` as `--backend-ref`.
+/// key read from the controller's private-key Secret, sent to the binding's tunnel hostname:
+/// the Cloudflare simulator resolves it (CNAME to the tunnel, the tunnel's ingress) to the
+/// chart's gateway Service, which stands here for a gateway running as `edgebind-gateway`
+/// with `fallback` as `--backend-ref`.
 async fn example_edge_create(
     server: &RealApiServer,
     admin: &kube::Client,
     ns: &str,
+    cf: &edgebind_sim::cloudflare::RunningCfSim,
+    service: &str,
 ) -> Result<(), String> {
     use crate::support::edge::{Caller, KeyRef, gateway_args, sign_with};
     use base64::Engine;
@@ -1621,8 +1670,19 @@ async fn example_edge_create(
         }
     });
     let base = format!("http://{listen}");
+    let host = binding.spec.tunnel_hostname.clone();
+    if host.is_empty() {
+        return Err("the example binding has no tunnelHostname".into());
+    }
     let outcome = async {
         let path = format!("/api/v1/namespaces/{ns}/volumes");
+        // The edge's view: the hostname reaches the gateway Service through the tunnel.
+        let origin = cf.sim.resolve_tunnel_origin(&host, &path)?;
+        if origin != service {
+            return Err(format!(
+                "{host} reaches {origin}, not the gateway Service {service}"
+            ));
+        }
         let mut n = 0;
         // Until the gateway is ready and its bundle holds the example policies.
         let status = poll(30, || {
@@ -1634,7 +1694,7 @@ async fn example_edge_create(
             let body = json!({"name": "app-db", "sizeBytes": 20u64 << 30});
             let id = format!("req-example-{n}");
             let r = sign_with(
-                &listen.to_string(),
+                &host,
                 KeyRef {
                     id: &key_id,
                     key: &key,

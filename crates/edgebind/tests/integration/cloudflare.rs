@@ -1070,6 +1070,29 @@ async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
         .await;
     assert_eq!(a.status.unwrap().tunnel.unwrap().connectors, 1);
 
+    // Status that lost the record id (a stale read, a restore from backup): the record is still
+    // recognised as the binding's own by the uid in its comment, not reported as a conflict.
+    let dns_before = t.sim().dns_records(ZONE);
+    t.bindings()
+        .patch_status(
+            "edge",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"dnsRecordId": null}})),
+        )
+        .await
+        .expect("status without the record id");
+    t.bed
+        .eventually(30, "the CNAME is adopted again by its mark", || {
+            let api = t.bindings();
+            async move {
+                let b = api.get("edge").await.ok()?;
+                b.status?.dns_record_id.is_some().then_some(())
+            }
+        })
+        .await;
+    assert_eq!(t.sim().dns_records(ZONE), dns_before, "the same one record");
+    t.wait_cond("edge", "Ready", "True", "Published").await;
+
     // A hostname already held by someone else's record: a conflict, their record untouched.
     t.sim()
         .add_foreign_dns_record(ZONE, "A", "taken.example.com", "192.0.2.1");

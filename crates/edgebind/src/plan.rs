@@ -503,7 +503,8 @@ pub fn render_text(r: &PlanReport) -> String {
                 let _ = writeln!(s, "{id}");
             }
         }
-        if o.ops.is_empty() && o.cloudflare_ops.is_empty() {
+        // A tunnel to create is a write too, shown in the details (its ids do not exist yet).
+        if o.ops.is_empty() && o.cloudflare_ops.is_empty() && !o.details.contains_key("tunnel") {
             let _ = writeln!(s, "  (no changes)");
         }
         for op in &o.cloudflare_ops {

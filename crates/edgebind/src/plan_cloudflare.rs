@@ -16,6 +16,8 @@ use crate::controller::binding::listing::Listings;
 use crate::controller::binding::{
     desired_secrets, observe, owner_tag, plan as bplan, script_upload,
 };
+use crate::controller::tunnel;
+use crate::crd::account::{TUNNEL_TOKEN_KEY, tunnel_secret_name};
 use crate::crd::binding::EdgeBindingStatus;
 use crate::crd::conditions::{Desired, READY};
 use crate::crd::reasons::{AccountReason, BindingReason};
@@ -76,6 +78,24 @@ pub(super) async fn plan_cloudflare(
         // Valid or not, plan cannot say more: the token is verified when the controller runs.
         if let Err(e) = a.validate_cel() {
             op.conditions.push(refused(AccountReason::InvalidConfig, e));
+        }
+        if let Some(t) = &a.spec.tunnel {
+            // What the tunnel pass writes, from its own rules (name, ingress); the ids exist
+            // only once Cloudflare has created the tunnel.
+            let service = t
+                .service
+                .clone()
+                .unwrap_or_else(|| "<the gateway Service: --gateway-service>".into());
+            let hostnames = tunnel::hostnames_for(&a.name_any(), bindings);
+            op.details.insert(
+                "tunnel".into(),
+                serde_json::json!({
+                    "create": format!("POST /accounts/{{account_id}}/cfd_tunnel  # tunnel {} (config_src cloudflare)",
+                        if a.uid().is_some() { tunnel::tunnel_name(a) } else { "edgebind-<the account's uid>".into() }),
+                    "configure": format!("PUT /accounts/{{account_id}}/cfd_tunnel/{{tunnel_id}}/configurations  # {}", tunnel::desired_ingress(&hostnames, &service)),
+                    "token": format!("Secret <operator namespace>/{} key {} (redacted)", tunnel_secret_name(&a.name_any()), TUNNEL_TOKEN_KEY),
+                }),
+            );
         }
         out.push(op);
     }
@@ -161,6 +181,16 @@ async fn plan_binding(
     };
     let p = bplan::plan(&desired, &observed, &status);
     op.cloudflare_ops = p.ops;
+    if !b.spec.tunnel_hostname.is_empty() {
+        op.details.insert(
+            "dnsRecord".into(),
+            Value::String(format!(
+                "POST /zones/{{zone_id}}/dns_records  # proxied CNAME {} -> <tunnel id>.cfargotunnel.com, once CloudflareAccount {} has its tunnel",
+                b.spec.tunnel_hostname.to_ascii_lowercase(),
+                b.spec.account_ref
+            )),
+        );
+    }
     op.details.insert(
         "signingKey".into(),
         Value::String(

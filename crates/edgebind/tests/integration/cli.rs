@@ -119,6 +119,24 @@ async fn plan_over_examples_shows_writes_and_ready_status() {
     let text = edgebind::plan::render_text(&report);
     assert!(text.contains("POST /v1/resource-definitions"));
     assert!(text.contains("Plan: "));
+    // The example account's tunnel and the binding's CNAME are shown with the ingress the
+    // controller would write (the example binding's hostname, then the catch-all).
+    let account = text
+        .split("\n\n")
+        .find(|s| s.starts_with("CloudflareAccount acme"))
+        .expect("the account's plan");
+    assert!(!account.contains("(no changes)"), "{account}");
+    assert!(
+        account.contains("POST /accounts/{account_id}/cfd_tunnel")
+            && account.contains(r#"{\"hostname\":\"edgebind-gateway.example.com\""#)
+            && account.contains(r#"{\"service\":\"http_status:404\"}"#)
+            && account.contains("edgebind-tunnel-acme key token (redacted)"),
+        "{account}"
+    );
+    assert!(
+        text.contains("proxied CNAME edgebind-gateway.example.com -> <tunnel id>.cfargotunnel.com"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -20,10 +20,11 @@ npm_pid=$!
 debian_pid=$!
 # A real kube-apiserver + etcd, kustomize, kstatus (tests/apiserver) and actionlint, built from
 # their Go modules; Go's caches make this a few seconds after the first build.
-step "building kube-apiserver + etcd (kube-testenv), kustomize, kstatus and actionlint from Go modules (background)"
+step "building kube-apiserver + etcd (kube-testenv), kubectl, kustomize, kstatus, Helm and actionlint from Go modules (background)"
 (
     {
-        bash tests/apiserver/build.sh kube-testenv kustomize kstatus &&
+        bash tests/apiserver/build.sh kube-testenv kubectl kustomize kstatus &&
+            bash tests/helm/build.sh &&
             GOBIN="$root/target/tools" CGO_ENABLED=0 go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
     } >"$logs/go.log" 2>&1
     echo $? >"$logs/go.rc"
@@ -32,6 +33,9 @@ go_pid=$!
 export EDGEBIND_KUBE_TESTENV="$root/target/kube-testenv/kube-testenv"
 export EDGEBIND_KUSTOMIZE="$root/target/kube-testenv/kustomize"
 export EDGEBIND_KSTATUS="$root/target/kube-testenv/kstatus"
+# docs/getting-started.md is run with the tools a user types (worker/test/getting-started.test.mjs).
+export EDGEBIND_KUBECTL="$root/target/kube-testenv/kubectl"
+export EDGEBIND_HELM="$root/target/tools/helm"
 export EDGEBIND_ACTIONLINT="$root/target/tools/actionlint"
 
 step "the repository stands on its own (nothing reads outside it)"
@@ -58,7 +62,7 @@ cargo build --workspace --locked --bins --tests
 
 wait "$go_pid" || true
 if [ "$(cat "$logs/go.rc" 2>/dev/null)" != "0" ]; then
-    echo "building the Go tools (kube-testenv, kustomize, kstatus, actionlint) failed:" >&2
+    echo "building the Go tools (kube-testenv, kubectl, kustomize, kstatus, Helm, actionlint) failed:" >&2
     cat "$logs/go.log" >&2
     exit 1
 fi

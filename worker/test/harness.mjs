@@ -168,17 +168,19 @@ function capnpString(s) {
 }
 
 /**
- * Starts dist/worker.js in workerd with the given bindings (name -> string).
+ * Starts dist/worker.js in workerd with the given bindings (name -> string). `port` fixes the
+ * listening port; `outbound` ("127.0.0.1:PORT") sends every fetch of the Worker, as plain HTTP
+ * with its Host header, to that address (a stand-in for Cloudflare's network).
  * Returns {url, logs, auditEvents(), stop(), restart(bindings)}.
  */
-export async function startWorker({ bindings, script = BUNDLE, compatibilityDate = '2025-09-01' } = {}) {
+export async function startWorker({ bindings, script = BUNDLE, compatibilityDate = '2025-09-01', port: fixedPort = 0, outbound } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'edgebind-workerd-'));
   const logs = [];
   let child = null;
   let port = 0;
 
   const launch = async (b) => {
-    port = await freePort();
+    port = fixedPort || (await freePort());
     const names = Object.keys(b);
     for (const [i, n] of names.entries()) await writeFile(path.join(dir, `binding-${i}.txt`), b[n]);
     const bindingsCapnp = names.map((n, i) => `(name = ${capnpString(n)}, text = embed ${capnpString(`binding-${i}.txt`)})`).join(',\n      ');
@@ -187,7 +189,9 @@ export async function startWorker({ bindings, script = BUNDLE, compatibilityDate
 const config :Workerd.Config = (
   services = [
     (name = "main", worker = .edge),
-    (name = "internet", network = (allow = ["public", "private", "local"])),
+    ${outbound
+      ? `(name = "internet", external = (address = ${capnpString(outbound)}, http = ())),`
+      : '(name = "internet", network = (allow = ["public", "private", "local"])),'}
   ],
   sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ],
 );

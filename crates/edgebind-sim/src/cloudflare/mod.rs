@@ -15,6 +15,7 @@
 //! pattern 409/10020, deployment validation and rollback-past-secret refusal 400/10021, and
 //! fault-injected secret write contention 429/10429.
 
+pub mod control;
 mod dns;
 mod envelope;
 mod faults;
@@ -689,11 +690,18 @@ async fn verify_account_token(
 
 /// Runs the simulator on `listen` until Ctrl-C (for `edgebind simulate cloudflare`).
 pub async fn run_standalone(listen: SocketAddr, cfg: CfSimConfig) -> anyhow::Result<()> {
-    let running = CloudflareSim::start_on(listen, cfg).await?;
-    tracing::info!(url = %running.url(), "Cloudflare API simulator listening");
-    tokio::signal::ctrl_c()
+    let sim = CloudflareSim::new(cfg);
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .context("waiting for Ctrl-C")?;
-    running.shutdown().await;
-    Ok(())
+        .with_context(|| format!("binding the Cloudflare simulator to {listen}"))?;
+    let addr = listener.local_addr()?;
+    // The API plus what tests need of the rest of Cloudflare (cloudflared, the edge, the runtime).
+    let router = sim.router().merge(control::router(sim.clone()));
+    tracing::info!(url = %format!("http://{addr}/client/v4"), "Cloudflare API simulator listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the Cloudflare simulator")
 }

@@ -522,6 +522,28 @@ async fn rate_limit_and_server_errors_are_survived_within_budget() {
 }
 
 #[tokio::test]
+async fn a_429_with_an_http_date_and_a_multi_member_ratelimit_is_waited_out() {
+    let t = CfBed::start().await;
+    // The first call answers 429 with `Retry-After` as an HTTP-date 2 s ahead and a
+    // `Ratelimit` list whose first member is used up (t=2) and whose second is not (t=250).
+    // Read per member, the wait is 2 s (within the 3 s the client waits in place); values
+    // mixed across members would say 250 s and park the binding for minutes.
+    t.sim().faults().rate_limited_next(1, 2);
+    let started = std::time::Instant::now();
+    t.create_binding("edge", &["api.example.com/*"], json!({}))
+        .await;
+    t.wait_published("edge").await;
+    let stats = t.sim().stats();
+    assert_eq!(stats.rate_limited, 1, "{stats:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the HTTP-date was waited out"
+    );
+    assert_eq!(t.sim().routes(ZONE).len(), 1);
+    t.assert_contract();
+}
+
+#[tokio::test]
 async fn script_not_visible_right_after_upload_is_retried_without_reupload() {
     let t = CfBed::start().await;
     t.sim().faults().script_missing_after_upload(3);

@@ -497,9 +497,17 @@ impl CfClient {
         Ok(l.deployments)
     }
 
-    /// Uploads the script and deploys it at 100 %.
-    pub async fn upload_script(&self, up: &ScriptUpload) -> Result<ScriptInfo, CfError> {
-        let (content_type, bytes) = up.form(&up.script_metadata());
+    /// Uploads the script with `secrets` and deploys it at 100 %.
+    pub async fn upload_script(
+        &self,
+        up: &ScriptUpload,
+        secrets: &BTreeMap<String, SecretValue>,
+    ) -> Result<ScriptInfo, CfError> {
+        let pairs: Vec<(String, String)> = secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect();
+        let (content_type, bytes) = up.form(&up.script_metadata(&pairs));
         let v = self
             .call(
                 reqwest::Method::PUT,
@@ -779,11 +787,14 @@ impl CfClient {
         Ok(())
     }
 
-    /// Executes one planned write. A created route's id is returned.
+    /// Executes one planned write. A created route's id (or an uploaded script's etag) is
+    /// returned.
     pub async fn execute(&self, op: &CfOp) -> Result<Option<String>, CfError> {
         match op {
-            CfOp::UploadScript { upload, .. } => {
-                let info = self.upload_script(upload).await?;
+            CfOp::UploadScript {
+                upload, secrets, ..
+            } => {
+                let info = self.upload_script(upload, secrets).await?;
                 Ok(info.etag)
             }
             CfOp::PutSecrets { script, secrets } => {

@@ -351,3 +351,37 @@ pub(crate) fn resolve_bindings(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn observability_shape_is_checked() {
+        for ok in [
+            json!({"enabled": true}),
+            json!({"enabled": true, "head_sampling_rate": 1}),
+            json!({"enabled": false, "head_sampling_rate": null}),
+            json!({"enabled": true, "logs": {"enabled": true, "invocation_logs": false, "head_sampling_rate": 0.1}}),
+            json!({"enabled": true, "traces": {"enabled": true}, "redact_query_string": true}),
+        ] {
+            assert!(validate_observability(&ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!(true),
+            json!({}),
+            json!({"head_sampling_rate": 1}),
+            json!({"enabled": "yes"}),
+            json!({"enabled": true, "head_sampling_rate": 1.5}),
+            json!({"enabled": true, "head_sampling_rate": -0.1}),
+            json!({"enabled": true, "head_sampling_rate": "1"}),
+            json!({"enabled": true, "logs": {"enabled": true}}),
+            json!({"enabled": true, "logs": true}),
+            json!({"enabled": true, "traces": {"persist": "no"}}),
+        ] {
+            let e = validate_observability(&bad).expect_err(&bad.to_string());
+            assert_eq!((e.status.as_u16(), e.code), (400, 10021), "{bad}");
+        }
+    }
+}

@@ -178,6 +178,66 @@ def test_secret_refused_while_latest_version_not_deployed(cf):
     assert deployments[0]["annotations"]["workers/triggered_by"] == "secret"
 
 
+def test_workers_logs_setting_is_checked_and_kept(cf):
+    # The SDK's own metadata type (MetadataObservability): enabled is required, the sampling
+    # rate is a fraction. The simulator keeps it as a script setting and returns it.
+    res = cf.workers.scripts.update(
+        "sdk-logs", account_id=ACCOUNT,
+        metadata={"main_module": "worker.js", "compatibility_date": "2025-01-01",
+                  "observability": {"enabled": True, "head_sampling_rate": 1}},
+        files=[("worker.js", WORKER, "application/javascript+module")],
+    )
+    assert res.observability.enabled is True
+    assert res.observability.head_sampling_rate == 1
+    for bad in ({"head_sampling_rate": 1}, {"enabled": True, "head_sampling_rate": 2},
+                {"enabled": "yes"}, {"enabled": True, "logs": {"enabled": True}}):
+        with pytest.raises(cloudflare.BadRequestError) as e:
+            cf.workers.scripts.update(
+                "sdk-logs", account_id=ACCOUNT,
+                metadata={"main_module": "worker.js", "compatibility_date": "2025-01-01",
+                          "observability": bad},
+                files=[("worker.js", WORKER, "application/javascript+module")],
+            )
+        assert error_code(e.value) == 10021, bad
+    # An upload without the setting leaves it as it was.
+    assert upload(cf, "sdk-logs").observability.enabled is True
+
+
+def test_secrets_ride_in_the_upload_and_win_over_kept_ones(cf):
+    upload(cf, "sdk-carry", bindings=[{"type": "secret_text", "name": "A", "text": "1"},
+                                      {"type": "secret_text", "name": "B", "text": "2"}])
+    # Named secret beats the kept one of the same name; the other kept one survives.
+    upload(cf, "sdk-carry", bindings=[{"type": "secret_text", "name": "A", "text": "3"}],
+           keep=["secret_text", "secret_key"])
+    names = sorted(s.name for s in cf.workers.scripts.secrets.list("sdk-carry", account_id=ACCOUNT))
+    assert names == ["A", "B"]
+
+
+def test_secret_delete_refused_during_a_gradual_deployment(cf):
+    first = upload(cf, "sdk-gradual", bindings=[{"type": "secret_text", "name": "K", "text": "v"}])
+    raw = cf.workers.scripts.deployments.with_raw_response.list("sdk-gradual", account_id=ACCOUNT)
+    ours = raw.http_response.json()["result"]["deployments"][0]["versions"][0]["version_id"]
+    raw = cf.workers.scripts.versions.with_raw_response.create(
+        "sdk-gradual", account_id=ACCOUNT,
+        metadata={"main_module": "worker.js", "compatibility_date": "2025-01-01",
+                  "keep_bindings": ["secret_text"]},
+        files=[("worker.js", WORKER, "application/javascript+module")],
+    )
+    theirs = raw.http_response.json()["result"]["id"]
+    cf.workers.scripts.deployments.create(
+        "sdk-gradual", account_id=ACCOUNT, strategy="percentage",
+        versions=[{"version_id": ours, "percentage": 90}, {"version_id": theirs, "percentage": 10}])
+    # Deleting is an edit too: 10215 while the latest version is not the one fully deployed.
+    with pytest.raises(cloudflare.BadRequestError) as e:
+        cf.workers.scripts.secrets.delete("K", account_id=ACCOUNT, script_name="sdk-gradual")
+    assert error_code(e.value) == 10215
+    assert first.id == "sdk-gradual"
+    # The script itself can still be deleted (what a finalizer without keepScriptOnDelete does).
+    cf.workers.scripts.delete("sdk-gradual", account_id=ACCOUNT)
+    with pytest.raises(cloudflare.NotFoundError):
+        cf.workers.scripts.secrets.list("sdk-gradual", account_id=ACCOUNT)
+
+
 def test_routes_create_list_and_conflict(cf):
     upload(cf, "sdk-routes")
     route = cf.workers.routes.create(zone_id=ZONE, pattern="sdk.example.com/*", script="sdk-routes")

@@ -524,7 +524,7 @@ pub fn render_text(r: &PlanReport) -> String {
             };
             let (method, path) = op.endpoint();
             let _ = writeln!(s, "  {sign} {method} {path}    # {}", op.summary());
-            if let CfOp::PutSecrets { secrets, .. } = op {
+            if let CfOp::PutSecrets { secrets, .. } | CfOp::UploadScript { secrets, .. } = op {
                 for (k, v) in secrets {
                     let _ = writeln!(s, "      {k} = <redacted {}>", v.hash());
                 }

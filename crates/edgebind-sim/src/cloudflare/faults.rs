@@ -32,6 +32,8 @@ pub(crate) struct FaultState {
     fail_ratio: Option<(f64, u16)>,
     hang_next: Vec<(Target, u32)>,
     busy_next: u32,
+    /// (requests left, seconds) of injected token rate-limit answers.
+    limited_next: Option<(u32, u64)>,
     pub hidden_after_upload: u32,
 }
 
@@ -42,10 +44,19 @@ pub(crate) enum Injected {
     Hang,
     /// 429 "too many requests are currently modifying the script" (secrets writes).
     Busy,
+    /// 429 of the token's rate limit, `Retry-After` given as an HTTP-date this many seconds
+    /// ahead and a `Ratelimit` list of two members.
+    RateLimited(u64),
 }
 
 impl FaultState {
     pub fn decide(&mut self, method: &Method, path: &str) -> Injected {
+        if let Some((n, secs)) = self.limited_next.as_mut()
+            && *n > 0
+        {
+            *n -= 1;
+            return Injected::RateLimited(*secs);
+        }
         if self.busy_next > 0 && *method != Method::GET && path.contains("/secrets") {
             self.busy_next -= 1;
             return Injected::Busy;
@@ -134,6 +145,14 @@ impl CfFaults {
     /// write contention the spec documents (not the per-token rate limit).
     pub fn script_busy_next(&self, n: u32) {
         lock(&self.state).busy_next = n;
+    }
+    /// The next `n` requests answer 429 / 10429 as the token's rate limit does, with
+    /// `Retry-After` as an HTTP-date `secs` ahead (RFC 9110 §10.2.3 allows either form;
+    /// Cloudflare documents seconds) and `Ratelimit: "burst";r=0;t=<secs>, "default";r=…;t=…`
+    /// (a list, as the IETF draft defines it and Cloudflare's docs describe it: "List of
+    /// service limit items", https://developers.cloudflare.com/fundamentals/api/reference/limits/).
+    pub fn rate_limited_next(&self, n: u32, secs: u64) {
+        lock(&self.state).limited_next = Some((n, secs));
     }
     /// Removes every fault.
     pub fn clear(&self) {

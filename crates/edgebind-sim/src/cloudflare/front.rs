@@ -142,6 +142,34 @@ async fn guarded(sim: &CloudflareSim, mut req: Request, next: Next) -> Response 
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return resp;
         }
+        Injected::RateLimited(secs) => {
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                10429,
+                "Rate limited. Please wait and consider throttling your request speed",
+            )
+            .into_response();
+            let at = std::time::SystemTime::now() + std::time::Duration::from_secs(secs);
+            // The exhausted member comes first and the healthy one with a long reset second,
+            // so a parser that mixes members' values gets the wait wrong.
+            let pairs = [
+                (header::RETRY_AFTER.as_str(), httpdate::fmt_http_date(at)),
+                (
+                    "ratelimit",
+                    format!("\"burst\";r=0;t={secs}, \"default\";r=900;t=250"),
+                ),
+                (
+                    "ratelimit-policy",
+                    "\"burst\";q=100;w=60, \"default\";q=1200;w=300".to_string(),
+                ),
+            ];
+            for (k, v) in pairs {
+                if let Ok(h) = HeaderValue::from_str(&v) {
+                    resp.headers_mut().insert(k, h);
+                }
+            }
+            return resp;
+        }
         Injected::None => {}
     }
     let Some(rest) = path.strip_prefix(API_PREFIX).map(str::to_string) else {

@@ -146,6 +146,8 @@ pub struct ScriptView {
     pub deployed: Vec<(String, f64)>,
     pub version_count: usize,
     pub deployment_count: usize,
+    /// The script's `observability` setting (Workers Logs), if one was uploaded.
+    pub observability: Option<Value>,
 }
 
 /// A route as the simulator holds it.
@@ -430,6 +432,7 @@ impl CloudflareSim {
                 .unwrap_or_default(),
             version_count: s.versions.len(),
             deployment_count: s.deployments.len(),
+            observability: s.observability.clone(),
         })
     }
 

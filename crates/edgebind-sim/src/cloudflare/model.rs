@@ -166,6 +166,8 @@ pub(crate) struct Script {
     pub deployments: Vec<Deployment>,
     /// Calls left during which the script looks absent (propagation fault).
     pub hidden_calls: u32,
+    /// The script's observability setting (Workers Logs), as last uploaded.
+    pub observability: Option<Value>,
 }
 
 impl Script {
@@ -219,6 +221,7 @@ impl Script {
             "compatibility_flags": v.compatibility_flags,
             "tags": self.tags,
             "logpush": false,
+            "observability": self.observability,
             "tail_consumers": null,
             "has_modules": true,
             "has_assets": false,

@@ -72,6 +72,7 @@ pub(crate) async fn upload_script(
         versions: Vec::new(),
         deployments: Vec::new(),
         hidden_calls: 0,
+        observability: None,
     });
     let version = new_version(&up, script.next_number(), bindings, triggered_by("upload"));
     let deployment = Deployment::new(
@@ -83,6 +84,10 @@ pub(crate) async fn upload_script(
     script.modified_on = now;
     if let Some(tags) = up.tags {
         script.tags = tags;
+    }
+    // A script setting: an upload without it leaves it as it was.
+    if let Some(o) = up.observability {
+        script.observability = Some(o);
     }
     script.hidden_calls = hidden;
     Ok(ok(script.response_json()))

@@ -46,6 +46,8 @@ pub(crate) struct Upload {
     pub tags: Option<Vec<String>>,
     pub annotations: serde_json::Map<String, Value>,
     pub handlers: Vec<String>,
+    /// `observability` of a script upload (a script setting; `None` when not sent).
+    pub observability: Option<Value>,
 }
 
 fn invalid(msg: impl Into<String>) -> ApiError {
@@ -142,6 +144,11 @@ pub(crate) fn parse(
     };
     validate_bindings(&bindings)?;
 
+    let observability = match meta.get("observability") {
+        None | Some(Value::Null) => None,
+        Some(o) => Some(validate_observability(o)?),
+    };
+
     let mut annotations = serde_json::Map::new();
     if version_upload && let Some(a) = meta.get("annotations") {
         let a = a
@@ -171,7 +178,62 @@ pub(crate) fn parse(
         annotations,
         handlers,
         modules,
+        observability,
     })
+}
+
+/// The `observability` object of the upload metadata (Workers Logs), checked against its
+/// shape in Cloudflare's SDK (cloudflare-python 5.9.0,
+/// `src/cloudflare/types/workers/script_update_params.py`, `MetadataObservability` and
+/// `MetadataObservabilityLogs`/`Traces`; generated from the API's OpenAPI document):
+/// `enabled` (bool) is required; `head_sampling_rate` is a number from 0 to 1 or null; `logs`
+/// needs `enabled` and `invocation_logs` (bools), `traces` has optional ones. Docs:
+/// https://developers.cloudflare.com/workers/observability/logs/workers-logs/
+fn validate_observability(o: &Value) -> Result<Value, ApiError> {
+    let bad = |m: &str| invalid(format!("metadata.observability: {m}"));
+    let obj = o.as_object().ok_or_else(|| bad("must be an object"))?;
+    let rate = |parent: &serde_json::Map<String, Value>, at: &str| -> Result<(), ApiError> {
+        match parent.get("head_sampling_rate") {
+            None | Some(Value::Null) => Ok(()),
+            Some(v) => match v.as_f64() {
+                Some(r) if (0.0..=1.0).contains(&r) => Ok(()),
+                _ => Err(bad(&format!(
+                    "{at}head_sampling_rate must be a number from 0 to 1"
+                ))),
+            },
+        }
+    };
+    let boolean = |parent: &serde_json::Map<String, Value>,
+                   at: &str,
+                   key: &str,
+                   required: bool|
+     -> Result<(), ApiError> {
+        match parent.get(key) {
+            Some(Value::Bool(_)) => Ok(()),
+            None if !required => Ok(()),
+            None => Err(bad(&format!("{at}{key} is required"))),
+            Some(_) => Err(bad(&format!("{at}{key} must be a boolean"))),
+        }
+    };
+    boolean(obj, "", "enabled", true)?;
+    boolean(obj, "", "redact_query_string", false)?;
+    rate(obj, "")?;
+    for (key, required) in [("logs", true), ("traces", false)] {
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(sub)) => {
+                let at = format!("{key}.");
+                boolean(sub, &at, "enabled", required)?;
+                if key == "logs" {
+                    boolean(sub, &at, "invocation_logs", true)?;
+                }
+                boolean(sub, &at, "persist", false)?;
+                rate(sub, &at)?;
+            }
+            Some(_) => return Err(bad(&format!("{key} must be an object"))),
+        }
+    }
+    Ok(o.clone())
 }
 
 /// Finds the event handlers a Worker exports. A module that exports nothing useful is
@@ -288,4 +350,38 @@ pub(crate) fn resolve_bindings(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn observability_shape_is_checked() {
+        for ok in [
+            json!({"enabled": true}),
+            json!({"enabled": true, "head_sampling_rate": 1}),
+            json!({"enabled": false, "head_sampling_rate": null}),
+            json!({"enabled": true, "logs": {"enabled": true, "invocation_logs": false, "head_sampling_rate": 0.1}}),
+            json!({"enabled": true, "traces": {"enabled": true}, "redact_query_string": true}),
+        ] {
+            assert!(validate_observability(&ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!(true),
+            json!({}),
+            json!({"head_sampling_rate": 1}),
+            json!({"enabled": "yes"}),
+            json!({"enabled": true, "head_sampling_rate": 1.5}),
+            json!({"enabled": true, "head_sampling_rate": -0.1}),
+            json!({"enabled": true, "head_sampling_rate": "1"}),
+            json!({"enabled": true, "logs": {"enabled": true}}),
+            json!({"enabled": true, "logs": true}),
+            json!({"enabled": true, "traces": {"persist": "no"}}),
+        ] {
+            let e = validate_observability(&bad).expect_err(&bad.to_string());
+            assert_eq!((e.status.as_u16(), e.code), (400, 10021), "{bad}");
+        }
+    }
 }

@@ -79,6 +79,9 @@ pub struct CfClient {
     /// The verify path that accepted the token last, tried first next time (saves a refused
     /// call per verification for user tokens).
     token_kind: Mutex<Option<TokenKind>>,
+    /// The configured budget, compared once with the `Ratelimit-Policy` Cloudflare announces.
+    budget_spec: BudgetSpec,
+    policy_checked: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CfClient {
@@ -94,32 +97,134 @@ fn user_agent() -> String {
     format!("edgebind/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Seconds from `Retry-After` (delta-seconds form), or from the `t=` of a `Ratelimit` header.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(s) = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
+/// How long `Retry-After` asks to wait: delta-seconds or an HTTP-date (RFC 9110 §10.2.3; a
+/// date in the past means now). Cloudflare documents seconds, but an HTTP-date is valid too.
+fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(s) = v.parse::<u64>() {
         return Some(Duration::from_secs(s));
     }
-    ratelimit_header(headers).map(|(_, t)| t)
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
-/// `(remaining, reset)` of the IETF draft `Ratelimit: "default";r=50;t=30` header.
-pub(crate) fn ratelimit_header(headers: &HeaderMap) -> Option<(u64, Duration)> {
-    let v = headers.get("ratelimit")?.to_str().ok()?;
-    let mut r = None;
-    let mut t = None;
-    for p in v.split(';') {
-        let p = p.trim();
-        if let Some(x) = p.strip_prefix("r=") {
-            r = x.parse::<u64>().ok();
-        } else if let Some(x) = p.strip_prefix("t=") {
-            t = x.parse::<u64>().ok();
-        }
+/// How long to wait after a 429: `Retry-After`, else the longest reset among exhausted
+/// `Ratelimit` members, else the longest reset of any member.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(d) = retry_after_header(headers) {
+        return Some(d);
     }
-    Some((r?, Duration::from_secs(t?)))
+    let items = ratelimit_items(headers);
+    exhausted_for(&items).or_else(|| items.iter().map(|i| i.reset).max())
+}
+
+/// One member of the `Ratelimit` list (IETF draft-ietf-httpapi-ratelimit-headers, as
+/// Cloudflare sends it since 2025-09: `"default";r=50;t=30`, reference §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RateLimitItem {
+    pub name: String,
+    /// `r`: requests left in this limit's window.
+    pub remaining: u64,
+    /// `t`: seconds until the window resets.
+    pub reset: Duration,
+}
+
+/// One member of the `Ratelimit-Policy` list: `"burst";q=100;w=60`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RateLimitPolicy {
+    pub name: String,
+    /// `q`: requests allowed per window.
+    pub quota: u64,
+    /// `w`: the window.
+    pub window: Duration,
+}
+
+/// The members of a Structured Field List header (RFC 9651 §3.1): several field lines are one
+/// list joined by commas. Members that are not items with a string or token name are skipped;
+/// an unparsable header yields nothing (never an error: it only tunes pacing).
+fn sf_list_items(headers: &HeaderMap, name: &str) -> Vec<(String, sfv::Parameters)> {
+    let joined = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if joined.trim().is_empty() {
+        return Vec::new();
+    }
+    let Ok(list) = sfv::Parser::new(joined.as_str()).parse::<sfv::List>() else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .filter_map(|e| match e {
+            sfv::ListEntry::Item(i) => {
+                let name = match &i.bare_item {
+                    sfv::BareItem::String(s) => s.as_str().to_string(),
+                    sfv::BareItem::Token(t) => t.as_str().to_string(),
+                    _ => return None,
+                };
+                Some((name, i.params))
+            }
+            sfv::ListEntry::InnerList(_) => None,
+        })
+        .collect()
+}
+
+fn non_negative(p: &sfv::Parameters, key: &str) -> Option<u64> {
+    match p.get(key)? {
+        sfv::BareItem::Integer(i) => u64::try_from(i64::from(*i)).ok(),
+        _ => None,
+    }
+}
+
+/// Every member of `Ratelimit`, each read on its own (a member missing `r` or `t` is skipped).
+pub(crate) fn ratelimit_items(headers: &HeaderMap) -> Vec<RateLimitItem> {
+    sf_list_items(headers, "ratelimit")
+        .into_iter()
+        .filter_map(|(name, p)| {
+            Some(RateLimitItem {
+                remaining: non_negative(&p, "r")?,
+                reset: Duration::from_secs(non_negative(&p, "t")?),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Every member of `Ratelimit-Policy` (a member missing `q` or `w` is skipped).
+pub(crate) fn ratelimit_policies(headers: &HeaderMap) -> Vec<RateLimitPolicy> {
+    sf_list_items(headers, "ratelimit-policy")
+        .into_iter()
+        .filter_map(|(name, p)| {
+            Some(RateLimitPolicy {
+                quota: non_negative(&p, "q")?,
+                window: Duration::from_secs(non_negative(&p, "w")?),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// The pause owed when some limit is used up: the longest reset among members with `r=0`.
+pub(crate) fn exhausted_for(items: &[RateLimitItem]) -> Option<Duration> {
+    items
+        .iter()
+        .filter(|i| i.remaining == 0)
+        .map(|i| i.reset)
+        .max()
+}
+
+/// What the budget allows in the policy's window when that is above the policy's quota.
+pub(crate) fn budget_exceeds(b: &BudgetSpec, p: &RateLimitPolicy) -> Option<u64> {
+    let allows = u64::from(b.burst) + u64::from(b.requests_per_second) * p.window.as_secs();
+    (allows > p.quota).then_some(allows)
 }
 
 fn seg(s: &str) -> String {
@@ -157,6 +262,8 @@ impl CfClient {
             account_id: cfg.account_id,
             auth,
             budget: Arc::new(Budget::new("cloudflare", &cfg.budget)),
+            budget_spec: cfg.budget.clone(),
+            policy_checked: std::sync::atomic::AtomicBool::new(false),
             timeout: cfg.timeout,
             max_wait: cfg.max_wait,
             paused_until: Mutex::new(None),
@@ -185,6 +292,25 @@ impl CfClient {
         let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if p.is_none_or(|old| old < until) {
             *p = Some(until);
+        }
+    }
+
+    /// Warns once when the budget allows more than a policy Cloudflare announces (each
+    /// `Ratelimit-Policy` member on its own: the budget can send `burst + rate × w` in `w`).
+    fn check_policy(&self, headers: &HeaderMap) {
+        let policies = ratelimit_policies(headers);
+        if policies.is_empty()
+            || self
+                .policy_checked
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        for p in policies {
+            if let Some(over) = budget_exceeds(&self.budget_spec, &p) {
+                tracing::warn!(policy = %p.name, quota = p.quota, window_s = p.window.as_secs(), budget_allows = over,
+                    "the account's request budget allows more than Cloudflare's rate-limit policy; expect 429 answers");
+            }
         }
     }
 
@@ -280,10 +406,11 @@ impl CfClient {
                 &status.to_string(),
                 started.elapsed(),
             );
-            if let Some((0, reset)) = ratelimit_header(&headers) {
-                // The window is used up: stop before Cloudflare has to say 429.
+            if let Some(reset) = exhausted_for(&ratelimit_items(&headers)) {
+                // A window is used up: stop before Cloudflare has to say 429.
                 self.pause_for(reset);
             }
+            self.check_policy(&headers);
             if (200..300).contains(&status) {
                 return decode(&what, &bytes);
             }
@@ -370,9 +497,17 @@ impl CfClient {
         Ok(l.deployments)
     }
 
-    /// Uploads the script and deploys it at 100 %.
-    pub async fn upload_script(&self, up: &ScriptUpload) -> Result<ScriptInfo, CfError> {
-        let (content_type, bytes) = up.form(&up.script_metadata());
+    /// Uploads the script with `secrets` and deploys it at 100 %.
+    pub async fn upload_script(
+        &self,
+        up: &ScriptUpload,
+        secrets: &BTreeMap<String, SecretValue>,
+    ) -> Result<ScriptInfo, CfError> {
+        let pairs: Vec<(String, String)> = secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect();
+        let (content_type, bytes) = up.form(&up.script_metadata(&pairs));
         let v = self
             .call(
                 reqwest::Method::PUT,
@@ -652,11 +787,14 @@ impl CfClient {
         Ok(())
     }
 
-    /// Executes one planned write. A created route's id is returned.
+    /// Executes one planned write. A created route's id (or an uploaded script's etag) is
+    /// returned.
     pub async fn execute(&self, op: &CfOp) -> Result<Option<String>, CfError> {
         match op {
-            CfOp::UploadScript { upload, .. } => {
-                let info = self.upload_script(upload).await?;
+            CfOp::UploadScript {
+                upload, secrets, ..
+            } => {
+                let info = self.upload_script(upload, secrets).await?;
                 Ok(info.etag)
             }
             CfOp::PutSecrets { script, secrets } => {
@@ -736,18 +874,116 @@ fn plain(e: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
     #[test]
     fn rate_limit_headers() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "ratelimit",
-            HeaderValue::from_static("\"default\";r=0;t=30"),
+        let h = headers(&[("ratelimit", "\"default\";r=0;t=30")]);
+        assert_eq!(
+            exhausted_for(&ratelimit_items(&h)),
+            Some(Duration::from_secs(30))
         );
-        assert_eq!(ratelimit_header(&h), Some((0, Duration::from_secs(30))));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
-        h.insert("retry-after", HeaderValue::from_static("7"));
+        let h = headers(&[("ratelimit", "\"default\";r=0;t=30"), ("retry-after", "7")]);
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn every_ratelimit_member_is_read_on_its_own() {
+        // Two limits, the second used up: its reset counts, its values never mix with the
+        // first's (splitting on `;` alone read r=50 from one member and t=5 from another).
+        let h = headers(&[("ratelimit", "\"default\";r=50;t=30, \"burst\";r=0;t=5")]);
+        let items = ratelimit_items(&h);
+        assert_eq!(
+            items,
+            vec![
+                RateLimitItem {
+                    name: "default".into(),
+                    remaining: 50,
+                    reset: Duration::from_secs(30)
+                },
+                RateLimitItem {
+                    name: "burst".into(),
+                    remaining: 0,
+                    reset: Duration::from_secs(5)
+                },
+            ]
+        );
+        assert_eq!(exhausted_for(&items), Some(Duration::from_secs(5)));
+        // The same list over two field lines.
+        let h2 = headers(&[
+            ("ratelimit", "\"default\";r=50;t=30"),
+            ("ratelimit", "\"burst\";r=0;t=5"),
+        ]);
+        assert_eq!(ratelimit_items(&h2), items);
+        // Nothing used up: no pause.
+        let h3 = headers(&[("ratelimit", "\"default\";r=3;t=30, \"burst\";r=1;t=5")]);
+        assert_eq!(exhausted_for(&ratelimit_items(&h3)), None);
+        // Garbage is ignored, never a panic.
+        for bad in ["r=0;t=", "\"x\";r=-1;t=5", "(a b);r=0;t=1", ";;;", "\"u"] {
+            let h = headers(&[("ratelimit", bad)]);
+            assert!(exhausted_for(&ratelimit_items(&h)).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ratelimit_policy_members_and_the_budget() {
+        let h = headers(&[(
+            "ratelimit-policy",
+            "\"default\";q=1200;w=300, \"burst\";q=100;w=60",
+        )]);
+        let p = ratelimit_policies(&h);
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].quota, p[0].window), (1200, Duration::from_secs(300)));
+        assert_eq!((p[1].quota, p[1].window), (100, Duration::from_secs(60)));
+        let fits = BudgetSpec {
+            requests_per_second: 1,
+            burst: 20,
+            max_in_flight: 4,
+        };
+        assert_eq!(budget_exceeds(&fits, &p[0]), None);
+        assert_eq!(budget_exceeds(&fits, &p[1]), None);
+        let over = BudgetSpec {
+            requests_per_second: 4,
+            burst: 200,
+            max_in_flight: 4,
+        };
+        assert_eq!(budget_exceeds(&over, &p[0]), Some(1400));
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date() {
+        let later = std::time::SystemTime::now() + Duration::from_secs(90);
+        let date = httpdate::fmt_http_date(later);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_str(&date).unwrap());
+        let d = retry_after(&h).expect("an HTTP-date is understood");
+        assert!(
+            d > Duration::from_secs(85) && d <= Duration::from_secs(90),
+            "{d:?}"
+        );
+        // A date in the past: no wait. The obsolete formats RFC 9110 requires accepting.
+        for past in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            let h = headers(&[("retry-after", past)]);
+            assert_eq!(retry_after(&h), Some(Duration::ZERO), "{past}");
+        }
+        // Neither seconds nor a date: fall back to the Ratelimit header.
+        let h = headers(&[
+            ("retry-after", "soon"),
+            ("ratelimit", "\"default\";r=0;t=12"),
+        ]);
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(12)));
     }
 
     #[test]

@@ -42,13 +42,17 @@ impl Serialize for SecretValue {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum CfOp {
-    /// Upload the module Worker and deploy it (secrets are kept via `keep_bindings`).
+    /// Upload the module Worker and deploy it, setting `secrets` in the same version (other
+    /// secrets are kept via `keep_bindings`): one call where upload plus `secrets-bulk` were
+    /// two.
     #[serde(rename_all = "camelCase")]
     UploadScript {
         #[serde(skip)]
         upload: Box<ScriptUpload>,
         script: String,
         content_hash: String,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        secrets: BTreeMap<String, SecretValue>,
     },
     /// Set secrets in one call (`secrets-bulk`, one new version).
     #[serde(rename_all = "camelCase")]
@@ -90,8 +94,18 @@ impl CfOp {
             CfOp::UploadScript {
                 script,
                 content_hash,
+                secrets,
                 ..
-            } => format!("upload Worker {script} ({content_hash})"),
+            } if secrets.is_empty() => format!("upload Worker {script} ({content_hash})"),
+            CfOp::UploadScript {
+                script,
+                content_hash,
+                secrets,
+                ..
+            } => format!(
+                "upload Worker {script} ({content_hash}) with secrets {}",
+                secrets.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
             CfOp::PutSecrets { script, secrets } => format!(
                 "set secrets {} of Worker {script}",
                 secrets.keys().cloned().collect::<Vec<_>>().join(", ")

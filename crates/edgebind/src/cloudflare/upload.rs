@@ -11,6 +11,19 @@ use super::worker::{MAIN_MODULE, sha256_tagged};
 /// Binding types carried over from the previous version on every upload.
 pub(crate) const KEEP_BINDINGS: &[&str] = &["secret_text", "secret_key"];
 
+/// Share of requests whose logs Workers Logs keeps: all of them, since the Worker's audit
+/// lines go there (README "Audit") and a sampled audit trail has holes.
+pub(crate) const LOGS_HEAD_SAMPLING_RATE: f64 = 1.0;
+
+/// The script's `observability` setting: Workers Logs on, every request kept. Shape from the
+/// upload metadata's `observability` (cloudflare-python 5.9.0
+/// `types/workers/script_update_params.py`, `MetadataObservability`;
+/// https://developers.cloudflare.com/workers/observability/logs/workers-logs/#enable-workers-logs).
+/// A script setting: only the script upload carries it, a version upload does not.
+pub(crate) fn observability() -> Value {
+    json!({"enabled": true, "head_sampling_rate": LOGS_HEAD_SAMPLING_RATE})
+}
+
 /// What a script upload consists of, apart from secrets.
 #[derive(Clone, PartialEq)]
 pub struct ScriptUpload {
@@ -43,6 +56,7 @@ impl ScriptUpload {
             "compatibility_date": self.compatibility_date,
             "bindings": self.plain_bindings,
             "tags": self.tags,
+            "observability": observability(),
         });
         sha256_tagged(meta.to_string().as_bytes())
     }
@@ -61,14 +75,17 @@ impl ScriptUpload {
         b
     }
 
-    /// Metadata of `PUT .../scripts/{name}` (upload and deploy).
-    pub fn script_metadata(&self) -> Value {
+    /// Metadata of `PUT .../scripts/{name}` (upload and deploy), setting `secrets` in the same
+    /// version (named bindings win over kept ones of the same name: the
+    /// `wrangler versions secret put` flow, reference §2).
+    pub fn script_metadata(&self, secrets: &[(String, String)]) -> Value {
         json!({
             "main_module": MAIN_MODULE,
             "compatibility_date": self.compatibility_date,
-            "bindings": self.bindings(&[]),
+            "bindings": self.bindings(secrets),
             "keep_bindings": KEEP_BINDINGS,
             "tags": self.tags,
+            "observability": observability(),
         })
     }
 
@@ -133,8 +150,35 @@ mod tests {
     }
 
     #[test]
+    fn script_upload_turns_on_workers_logs_for_every_request() {
+        let m = up().script_metadata(&[]);
+        assert_eq!(
+            m["observability"],
+            json!({"enabled": true, "head_sampling_rate": 1.0})
+        );
+        // A version upload has no script settings.
+        assert!(
+            up().version_metadata(&[], "m")
+                .get("observability")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn script_upload_can_carry_secrets() {
+        let m = up().script_metadata(&[("SIGNING_KEY".into(), "k".into())]);
+        let b = m["bindings"].as_array().unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            b[1],
+            json!({"type": "secret_text", "name": "SIGNING_KEY", "text": "k"})
+        );
+        assert_eq!(m["keep_bindings"], json!(["secret_text", "secret_key"]));
+    }
+
+    #[test]
     fn metadata_keeps_secret_bindings() {
-        let m = up().script_metadata();
+        let m = up().script_metadata(&[]);
         assert_eq!(m["main_module"], "worker.js");
         assert_eq!(m["keep_bindings"], json!(["secret_text", "secret_key"]));
         assert_eq!(m["bindings"][0]["type"], "plain_text");

@@ -53,7 +53,9 @@ pub struct CloudflareAccountSpec {
     /// appears in logs, events or status.
     pub api_token: SecretKeyRef,
     /// Request budget shared by every EdgeBinding using this account. Cloudflare allows 1,200
-    /// requests per 5 minutes per token (4/s); the default stays well inside it.
+    /// requests per 5 minutes per token; the budget may send `burst + requestsPerSecond × 300`
+    /// in 5 minutes, which must stay within that (the default, 620, leaves room for others
+    /// using the token).
     #[serde(default)]
     pub budget: CloudflareBudget,
     /// Timeout of one API call, in seconds.
@@ -91,11 +93,15 @@ fn default_timeout() -> u32 {
 }
 
 /// Token bucket plus in-flight cap for calls with one token.
+// A token bucket lets `burst + rate × T` through in any T seconds; Cloudflare counts 1,200 per
+// token in 5 minutes (https://developers.cloudflare.com/fundamentals/api/reference/limits/).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.burst + self.requestsPerSecond * 300 <= 1200").message("budget: burst + requestsPerSecond × 300 must be at most 1200, Cloudflare's limit of 1,200 requests per 5 minutes per token (for example requestsPerSecond 3 with burst up to 200)"))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudflareBudget {
     /// Sustained requests per second. Cloudflare's limit is 1,200 per 5 minutes (4/s) per
-    /// token, shared with everything else using the token.
+    /// token, shared with everything else using the token; with the burst it must fit (see
+    /// `budget`), so at most 3.
     #[serde(default = "default_rps")]
     #[schemars(range(min = 1, max = 4))]
     pub requests_per_second: u32,

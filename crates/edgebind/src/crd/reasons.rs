@@ -140,6 +140,13 @@ reasons! {
         TunnelNotReady,
         /// A DNS record for `tunnelHostname` that edgebind did not create.
         DnsConflict: terminal,
+        /// The token verifies but may not act on this binding's zone or Worker (401/403,
+        /// code 10000): this binding waits for the permission; the account and its other
+        /// bindings go on.
+        PermissionDenied,
+        /// A gradual deployment (versions sharing traffic) is in progress; edgebind waits
+        /// for it to finish instead of replacing it.
+        GradualDeployment,
         // RouteConflict condition
         NoConflict,
         RouteOwnedElsewhere,
@@ -149,6 +156,9 @@ reasons! {
         AccountGone,
         Unpublished,
         VersionDeployed,
+        /// Deletion left secrets on a kept Worker: Cloudflare refuses secret edits while its
+        /// latest version is not deployed (10215).
+        SecretsLeft,
         // Failed Cloudflare calls (from [`CloudflareReason`])
         CloudflareUnreachable,
         Unauthorized,

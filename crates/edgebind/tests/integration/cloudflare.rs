@@ -218,6 +218,7 @@ const S_UPLOAD: &str = "/accounts/{account_id}/workers/scripts/{script_name}";
 const S_BULK: &str = "/accounts/{account_id}/workers/scripts/{script_name}/secrets-bulk";
 const S_ROUTES: &str = "/zones/{zone_id}/workers/routes";
 const S_ROUTE: &str = "/zones/{zone_id}/workers/routes/{route_id}";
+const S_SECRETS: &str = "/accounts/{account_id}/workers/scripts/{script_name}/secrets";
 
 #[tokio::test]
 async fn first_publish_then_converged_resyncs_make_no_writes() {
@@ -232,8 +233,19 @@ async fn first_publish_then_converged_resyncs_make_no_writes() {
         first.reads, first.writes, first.by_endpoint
     );
 
-    // The Worker: our code, GATEWAY_URL as plain text, the three secrets, our tag.
+    // Two writes: the upload carrying the three secrets, and the route (no separate
+    // secrets-bulk call).
+    assert_eq!(first.count("PUT", S_UPLOAD), 1, "{:?}", first.by_endpoint);
+    assert_eq!(first.count("PATCH", S_BULK), 0, "{:?}", first.by_endpoint);
+    assert_eq!(first.writes, 2, "{:?}", first.by_endpoint);
+
+    // The Worker: our code, GATEWAY_URL as plain text, the three secrets, our tag, and
+    // Workers Logs on for every request (the audit lines go there).
     let script = t.sim().script(ACC, SCRIPT).expect("Worker uploaded");
+    assert_eq!(
+        script.observability,
+        Some(json!({"enabled": true, "head_sampling_rate": 1.0}))
+    );
     assert_eq!(script.main_module, "worker.js");
     assert_eq!(script.compatibility_date.as_deref(), Some("2025-09-01"));
     assert!(script.bindings.iter().any(|b| b["type"] == "plain_text"
@@ -318,6 +330,13 @@ async fn first_publish_then_converged_resyncs_make_no_writes() {
     assert_eq!(
         stats.writes, 0,
         "converged resync wrote: {:?}",
+        stats.by_endpoint
+    );
+    // The upload set the secret names and showed the script's new `modified_on`: no listing.
+    assert_eq!(
+        stats.count("GET", S_SECRETS),
+        0,
+        "secret names listed again after our own upload: {:?}",
         stats.by_endpoint
     );
     assert!(
@@ -510,6 +529,22 @@ async fn rate_limit_and_server_errors_are_survived_within_budget() {
     )
     .await;
     t.wait_published("edge").await;
+    // The first publish sets the secrets within the upload; a policy change writes one
+    // through `secrets-bulk`, which meets the two "script busy" answers.
+    t.set_policy_actions(ACTIONS2).await;
+    let (_, bundle2) = t.expected().await;
+    let want = edgebind::cloudflare::worker::sha256_tagged(bundle2.as_bytes());
+    let api = t.bindings();
+    t.bed
+        .eventually(20, "bundle published through the busy script", || {
+            let api = api.clone();
+            let want = want.clone();
+            async move {
+                let st = api.get("edge").await.ok()?.status?;
+                (st.secret_hashes.get("POLICY_BUNDLE") == Some(&want)).then_some(())
+            }
+        })
+        .await;
     let stats = t.sim().stats();
     // The client pauses when `Ratelimit` says the window is used up (so the token's limit
     // is not hit) and waits out Retry-After on the two injected 429s: no retry storm.
@@ -522,6 +557,28 @@ async fn rate_limit_and_server_errors_are_survived_within_budget() {
 }
 
 #[tokio::test]
+async fn a_429_with_an_http_date_and_a_multi_member_ratelimit_is_waited_out() {
+    let t = CfBed::start().await;
+    // The first call answers 429 with `Retry-After` as an HTTP-date 2 s ahead and a
+    // `Ratelimit` list whose first member is used up (t=2) and whose second is not (t=250).
+    // Read per member, the wait is 2 s (within the 3 s the client waits in place); values
+    // mixed across members would say 250 s and park the binding for minutes.
+    t.sim().faults().rate_limited_next(1, 2);
+    let started = std::time::Instant::now();
+    t.create_binding("edge", &["api.example.com/*"], json!({}))
+        .await;
+    t.wait_published("edge").await;
+    let stats = t.sim().stats();
+    assert_eq!(stats.rate_limited, 1, "{stats:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the HTTP-date was waited out"
+    );
+    assert_eq!(t.sim().routes(ZONE).len(), 1);
+    t.assert_contract();
+}
+
+#[tokio::test]
 async fn script_not_visible_right_after_upload_is_retried_without_reupload() {
     let t = CfBed::start().await;
     t.sim().faults().script_missing_after_upload(3);
@@ -530,11 +587,16 @@ async fn script_not_visible_right_after_upload_is_retried_without_reupload() {
     t.wait_cond("edge", "Ready", "True", "Published").await;
     let stats = t.sim().stats();
     assert_eq!(stats.count("PUT", S_UPLOAD), 1, "{:?}", stats.by_endpoint);
-    assert!(
-        stats.by_status.get(&404).copied().unwrap_or(0) >= 3,
-        "{stats:?}"
+    // The route create after the upload meets the hidden script (400 / 10019) three times
+    // and is retried; nothing is uploaded again.
+    let refused = stats.by_status.get(&400).copied().unwrap_or(0);
+    assert!(refused >= 3, "{stats:?}");
+    assert_eq!(
+        stats.count("POST", S_ROUTES),
+        refused + 1,
+        "{:?}",
+        stats.by_endpoint
     );
-    assert_eq!(stats.count("POST", S_ROUTES), 1, "{:?}", stats.by_endpoint);
     assert_eq!(t.sim().routes(ZONE).len(), 1);
     t.sim().faults().clear();
     t.assert_contract();
@@ -888,16 +950,15 @@ spec:
         text.contains("+ PUT /accounts/{account_id}/workers/scripts/{script_name}"),
         "{text}"
     );
-    assert!(
-        text.contains("~ PATCH /accounts/{account_id}/workers/scripts/{script_name}/secrets-bulk"),
-        "{text}"
-    );
+    // The secrets ride in the upload (listed under it, redacted), not in a secrets-bulk call.
+    assert!(!text.contains("secrets-bulk"), "{text}");
+    assert!(text.contains("ISSUERS = <redacted sha256:"), "{text}");
     assert!(
         text.contains("create route api.example.com/* -> edgebind-gw"),
         "{text}"
     );
     assert!(
-        text.contains("Plan: 2 to create, 1 to change, 0 to delete."),
+        text.contains("Plan: 2 to create, 0 to change, 0 to delete."),
         "{text}"
     );
 }
@@ -1258,4 +1319,207 @@ async fn a_restarted_controller_records_the_binding_of_older_keys() {
         keys.contains_key(&format!("{key}.pub")),
         "the same key, not a rotation"
     );
+}
+
+/// A version uploaded through the API and not deployed (someone's pending change). Returns
+/// its id.
+async fn upload_pending_version(t: &CfBed) -> String {
+    let (ct, body) = version_form(
+        json!({"main_module": "worker.js", "compatibility_date": "2025-09-01", "keep_bindings": ["secret_text", "plain_text"]}),
+        "export default { fetch() { return new Response('pending'); } };",
+    );
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/accounts/{ACC}/workers/scripts/{SCRIPT}/versions",
+            t.cf.url()
+        ))
+        .bearer_auth(TOKEN)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    v["result"]["id"].as_str().unwrap().to_string()
+}
+
+/// Deploys `versions` (id, percentage) as someone would with `wrangler versions deploy`.
+async fn deploy_split(t: &CfBed, versions: &[(&str, f64)]) {
+    let body = json!({"strategy": "percentage",
+        "versions": versions.iter().map(|(id, p)| json!({"version_id": id, "percentage": p})).collect::<Vec<_>>()});
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/accounts/{ACC}/workers/scripts/{SCRIPT}/deployments",
+            t.cf.url()
+        ))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+}
+
+/// A second zone of the account, which the scoped token of the next test may not touch.
+const ZONE_B: &str = "b1e105f4ecef8ad9ca31a8372d0c3530";
+
+#[tokio::test]
+async fn a_zone_the_token_may_not_touch_fails_that_binding_only() {
+    // The token is valid (verify: active) but scoped to example.com: calls on example.org's
+    // zone answer 403 / 10000, as Cloudflare does for a token without that zone.
+    let scoped = "scoped-token-0123456789abcdef";
+    let mut token = edgebind_sim::cloudflare::SimToken::active(scoped);
+    token.zones = Some(vec![ZONE.to_string()]);
+    let mut sim = CfSimConfig::realistic();
+    sim.accounts = vec![(ACC.to_string(), vec![token])];
+    sim.zones
+        .push((ZONE_B.into(), "example.org".into(), ACC.into()));
+    let t = CfBed::start_with(sim, scoped).await;
+    t.create_binding(
+        "other-zone",
+        &["api.example.org/*"],
+        json!({"zoneId": ZONE_B, "scriptName": "edgebind-gw-b"}),
+    )
+    .await;
+    let b = t
+        .wait_cond("other-zone", "Ready", "False", "PermissionDenied")
+        .await;
+    let msg = &b
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(msg.contains(ZONE_B) && msg.contains("10000"), "{msg}");
+    // The account stays verified and its other bindings publish.
+    wait_account(&t, "True", "Verified").await;
+    t.create_binding("edge", &["api.example.com/*"], json!({}))
+        .await;
+    t.wait_published("edge").await;
+    assert_eq!(t.sim().routes(ZONE).len(), 1);
+    assert!(t.sim().routes(ZONE_B).is_empty());
+    wait_account(&t, "True", "Verified").await;
+    t.wait_cond("other-zone", "Ready", "False", "PermissionDenied")
+        .await;
+    t.assert_contract();
+}
+
+#[tokio::test]
+async fn deletion_keeping_the_script_is_not_blocked_by_an_undeployed_version() {
+    let t = CfBed::start().await;
+    t.create_binding(
+        "edge",
+        &["api.example.com/*"],
+        json!({"keepScriptOnDelete": true}),
+    )
+    .await;
+    t.wait_published("edge").await;
+    // Someone uploads a version and does not deploy it: secret deletes now answer 10215.
+    upload_pending_version(&t).await;
+    t.bindings()
+        .delete("edge", &DeleteParams::default())
+        .await
+        .unwrap();
+    t.bed
+        .eventually(20, "EdgeBinding gone despite 10215", || async {
+            t.bindings()
+                .get_opt("edge")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    assert!(t.sim().script(ACC, SCRIPT).is_some(), "script kept");
+    assert!(t.sim().routes(ZONE).is_empty(), "routes removed");
+    // The secrets could not be removed, and the event says so.
+    assert_eq!(
+        t.sim().secret_names(ACC, SCRIPT),
+        vec!["ISSUERS", "POLICY_BUNDLE", "SIGNING_KEY"]
+    );
+    assert!(
+        t.bed
+            .events_for("edge")
+            .iter()
+            .any(|e| e["reason"] == "SecretsLeft"),
+        "{:?}",
+        t.bed.events_for("edge")
+    );
+    // The gateways no longer trust its key.
+    let keys = t.gateway_keys().await;
+    assert!(!keys.keys().any(|k| k.ends_with(".pub")), "{keys:?}");
+    t.assert_contract();
+}
+
+#[tokio::test]
+async fn a_gradual_deployment_is_kept_when_a_secret_edit_meets_10215() {
+    let t = CfBed::start().await;
+    t.create_binding("edge", &["api.example.com/*"], json!({}))
+        .await;
+    t.wait_published("edge").await;
+    let ours = t.sim().script(ACC, SCRIPT).unwrap().latest_version_id;
+    // Someone rolls out a version gradually: 90 % ours, 10 % theirs.
+    let theirs = upload_pending_version(&t).await;
+    deploy_split(&t, &[(&ours, 90.0), (&theirs, 10.0)]).await;
+    let split = t.sim().script(ACC, SCRIPT).unwrap().deployed;
+    t.sim().reset_stats();
+    // A policy change wants POLICY_BUNDLE rewritten: 10215, and edgebind waits.
+    t.set_policy_actions(ACTIONS2).await;
+    let b = t
+        .wait_cond("edge", "Ready", "False", "GradualDeployment")
+        .await;
+    let msg = b
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        msg.contains(&theirs) && msg.contains("POLICY_BUNDLE"),
+        "{msg}"
+    );
+    let stats = t.sim().stats();
+    let script = t.sim().script(ACC, SCRIPT).unwrap();
+    assert_eq!(script.deployed, split, "the split is kept");
+    for (method, path) in [
+        (
+            "POST",
+            "/accounts/{account_id}/workers/scripts/{script_name}/versions",
+        ),
+        (
+            "POST",
+            "/accounts/{account_id}/workers/scripts/{script_name}/deployments",
+        ),
+        ("PUT", S_UPLOAD),
+    ] {
+        assert_eq!(stats.count(method, path), 0, "{:?}", stats.by_endpoint);
+    }
+    // The rollout completes (theirs at 100 %): edgebind writes the bundle then.
+    deploy_split(&t, &[(&theirs, 100.0)]).await;
+    let (_, bundle2) = t.expected().await;
+    let want = edgebind::cloudflare::worker::sha256_tagged(bundle2.as_bytes());
+    let api = t.bindings();
+    t.bed
+        .eventually(20, "bundle published after the rollout", || {
+            let api = api.clone();
+            let want = want.clone();
+            async move {
+                let st = api.get("edge").await.ok()?.status?;
+                (st.secret_hashes.get("POLICY_BUNDLE") == Some(&want)).then_some(())
+            }
+        })
+        .await;
+    assert_eq!(
+        t.sim()
+            .secret_value_for_test(ACC, SCRIPT, "POLICY_BUNDLE")
+            .as_deref(),
+        Some(bundle2.as_str())
+    );
+    t.wait_cond("edge", "Ready", "True", "Published").await;
+    t.assert_contract();
 }

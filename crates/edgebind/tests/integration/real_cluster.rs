@@ -442,7 +442,7 @@ async fn binding_scenario(run: &Run, secs: u64) -> Result<(), String> {
         "metadata": {"name": format!("cf-{id}")},
         "spec": {"accountId": REALISTIC_ACCOUNT_ID, "apiUrl": cf.url(), "timeoutSeconds": 5,
                  "apiToken": {"namespace": RELEASE_NS, "name": format!("cf-{id}"), "key": "token"},
-                 "budget": {"requestsPerSecond": 4, "burst": 20}}
+                 "budget": {"requestsPerSecond": 3, "burst": 20}}
     }))
     .unwrap();
     Api::<CloudflareAccount>::all(run.admin.clone())

@@ -161,6 +161,31 @@ impl Listings {
         }
     }
 
+    /// edgebind uploaded `script` (with the secrets it wanted; the others kept), moving its
+    /// `modified_on` to `after`. `before`: what the script showed when the names were read,
+    /// `None` when it did not exist (then the upload set every name). The names edgebind
+    /// records stay as good as they were, so the listing follows the script without a read;
+    /// the audit clock keeps running.
+    pub fn own_upload(&self, script: &str, before: Option<Option<&str>>, after: Option<&str>) {
+        let mut seen = self.secrets_seen.lock().unwrap_or_else(|e| e.into_inner());
+        match before {
+            None => {
+                seen.insert(
+                    script.to_string(),
+                    (after.map(str::to_string), Instant::now()),
+                );
+            }
+            Some(before) => {
+                if let Some((m, _)) = seen.get_mut(script)
+                    && before.is_some()
+                    && m.as_deref() == before
+                {
+                    *m = after.map(str::to_string);
+                }
+            }
+        }
+    }
+
     /// Records that the secret names of `script` were listed while it showed `modified_on`.
     pub fn secrets_listed(&self, script: &str, modified_on: Option<&str>) {
         self.secrets_seen
@@ -261,5 +286,13 @@ mod tests {
         assert!(l.secrets_stale("w", None), "no modification time shown");
         l.forget("w");
         assert!(l.secrets_stale("w", Some("t1")));
+        // Our own upload of a new script, or of one whose names we knew, needs no listing.
+        l.own_upload("w", None, Some("t3"));
+        assert!(!l.secrets_stale("w", Some("t3")));
+        l.own_upload("w", Some(Some("t3")), Some("t4"));
+        assert!(!l.secrets_stale("w", Some("t4")));
+        // Names not known when uploading stay unknown.
+        l.own_upload("w", Some(Some("t9")), Some("t5"));
+        assert!(l.secrets_stale("w", Some("t5")));
     }
 }

@@ -452,13 +452,24 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         st.route_ids.insert(pat.clone(), id.clone());
     }
     let wrote = !p.ops.is_empty();
-    let executed = execute(&b, &ctx, &cf, &desired, &p, &mut st).await;
+    let executed = execute(&b, &ctx, &cf, &listings, &desired, &p, &observed, &mut st).await;
     if wrote {
         // Lists read before this moment do not show these writes.
         listings.mark_written(script);
     }
-    if let Err(e) = executed {
-        return fail(&b, &ctx, st, e).await;
+    let blocked = match executed {
+        Ok(blocked) => blocked,
+        Err(e) => return fail(&b, &ctx, st, e).await,
+    };
+    if let Some(msg) = blocked {
+        report(
+            &b,
+            &ctx,
+            st,
+            failed(BindingReason::GradualDeployment, &msg, false),
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.config.resync));
     }
     if wrote {
         // Record which version serves now (a read only after writes, so a converged pass stays
@@ -545,32 +556,70 @@ async fn deployed_version(cf: &CfClient, script: &str) -> Result<Option<String>,
 }
 
 /// Runs the planned writes in order, recording each success in `st` so a failure halfway
-/// keeps what was done.
+/// keeps what was done. `Some(why)`: stopped before a write that would end a gradual
+/// deployment.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     b: &EdgeBinding,
     ctx: &Context,
     cf: &CfClient,
+    listings: &Listings,
     desired: &plan::Desired,
     p: &BindingPlan,
+    observed: &Observed,
     st: &mut EdgeBindingStatus,
-) -> Result<(), CfError> {
+) -> Result<Option<String>, CfError> {
     let key = key_of(b);
+    let observed_modified_on = observed.script.as_ref().map(|s| s.modified_on.as_deref());
     for op in &p.ops {
+        if matches!(op, CfOp::UploadScript { .. })
+            && observed.script.is_some()
+            && let Some(split) = gradual_deployment(cf, &desired.upload.script_name).await?
+        {
+            // An upload deploys at 100 %: it would end someone's gradual rollout unasked.
+            return Ok(Some(format!(
+                "{split}; edgebind does not replace it: the Worker is uploaded once one version serves all traffic (wrangler versions deploy)"
+            )));
+        }
         tracing::info!(binding = %key, op = %op.summary(), "Cloudflare write");
         match op {
-            CfOp::UploadScript { content_hash, .. } => {
-                let etag = cf.execute(op).await?;
+            CfOp::UploadScript {
+                upload,
+                content_hash,
+                secrets,
+                ..
+            } => {
+                let info = cf.upload_script(upload, secrets).await?;
                 st.script_hash = Some(content_hash.clone());
-                st.script_etag = etag;
+                st.script_etag = info.etag;
+                for (k, v) in secrets {
+                    st.secret_hashes.insert(k.clone(), v.hash());
+                }
+                // This upload wrote the secret names it moved `modified_on` for: the next
+                // pass need not list them again.
+                listings.own_upload(
+                    &upload.script_name,
+                    observed_modified_on,
+                    info.modified_on.as_deref(),
+                );
             }
             CfOp::PutSecrets { script, secrets } => {
                 let put = visible_retry(&op.summary(), || cf.put_secrets(script, secrets)).await;
                 match put {
                     Ok(()) => {}
                     Err(e) if e.is_latest_not_deployed() => {
-                        // Someone uploaded a version without deploying it: secrets cannot be
-                        // edited until the latest version is deployed. Upload a version with
-                        // our code and these secrets, then deploy it (no force, no loop).
+                        // 10215: the latest version is not the one fully deployed. During a
+                        // gradual deployment that is someone's rollout: keep the split and
+                        // say so (deploying would end it unasked).
+                        if let Some(split) = gradual_deployment(cf, script).await? {
+                            return Ok(Some(format!(
+                                "{split}; Cloudflare refuses secret edits until one version serves all traffic (10215), and edgebind does not end the rollout: secrets {} are written once it is complete (wrangler versions deploy)",
+                                secrets.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )));
+                        }
+                        // Else a version was uploaded and not deployed, while one version
+                        // serves everything: upload a version with our code and these secrets,
+                        // then deploy it (no force, no loop).
                         tracing::info!(binding = %key, "latest Worker version is not deployed; uploading a version with the secrets and deploying it");
                         let v = cf.upload_version(&desired.upload, secrets).await?;
                         cf.deploy_version(script, &v.id).await?;
@@ -593,6 +642,12 @@ async fn execute(
                 match cf.execute(op).await {
                     Ok(_) => {}
                     Err(e) if e.is_not_found() => {}
+                    Err(e) if e.is_latest_not_deployed() => {
+                        // 10215: no secret edit until the latest version is deployed. The
+                        // secret stays recorded, so a later pass deletes it; nothing waits.
+                        tracing::info!(binding = %key, secret = %name, "secret not deleted yet: the latest Worker version is not deployed (10215)");
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 }
                 st.secret_hashes.remove(name);
@@ -616,7 +671,26 @@ async fn execute(
             }
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The current deployment when it is gradual (several versions, or one below 100 %), as a
+/// sentence; `None` when one version serves all traffic or there is none.
+async fn gradual_deployment(cf: &CfClient, script: &str) -> Result<Option<String>, CfError> {
+    let deployments = cf.list_deployments(script).await?;
+    Ok(deployments
+        .first()
+        .filter(|d| d.sole_version().is_none() && !d.versions.is_empty())
+        .map(|d| {
+            format!(
+                "Worker {script} is in a gradual deployment ({})",
+                d.versions
+                    .iter()
+                    .map(|v| format!("version {} at {}%", v.version_id, v.percentage))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }))
 }
 
 /// Runs a write, retrying while a just-uploaded script is not visible yet (10019 on routes,
@@ -649,9 +723,20 @@ async fn fail(
     st: EdgeBindingStatus,
     e: CfError,
 ) -> Result<Action, Error> {
-    if e.is_unauthorized() {
-        ctx.accounts
-            .mark_refused(&b.spec.account_ref, &e.to_string());
+    if e.is_unauthorized() && !token_refused(ctx, &b.spec.account_ref, &e).await {
+        // The token is fine; it may not act on this binding's zone or Worker.
+        let msg = format!(
+            "the API token verifies but {e}; give it Workers Routes Edit on zone {} and Workers Scripts Edit on the account (other bindings of the account are not affected)",
+            b.spec.zone_id
+        );
+        report(
+            b,
+            ctx,
+            st,
+            failed(BindingReason::PermissionDenied, &msg, false),
+        )
+        .await?;
+        return Ok(skeleton::retry(ctx, b));
     }
     let transient = e.is_transient();
     report(
@@ -671,6 +756,24 @@ async fn fail(
         )),
         _ => Err(Error::Cloudflare(e)),
     }
+}
+
+/// After a 401/403 on one binding's call: whether the token itself is refused. Only the
+/// token's verification says so (invalid, expired, disabled); then the account stops for
+/// every binding until it verifies again. A token that verifies but lacks one zone's
+/// permission gets the same 403 / 10000 (reference §4), which concerns that binding only.
+async fn token_refused(ctx: &Context, account: &str, e: &CfError) -> bool {
+    let Some(h) = ctx.accounts.get(account) else {
+        return false;
+    };
+    let refused = match h.client.verify_token().await {
+        Ok((v, _)) => v.status != "active",
+        Err(v) => v.is_unauthorized(),
+    };
+    if refused {
+        ctx.accounts.mark_refused(account, &e.to_string());
+    }
+    refused
 }
 
 async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -715,19 +818,41 @@ async fn cleanup(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error
         &observed,
         &st,
     );
+    let mut left = Vec::new();
     for op in &ops {
         tracing::info!(binding = %key_of(&b), op = %op.summary(), "Cloudflare write");
         match cf.execute(op).await {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {}
+            // 10215: Cloudflare refuses secret edits until someone's undeployed or gradual
+            // version is deployed, which may be never; the finalizer must not wait for it.
+            // The Worker is kept on request, and its SIGNING_KEY signs nothing the gateways
+            // still trust once the keys are forgotten below.
+            Err(e) if e.is_latest_not_deployed() && matches!(op, CfOp::DeleteSecret { .. }) => {
+                if let CfOp::DeleteSecret { name, .. } = op {
+                    left.push(name.clone());
+                }
+            }
             Err(e) => {
                 if e.is_unauthorized() {
-                    ctx.accounts
-                        .mark_refused(&b.spec.account_ref, &e.to_string());
+                    token_refused(&ctx, &b.spec.account_ref, &e).await;
                 }
                 return Err(e.into());
             }
         }
+    }
+    if !left.is_empty() {
+        ctx.event(
+            &b.object_ref(&()),
+            false,
+            BindingReason::SecretsLeft,
+            &format!(
+                "secrets {} were left on the kept Worker {}: its latest version is not deployed, so Cloudflare refuses secret edits (10215); delete them once it is (wrangler secret delete)",
+                left.join(", "),
+                b.spec.script_name
+            ),
+        )
+        .await;
     }
     tunnel_dns::remove(&cf, &b, &st).await?;
     forget_keys(&ctx, &b, &st).await?;

@@ -93,15 +93,10 @@ pub(crate) fn plan(
         (Some(s), Some(recorded)) => s.etag.as_ref() != Some(recorded),
         _ => false,
     };
-    if script_fresh || status.script_hash.as_deref() != Some(hash.as_str()) || etag_drift {
-        out.ops.push(CfOp::UploadScript {
-            upload: Box::new(desired.upload.clone()),
-            script: name.clone(),
-            content_hash: hash,
-        });
-    }
+    let upload = script_fresh || status.script_hash.as_deref() != Some(hash.as_str()) || etag_drift;
 
-    // Secrets: only those whose recorded hash differs or that Cloudflare does not list.
+    // Secrets: only those whose recorded hash differs or that Cloudflare does not list. With
+    // an upload they ride in it (one version, one call); otherwise one `secrets-bulk`.
     let changed: BTreeMap<String, SecretValue> = desired
         .secrets
         .iter()
@@ -112,7 +107,14 @@ pub(crate) fn plan(
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if !changed.is_empty() {
+    if upload {
+        out.ops.push(CfOp::UploadScript {
+            upload: Box::new(desired.upload.clone()),
+            script: name.clone(),
+            content_hash: hash,
+            secrets: changed,
+        });
+    } else if !changed.is_empty() {
         out.ops.push(CfOp::PutSecrets {
             script: name.clone(),
             secrets: changed,

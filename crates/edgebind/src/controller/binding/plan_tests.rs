@@ -77,9 +77,10 @@ fn first_publish_uploads_sets_secrets_and_creates_routes() {
         &Observed::default(),
         &EdgeBindingStatus::default(),
     );
-    assert_eq!(kinds(&p.ops), vec!["PUT", "PATCH", "POST"]);
-    match &p.ops[1] {
-        CfOp::PutSecrets { secrets, .. } => assert_eq!(secrets.len(), 2),
+    // The secrets ride in the upload: two writes, not three.
+    assert_eq!(kinds(&p.ops), vec!["PUT", "POST"]);
+    match &p.ops[0] {
+        CfOp::UploadScript { secrets, .. } => assert_eq!(secrets.len(), 2),
         o => panic!("unexpected {o:?}"),
     }
     assert!(p.conflicts.is_empty() && p.script_conflict.is_none());

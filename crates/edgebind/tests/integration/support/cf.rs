@@ -44,7 +44,7 @@ pub async fn seed_account(c: &kube::Client, api_url: &str, token: &str, actions:
         json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "CloudflareAccount", "metadata": {"name": "cf"},
                "spec": {"accountId": ACC, "apiUrl": api_url, "timeoutSeconds": 5,
                         "apiToken": {"namespace": SYS, "name": "cf-token", "key": "token"},
-                        "budget": {"requestsPerSecond": 4, "burst": 20}}}),
+                        "budget": {"requestsPerSecond": 3, "burst": 20}}}),
     )
     .await;
     create(

@@ -9,6 +9,7 @@ fn alice() -> Principal {
         issuer: "okta".into(),
         subject: "okta:alice".into(),
         groups: vec!["okta:admins".into()],
+        groups_unknown: false,
         claims: [("tenant".to_string(), Some(vec!["acme".to_string()]))].into(),
     }
 }

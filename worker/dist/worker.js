@@ -80,13 +80,132 @@ function ipInCidr(ip, cidr) {
   return true;
 }
 
+// src/claims.js
+var MAX_PATH_LEN = 256;
+function parseClaimPath(s) {
+  if (typeof s !== "string" || s.length === 0 || new TextEncoder().encode(s).length > MAX_PATH_LEN) return null;
+  if (!s.startsWith("/")) return [s];
+  const out = [];
+  for (const t of s.slice(1).split("/")) {
+    if (/~(?![01])/.test(t)) return null;
+    out.push(t.replaceAll("~1", "/").replaceAll("~0", "~"));
+  }
+  return out;
+}
+var own = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
+var isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+function resolveClaim(payload, tokens) {
+  let v = payload;
+  for (const t of tokens) {
+    if (Array.isArray(v)) {
+      if (!/^(0|[1-9][0-9]*)$/.test(t)) return void 0;
+      const i = Number(t);
+      if (!Number.isSafeInteger(i) || i >= v.length) return void 0;
+      v = v[i];
+    } else if (isObj(v)) {
+      const o = (
+        /** @type {Record<string, unknown>} */
+        v
+      );
+      if (!own(o, t)) return void 0;
+      v = o[t];
+    } else {
+      return void 0;
+    }
+  }
+  return v;
+}
+function scalarText(v) {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" && Number.isFinite(v)) return JSON.stringify(v);
+  if (typeof v === "boolean") return v ? "true" : "false";
+  return null;
+}
+var sortedEntries = (o) => Object.entries(o).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+function normalizeClaim(value) {
+  if (value === void 0) return [];
+  if (Array.isArray(value)) {
+    const out = [];
+    for (const v of value) {
+      const t2 = scalarText(v);
+      if (t2 === null) return null;
+      out.push(t2);
+    }
+    return out;
+  }
+  if (isObj(value)) {
+    const out = [];
+    for (const [k, v] of sortedEntries(
+      /** @type {Record<string, unknown>} */
+      value
+    )) {
+      const t2 = scalarText(v);
+      if (t2 === null) return null;
+      out.push(`${k}=${t2}`);
+    }
+    return out;
+  }
+  const t = scalarText(value);
+  return t === null ? null : [t];
+}
+function groupsOf(v) {
+  if (typeof v === "string") return [v];
+  if (Array.isArray(v)) return v.every((x) => typeof x === "string") ? v : null;
+  if (isObj(v)) {
+    const e = sortedEntries(
+      /** @type {Record<string, unknown>} */
+      v
+    );
+    return e.every(([, x]) => typeof x === "string") ? e.map(([k, x]) => `${k}=${x}`) : null;
+  }
+  return null;
+}
+function groupsElsewhere(tokens, payload) {
+  if (tokens.length !== 1 || resolveClaim(payload, tokens) !== void 0) return false;
+  const names = own(payload, "_claim_names") ? payload._claim_names : void 0;
+  return isObj(names) && own(
+    /** @type {object} */
+    names,
+    tokens[0]
+  );
+}
+function segmentMatch(p, n) {
+  let pi = 0;
+  let ni = 0;
+  let star = -1;
+  let mark = 0;
+  while (ni < n.length) {
+    if (pi < p.length && p[pi] !== "*" && p[pi] === n[ni]) {
+      pi++;
+      ni++;
+    } else if (pi < p.length && p[pi] === "*") {
+      star = pi++;
+      mark = ni;
+    } else if (star !== -1) {
+      pi = star + 1;
+      ni = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.length && p[pi] === "*") pi++;
+  return pi === p.length;
+}
+function patternMatch(pattern, value) {
+  if (!pattern.includes("*")) return pattern === value;
+  const ps = pattern.split("/");
+  const vs = value.split("/");
+  if (ps.length !== vs.length) return false;
+  return ps.every((p, i) => segmentMatch([...p], [...vs[i]]));
+}
+
 // src/policy.js
 var ACTIONS = Object.freeze(["read", "create", "resize", "snapshot", "restore", "delete"]);
 var MAX_SAFE = Number.MAX_SAFE_INTEGER;
 var SELECTOR_OPS = /* @__PURE__ */ new Set(["In", "NotIn", "Exists", "DoesNotExist"]);
 var BundleError = class extends Error {
 };
-var isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+var isObj2 = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 var isStrList = (v) => Array.isArray(v) && v.every((s) => typeof s === "string");
 var isInt = (v, lo, hi) => Number.isSafeInteger(v) && /** @type {number} */
 v >= lo && /** @type {number} */
@@ -95,7 +214,7 @@ function fail(path, msg) {
   throw new BundleError(`${path}: ${msg}`);
 }
 function validateBundle(bundle) {
-  if (!isObj(bundle)) fail("bundle", "must be an object");
+  if (!isObj2(bundle)) fail("bundle", "must be an object");
   if (bundle.version !== 1) fail("version", "must be 1");
   if (typeof bundle.revision !== "string" || bundle.revision.length === 0) fail("revision", "must be a non-empty string");
   if (!Array.isArray(bundle.policies)) fail("policies", "must be an array");
@@ -103,7 +222,7 @@ function validateBundle(bundle) {
   const claimsByIssuer = /* @__PURE__ */ new Map();
   bundle.policies.forEach((p, i) => {
     const at = `policies[${i}]`;
-    if (!isObj(p)) fail(at, "must be an object");
+    if (!isObj2(p)) fail(at, "must be an object");
     for (const k of ["namespace", "name"]) {
       if (typeof p[k] !== "string" || p[k].length === 0) fail(`${at}.${k}`, "must be a non-empty string");
     }
@@ -114,16 +233,17 @@ function validateBundle(bundle) {
     if (!Array.isArray(p.subjects) || p.subjects.length === 0) fail(`${at}.subjects`, "must be a non-empty array");
     p.subjects.forEach((s, j) => {
       const sat = `${at}.subjects[${j}]`;
-      if (!isObj(s) || typeof s.issuer !== "string" || s.issuer.length === 0) fail(sat, "needs an issuer");
+      if (!isObj2(s) || typeof s.issuer !== "string" || s.issuer.length === 0) fail(sat, "needs an issuer");
       for (const k of ["subjects", "groups"]) {
         if (s[k] !== void 0 && !isStrList(s[k])) fail(`${sat}.${k}`, "must be a list of strings");
       }
       if (s.claims !== void 0) {
         if (!Array.isArray(s.claims)) fail(`${sat}.claims`, "must be a list");
         s.claims.forEach((c, k) => {
-          if (!isObj(c) || typeof c.claim !== "string" || c.claim.length === 0 || !isStrList(c.values)) {
+          if (!isObj2(c) || typeof c.claim !== "string" || c.claim.length === 0 || !isStrList(c.values)) {
             fail(`${sat}.claims[${k}]`, "needs claim (string) and values (list of strings)");
           }
+          if (parseClaimPath(c.claim) === null) fail(`${sat}.claims[${k}].claim`, "is not a valid claim path (§2.3)");
           if (!claimsByIssuer.has(s.issuer)) claimsByIssuer.set(s.issuer, /* @__PURE__ */ new Set());
           claimsByIssuer.get(s.issuer).add(c.claim);
         });
@@ -136,21 +256,21 @@ function validateBundle(bundle) {
       fail(`${at}.actions`, `must be a non-empty list from ${ACTIONS.join(", ")}`);
     }
     if (p.volumes !== void 0) {
-      if (!isObj(p.volumes)) fail(`${at}.volumes`, "must be an object");
+      if (!isObj2(p.volumes)) fail(`${at}.volumes`, "must be an object");
       if (p.volumes.names !== void 0 && !isStrList(p.volumes.names)) fail(`${at}.volumes.names`, "must be a list of strings");
-      if (p.volumes.labelSelector !== void 0 && !isObj(p.volumes.labelSelector)) {
+      if (p.volumes.labelSelector !== void 0 && !isObj2(p.volumes.labelSelector)) {
         fail(`${at}.volumes.labelSelector`, "must be an object");
       }
     }
     if (p.conditions !== void 0) {
       const c = p.conditions;
-      if (!isObj(c)) fail(`${at}.conditions`, "must be an object");
+      if (!isObj2(c)) fail(`${at}.conditions`, "must be an object");
       if (c.maxSizeBytes !== void 0 && !isInt(c.maxSizeBytes, 1, MAX_SAFE)) fail(`${at}.conditions.maxSizeBytes`, "must be an integer >= 1");
       if (c.sourceIpCidrs !== void 0 && !isStrList(c.sourceIpCidrs)) fail(`${at}.conditions.sourceIpCidrs`, "must be a list of strings");
     }
     if (p.rateLimit !== void 0) {
       const r = p.rateLimit;
-      if (!isObj(r) || !isInt(r.requestsPerMinute, 1, 1e5)) fail(`${at}.rateLimit.requestsPerMinute`, "must be an integer 1-100000");
+      if (!isObj2(r) || !isInt(r.requestsPerMinute, 1, 1e5)) fail(`${at}.rateLimit.requestsPerMinute`, "must be an integer 1-100000");
       if (r.burst !== void 0 && !isInt(r.burst, 1, 1e5)) fail(`${at}.rateLimit.burst`, "must be an integer 1-100000");
     }
   });
@@ -205,14 +325,14 @@ function selectorMatches(selector, labels) {
   return YES;
 }
 function selectorError(sel) {
-  if (!isObj(sel)) return "selector is not an object";
+  if (!isObj2(sel)) return "selector is not an object";
   if (sel.matchLabels !== void 0) {
-    if (!isObj(sel.matchLabels) || !Object.values(sel.matchLabels).every((v) => typeof v === "string")) return "matchLabels";
+    if (!isObj2(sel.matchLabels) || !Object.values(sel.matchLabels).every((v) => typeof v === "string")) return "matchLabels";
   }
   if (sel.matchExpressions !== void 0) {
     if (!Array.isArray(sel.matchExpressions)) return "matchExpressions";
     for (const e of sel.matchExpressions) {
-      if (!isObj(e) || typeof e.key !== "string" || !SELECTOR_OPS.has(e.operator)) return "expression";
+      if (!isObj2(e) || typeof e.key !== "string" || !SELECTOR_OPS.has(e.operator)) return "expression";
       const vals = e.values ?? [];
       if (!isStrList(vals)) return "values";
       if ((e.operator === "In" || e.operator === "NotIn") && vals.length === 0) return "values required";
@@ -221,14 +341,17 @@ function selectorError(sel) {
   }
   return null;
 }
-function subjectEntryMatches(entry, principal) {
+function subjectEntryMatches(entry, principal, effect) {
+  const named = (pats, v) => pats.some((p) => patternMatch(p, v));
   if (entry.issuer !== principal.issuer) return NO;
-  if (entry.subjects?.length && !entry.subjects.includes(principal.subject)) return NO;
-  if (entry.groups?.length && !principal.groups.some((g) => (
+  if (entry.subjects?.length && !named(entry.subjects, principal.subject)) return NO;
+  const groupsUnknown = Boolean(entry.groups?.length) && principal.groupsUnknown === true;
+  if (groupsUnknown && effect === "Allow") return NO;
+  if (entry.groups?.length && !groupsUnknown && !principal.groups.some((g) => (
     /** @type {string[]} */
     entry.groups.includes(g)
   ))) return NO;
-  let unevaluable = false;
+  let unevaluable = groupsUnknown;
   for (const m of entry.claims ?? []) {
     const claims = principal.claims ?? {};
     const vals = Object.prototype.hasOwnProperty.call(claims, m.claim) ? claims[m.claim] : null;
@@ -236,14 +359,14 @@ function subjectEntryMatches(entry, principal) {
       unevaluable = true;
       continue;
     }
-    if (!vals.some((v) => m.values.includes(v))) return NO;
+    if (!vals.some((v) => named(m.values, v))) return NO;
   }
   return unevaluable ? ERROR : YES;
 }
 function subjectsMatch(policy, principal) {
   let sawError = false;
   for (const e of policy.subjects) {
-    const r = subjectEntryMatches(e, principal);
+    const r = subjectEntryMatches(e, principal, policy.effect);
     if (r === YES) return YES;
     if (r === ERROR) sawError = true;
   }
@@ -495,7 +618,7 @@ var ALLOWED_ALGS = Object.freeze(["RS256", "RS384", "RS512", "PS256", "PS384", "
 var LOOPBACK = /* @__PURE__ */ new Set(["127.0.0.1", "localhost", "[::1]"]);
 var ISSUER_NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 var LOCATION_RE = /^[A-Za-z0-9._-]{1,32}$/;
-var isObj2 = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+var isObj3 = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 function checkUrl(raw, what) {
   let u;
   try {
@@ -539,7 +662,7 @@ function parseIssuers(raw) {
   const names = /* @__PURE__ */ new Set();
   const out = list.map((e, i) => {
     const at = `ISSUERS[${i}]`;
-    if (!isObj2(e)) throw new ConfigError(`${at} must be an object`);
+    if (!isObj3(e)) throw new ConfigError(`${at} must be an object`);
     if (typeof e.name !== "string" || e.name.length > 253 || !ISSUER_NAME_RE.test(e.name)) throw new ConfigError(`${at}.name is invalid`);
     if (names.has(e.name)) throw new ConfigError(`${at}.name is duplicated`);
     names.add(e.name);
@@ -558,10 +681,10 @@ function parseIssuers(raw) {
       throw new ConfigError(`${at}.algorithms must be a non-empty list from ${ALLOWED_ALGS.join(" ")}`);
     }
     const m = e.claimMapping ?? {};
-    if (!isObj2(m)) throw new ConfigError(`${at}.claimMapping must be an object`);
+    if (!isObj3(m)) throw new ConfigError(`${at}.claimMapping must be an object`);
     const subjectClaim = m.subjectClaim ?? "sub";
-    if (typeof subjectClaim !== "string" || subjectClaim.length === 0) throw new ConfigError(`${at}.claimMapping.subjectClaim is invalid`);
-    if (m.groupsClaim !== void 0 && (typeof m.groupsClaim !== "string" || m.groupsClaim.length === 0)) {
+    if (typeof subjectClaim !== "string" || parseClaimPath(subjectClaim) === null) throw new ConfigError(`${at}.claimMapping.subjectClaim is invalid`);
+    if (m.groupsClaim !== void 0 && (typeof m.groupsClaim !== "string" || parseClaimPath(m.groupsClaim) === null)) {
       throw new ConfigError(`${at}.claimMapping.groupsClaim is invalid`);
     }
     const prefix = m.prefix ?? `${e.name}:`;
@@ -641,7 +764,7 @@ async function loadConfig(env) {
   };
 }
 
-// node_modules/jose/dist/webapi/lib/buffer_utils.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/buffer_utils.js
 var encoder = new TextEncoder();
 var decoder = new TextDecoder();
 var strictDecoder = new TextDecoder("utf-8", { fatal: true });
@@ -683,7 +806,7 @@ function decodeBase64(encoded, url = false) {
   return bytes;
 }
 
-// node_modules/jose/dist/webapi/util/errors.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/errors.js
 var JOSEError = class extends Error {
   static code = "ERR_JOSE_GENERIC";
   code = "ERR_JOSE_GENERIC";
@@ -762,7 +885,7 @@ var JWSSignatureVerificationFailed = class extends JOSEError {
   }
 };
 
-// node_modules/jose/dist/webapi/util/base64url.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/base64url.js
 var invalid = "The input to be decoded is not correctly encoded.";
 function decode(input) {
   try {
@@ -772,7 +895,7 @@ function decode(input) {
   }
 }
 
-// node_modules/jose/dist/webapi/lib/validate.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/validate.js
 function isObject(input) {
   if (typeof input != "object" || input === null || Object.prototype.toString.call(input) !== "[object Object]")
     return false;
@@ -852,7 +975,7 @@ function validateB64(protectedHeader, extensions) {
   return true;
 }
 
-// node_modules/jose/dist/webapi/lib/key.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/key.js
 var tag = (key) => key[Symbol.toStringTag];
 var jwkMatchesOp = (entry, key, usage) => {
   const { alg } = entry;
@@ -985,7 +1108,7 @@ async function rawKey(key, expected, usage, extractable = false) {
   return key instanceof Uint8Array && (key = await crypto.subtle.importKey("raw", key, expected, extractable, [usage])), checkCryptoKey(key, expected, usage), key;
 }
 
-// node_modules/jose/dist/webapi/lib/key_descriptor.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/key_descriptor.js
 function table(entries) {
   const out = { __proto__: null };
   for (const alg in entries)
@@ -993,7 +1116,7 @@ function table(entries) {
   return out;
 }
 
-// node_modules/jose/dist/webapi/lib/jws_algorithms.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_algorithms.js
 var sig = [["verify"], ["sign"]];
 function hmac(bits) {
   const subtle = { name: "HMAC", hash: `SHA-${bits}` };
@@ -1063,7 +1186,7 @@ function jwsAlgorithm(alg) {
   return entry;
 }
 
-// node_modules/jose/dist/webapi/lib/jws_verify.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_verify.js
 function prepareVerify(options) {
   return [options && validateAlgorithms("algorithms", options.algorithms), options?.crit];
 }
@@ -1118,7 +1241,7 @@ async function verifyCompact(jws, shared, key) {
   return verifySignature({ payload, protected: protectedHeader, signature }, shared, key, encodeCompactUnencodedPayload);
 }
 
-// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jwt_claims_set.js
 var epoch = (date) => Math.floor(date.getTime() / 1e3);
 var multipliers = {
   s: 1,
@@ -1208,7 +1331,7 @@ function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
   return claimsSet;
 }
 
-// node_modules/jose/dist/webapi/jwt/verify.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwt/verify.js
 async function jwtVerify(jwt, key, options) {
   const [verified, b64] = await verifyCompact(jwt, prepareVerify(options), key);
   if (!b64)
@@ -1217,7 +1340,7 @@ async function jwtVerify(jwt, key, options) {
   return { ...verified, payload };
 }
 
-// node_modules/jose/dist/webapi/jwks/local.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwks/local.js
 function isUsableJWK(jwk, entry, alg, kid) {
   const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
   return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
@@ -1272,7 +1395,7 @@ function createLocalJWKSet(jwks) {
   });
 }
 
-// node_modules/jose/dist/webapi/jwks/remote.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwks/remote.js
 function isCloudflareWorkers() {
   return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
 }
@@ -1369,7 +1492,7 @@ function createRemoteJWKSet(url, options) {
   });
 }
 
-// node_modules/jose/dist/webapi/util/decode_protected_header.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/decode_protected_header.js
 function decodeProtectedHeader(token) {
   let encodedProtectedHeader;
   if (typeof token == "string") {
@@ -1386,7 +1509,7 @@ function decodeProtectedHeader(token) {
   return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
 }
 
-// node_modules/jose/dist/webapi/util/decode_jwt.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/decode_jwt.js
 function decodeJwt(jwt) {
   if (typeof jwt != "string")
     throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
@@ -1557,47 +1680,39 @@ async function verifyToken(token, issuers, { cooldownSeconds = 30, now } = {}) {
 var MAX_IDENTITY_BYTES = 8192;
 var ClaimError = class extends Error {
 };
-function scalarText(v) {
-  if (typeof v === "string") return v;
-  if (typeof v === "number" && Number.isFinite(v)) return JSON.stringify(v);
-  if (typeof v === "boolean") return v ? "true" : "false";
-  return null;
-}
-function normalizeClaim(value) {
-  if (value === void 0) return [];
-  if (Array.isArray(value)) {
-    const out = [];
-    for (const v of value) {
-      const t2 = scalarText(v);
-      if (t2 === null) return null;
-      out.push(t2);
-    }
-    return out;
-  }
-  const t = scalarText(value);
-  return t === null ? null : [t];
-}
-var own = (o, k) => Object.prototype.hasOwnProperty.call(o, k);
 function mapPrincipal(issuer, payload, referencedClaims = []) {
   const m = issuer.claimMapping;
-  const sub = own(payload, m.subjectClaim) ? payload[m.subjectClaim] : void 0;
+  const p = (
+    /** @type {Record<string, unknown>} */
+    payload
+  );
+  const subPath = parseClaimPath(m.subjectClaim);
+  const sub = subPath ? resolveClaim(p, subPath) : void 0;
   if (typeof sub !== "string" || sub.length === 0) throw new ClaimError(`claim ${m.subjectClaim} must be a non-empty string`);
   let groups = [];
-  if (m.groupsClaim !== void 0 && own(payload, m.groupsClaim)) {
-    const g = payload[m.groupsClaim];
-    if (typeof g === "string") groups = [g];
-    else if (Array.isArray(g) && g.every((x) => typeof x === "string")) groups = g;
-    else throw new ClaimError(`claim ${m.groupsClaim} must be a string or a list of strings`);
+  let groupsUnknown = false;
+  if (m.groupsClaim !== void 0) {
+    const gPath = parseClaimPath(m.groupsClaim);
+    if (!gPath) throw new ClaimError(`claim path ${m.groupsClaim} is invalid`);
+    const g = resolveClaim(p, gPath);
+    if (g === void 0) groupsUnknown = groupsElsewhere(gPath, p);
+    else {
+      const list = groupsOf(g);
+      if (list === null) throw new ClaimError(`claim ${m.groupsClaim} must be a string, a list of strings or a map of strings`);
+      groups = list;
+    }
   }
   const claims = {};
   for (const name of referencedClaims) {
-    claims[name] = normalizeClaim(own(payload, name) ? payload[name] : void 0);
+    const path = parseClaimPath(name);
+    claims[name] = path ? normalizeClaim(resolveClaim(p, path)) : null;
   }
   return {
     issuer: issuer.name,
     issuerUrl: issuer.issuer,
     subject: m.prefix + sub,
     groups: [...new Set(groups.map((x) => m.prefix + x))],
+    groupsUnknown,
     claims
   };
 }
@@ -1608,6 +1723,7 @@ function edgeIdentity(principal, payload, ctx) {
     issuerUrl: principal.issuerUrl,
     subject: principal.subject,
     groups: principal.groups,
+    groupsUnknown: principal.groupsUnknown,
     claims: principal.claims,
     tokenJti: typeof payload.jti === "string" ? payload.jti : null,
     tokenExp: payload.exp,
@@ -1689,8 +1805,8 @@ function resolveRequest(method, path, body) {
   }
   const action = r.methods[method];
   const needsBody = method === "POST";
-  const isObj3 = body !== null && typeof body === "object" && !Array.isArray(body);
-  if (needsBody && !isObj3) throw new RouteError("request_invalid", 400, "a JSON object body is required");
+  const isObj4 = body !== null && typeof body === "object" && !Array.isArray(body);
+  if (needsBody && !isObj4) throw new RouteError("request_invalid", 400, "a JSON object body is required");
   if (r.route === "can-i") return { action: "can-i", namespace: typeof body.namespace === "string" ? body.namespace : null, name: null, labels: null, sizeBytes: null, snapshot: null };
   const req = { action: (
     /** @type {Action} */

@@ -4,6 +4,7 @@
 
 import { validateBundle, BundleError } from './policy.js';
 import { importSigningKey } from './signature.js';
+import { parseClaimPath } from './claims.js';
 
 export class ConfigError extends Error {}
 
@@ -137,8 +138,8 @@ export function parseIssuers(raw) {
     const m = e.claimMapping ?? {};
     if (!isObj(m)) throw new ConfigError(`${at}.claimMapping must be an object`);
     const subjectClaim = m.subjectClaim ?? 'sub';
-    if (typeof subjectClaim !== 'string' || subjectClaim.length === 0) throw new ConfigError(`${at}.claimMapping.subjectClaim is invalid`);
-    if (m.groupsClaim !== undefined && (typeof m.groupsClaim !== 'string' || m.groupsClaim.length === 0)) {
+    if (typeof subjectClaim !== 'string' || parseClaimPath(subjectClaim) === null) throw new ConfigError(`${at}.claimMapping.subjectClaim is invalid`);
+    if (m.groupsClaim !== undefined && (typeof m.groupsClaim !== 'string' || parseClaimPath(m.groupsClaim) === null)) {
       throw new ConfigError(`${at}.claimMapping.groupsClaim is invalid`);
     }
     const prefix = m.prefix ?? `${e.name}:`;

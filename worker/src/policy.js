@@ -4,6 +4,7 @@
 // refuses only what the gateway would certainly refuse for the same bundle.
 
 import { parseCidr, parseIp, ipInCidr } from './cidr.js';
+import { parseClaimPath, patternMatch } from './claims.js';
 
 /** @typedef {'read' | 'create' | 'resize' | 'snapshot' | 'restore' | 'delete'} Action */
 /** @typedef {{ claim: string, values: string[] }} ClaimMatcher */
@@ -36,7 +37,8 @@ import { parseCidr, parseIp, ipInCidr } from './cidr.js';
 /**
  * The principal as the policy sees it (§3.2). A claim value of null, or a claim name absent
  * from `claims`, is unevaluable.
- * @typedef {{ issuer: string, subject: string, groups: string[], claims?: Record<string, string[] | null> }} Principal
+ * `groupsUnknown`: the token says its groups are held elsewhere (§2.3).
+ * @typedef {{ issuer: string, subject: string, groups: string[], groupsUnknown?: boolean, claims?: Record<string, string[] | null> }} Principal
  */
 /**
  * The request as the policy sees it (§3.2). `name` null: the collection route; `labels` null:
@@ -126,6 +128,7 @@ export function validateBundle(bundle) {
           if (!isObj(c) || typeof c.claim !== 'string' || c.claim.length === 0 || !isStrList(c.values)) {
             fail(`${sat}.claims[${k}]`, 'needs claim (string) and values (list of strings)');
           }
+          if (parseClaimPath(c.claim) === null) fail(`${sat}.claims[${k}].claim`, 'is not a valid claim path (§2.3)');
           if (!claimsByIssuer.has(s.issuer)) claimsByIssuer.set(s.issuer, new Set());
           /** @type {Set<string>} */ (claimsByIssuer.get(s.issuer)).add(c.claim);
         });
@@ -250,13 +253,19 @@ function selectorError(sel) {
  * Subjects entry against the principal: YES, NO, or ERROR (an unevaluable claim decides).
  * @param {SubjectMatcher} entry
  * @param {Principal} principal
+ * @param {'Allow' | 'Deny'} effect
  * @returns {Tri}
  */
-function subjectEntryMatches(entry, principal) {
+function subjectEntryMatches(entry, principal, effect) {
+  const named = (/** @type {string[]} */ pats, /** @type {string} */ v) => pats.some((p) => patternMatch(p, v));
   if (entry.issuer !== principal.issuer) return NO;
-  if (entry.subjects?.length && !entry.subjects.includes(principal.subject)) return NO;
-  if (entry.groups?.length && !principal.groups.some((g) => /** @type {string[]} */ (entry.groups).includes(g))) return NO;
-  let unevaluable = false;
+  if (entry.subjects?.length && !named(entry.subjects, principal.subject)) return NO;
+  // Groups held elsewhere (§2.3): an Allow naming groups does not apply (membership unproven);
+  // a Deny naming groups cannot be decided, which fails closed.
+  const groupsUnknown = Boolean(entry.groups?.length) && principal.groupsUnknown === true;
+  if (groupsUnknown && effect === 'Allow') return NO;
+  if (entry.groups?.length && !groupsUnknown && !principal.groups.some((g) => /** @type {string[]} */ (entry.groups).includes(g))) return NO;
+  let unevaluable = groupsUnknown;
   for (const m of entry.claims ?? []) {
     const claims = principal.claims ?? {};
     const vals = Object.prototype.hasOwnProperty.call(claims, m.claim) ? claims[m.claim] : null;
@@ -264,7 +273,7 @@ function subjectEntryMatches(entry, principal) {
       unevaluable = true;
       continue;
     }
-    if (!vals.some((v) => m.values.includes(v))) return NO;
+    if (!vals.some((v) => named(m.values, v))) return NO;
   }
   return unevaluable ? ERROR : YES;
 }
@@ -277,7 +286,7 @@ function subjectEntryMatches(entry, principal) {
 function subjectsMatch(policy, principal) {
   let sawError = false;
   for (const e of policy.subjects) {
-    const r = subjectEntryMatches(e, principal);
+    const r = subjectEntryMatches(e, principal, policy.effect);
     if (r === YES) return YES;
     if (r === ERROR) sawError = true;
   }

@@ -2,6 +2,9 @@
 // Claim mapping (docs/edge-protocol.md §2.2) and the Edge-Identity header (§5.4). Pure.
 
 import { base64url } from './signature.js';
+import { parseClaimPath, resolveClaim, normalizeClaim, groupsOf, groupsElsewhere } from './claims.js';
+
+export { normalizeClaim };
 
 export const MAX_IDENTITY_BYTES = 8192;
 
@@ -15,42 +18,9 @@ export class ClaimError extends Error {}
  * @property {string} issuerUrl
  * @property {string} subject prefixed
  * @property {string[]} groups prefixed
+ * @property {boolean} groupsUnknown the token says its groups are held elsewhere (§2.3)
  * @property {Record<string, string[] | null>} claims
  */
-
-/**
- * @param {unknown} v
- * @returns {string | null}
- */
-function scalarText(v) {
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number' && Number.isFinite(v)) return JSON.stringify(v);
-  if (typeof v === 'boolean') return v ? 'true' : 'false';
-  return null;
-}
-
-/**
- * Normalizes a claim value to a list of strings; null when unevaluable.
- * @param {unknown} value
- * @returns {string[] | null}
- */
-export function normalizeClaim(value) {
-  if (value === undefined) return [];
-  if (Array.isArray(value)) {
-    /** @type {string[]} */
-    const out = [];
-    for (const v of value) {
-      const t = scalarText(v);
-      if (t === null) return null;
-      out.push(t);
-    }
-    return out;
-  }
-  const t = scalarText(value);
-  return t === null ? null : [t];
-}
-
-const own = (/** @type {object} */ o, /** @type {string} */ k) => Object.prototype.hasOwnProperty.call(o, k);
 
 /**
  * Maps a verified JWT payload to the principal.
@@ -63,26 +33,36 @@ const own = (/** @type {object} */ o, /** @type {string} */ k) => Object.prototy
  */
 export function mapPrincipal(issuer, payload, referencedClaims = []) {
   const m = issuer.claimMapping;
-  const sub = own(payload, m.subjectClaim) ? payload[m.subjectClaim] : undefined;
+  const p = /** @type {Record<string, unknown>} */ (payload);
+  const subPath = parseClaimPath(m.subjectClaim);
+  const sub = subPath ? resolveClaim(p, subPath) : undefined;
   if (typeof sub !== 'string' || sub.length === 0) throw new ClaimError(`claim ${m.subjectClaim} must be a non-empty string`);
   /** @type {string[]} */
   let groups = [];
-  if (m.groupsClaim !== undefined && own(payload, m.groupsClaim)) {
-    const g = payload[m.groupsClaim];
-    if (typeof g === 'string') groups = [g];
-    else if (Array.isArray(g) && g.every((x) => typeof x === 'string')) groups = g;
-    else throw new ClaimError(`claim ${m.groupsClaim} must be a string or a list of strings`);
+  let groupsUnknown = false;
+  if (m.groupsClaim !== undefined) {
+    const gPath = parseClaimPath(m.groupsClaim);
+    if (!gPath) throw new ClaimError(`claim path ${m.groupsClaim} is invalid`);
+    const g = resolveClaim(p, gPath);
+    if (g === undefined) groupsUnknown = groupsElsewhere(gPath, p);
+    else {
+      const list = groupsOf(g);
+      if (list === null) throw new ClaimError(`claim ${m.groupsClaim} must be a string, a list of strings or a map of strings`);
+      groups = list;
+    }
   }
   /** @type {Record<string, string[] | null>} */
   const claims = {};
   for (const name of referencedClaims) {
-    claims[name] = normalizeClaim(own(payload, name) ? payload[name] : undefined);
+    const path = parseClaimPath(name);
+    claims[name] = path ? normalizeClaim(resolveClaim(p, path)) : null;
   }
   return {
     issuer: issuer.name,
     issuerUrl: issuer.issuer,
     subject: m.prefix + sub,
     groups: [...new Set(groups.map((x) => m.prefix + x))],
+    groupsUnknown,
     claims,
   };
 }
@@ -102,6 +82,7 @@ export function edgeIdentity(principal, payload, ctx) {
     issuerUrl: principal.issuerUrl,
     subject: principal.subject,
     groups: principal.groups,
+    groupsUnknown: principal.groupsUnknown,
     claims: principal.claims,
     tokenJti: typeof payload.jti === 'string' ? payload.jti : null,
     tokenExp: payload.exp,

@@ -25,6 +25,9 @@ test('issuers: none, HS*, unknown algorithms, plain http and duplicates are refu
     [good, { ...good, issuer: 'https://b.example.com' }],
     [good, { ...good, name: 'b', issuer: 'https://b.example.com', claimMapping: { prefix: '' } }],
     [{ ...good, clockSkewSeconds: 301 }],
+    [{ ...good, claimMapping: { subjectClaim: '/a~2' } }],
+    [{ ...good, claimMapping: { groupsClaim: '/groups~' } }],
+    [{ ...good, claimMapping: { subjectClaim: '' } }],
     [],
   ];
   for (const b of bad) assert.throws(() => parseIssuers(JSON.stringify(b)), ConfigError, JSON.stringify(b));
@@ -56,4 +59,13 @@ test('loadConfig reads every binding and refuses a missing secret without echoin
   const broken = JSON.stringify({ keyId: 'kid-1', jwk: { kty: 'OKP', crv: 'Ed25519', d: 'secretsecret', x: 'xx' } });
   await assert.rejects(loadConfig({ ...env, SIGNING_KEY: broken }), (e) => e instanceof ConfigError && !e.message.includes('secretsecret'));
   await assert.rejects(loadConfig({ ...env, GATEWAY_TIMEOUT_MS: '10' }), ConfigError);
+});
+
+test('claim paths: JSON Pointers are accepted in the mapping; a broken one in a policy refuses the bundle', async () => {
+  const { list } = parseIssuers(JSON.stringify([{ ...good, claimMapping: { subjectClaim: '/kubernetes.io/serviceaccount/uid', groupsClaim: '/https:~1~1sts.amazonaws.com~1/principal_tags' } }]));
+  assert.equal(list[0].claimMapping.subjectClaim, '/kubernetes.io/serviceaccount/uid');
+  const { validateBundle, BundleError } = await import('../src/policy.js');
+  const bundle = (claim) => ({ version: 1, revision: 'r', policies: [{ namespace: 'a', name: 'b', effect: 'Allow', subjects: [{ issuer: 'okta', claims: [{ claim, values: ['v'] }] }], actions: ['read'] }] });
+  assert.deepEqual([...validateBundle(bundle('/a~1b/c')).claimsByIssuer.get('okta')], ['/a~1b/c']);
+  assert.throws(() => validateBundle(bundle('/a~2')), BundleError);
 });

@@ -10,7 +10,7 @@ const issuer = {
 
 test('subject and groups get the issuer prefix; duplicates removed, order kept', () => {
   const p = mapPrincipal(issuer, { sub: 'alice', groups: ['b', 'a', 'b'] });
-  assert.deepEqual(p, { issuer: 'okta', issuerUrl: 'https://idp.example.com', subject: 'okta:alice', groups: ['okta:b', 'okta:a'], claims: {} });
+  assert.deepEqual(p, { issuer: 'okta', issuerUrl: 'https://idp.example.com', subject: 'okta:alice', groups: ['okta:b', 'okta:a'], groupsUnknown: false, claims: {} });
 });
 
 test('a string groups claim is one group; no groups claim is no groups', () => {
@@ -33,18 +33,18 @@ test('invalid subject or groups are claim errors (fail closed, never dropped sil
   }
 });
 
-test('referenced claims are normalized to string lists, unevaluable as null, absent as []', () => {
+test('referenced claims are normalized to string lists (maps as key=value), unevaluable as null, absent as []', () => {
   const p = mapPrincipal(issuer, { sub: 'a', tenant: 'acme', level: 3, admin: true, tags: ['x', 2], meta: { a: 1 }, nested: [[1]], nil: null }, [
     'tenant', 'level', 'admin', 'tags', 'meta', 'nested', 'nil', 'absent',
   ]);
-  assert.deepEqual(p.claims, { tenant: ['acme'], level: ['3'], admin: ['true'], tags: ['x', '2'], meta: null, nested: null, nil: null, absent: [] });
+  assert.deepEqual(p.claims, { tenant: ['acme'], level: ['3'], admin: ['true'], tags: ['x', '2'], meta: ['a=1'], nested: null, nil: null, absent: [] });
   assert.deepEqual(normalizeClaim(undefined), []);
 });
 
 test('Edge-Identity is base64url JSON with the documented members and no token', () => {
   const p = mapPrincipal(issuer, { sub: 'alice', groups: ['g'] });
   const obj = edgeIdentity(p, { jti: 'j1', exp: 100, sub: 'alice' }, { clientIp: '192.0.2.1', edgeLocation: 'FRA', rayId: 'r', policyRevision: 'rev', decision: 'allow', policy: 'ns/p' });
-  assert.deepEqual(Object.keys(obj), ['v', 'issuer', 'issuerUrl', 'subject', 'groups', 'claims', 'tokenJti', 'tokenExp', 'tokenHash', 'clientIp', 'edgeLocation', 'rayId', 'policyRevision', 'decision', 'policy']);
+  assert.deepEqual(Object.keys(obj), ['v', 'issuer', 'issuerUrl', 'subject', 'groups', 'groupsUnknown', 'claims', 'tokenJti', 'tokenExp', 'tokenHash', 'clientIp', 'edgeLocation', 'rayId', 'policyRevision', 'decision', 'policy']);
   const enc = encodeEdgeIdentity(obj);
   assert.match(enc, /^[A-Za-z0-9_-]+$/);
   assert.deepEqual(JSON.parse(Buffer.from(enc, 'base64url').toString('utf8')), obj);

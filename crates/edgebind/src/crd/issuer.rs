@@ -93,13 +93,20 @@ pub enum JwsAlgorithm {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimMapping {
-    /// Top-level claim holding the subject (default `sub`).
+    /// Claim path of the subject (default `sub`): a top-level claim name, or a JSON Pointer
+    /// (RFC 6901) such as `/kubernetes.io/serviceaccount/uid` (docs/edge-protocol.md §2.3).
+    /// Must lead to a non-empty string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') || self.matches('^(/([^~/]|~[01])*)+$')").message("a claim path is a top-level claim name or a JSON Pointer (RFC 6901) in which every ~ is followed by 0 or 1"))]
     pub subject_claim: Option<String>,
-    /// Top-level claim holding groups; absent means the principal has no groups.
+    /// Claim path of the groups: a string, a list of strings, or a map of strings whose
+    /// `key=value` entries become groups (AWS `/https:~1~1sts.amazonaws.com~1/principal_tags`).
+    /// Absent means the principal has no groups. A top-level groups claim that the token names
+    /// in `_claim_names` instead (Entra ID's groups overage) makes the groups unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') || self.matches('^(/([^~/]|~[01])*)+$')").message("a claim path is a top-level claim name or a JSON Pointer (RFC 6901) in which every ~ is followed by 0 or 1"))]
     pub groups_claim: Option<String>,
     /// Prefix of the subject and every group (default `<name>:`), so that two issuers' subjects
     /// never collide. Empty only when this is the only issuer.

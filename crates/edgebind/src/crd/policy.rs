@@ -88,7 +88,9 @@ pub struct PolicySubject {
     /// Name of an IdentityIssuer.
     #[schemars(length(min = 1, max = 253))]
     pub issuer: String,
-    /// Prefixed subjects (e.g. `okta-prod:alice`), any of which matches.
+    /// Prefixed subjects (e.g. `okta-prod:alice`), any of which matches. Each is a subject
+    /// pattern: `*` matches any run of characters except `/` (`aws:arn:aws:iam::123456789012:role/app-*`),
+    /// everything else itself (docs/edge-protocol.md §2.3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub subjects: Vec<String>,
@@ -102,13 +104,16 @@ pub struct PolicySubject {
     pub claims: Vec<PolicyClaim>,
 }
 
-/// A top-level token claim that must hold one of `values`.
+/// A token claim that must hold one of `values`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct PolicyClaim {
-    /// Claim name.
+    /// Claim path: a top-level claim name, or a JSON Pointer (RFC 6901) such as
+    /// `/https:~1~1sts.amazonaws.com~1/principal_tags/team` (docs/edge-protocol.md §2.3).
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') || self.matches('^(/([^~/]|~[01])*)+$')").message("a claim path is a top-level claim name or a JSON Pointer (RFC 6901) in which every ~ is followed by 0 or 1"))]
     pub claim: String,
-    /// Accepted values (numbers and booleans as their JSON text).
+    /// Accepted values, each a subject pattern (`refs/heads/release/*`; `*` never matches `/`).
+    /// Numbers and booleans compare as their JSON text, a map's entries as `key=value`.
     #[schemars(length(min = 1, max = 64))]
     pub values: Vec<String>,
 }

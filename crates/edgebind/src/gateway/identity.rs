@@ -19,6 +19,9 @@ pub struct Principal {
     pub subject: String,
     /// Prefixed groups.
     pub groups: Vec<String>,
+    /// The token says its groups are held elsewhere (§2.3, Entra ID's overage): a policy entry
+    /// that names groups cannot be evaluated for this caller, which fails closed.
+    pub groups_unknown: bool,
     /// Normalized claim values; `None` is *unevaluable*. A name absent from the map is also
     /// unevaluable.
     pub claims: BTreeMap<String, Option<Vec<String>>>,
@@ -84,6 +87,7 @@ pub fn parse(header: &str) -> Option<EdgeIdentity> {
             issuer,
             subject,
             groups,
+            groups_unknown: obj.get("groupsUnknown") == Some(&Value::Bool(true)),
             claims,
         },
         client_ip: opt_string(&obj, "clientIp"),

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 pub mod backend;
+pub mod claims;
 pub mod compile;
 pub mod events;
 pub mod identity;

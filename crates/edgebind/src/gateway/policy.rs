@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::claims::{ClaimPath, pattern_match};
 use super::identity::Principal;
 use super::reason::Reason;
 
@@ -171,6 +172,10 @@ impl Bundle {
             prev = Some(key);
             if p.subjects.is_empty() || p.actions.is_empty() {
                 return Err(format!("{id}: needs at least one subject and one action"));
+            }
+            for m in p.subjects.iter().flat_map(|s| &s.claims) {
+                ClaimPath::parse(&m.claim)
+                    .map_err(|e| format!("{id}: claim {:?}: {e}", m.claim))?;
             }
             if let Some(c) = &p.conditions {
                 if c.max_size_bytes
@@ -365,17 +370,28 @@ fn and(a: Tri, b: Tri) -> Tri {
 fn subjects_match(p: &BundlePolicy, who: &Principal) -> Tri {
     let mut best = Tri::No;
     for e in &p.subjects {
+        let named = |pats: &[String], v: &str| pats.iter().any(|p| pattern_match(p, v));
+        // Groups held elsewhere (§2.3): an Allow naming groups does not apply (membership
+        // unproven); a Deny naming groups cannot be decided, which fails closed.
+        let groups_unknown = !e.groups.is_empty() && who.groups_unknown;
         if e.issuer != who.issuer
-            || (!e.subjects.is_empty() && !e.subjects.contains(&who.subject))
-            || (!e.groups.is_empty() && !who.groups.iter().any(|g| e.groups.contains(g)))
+            || (!e.subjects.is_empty() && !named(&e.subjects, &who.subject))
+            || (groups_unknown && p.effect == Effect::Allow)
+            || (!e.groups.is_empty()
+                && !groups_unknown
+                && !who.groups.iter().any(|g| e.groups.contains(g)))
         {
             continue;
         }
-        let mut entry = Tri::Yes;
+        let mut entry = if groups_unknown {
+            Tri::Possible
+        } else {
+            Tri::Yes
+        };
         for m in &e.claims {
             let t = match who.claims.get(&m.claim) {
                 Some(Some(vals)) => {
-                    if vals.iter().any(|v| m.values.contains(v)) {
+                    if vals.iter().any(|v| named(&m.values, v)) {
                         Tri::Yes
                     } else {
                         Tri::No

@@ -9,6 +9,7 @@ fn alice() -> Principal {
         issuer: "okta".into(),
         subject: "okta:alice".into(),
         groups: vec!["okta:admins".into()],
+        groups_unknown: false,
         claims: [("tenant".to_string(), Some(vec!["acme".to_string()]))].into(),
     }
 }
@@ -282,6 +283,8 @@ fn bundle_json_round_trips_and_validates() {
         json!({"version": 1, "revision": "r", "policies": [{"namespace": "a", "name": "b", "effect": "Allow", "subjects": [], "actions": ["read"]}]}),
         json!({"version": 1, "revision": "r", "policies": [{"namespace": "a", "name": "b", "effect": "Allow", "subjects": [{"issuer": "i"}], "actions": ["*"]}]}),
         json!({"version": 1, "revision": "r", "policies": [{"namespace": "a", "name": "b", "effect": "Allow", "subjects": [{"issuer": "i"}], "actions": ["read"], "conditions": {"sourceIpCidrs": ["10.0.0.0/33"]}}]}),
+        // A claim path that is not a valid JSON Pointer (docs/edge-protocol.md §2.3).
+        json!({"version": 1, "revision": "r", "policies": [{"namespace": "a", "name": "b", "effect": "Allow", "subjects": [{"issuer": "i", "claims": [{"claim": "/a~2", "values": ["v"]}]}], "actions": ["read"]}]}),
     ] {
         assert!(Bundle::parse(&bad.to_string()).is_err(), "{bad}");
     }

@@ -44,6 +44,9 @@ struct VectorPrincipal {
     issuer: String,
     subject: String,
     groups: Vec<String>,
+    /// The token said its groups are held elsewhere (§2.3).
+    #[serde(default, rename = "groupsUnknown")]
+    groups_unknown: bool,
     /// `null` values are unevaluable claims.
     #[serde(default)]
     claims: BTreeMap<String, Option<Vec<String>>>,
@@ -207,6 +210,7 @@ fn every_vector_decides_as_the_file_says() {
             issuer: p.issuer.clone(),
             subject: p.subject.clone(),
             groups: p.groups.clone(),
+            groups_unknown: p.groups_unknown,
             claims: p.claims.clone(),
         };
         problems.extend(check(case, &bundle, &who, false));

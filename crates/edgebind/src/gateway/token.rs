@@ -20,6 +20,7 @@ use ring::signature as rs;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::claims::{self, ClaimPath};
 use super::compile::{IssuerEntry, compile_bundle};
 use super::identity::Principal;
 use super::reason::Reason;
@@ -467,45 +468,32 @@ async fn verify_once(
     Ok(payload)
 }
 
-/// A claim value as the Worker normalizes it (`normalizeClaim`): absent is empty, a scalar is
-/// one string, a list of scalars is its strings, anything else unevaluable (`None`).
-fn normalize(v: Option<&Value>) -> Option<Vec<String>> {
-    fn scalar(v: &Value) -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    }
-    match v {
-        None => Some(Vec::new()),
-        Some(Value::Array(a)) => a.iter().map(scalar).collect(),
-        Some(v) => scalar(v).map(|s| vec![s]),
-    }
-}
-
-/// The principal from verified claims, mapped as the Worker maps it (`mapPrincipal`).
+/// The principal from verified claims, mapped as the Worker maps it (`mapPrincipal`), with the
+/// claim paths of docs/edge-protocol.md §2.3 (`super::claims`).
 pub fn principal<'c>(
     issuer: &IssuerEntry,
     payload: &Map<String, Value>,
     referenced_claims: impl IntoIterator<Item = &'c str>,
 ) -> Result<Principal, TokenFailure> {
     let m = &issuer.claim_mapping;
-    let sub = payload
-        .get(&m.subject_claim)
+    let path = |p: &str| ClaimPath::parse(p).map_err(|_| TokenFailure::ClaimInvalid);
+    let sub = path(&m.subject_claim)?
+        .resolve(payload)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or(TokenFailure::ClaimInvalid)?;
-    let groups: Vec<String> = match m.groups_claim.as_ref().and_then(|g| payload.get(g)) {
-        None => Vec::new(),
-        Some(Value::String(g)) => vec![g.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|g| g.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or(TokenFailure::ClaimInvalid)?,
-        Some(_) => return Err(TokenFailure::ClaimInvalid),
+    let (groups, groups_unknown) = match &m.groups_claim {
+        None => (Vec::new(), false),
+        Some(g) => {
+            let g = path(g)?;
+            match g.resolve(payload) {
+                None => (Vec::new(), claims::groups_elsewhere(&g, payload)),
+                Some(v) => (
+                    claims::groups_of(v).ok_or(TokenFailure::ClaimInvalid)?,
+                    false,
+                ),
+            }
+        }
     };
     let mut seen = std::collections::HashSet::new();
     let groups = groups
@@ -513,14 +501,21 @@ pub fn principal<'c>(
         .map(|g| format!("{}{g}", m.prefix))
         .filter(|g| seen.insert(g.clone()))
         .collect();
+    // A referenced path that does not parse is unevaluable (the bundle validator refuses it).
     let claims: BTreeMap<String, Option<Vec<String>>> = referenced_claims
         .into_iter()
-        .map(|c| (c.to_string(), normalize(payload.get(c))))
+        .map(|c| {
+            let v = ClaimPath::parse(c)
+                .ok()
+                .and_then(|p| claims::normalize(p.resolve(payload)));
+            (c.to_string(), v)
+        })
         .collect();
     Ok(Principal {
         issuer: issuer.name.clone(),
         subject: format!("{}{sub}", m.prefix),
         groups,
+        groups_unknown,
         claims,
     })
 }

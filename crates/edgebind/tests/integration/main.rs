@@ -12,6 +12,7 @@ mod conformance;
 mod contract_selftest;
 mod fake_kube;
 mod gateway;
+mod identity_examples;
 mod leader;
 mod linstor_fidelity;
 mod linstor_sim;

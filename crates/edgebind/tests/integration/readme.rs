@@ -71,6 +71,7 @@ fn every_row_of_the_readme_decision_table_is_what_the_gateway_decides() {
             issuer: "okta".into(),
             subject: "okta:caller".into(),
             groups: vec![group.to_string()],
+            groups_unknown: false,
             claims: BTreeMap::new(),
         };
         let req = PolicyRequest {

@@ -49,6 +49,11 @@ reasons! {
         LinstorError,
         /// Deletion waits for something edgebind must not delete (a snapshot it did not make).
         DeletionBlocked,
+        /// A PersistentVolume of the name edgebind would give this volume's PV, not made by
+        /// edgebind for it.
+        PersistentVolumeConflict: terminal,
+        /// Deletion waits until no claim is bound to the volume's PersistentVolume.
+        PersistentVolumeBound,
         // Degraded
         NodeOffline,
         ReplicaNotUpToDate,

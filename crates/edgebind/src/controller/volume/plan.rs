@@ -178,6 +178,12 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
             m.override_props.insert(k.clone(), v.clone());
         }
     }
+    if let Some(fs) = &spec.fs_type
+        && rd.props.get(super::pv::FS_TYPE_PROP) != Some(fs)
+    {
+        m.override_props
+            .insert(super::pv::FS_TYPE_PROP.into(), fs.clone());
+    }
     let previous: Vec<String> = rd
         .props
         .get(ownership::LAST_APPLIED)
@@ -267,6 +273,11 @@ fn plan_create(
 ) {
     let mut props = owner.marker();
     props.extend(spec.props.clone());
+    if let Some(fs) = &spec.fs_type {
+        // Set before the first replica exists: the satellite makes the filesystem when it
+        // creates a resource (linstor-server `MkfsUtils.makeFileSystemOnMarked`).
+        props.insert(super::pv::FS_TYPE_PROP.into(), fs.clone());
+    }
     if !spec.props.is_empty() {
         props.insert(ownership::LAST_APPLIED.into(), last_applied(spec));
     }

@@ -3,7 +3,7 @@
 use crate::crd::conditions::{DEGRADED, Desired, PROGRESSING, READY};
 use crate::crd::quantity;
 use crate::crd::reasons::VolumeReason;
-use crate::crd::volume::{Replica, ReplicaRole};
+use crate::crd::volume::{PersistentVolumeState, Replica, ReplicaRole};
 
 use super::plan::{Observed, inactive_flag, is_diskful};
 use super::validate::ValidSpec;
@@ -15,6 +15,8 @@ pub(crate) struct Computed {
     pub diskful_replicas: Option<u32>,
     pub replicas: Vec<Replica>,
     pub conditions: Vec<Desired>,
+    /// Set by the pass once it has looked at the PV.
+    pub persistent_volume: Option<PersistentVolumeState>,
 }
 
 pub(crate) fn replicas(observed: &Observed) -> Vec<Replica> {
@@ -198,6 +200,7 @@ pub(crate) fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Com
         size: size_kib.map(quantity::format_kib),
         diskful_replicas: vd.map(|_| n),
         replicas,
+        persistent_volume: None,
         conditions: vec![
             Desired::new(READY, ready, reason, message),
             Desired::new(DEGRADED, degraded, d_reason, d_message),

@@ -585,6 +585,40 @@ pub fn render_text(r: &PlanReport) -> String {
                 let _ = writeln!(s, "      {}", serde_json::to_string(b).unwrap_or_default());
             }
         }
+        for op in &o.kube_ops {
+            use crate::controller::volume::pv::PvVerb;
+            let (sign, method) = match op.verb {
+                PvVerb::Create => {
+                    c += 1;
+                    ("+", "POST")
+                }
+                PvVerb::Patch => {
+                    ch += 1;
+                    ("~", "PATCH")
+                }
+                PvVerb::Delete => {
+                    d += 1;
+                    ("-", "DELETE")
+                }
+            };
+            let _ = writeln!(
+                s,
+                "  {sign} {method} /api/v1/persistentvolumes{}    # {}",
+                if op.verb == PvVerb::Create {
+                    String::new()
+                } else {
+                    format!("/{}", op.name)
+                },
+                op.summary
+            );
+            if !op.body.is_null() {
+                let _ = writeln!(
+                    s,
+                    "      {}",
+                    serde_json::to_string(&op.body).unwrap_or_default()
+                );
+            }
+        }
         for (k, v) in &o.details {
             let shown = match v {
                 Value::String(x) => x.clone(),

@@ -66,6 +66,9 @@ reasons! {
         Converged,
         Retrying,
         WaitingForSpecChange,
+        /// Fewer replicas than declared and no LINSTOR node can take one now: edgebind places
+        /// the rest when a node comes (back) online.
+        WaitingForNodes,
         // Events
         Applied,
         Deleted,

@@ -158,6 +158,11 @@ impl CachedVolume {
         }
     }
 
+    /// `spec.backendRef`.
+    pub(crate) fn backend_ref(&self) -> &str {
+        &self.spec.backend_ref
+    }
+
     /// `status.conditions` (empty without a status).
     pub(crate) fn conditions(&self) -> Vec<Condition> {
         self.status

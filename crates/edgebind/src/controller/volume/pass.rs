@@ -102,7 +102,16 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
         .get(ADOPT_RELEASED_ANNOTATION)
         .map(String::as_str)
         == Some("true");
+    // How many more nodes could take a replica (from the backend's last node read).
+    let placeable = backend.nodes.as_ref().map(|v| {
+        let hosting: Vec<&str> = observed
+            .live_resources()
+            .map(|r| r.node_name.as_str())
+            .collect();
+        v.placeable_besides(&hosting)
+    });
     let input = PlanInput {
+        placeable,
         owner: &o,
         name: &lname,
         spec: &spec,
@@ -172,6 +181,9 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
         }
     }
     let mut computed = status::compute(&spec, &observed, wrote);
+    if let Some(view) = backend.nodes.as_deref() {
+        status::with_nodes(&mut computed, &spec, &observed, view, wrote);
+    }
     let pv_ops = match persistent_volume(w, ev, &o, &lname, &spec, &observed, &mut computed).await {
         Ok(ops) => ops,
         Err(e) => {

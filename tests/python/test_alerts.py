@@ -60,7 +60,7 @@ def test_each_alert_fires_on_trouble_and_not_on_health(tmp_path: Path):
         if not labels:
             return {"eval_time": time, "alertname": name, "exp_alerts": []}
         summary = summaries[name]
-        for k in ("kind", "reason", "system"):
+        for k in ("kind", "reason", "system", "state"):
             summary = summary.replace("{{ $labels.%s }}" % k, labels.get(k, ""))
         return {"eval_time": time, "alertname": name,
                 "exp_alerts": [{"exp_labels": labels, "exp_annotations": {"summary": summary}}]}
@@ -108,6 +108,22 @@ def test_each_alert_fires_on_trouble_and_not_on_health(tmp_path: Path):
             ], "alert_rule_test": [
                 alert("EdgebindVolumesDegraded", None, time="45m"),
                 alert("EdgebindVolumesFailed", {"severity": "warning"}, time="45m"),
+            ]},
+            # A LINSTOR node offline past a restart fires; an evacuating one (planned) does not,
+            # nor one that came back within minutes.
+            {"interval": "1m", "input_series": [
+                {"series": f'edgebind_linstor_nodes{{{JOB},state="OFFLINE"}}', "values": "1x60"},
+                {"series": f'edgebind_linstor_nodes{{{JOB},state="EVACUATE"}}', "values": "1x60"},
+                {"series": f'edgebind_linstor_nodes{{{JOB},state="ONLINE"}}', "values": "3x60"},
+            ], "alert_rule_test": [
+                alert("EdgebindLinstorNodesDown", None, time="5m"),
+                alert("EdgebindLinstorNodesDown", {"severity": "warning", "state": "OFFLINE"}, time="20m"),
+            ]},
+            {"interval": "1m", "input_series": [
+                {"series": f'edgebind_linstor_nodes{{{JOB},state="OFFLINE"}}', "values": "1x3 0x57"},
+                {"series": f'edgebind_linstor_nodes{{{JOB},state="EVACUATE"}}', "values": "2x60"},
+            ], "alert_rule_test": [
+                alert("EdgebindLinstorNodesDown", None, time="30m"),
             ]},
             # Token expiry: promtool's clock starts at 0, so the gauge holds seconds from then.
             {"interval": "1m", "input_series": [

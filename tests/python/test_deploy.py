@@ -274,6 +274,8 @@ def test_controller_cluster_role_is_exactly_what_it_uses(default_objs):
         want |= {("edgebind.dev", k, v, None) for v in ("list", "watch")}
         want.add(("edgebind.dev", f"{k}/status", "patch", None))
     want |= {("events.k8s.io", "events", v, None) for v in ("create", "patch")}
+    # The static PVs of EdgeVolumes (spec.persistentVolume), each read by its name.
+    want |= {("", "persistentvolumes", v, None) for v in ("get", "create", "patch", "delete")}
     assert got == want
     # A new kind in crds/ must be granted deliberately (or these sets updated).
     assert crd_plurals() == CONTROLLER_KINDS | CONTROLLER_READS

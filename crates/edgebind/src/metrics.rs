@@ -58,6 +58,12 @@ pub(crate) struct ReasonLabel {
     pub reason: String,
 }
 
+/// A LINSTOR node state: the flag that takes the node out of service, else its connection status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct NodeStateLabel {
+    pub state: String,
+}
+
 /// `linstor` (the LinstorBackends' budgets) or `cloudflare` (the CloudflareAccounts').
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct SystemLabel {
@@ -81,6 +87,8 @@ pub(crate) struct Metrics {
     pub volumes: Family<PhaseLabel, Gauge>,
     /// EdgeVolumes whose `Degraded` condition is True, by its reason.
     pub volumes_degraded: Family<ReasonLabel, Gauge>,
+    /// LINSTOR nodes of all backends by state (see [`linstor_nodes`]).
+    pub linstor_nodes: Family<NodeStateLabel, Gauge>,
     /// Calls the request budgets let through, summed over the backends or accounts of a system.
     pub budget_requests: Family<SystemLabel, Counter>,
     /// Of those, the calls that found the budget exhausted (no token, or every in-flight slot
@@ -109,6 +117,7 @@ fn init() -> (Metrics, Registry) {
         token_expiries: Mutex::new(BTreeMap::new()),
         volumes: Family::default(),
         volumes_degraded: Family::default(),
+        linstor_nodes: Family::default(),
         budget_requests: Family::default(),
         budget_waits: Family::default(),
         budget_wait_seconds: Family::default(),
@@ -174,6 +183,11 @@ fn init() -> (Metrics, Registry) {
         "volumes_degraded",
         "EdgeVolumes whose Degraded condition is True, by reason",
         m.volumes_degraded.clone(),
+    );
+    r.register(
+        "linstor_nodes",
+        "LINSTOR nodes of all LinstorBackends by state (ONLINE, OFFLINE, EVACUATE, EVICTED, ...), read at each backend check",
+        m.linstor_nodes.clone(),
     );
     r.register(
         "budget_requests",
@@ -356,11 +370,35 @@ impl VolumeCounts {
 }
 
 /// The reasons a volume's Degraded condition is True with (status.rs writes these).
-pub(crate) const DEGRADED_REASONS: [VolumeReason; 3] = [
+pub(crate) const DEGRADED_REASONS: [VolumeReason; 4] = [
     VolumeReason::NodeOffline,
     VolumeReason::ReplicaNotUpToDate,
+    VolumeReason::ReplicaInactive,
     VolumeReason::TooFewReplicas,
 ];
+
+/// The states every node gauge series exists for (0 included), so an alert sees a count fall
+/// back to zero rather than a series vanish; other states get a series once seen.
+const NODE_STATES: [&str; 4] = ["ONLINE", "OFFLINE", "EVACUATE", "EVICTED"];
+
+/// Sets `edgebind_linstor_nodes` from every backend's last node view.
+pub(crate) fn linstor_nodes(views: &[std::sync::Arc<crate::controller::nodes::NodeView>]) {
+    let m = get();
+    let mut counts: BTreeMap<String, i64> =
+        NODE_STATES.iter().map(|s| (s.to_string(), 0)).collect();
+    for v in views {
+        for n in &v.nodes {
+            *counts.entry(n.state()).or_default() += 1;
+        }
+    }
+    // A state no node is in any more (other than the four above) loses its series.
+    m.linstor_nodes.clear();
+    for (state, n) in counts {
+        m.linstor_nodes
+            .get_or_create(&NodeStateLabel { state })
+            .set(n);
+    }
+}
 
 /// Sets the volume gauges; every phase and degraded reason gets a series, 0 included, so an
 /// alert sees a count fall back to zero rather than a series vanish.

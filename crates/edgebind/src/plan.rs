@@ -135,6 +135,9 @@ pub struct ObjectPlan {
     pub name: String,
     pub linstor_name: Option<String>,
     pub ops: Vec<Op>,
+    /// Kubernetes writes other than status (the volume's PersistentVolume).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kube_ops: Vec<crate::controller::volume::pv::PvOp>,
     /// Cloudflare writes (secret values shown as hashes only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cloudflare_ops: Vec<CfOp>,
@@ -309,6 +312,7 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
     let world = Manifested {
         volumes: Mutex::new(volumes),
         snapshots: Mutex::new(m.snapshots.clone()),
+        pvs: Mutex::new(Vec::new()),
         backends,
         writes: live.is_none(),
     };
@@ -341,6 +345,8 @@ pub async fn plan(args: &PlanArgs) -> anyhow::Result<PlanReport> {
 struct Manifested {
     volumes: Mutex<Vec<EdgeVolume>>,
     snapshots: Mutex<Vec<EdgeSnapshot>>,
+    /// The PersistentVolumes plan has created so far (a cluster has none of edgebind's yet).
+    pvs: Mutex<Vec<k8s_openapi::api::core::v1::PersistentVolume>>,
     backends: Backends,
     writes: bool,
 }
@@ -357,6 +363,29 @@ impl World for Manifested {
     async fn snapshot(&self, ns: &str, name: &str) -> Result<Option<EdgeSnapshot>, kube::Error> {
         let all = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
         Ok(all.iter().find(|s| same(&s.metadata, ns, name)).cloned())
+    }
+    async fn persistent_volume(
+        &self,
+        name: &str,
+    ) -> Result<Option<k8s_openapi::api::core::v1::PersistentVolume>, kube::Error> {
+        let all = self.pvs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(all
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .cloned())
+    }
+    async fn write_pv(&self, op: &crate::controller::volume::pv::PvOp) -> Result<(), kube::Error> {
+        use crate::controller::volume::pv::PvVerb;
+        let mut all = self.pvs.lock().unwrap_or_else(|e| e.into_inner());
+        match op.verb {
+            PvVerb::Create => {
+                all.push(serde_json::from_value(op.body.clone()).map_err(kube::Error::SerdeError)?)
+            }
+            PvVerb::Delete => all.retain(|p| p.metadata.name.as_deref() != Some(op.name.as_str())),
+            // plan creates each PV once and does not grow volumes between passes.
+            PvVerb::Patch => {}
+        }
+        Ok(())
     }
     fn backend(&self, name: &str) -> Option<Arc<BackendHandle>> {
         self.backends.get(name)
@@ -432,6 +461,7 @@ async fn plan_volume(
         let p = volume::pass::run(world, &current).await?;
         world.set_volume_status(&current, &p);
         out.ops.extend(p.ops.iter().cloned());
+        out.kube_ops.extend(p.pv_ops.iter().cloned());
         out.conditions = skeleton::with_derived(&p.conditions)
             .iter()
             .map(PlannedCondition::from)
@@ -441,6 +471,12 @@ async fn plan_volume(
             if let Some(size) = &c.size {
                 out.details
                     .insert("size".into(), Value::String(size.clone()));
+            }
+            if let Some(pv) = &c.persistent_volume {
+                out.details.insert(
+                    "persistentVolume".into(),
+                    serde_json::to_value(pv).unwrap_or(Value::Null),
+                );
             }
             if !c.replicas.is_empty() {
                 out.details.insert(
@@ -548,6 +584,40 @@ pub fn render_text(r: &PlanReport) -> String {
             let _ = writeln!(s, "  {sign} {} {}    # {}", op.method, op.path, op.summary);
             if let Some(b) = &op.body {
                 let _ = writeln!(s, "      {}", serde_json::to_string(b).unwrap_or_default());
+            }
+        }
+        for op in &o.kube_ops {
+            use crate::controller::volume::pv::PvVerb;
+            let (sign, method) = match op.verb {
+                PvVerb::Create => {
+                    c += 1;
+                    ("+", "POST")
+                }
+                PvVerb::Patch => {
+                    ch += 1;
+                    ("~", "PATCH")
+                }
+                PvVerb::Delete => {
+                    d += 1;
+                    ("-", "DELETE")
+                }
+            };
+            let _ = writeln!(
+                s,
+                "  {sign} {method} /api/v1/persistentvolumes{}    # {}",
+                if op.verb == PvVerb::Create {
+                    String::new()
+                } else {
+                    format!("/{}", op.name)
+                },
+                op.summary
+            );
+            if !op.body.is_null() {
+                let _ = writeln!(
+                    s,
+                    "      {}",
+                    serde_json::to_string(&op.body).unwrap_or_default()
+                );
             }
         }
         for (k, v) in &o.details {

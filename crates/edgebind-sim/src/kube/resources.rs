@@ -162,6 +162,25 @@ pub(crate) fn builtins() -> Vec<ResourceDef> {
         ),
         builtin("", "v1", "secrets", "Secret", true, false, &["type"]),
         builtin("", "v1", "configmaps", "ConfigMap", true, false, &[]),
+        // edgebind's static PVs (EdgeVolume.spec.persistentVolume) and the claims binding them.
+        builtin(
+            "",
+            "v1",
+            "persistentvolumes",
+            "PersistentVolume",
+            false,
+            true,
+            &[],
+        ),
+        builtin(
+            "",
+            "v1",
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            true,
+            true,
+            &[],
+        ),
         builtin("", "v1", "events", "Event", true, false, EVENT_FIELDS),
         builtin("", "v1", "services", "Service", true, true, &[]),
         builtin(

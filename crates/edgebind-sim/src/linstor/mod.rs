@@ -233,6 +233,31 @@ impl LinstorSim {
         }
     }
 
+    /// Registers a satellite (again), as `linstor node create` does once it connects: online,
+    /// no flags, no resources. False when a node of that name exists.
+    pub fn add_node(&self, node: state::SimNode) -> bool {
+        let mut w = self.write();
+        let nk = key(&node.name);
+        if w.nodes.contains_key(&nk) {
+            return false;
+        }
+        w.nodes.insert(
+            nk,
+            state::Node {
+                cfg: node,
+                uuid: state::new_uuid(),
+                online: true,
+                flags: Vec::new(),
+            },
+        );
+        true
+    }
+
+    /// The flags of a node (`EVACUATE`, `EVICTED`), None for an unknown node.
+    pub fn node_flags(&self, node: &str) -> Option<Vec<String>> {
+        self.read().nodes.get(&key(node)).map(|n| n.flags.clone())
+    }
+
     /// Forces the disk state of every volume of `rd` on `node` (e.g. "Outdated", "Failed");
     /// None restores the computed state.
     pub fn set_disk_state(&self, rd: &str, node: &str, state: Option<&str>) -> bool {

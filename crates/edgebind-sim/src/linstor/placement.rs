@@ -43,16 +43,21 @@ pub fn plan(
     filter: &AutoSelectFilter,
     need_kib: u64,
 ) -> Result<Plan, PlanError> {
-    // Replicas being deleted, evicted or evacuated do not count as placed, so autoplace adds
-    // replacements (`CtrlRscAutoPlaceApiCallHandler` l.185–198: DELETE, EVICTED, EVACUATE).
+    // Replicas being deleted, evicted or evacuated, or on a node being evacuated, do not count
+    // as placed, so autoplace adds replacements (`CtrlRscAutoPlaceApiCallHandler` l.185–198:
+    // resource flags DELETE, EVICTED, EVACUATE; node flag EVACUATE).
     let existing_diskful: Vec<&String> = existing
         .iter()
-        .filter(|(_, r)| {
+        .filter(|(nk, r)| {
             r.is_diskful()
                 && !r
                     .flags
                     .iter()
                     .any(|f| matches!(f.as_str(), "DELETE" | "EVICTED" | "EVACUATE"))
+                && !world
+                    .nodes
+                    .get(nk.as_str())
+                    .is_some_and(|n| n.flags.iter().any(|f| f == "EVACUATE"))
         })
         .map(|(k, _)| k)
         .collect();
@@ -118,6 +123,10 @@ pub fn plan(
         }
         if !node.online {
             rejected.push(format!("{}: offline", node.cfg.name));
+            continue;
+        }
+        if !node.placeable() {
+            rejected.push(format!("{}: being evacuated or evicted", node.cfg.name));
             continue;
         }
         if node_list.as_ref().is_some_and(|l| !l.contains(nk)) {

@@ -51,6 +51,7 @@ pub const FAIL_NOT_FOUND_VLM_GRP: u64 = 318;
 pub const FAIL_EXISTS_RSC_DFN: u64 = 501;
 pub const FAIL_EXISTS_RSC: u64 = 502;
 pub const FAIL_EXISTS_VLM_DFN: u64 = 503;
+pub const FAIL_EXISTS_NODE_CONN: u64 = 506;
 pub const FAIL_EXISTS_SNAPSHOT_DFN: u64 = 514;
 pub const FAIL_EXISTS_RSC_GRP: u64 = 522;
 pub const FAIL_EXISTS_VLM_GRP: u64 = 523;

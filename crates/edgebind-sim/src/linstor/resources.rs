@@ -51,6 +51,125 @@ pub async fn get_node(S(sim): S<LinstorSim>, P(name): P<String>) -> Response {
     }
 }
 
+/// `PUT /v1/nodes/{node}/evacuate`: the node is flagged `EVACUATE`, and so is each of its
+/// resources; autoplace then neither counts those replicas nor places new ones there (see
+/// `placement`). linstor-server `CtrlNodeApiCallHandler` (evacuate) with the flags of
+/// `core/objects/Node.java` / `Resource.java`. Not modelled: the server's own follow-up (it
+/// re-places per the resource group and later deletes the evacuated replicas); an evacuated
+/// replica stays until the node is restored or lost.
+pub async fn evacuate_node(S(sim): S<LinstorSim>, P(name): P<String>) -> Response {
+    let op = MASK_MOD;
+    let mut w = sim.write();
+    let nk = key(&name);
+    let Some(n) = w.nodes.get_mut(&nk) else {
+        return respond(StatusCode::OK, vec![node_not_found(&name, op)]);
+    };
+    if !n.flags.iter().any(|f| f == "EVACUATE") {
+        n.flags.push("EVACUATE".into());
+    }
+    for rd in w.rds.values_mut() {
+        if let Some(r) = rd.resources.get_mut(&nk)
+            && !r.flags.iter().any(|f| f == "EVACUATE")
+        {
+            r.flags.push("EVACUATE".into());
+        }
+    }
+    respond(
+        StatusCode::OK,
+        vec![
+            Rc::new(
+                rc::success(op, MASK_NODE, MODIFIED),
+                format!("Node '{name}' is being evacuated"),
+            )
+            .obj("Node", &name),
+        ],
+    )
+}
+
+/// `PUT /v1/nodes/{node}/restore`: clears the node's `EVACUATE`/`EVICTED`, and on its resources
+/// `EVICTED` (back to `INACTIVE` when it was `INACTIVE_BEFORE_EVICTION`) and `EVACUATE`; a
+/// node that is neither answers a bare error ("is neither evicted nor evacuated").
+/// linstor-server `CtrlNodeApiCallHandler.restoreNode` (default: resources kept).
+pub async fn restore_node(S(sim): S<LinstorSim>, P(name): P<String>) -> Response {
+    let op = MASK_MOD;
+    let mut w = sim.write();
+    let nk = key(&name);
+    let Some(n) = w.nodes.get_mut(&nk) else {
+        return respond(StatusCode::OK, vec![node_not_found(&name, op)]);
+    };
+    if !n.flags.iter().any(|f| f == "EVACUATE" || f == "EVICTED") {
+        return respond(
+            StatusCode::OK,
+            vec![Rc::new(
+                rc::MASK_ERROR as i64,
+                format!("Node '{name}' is neither evicted nor evacuated."),
+            )],
+        );
+    }
+    n.flags.retain(|f| f != "EVACUATE" && f != "EVICTED");
+    for rd in w.rds.values_mut() {
+        if let Some(r) = rd.resources.get_mut(&nk) {
+            if r.flags.iter().any(|f| f == "EVICTED") {
+                r.flags.retain(|f| f != "EVICTED");
+                if r.flags.iter().any(|f| f == "INACTIVE_BEFORE_EVICTION") {
+                    r.flags.retain(|f| f != "INACTIVE_BEFORE_EVICTION");
+                    r.flags.push("INACTIVE".into());
+                }
+            }
+            r.flags.retain(|f| f != "EVACUATE");
+        }
+    }
+    respond(
+        StatusCode::OK,
+        vec![Rc::new(
+            rc::success(op, MASK_NODE, 0),
+            format!("Successfully restored node {name}"),
+        )],
+    )
+}
+
+/// `DELETE /v1/nodes/{node}/lost`: removes a node that cannot come back, with its resources and
+/// snapshots, at once; refused with `FAIL_EXISTS_NODE_CONN` while its satellite is connected,
+/// and a warning when the node does not exist. linstor-server
+/// `CtrlNodeLostApiCallHandler.lostNodeInTransaction` @01145f51.
+pub async fn node_lost(S(sim): S<LinstorSim>, P(name): P<String>) -> Response {
+    let op = MASK_DEL;
+    let mut w = sim.write();
+    let nk = key(&name);
+    let Some(n) = w.nodes.get(&nk) else {
+        return respond(
+            StatusCode::OK,
+            vec![Rc::new(
+                rc::warn(op, MASK_NODE, WARN_NOT_FOUND),
+                format!("Deletion of node '{name}' had no effect."),
+            )],
+        );
+    };
+    if n.online {
+        return respond(
+            StatusCode::OK,
+            vec![Rc::new(
+                rc::error(op, MASK_NODE, FAIL_EXISTS_NODE_CONN),
+                format!("Node '{name}' still connected, please use the 'DelNode' api."),
+            )],
+        );
+    }
+    for rd in w.rds.values_mut() {
+        rd.resources.remove(&nk);
+        for s in rd.snapshots.values_mut() {
+            s.nodes.retain(|x| key(x) != nk);
+        }
+    }
+    w.nodes.remove(&nk);
+    respond(
+        StatusCode::OK,
+        vec![Rc::new(
+            rc::success(op, MASK_NODE, DELETED),
+            format!("Node '{name}' deleted."),
+        )],
+    )
+}
+
 fn pools_json(w: &World, q: &Query, only_node: Option<&str>) -> Vec<Value> {
     let nodes: Vec<String> = q.all("nodes").iter().map(|n| key(n)).collect();
     let pools: Vec<String> = q.all("storage_pools").iter().map(|n| key(n)).collect();

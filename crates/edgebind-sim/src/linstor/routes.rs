@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, RawQuery};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -107,6 +107,9 @@ pub fn router(sim: LinstorSim) -> Router {
             get(controller_props).post(unsupported),
         )
         .route("/v1/nodes/{node}/reconnect", put(unsupported))
+        .route("/v1/nodes/{node}/evacuate", put(resources::evacuate_node))
+        .route("/v1/nodes/{node}/restore", put(resources::restore_node))
+        .route("/v1/nodes/{node}/lost", delete(resources::node_lost))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -68,6 +68,20 @@ pub struct Node {
     pub cfg: SimNode,
     pub uuid: String,
     pub online: bool,
+    /// `Node.Flags` of linstor-server: `EVACUATE` (`node evacuate`), `EVICTED` (auto-evict).
+    pub flags: Vec<String>,
+}
+
+impl Node {
+    /// Whether autoplace may put a new replica here: the autoplacer's filter disqualifies nodes
+    /// being deleted or evacuated ("Autoplacer.Filter: Disqualifying node '%s' as it is
+    /// currently being evacuated", linstor-server `…/controller/autoplacer/StorPoolFilter.java`).
+    pub fn placeable(&self) -> bool {
+        !self
+            .flags
+            .iter()
+            .any(|f| matches!(f.as_str(), "DELETE" | "EVACUATE" | "EVICTED"))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +230,7 @@ impl World {
                         cfg: n.clone(),
                         uuid: new_uuid(),
                         online: true,
+                        flags: Vec::new(),
                     },
                 )
             })
@@ -337,7 +352,8 @@ impl World {
         providers.dedup();
         json!({
             "name": n.cfg.name,
-            "type": "SATELLITE",
+            // The OpenAPI document's enum (Controller, Satellite, Combined, Auxiliary).
+            "type": "Satellite",
             "props": n.cfg.props,
             "net_interfaces": [{
                 "name": "default", "address": n.cfg.address, "satellite_port": 3366,
@@ -345,6 +361,7 @@ impl World {
                 "uuid": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, n.uuid.as_bytes()).to_string(),
             }],
             "connection_status": if n.online { "ONLINE" } else { "OFFLINE" },
+            "flags": n.flags,
             "uuid": n.uuid,
             "storage_providers": providers,
             "resource_layers": ["DRBD", "STORAGE"],

@@ -17,6 +17,7 @@ use url::Url;
 
 use super::Context;
 use super::inventory::Inventory;
+use super::nodes::NodeView;
 use super::skeleton;
 use crate::crd::backend::{LinstorBackend, LinstorBackendStatus};
 use crate::crd::conditions::{Desired, READY};
@@ -31,12 +32,16 @@ pub struct BackendHandle {
     pub features: Option<Features>,
     /// Why the backend is not usable, for volume conditions.
     pub problem: Option<String>,
+    /// LINSTOR's nodes at the backend's last check (None: not read, e.g. in `plan`).
+    pub nodes: Option<Arc<NodeView>>,
     fingerprint: u64,
 }
 
 #[derive(Default)]
 pub struct Backends {
     map: RwLock<HashMap<String, Arc<BackendHandle>>>,
+    /// Degraded EdgeVolumes per backend, recounted from the volume cache.
+    degraded: RwLock<HashMap<String, u32>>,
 }
 
 impl Backends {
@@ -52,6 +57,27 @@ impl Backends {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), h);
+    }
+    pub fn set_degraded(&self, counts: HashMap<String, u32>) {
+        *self.degraded.write().unwrap_or_else(|e| e.into_inner()) = counts;
+    }
+    /// Degraded EdgeVolumes of a backend (0 when none is).
+    pub fn degraded(&self, name: &str) -> u32 {
+        self.degraded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+    /// Every backend's node view, for the node gauges.
+    pub fn node_views(&self) -> Vec<Arc<NodeView>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|h| h.nodes.clone())
+            .collect()
     }
     pub fn remove(&self, name: &str) {
         self.map
@@ -73,6 +99,7 @@ impl Backends {
                 inventory: Arc::new(Inventory::new(client, ttl)),
                 features: Some(features),
                 problem: None,
+                nodes: None,
                 fingerprint: 0,
             }),
         );
@@ -194,6 +221,7 @@ pub(crate) async fn reconcile(
                     inventory: h.inventory.clone(),
                     features: None,
                     problem: Some(msg),
+                    nodes: h.nodes.clone(),
                     fingerprint: h.fingerprint,
                 })
             }),
@@ -213,6 +241,16 @@ pub(crate) async fn reconcile(
                     inv.client().reset_probe().await;
                     match inv.client().probe().await {
                         Ok((v, features)) => {
+                            // Once per resync: the node states volumes decide placement on.
+                            // Unreadable now: the last view stays (a failed read is retried at
+                            // the next check, not reported as a node problem).
+                            let nodes = match NodeView::read(inv.client()).await {
+                                Ok(n) => Some(n),
+                                Err(e) => {
+                                    tracing::warn!(backend = %name, error = %e, "cannot list LINSTOR nodes");
+                                    existing.as_ref().and_then(|h| h.nodes.clone())
+                                }
+                            };
                             let msg = format!(
                                 "LINSTOR {} (REST API {}) reachable at {}",
                                 v.version,
@@ -225,6 +263,7 @@ pub(crate) async fn reconcile(
                                     inventory: inv,
                                     features: Some(features),
                                     problem: None,
+                                    nodes,
                                     fingerprint: fp,
                                 })),
                             )
@@ -244,6 +283,7 @@ pub(crate) async fn reconcile(
                                     inventory: inv,
                                     features: None,
                                     problem: Some(msg),
+                                    nodes: existing.as_ref().and_then(|h| h.nodes.clone()),
                                     fingerprint: fp,
                                 })),
                             )
@@ -271,8 +311,15 @@ pub(crate) async fn reconcile(
             .backends
             .get(&name)
             .map(|h| h.inventory.client().active_url().to_string()),
+        nodes: ctx
+            .backends
+            .get(&name)
+            .and_then(|h| h.nodes.as_ref().map(|n| n.status()))
+            .unwrap_or_else(|| old.nodes.clone()),
+        degraded_volumes: Some(ctx.backends.degraded(&name)),
         ..old
     };
+    crate::metrics::linstor_nodes(&ctx.backends.node_views());
     skeleton::report(
         &ctx,
         b.as_ref(),

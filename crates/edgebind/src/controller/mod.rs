@@ -11,6 +11,7 @@ pub(crate) mod backoff;
 pub(crate) mod binding;
 pub mod inventory;
 pub mod leader;
+pub mod nodes;
 pub mod ownership;
 pub(crate) mod skeleton;
 pub(crate) mod snapshot;
@@ -283,12 +284,21 @@ const VOLUME_COUNT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Sets `edgebind_volumes` and `edgebind_volumes_degraded` from the cached EdgeVolumes, and
 /// lets the cache forget status strings no volume holds any more.
-fn count_volumes(store: &Store<CachedVolume>) {
+fn count_volumes(store: &Store<CachedVolume>, backends: &Backends) {
     let mut counts = crate::metrics::VolumeCounts::default();
+    let mut per_backend: std::collections::HashMap<String, u32> = Default::default();
     for v in store.state() {
-        counts.add(v.meta().deletion_timestamp.is_some(), &v.conditions());
+        let conds = v.conditions();
+        counts.add(v.meta().deletion_timestamp.is_some(), &conds);
+        if conds
+            .iter()
+            .any(|c| c.type_ == crate::crd::conditions::DEGRADED && c.status == "True")
+        {
+            *per_backend.entry(v.backend_ref().to_string()).or_default() += 1;
+        }
     }
     crate::metrics::volumes(&counts);
+    backends.set_degraded(per_backend);
     volume::cache::purge();
 }
 
@@ -499,13 +509,14 @@ pub async fn run(
     // The volume gauges, recounted from the cache: counts by phase and Degraded reason, never
     // a series per volume. Stops with the controllers.
     let counted = volumes.store();
+    let counting_ctx = ctx.clone();
     let counting = {
         let shutdown = shutdown.clone();
         async move {
             let mut tick = tokio::time::interval(VOLUME_COUNT_INTERVAL);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => count_volumes(&counted),
+                    _ = tick.tick() => count_volumes(&counted, &counting_ctx.backends),
                     _ = shutdown.clone() => return,
                 }
             }

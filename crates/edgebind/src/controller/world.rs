@@ -5,11 +5,13 @@
 
 use std::sync::Arc;
 
-use kube::api::Api;
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 
 use super::backends::BackendHandle;
 use super::ownership::Owner;
+use super::volume::pv::{PvOp, PvVerb};
 use super::{Context, skeleton};
 use crate::crd::{EdgeSnapshot, EdgeVolume};
 use crate::linstor::LinstorError;
@@ -20,6 +22,10 @@ pub(crate) trait World {
     async fn volume(&self, ns: &str, name: &str) -> Result<Option<EdgeVolume>, kube::Error>;
     /// An EdgeSnapshot with its current status, if it exists.
     async fn snapshot(&self, ns: &str, name: &str) -> Result<Option<EdgeSnapshot>, kube::Error>;
+    /// The PersistentVolume of that name, if it exists.
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, kube::Error>;
+    /// Makes a PersistentVolume write (`plan` only records it).
+    async fn write_pv(&self, op: &PvOp) -> Result<(), kube::Error>;
     /// A LinstorBackend as checked by its reconciler, if it has been.
     fn backend(&self, name: &str) -> Option<Arc<BackendHandle>>;
     /// False when writes are only listed, not made (`plan` against a live LINSTOR).
@@ -48,8 +54,48 @@ impl World for Cluster<'_> {
             .get_opt(name)
             .await
     }
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, kube::Error> {
+        Api::<PersistentVolume>::all(self.0.client.clone())
+            .get_opt(name)
+            .await
+    }
+    async fn write_pv(&self, op: &PvOp) -> Result<(), kube::Error> {
+        execute_pv(&self.0.client, op).await
+    }
     fn backend(&self, name: &str) -> Option<Arc<BackendHandle>> {
         self.0.backends.get(name)
+    }
+}
+
+/// Makes one PersistentVolume write. A delete of a PV already gone is done.
+pub(crate) async fn execute_pv(client: &kube::Client, op: &PvOp) -> Result<(), kube::Error> {
+    let api = Api::<PersistentVolume>::all(client.clone());
+    let pp = PostParams {
+        field_manager: Some(super::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match op.verb {
+        PvVerb::Create => {
+            let pv: PersistentVolume =
+                serde_json::from_value(op.body.clone()).map_err(kube::Error::SerdeError)?;
+            api.create(&pp, &pv).await.map(|_| ())
+        }
+        PvVerb::Patch => api
+            .patch(
+                &op.name,
+                &PatchParams {
+                    field_manager: Some(super::FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&op.body),
+            )
+            .await
+            .map(|_| ()),
+        PvVerb::Delete => match api.delete(&op.name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        },
     }
 }
 

@@ -185,4 +185,21 @@ pub struct LinstorBackendStatus {
     /// The URL that answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_url: Option<String>,
+    /// LINSTOR's nodes at the last check and their state: the flag that takes a node out of
+    /// service (`EVACUATE`, `EVICTED`, `DELETE`), else its connection status (`ONLINE`,
+    /// `OFFLINE`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<BackendNode>,
+    /// How many EdgeVolumes of this backend are `Degraded` (counted from the controller's cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_volumes: Option<u32>,
+}
+
+/// A LINSTOR node as the backend's status shows it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BackendNode {
+    /// LINSTOR node name.
+    pub name: String,
+    /// `ONLINE`, `OFFLINE`, `EVACUATE`, `EVICTED`, ...
+    pub state: String,
 }

@@ -148,6 +148,11 @@ pub struct EdgeVolumeDefaults {
     /// What happens to the LINSTOR data when such a volume is deleted (default `Retain`).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// A PersistentVolume for each such volume (as `EdgeVolume.spec.persistentVolume`; no
+    /// `claimName`: one claim cannot bind every volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!has(self.claimName)").message("claimName names one claim; it cannot be a default for every volume"))]
+    pub persistent_volume: Option<crate::crd::volume::PersistentVolumeRequest>,
 }
 
 impl EdgeVolumeDefaults {

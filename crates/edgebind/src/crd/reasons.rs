@@ -49,6 +49,11 @@ reasons! {
         LinstorError,
         /// Deletion waits for something edgebind must not delete (a snapshot it did not make).
         DeletionBlocked,
+        /// A PersistentVolume of the name edgebind would give this volume's PV, not made by
+        /// edgebind for it.
+        PersistentVolumeConflict: terminal,
+        /// Deletion waits until no claim is bound to the volume's PersistentVolume.
+        PersistentVolumeBound,
         // Degraded
         NodeOffline,
         ReplicaNotUpToDate,
@@ -61,6 +66,9 @@ reasons! {
         Converged,
         Retrying,
         WaitingForSpecChange,
+        /// Fewer replicas than declared and no LINSTOR node can take one now: edgebind places
+        /// the rest when a node comes (back) online.
+        WaitingForNodes,
         // Events
         Applied,
         Deleted,

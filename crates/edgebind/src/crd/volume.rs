@@ -90,6 +90,90 @@ pub struct EdgeVolumeSpec {
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('edgebind.dev/'))").message("property keys under edgebind.dev/ are reserved for edgebind"))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$'))").message("property keys must be 1-128 characters of letters, digits, '_', '.', '/' and '-'"))]
     pub properties: BTreeMap<String, String>,
+    /// Expose the volume to pods as a statically provisioned PersistentVolume for LINBIT's CSI
+    /// driver (`linstor.csi.linbit.com`). edgebind creates and owns the PV; its reclaim policy
+    /// is `Retain`, so only this object's `deletionPolicy` ever deletes the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume: Option<PersistentVolumeRequest>,
+}
+
+/// The PersistentVolume edgebind keeps for a volume (see `docs/reference/linstor-csi-static-pv.md`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.accessMode) || self.accessMode != 'ReadWriteMany' || (has(self.volumeMode) && self.volumeMode == 'Block')").message("accessMode ReadWriteMany needs volumeMode Block: a filesystem cannot be mounted on two nodes at once"))]
+#[x_kube(validation = Rule::new("!has(self.fsType) || !has(self.volumeMode) || self.volumeMode != 'Block'").message("fsType applies to volumeMode Filesystem only"))]
+#[x_kube(validation = Rule::new("has(self.volumeMode) == has(oldSelf.volumeMode) && has(self.fsType) == has(oldSelf.fsType)").message("volumeMode and fsType cannot be added or removed after creation"))]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeRequest {
+    /// Pre-bind the PV to the PersistentVolumeClaim of this name in the volume's namespace
+    /// (`claimRef`), so that claim, and no other, binds it. The claim should name the PV in
+    /// `volumeName` (shown in `status.persistentVolume.name`) and the same storage class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: Option<String>,
+    /// `storageClassName` of the PV (default empty: no class). A class whose provisioner is
+    /// `linstor.csi.linbit.com` with `allowVolumeExpansion: true` lets claims grow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub storage_class_name: Option<String>,
+    /// Access mode (default `ReadWriteOnce`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_mode: Option<PvAccessMode>,
+    /// `Filesystem` (default) or `Block`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("volumeMode is immutable"))]
+    pub volume_mode: Option<PvVolumeMode>,
+    /// Filesystem LINSTOR makes on the volume (`FileSystem/Type`) and the PV mounts
+    /// (default `ext4`). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("fsType is immutable"))]
+    pub fs_type: Option<FsType>,
+}
+
+/// Access modes linstor-csi supports.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PvAccessMode {
+    ReadWriteOnce,
+    ReadWriteOncePod,
+    ReadOnlyMany,
+    ReadWriteMany,
+}
+
+/// `volumeMode` of a PersistentVolume.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PvVolumeMode {
+    Filesystem,
+    Block,
+}
+
+/// Filesystems LINSTOR's satellite can make (`MkfsUtils.makeFileSystemOnMarked`: ext4, xfs).
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsType {
+    Ext4,
+    Xfs,
+}
+
+impl FsType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "ext4",
+            FsType::Xfs => "xfs",
+        }
+    }
+}
+
+/// What became of the PersistentVolume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeState {
+    /// Name of the PV (`edgebind.<namespace>.<name>`; a hash when that is too long).
+    pub name: String,
+    /// The PV's `status.phase` (`Available`, `Bound`, `Released`, ...), when it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// `<namespace>/<name>` of the claim the PV is bound or pre-bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 /// Placement of replicas. `resourceGroup` excludes every other field.
@@ -197,6 +281,9 @@ pub struct EdgeVolumeStatus {
     /// One entry per node the volume is placed on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<Replica>,
+    /// The PersistentVolume edgebind keeps for this volume, when `spec.persistentVolume` asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume: Option<PersistentVolumeState>,
 }
 
 /// One placed replica.

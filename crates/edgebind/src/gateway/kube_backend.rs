@@ -173,6 +173,7 @@ pub(crate) fn new_volume_spec(
             .map(|snapshot| VolumeSource { snapshot }),
         deletion_policy: defaults.map_or(DeletionPolicy::Retain, |d| d.deletion_policy),
         properties: Default::default(),
+        persistent_volume: defaults.and_then(|d| d.persistent_volume.clone()),
     }
 }
 

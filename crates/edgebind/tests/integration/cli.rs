@@ -116,8 +116,33 @@ async fn plan_over_examples_shows_writes_and_ready_status() {
             v.name, ready.reason, ready.message
         );
     }
+    // The volume that asks for a PV shows its creation, for the CSI driver, pointing at the
+    // resource definition; the others show none.
+    let with_pv = volumes
+        .iter()
+        .find(|v| v.name == "app-data")
+        .expect("the PV example");
+    assert_eq!(with_pv.kube_ops.len(), 1, "{:?}", with_pv.kube_ops);
+    let pv = &with_pv.kube_ops[0].body;
+    assert_eq!(pv["metadata"]["name"], "edgebind.team-a.app-data");
+    assert_eq!(pv["spec"]["csi"]["driver"], "linstor.csi.linbit.com");
+    assert_eq!(
+        pv["spec"]["csi"]["volumeHandle"].as_str(),
+        with_pv.linstor_name.as_deref()
+    );
+    assert_eq!(pv["spec"]["capacity"]["storage"], "10Gi");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "app-data");
+    assert!(
+        volumes
+            .iter()
+            .filter(|v| v.name != "app-data")
+            .all(|v| v.kube_ops.is_empty())
+    );
     let text = edgebind::plan::render_text(&report);
     assert!(text.contains("POST /v1/resource-definitions"));
+    assert!(text.contains(
+        "+ POST /api/v1/persistentvolumes    # create PersistentVolume edgebind.team-a.app-data"
+    ));
     assert!(text.contains("Plan: "));
     // The example account's tunnel and the binding's CNAME are shown with the ingress the
     // controller would write (the example binding's hostname, then the catch-all).

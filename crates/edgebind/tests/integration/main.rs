@@ -18,6 +18,7 @@ mod linstor_fidelity;
 mod linstor_sim;
 mod linstor_sim_contract;
 mod linstor_tls;
+mod node_faults;
 mod operator;
 mod plan_parity;
 mod readme;

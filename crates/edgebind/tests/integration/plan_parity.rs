@@ -120,8 +120,8 @@ async fn plan_predicts_the_controllers_linstor_writes_and_conditions_on_every_ex
         .collect();
     let planned = planned_conditions(&report);
     assert!(
-        planned_writes.len() >= 8 && planned.len() == 4,
-        "the examples plan three volumes and a snapshot: {planned_writes:?} {planned:?}"
+        planned_writes.len() >= 8 && planned.len() == 5,
+        "the examples plan four volumes and a snapshot: {planned_writes:?} {planned:?}"
     );
 
     // The controller, on the same objects in plan's order, each once the one before settled.

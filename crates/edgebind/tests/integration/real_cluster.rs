@@ -12,7 +12,9 @@ use edgebind::controller::{self, Readiness};
 use edgebind::crd::{EdgeSnapshot, EdgeVolume, LinstorBackend};
 use edgebind_sim::linstor::{LinstorSim, RunningSim, SimConfig};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Namespace, PersistentVolume, PersistentVolumeClaim, ServiceAccount,
+};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{
@@ -282,10 +284,16 @@ where
 /// gone from Kubernetes and LINSTOR: the part of the lifecycle every RBAC rule below serves.
 /// `Err` says which step did not happen.
 async fn short_lifecycle(run: &Run, secs: u64) -> Result<(), String> {
-    run.create_volume("v", json!({})).await;
+    run.create_volume("v", json!({"persistentVolume": {}}))
+        .await;
     run.volume_ready("v", secs)
         .await
         .ok_or("the volume never became Ready")?;
+    let pv_name = format!("edgebind.{}.v", run.ns);
+    let pvs = Api::<PersistentVolume>::all(run.admin.clone());
+    if pvs.get_opt(&pv_name).await.ok().flatten().is_none() {
+        return Err("no PersistentVolume".into());
+    }
     if !run.applied_event("v").await {
         return Err("no Applied event".into());
     }
@@ -300,7 +308,272 @@ async fn short_lifecycle(run: &Run, secs: u64) -> Result<(), String> {
     if run.linstor.sim.resource_definition(&rd).is_some() {
         return Err("the LINSTOR resource definition was not deleted".into());
     }
+    if !pv_deleted(&pvs, &pv_name).await {
+        return Err("the PersistentVolume was not deleted".into());
+    }
     Ok(())
+}
+
+/// Gone, or being deleted (the server's `kubernetes.io/pv-protection` finalizer waits for a
+/// controller this test server does not run).
+async fn pv_deleted(pvs: &Api<PersistentVolume>, name: &str) -> bool {
+    poll(10, || async {
+        match pvs.get_opt(name).await {
+            Ok(None) => Some(()),
+            Ok(Some(pv)) => pv.metadata.deletion_timestamp.map(|_| ()),
+            Err(_) => None,
+        }
+    })
+    .await
+    .is_some()
+}
+
+/// What linstor-csi v1.12.0 needs to mount a PV whose volume it did not create
+/// (docs/reference/linstor-csi-static-pv.md §1, checked in its source): the driver and
+/// `volumeHandle` naming an existing resource definition with volume 0 (`ParseVolumeId`,
+/// `FindByID`), at least one deployed replica (ControllerPublish), a volume context the node
+/// plugin parses (`VolumeContextFromMap`: the marker, then `remote-access-policy` as a bool or
+/// a YAML list of `fromSame` rules), the filesystem LINSTOR makes (`FileSystem/Type`) equal to
+/// the PV's `fsType`, a capacity no larger than the volume, and `Retain` (with `Delete`,
+/// csi-provisioner would call DeleteVolume on the resource definition).
+fn csi_contract(pv: &PersistentVolume, sim: &LinstorSim) -> Result<(), String> {
+    let spec = pv.spec.as_ref().ok_or("no spec")?;
+    let csi = spec.csi.as_ref().ok_or("not a CSI volume")?;
+    if csi.driver != "linstor.csi.linbit.com" {
+        return Err(format!("driver {}", csi.driver));
+    }
+    let (rd_name, vnr) = match csi.volume_handle.split_once('/') {
+        Some((rd, n)) => (rd, n.parse::<i64>().map_err(|e| e.to_string())?),
+        None => (csi.volume_handle.as_str(), 0),
+    };
+    let rd = sim
+        .resource_definition(rd_name)
+        .ok_or_else(|| format!("no resource definition {rd_name}"))?;
+    let vd = sim
+        .volume_definitions(rd_name)
+        .into_iter()
+        .find(|v| v["volume_number"].as_i64() == Some(vnr))
+        .ok_or("no volume definition for the handle's volume number")?;
+    if rd["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "CLONING"))
+    {
+        return Err("the resource definition is being cloned".into());
+    }
+    if sim.resources(rd_name).is_empty() {
+        return Err("no deployed replica: ControllerPublish refuses to attach".into());
+    }
+    let ctx = csi.volume_attributes.clone().unwrap_or_default();
+    if ctx.contains_key("linstor.csi.linbit.com/uses-volume-context") {
+        let policy = ctx
+            .get("linstor.csi.linbit.com/remote-access-policy")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let parses = matches!(
+            policy,
+            "true" | "false" | "1" | "0" | "t" | "f" | "TRUE" | "FALSE" | "True" | "False"
+        ) || serde_yaml::from_str::<
+            Vec<std::collections::BTreeMap<String, Vec<String>>>,
+        >(policy)
+        .is_ok();
+        if !parses {
+            return Err(format!("remote-access-policy {policy:?} does not parse"));
+        }
+    }
+    let fs_prop = vd["props"]["FileSystem/Type"]
+        .as_str()
+        .or(rd["props"]["FileSystem/Type"].as_str());
+    if spec.volume_mode.as_deref() != Some("Block") && fs_prop != csi.fs_type.as_deref() {
+        return Err(format!(
+            "LINSTOR makes {fs_prop:?}, the PV mounts {:?}",
+            csi.fs_type
+        ));
+    }
+    let cap = spec
+        .capacity
+        .as_ref()
+        .and_then(|c| c.get("storage"))
+        .and_then(|q| edgebind::crd::quantity::parse_bytes(&q.0).ok())
+        .ok_or("no capacity")?;
+    if cap > vd["size_kib"].as_u64().unwrap_or(0) * 1024 {
+        return Err(format!("capacity {cap} exceeds the volume"));
+    }
+    if spec.persistent_volume_reclaim_policy.as_deref() != Some("Retain") {
+        return Err("reclaim policy is not Retain".into());
+    }
+    Ok(())
+}
+
+/// Sets the status the PV controller's binder would write (the test server runs no
+/// kube-controller-manager): the PV `phase`, and for a bound claim its uid in the PV's claimRef
+/// and the claim's own phase.
+async fn bind_as_the_binder(
+    run: &Run,
+    pv_name: &str,
+    claim: Option<&PersistentVolumeClaim>,
+    phase: &str,
+) {
+    let pvs = Api::<PersistentVolume>::all(run.admin.clone());
+    if let Some(c) = claim {
+        pvs.patch(
+            pv_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"claimRef": {"uid": c.metadata.uid, "resourceVersion": c.metadata.resource_version}}})),
+        )
+        .await
+        .expect("claimRef uid");
+        Api::<PersistentVolumeClaim>::namespaced(run.admin.clone(), &run.ns)
+            .patch_status(
+                c.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}})),
+            )
+            .await
+            .expect("claim status");
+    }
+    pvs.patch_status(
+        pv_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": phase}})),
+    )
+    .await
+    .expect("PV status");
+}
+
+/// The example's shape (examples/50-persistent-volume.yaml) through the real API server: the PV
+/// edgebind creates is accepted by the server and meets the CSI driver's needs, a claim binds
+/// it, growing the volume grows the PV, and deleting the volume waits while the claim is bound.
+#[tokio::test]
+async fn a_volumes_persistent_volume_binds_its_claim_and_holds_deletion_while_bound() {
+    let (_turn, server) = my_turn().await;
+    let run = Run::start(server, "pv").await;
+    run.create_volume(
+        "db",
+        json!({"persistentVolume": {"claimName": "data", "storageClassName": "linstor-static"}}),
+    )
+    .await;
+    let pv_name = format!("edgebind.{}.db", run.ns);
+    let pvs = Api::<PersistentVolume>::all(run.admin.clone());
+    let v = poll(30, || async {
+        let v = run.volumes().get_opt("db").await.ok().flatten()?;
+        ready(v.status.as_ref().map(|s| &s.conditions[..]))?;
+        v.status.as_ref()?.persistent_volume.as_ref()?;
+        Some(v)
+    })
+    .await
+    .expect("db Ready with its PV");
+    let st = v.status.clone().expect("status");
+    let pv = pvs
+        .get(&pv_name)
+        .await
+        .expect("the PV was accepted by the API server");
+    assert_eq!(
+        st.persistent_volume.as_ref().map(|p| p.name.as_str()),
+        Some(pv_name.as_str())
+    );
+    let spec = pv.spec.clone().expect("spec");
+    assert_eq!(
+        spec.csi.as_ref().map(|c| c.volume_handle.as_str()),
+        st.linstor_name.as_deref()
+    );
+    assert_eq!(spec.storage_class_name.as_deref(), Some("linstor-static"));
+    let cref = spec.claim_ref.clone().expect("pre-bound");
+    assert_eq!(
+        (cref.namespace.as_deref(), cref.name.as_deref()),
+        (Some(run.ns.as_str()), Some("data"))
+    );
+    csi_contract(&pv, &run.linstor.sim).expect("the CSI driver can mount it");
+
+    // The claim, as in the example; then bound as the binder would.
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "linstor-static",
+                 "volumeName": pv_name, "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .unwrap();
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(run.admin.clone(), &run.ns)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .expect("claim accepted");
+    bind_as_the_binder(&run, &pv_name, Some(&pvc), "Bound").await;
+    poll(15, || async {
+        let v = run.volumes().get("db").await.ok()?;
+        (v.status?.persistent_volume?.phase.as_deref() == Some("Bound")).then_some(())
+    })
+    .await
+    .expect("status shows the PV bound");
+
+    // Growing the volume grows the PV (bound or not).
+    run.volumes()
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": "2Gi"}})),
+        )
+        .await
+        .expect("grow");
+    poll(30, || async {
+        let pv = pvs.get(&pv_name).await.ok()?;
+        let cap = pv.spec?.capacity?.get("storage")?.0.clone();
+        (cap == "2Gi").then_some(())
+    })
+    .await
+    .expect("PV capacity 2Gi");
+    let pv = pvs.get(&pv_name).await.expect("PV");
+    csi_contract(&pv, &run.linstor.sim).expect("still mountable after the resize");
+    assert_eq!(
+        pv.spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|c| c.uid.clone()),
+        pvc.metadata.uid,
+        "the binder's claimRef is kept"
+    );
+
+    // Deleting the volume waits while the claim is bound.
+    run.volumes()
+        .delete("db", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let blocked = poll(15, || async {
+        let v = run.volumes().get("db").await.ok()?;
+        let c = v
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (c.reason == "PersistentVolumeBound").then_some(c.message)
+    })
+    .await
+    .expect("a condition says the claim holds the deletion");
+    assert!(blocked.contains(&format!("{}/data", run.ns)), "{blocked}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rd = edgebind::linstor::naming::volume_name(&run.ns, "db");
+    assert!(
+        run.linstor.sim.resource_definition(&rd).is_some(),
+        "storage kept while bound"
+    );
+    assert!(
+        pvs.get_opt(&pv_name).await.expect("get").is_some(),
+        "PV kept while bound"
+    );
+
+    // The claim is deleted; the binder marks the PV Released; then everything goes.
+    Api::<PersistentVolumeClaim>::namespaced(run.admin.clone(), &run.ns)
+        .delete("data", &DeleteParams::default())
+        .await
+        .expect("delete claim");
+    bind_as_the_binder(&run, &pv_name, None, "Released").await;
+    assert!(
+        run.gone(&run.volumes(), "db", 30).await,
+        "db released once the claim is"
+    );
+    assert!(
+        run.linstor.sim.resource_definition(&rd).is_none(),
+        "storage deleted (deletionPolicy Delete)"
+    );
+    assert!(pv_deleted(&pvs, &pv_name).await, "PV deleted");
+    run.stop().await;
 }
 
 #[tokio::test]
@@ -1356,6 +1629,11 @@ fn example_kind(kind: &str) -> (kube::discovery::ApiResource, bool) {
         "EdgeSnapshot" => (ApiResource::erase::<EdgeSnapshot>(&()), true),
         "VolumeAccessPolicy" => (ApiResource::erase::<VolumeAccessPolicy>(&()), true),
         "EdgeBinding" => (ApiResource::erase::<EdgeBinding>(&()), true),
+        "PersistentVolumeClaim" => (ApiResource::erase::<PersistentVolumeClaim>(&()), true),
+        "StorageClass" => (
+            ApiResource::erase::<k8s_openapi::api::storage::v1::StorageClass>(&()),
+            false,
+        ),
         other => panic!("examples/ holds a kind this test does not know: {other}"),
     }
 }
@@ -1396,13 +1674,29 @@ fn example_secret_refs(docs: &[Value]) -> Vec<(String, String, Option<String>)> 
     out
 }
 
-/// `Ready` of an object of the examples, with the condition's reason and message.
+/// `Ready` of an object of the examples, with the condition's reason and message. A claim is
+/// "ready" once the PV it names exists (the binder, which would bind it, does not run here);
+/// a StorageClass once it exists.
 async fn example_ready(api: &Api<kube::api::DynamicObject>, name: &str) -> Result<(), String> {
     let o = api
         .get_opt(name)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("gone")?;
+    match o.types.as_ref().map(|t| t.kind.as_str()) {
+        Some("StorageClass") => return Ok(()),
+        Some("PersistentVolumeClaim") => {
+            let pv = o.data["spec"]["volumeName"].as_str().unwrap_or_default();
+            return match Api::<PersistentVolume>::all(api.clone().into_client())
+                .get_opt(pv)
+                .await
+            {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(format!("no PersistentVolume {pv} for the claim")),
+            };
+        }
+        _ => {}
+    }
     let conds = o.data["status"]["conditions"].as_array().cloned();
     let ready = conds
         .unwrap_or_default()
@@ -1488,6 +1782,9 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
         if d["metadata"]["namespace"] == "team-a" {
             d["metadata"]["namespace"] = json!(tenant);
         }
+        if let Some(pv) = d["spec"]["volumeName"].as_str() {
+            d["spec"]["volumeName"] = json!(pv.replace(".team-a.", &format!(".{tenant}.")));
+        }
     }
     let api_of = |d: &Value| {
         let (ar, namespaced) = example_kind(d["kind"].as_str().unwrap_or_default());
@@ -1565,6 +1862,16 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
         .delete("app-db", &DeleteParams::default())
         .await;
     for d in docs.iter().rev() {
+        if d["kind"] == "PersistentVolumeClaim" {
+            // Its pvc-protection finalizer waits for a controller this server does not run.
+            let _ = api_of(d)
+                .patch(
+                    &name_of(d),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                )
+                .await;
+        }
         let _ = api_of(d)
             .delete(&name_of(d), &DeleteParams::default())
             .await;

@@ -17,7 +17,9 @@ use kube::api::ObjectMeta;
 use serde::Deserialize;
 
 use crate::crd::phase::Phase;
-use crate::crd::volume::{EdgeVolume, EdgeVolumeSpec, EdgeVolumeStatus, Replica, ReplicaRole};
+use crate::crd::volume::{
+    EdgeVolume, EdgeVolumeSpec, EdgeVolumeStatus, PersistentVolumeState, Replica, ReplicaRole,
+};
 
 type Str = Arc<str>;
 
@@ -71,6 +73,8 @@ struct Status {
     size: Option<Str>,
     diskful_replicas: Option<u32>,
     replicas: Box<[Rep]>,
+    /// Rare (only volumes that ask for a PV): boxed, one pointer for the others.
+    persistent_volume: Option<Box<PersistentVolumeState>>,
 }
 
 /// An EdgeVolume as the volume controller caches it.
@@ -115,6 +119,7 @@ impl From<EdgeVolume> for CachedVolume {
                         in_use: r.in_use,
                     })
                     .collect(),
+                persistent_volume: st.persistent_volume.map(Box::new),
             }
         });
         CachedVolume {
@@ -148,8 +153,14 @@ impl CachedVolume {
                         in_use: r.in_use,
                     })
                     .collect(),
+                persistent_volume: st.persistent_volume.as_deref().cloned(),
             }),
         }
+    }
+
+    /// `spec.backendRef`.
+    pub(crate) fn backend_ref(&self) -> &str {
+        &self.spec.backend_ref
     }
 
     /// `status.conditions` (empty without a status).
@@ -221,6 +232,7 @@ mod tests {
                 "size": "1Gi", "diskfulReplicas": 2,
                 "replicas": [{"node": "n1", "role": "Diskful", "diskState": "UpToDate", "inUse": true},
                              {"node": "n2", "role": "TieBreaker"}],
+                "persistentVolume": {"name": "edgebind.team-a.db", "phase": "Bound", "claim": "team-a/data"},
                 "conditions": [
                     {"type": "Ready", "status": "True", "reason": "Ready", "message": "2 of 2 diskful replica(s) UpToDate",
                      "lastTransitionTime": "2026-12-07T19:00:00Z", "observedGeneration": 2},

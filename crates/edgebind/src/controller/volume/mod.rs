@@ -3,6 +3,7 @@
 pub(crate) mod cache;
 pub(crate) mod pass;
 pub mod plan;
+pub mod pv;
 pub(crate) mod status;
 pub mod validate;
 
@@ -85,6 +86,7 @@ pub(crate) fn volume_status(
         new.size = c.size;
         new.diskful_replicas = c.diskful_replicas;
         new.replicas = c.replicas;
+        new.persistent_volume = c.persistent_volume;
     }
     new
 }
@@ -94,7 +96,9 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
     if !p.next.reports() {
         return Ok(p.next.action(&ctx, ev.as_ref())?);
     }
-    if !p.ops.is_empty() && matches!(p.next, Next::Settled | Next::Progressing) {
+    if !(p.ops.is_empty() && p.pv_ops.is_empty())
+        && matches!(p.next, Next::Settled | Next::Progressing)
+    {
         ctx.event(
             &ev.object_ref(&()),
             true,
@@ -102,6 +106,7 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
             &p.ops
                 .iter()
                 .map(|o| o.summary.as_str())
+                .chain(p.pv_ops.iter().map(|o| o.summary.as_str()))
                 .collect::<Vec<_>>()
                 .join("; "),
         )
@@ -109,6 +114,33 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
     }
     report(&ev, &ctx, &p.linstor_name, p.computed, p.conditions).await?;
     Ok(p.next.action(&ctx, ev.as_ref())?)
+}
+
+/// The PV delete that follows the storage cleanup (None: no PV of ours), or why the deletion
+/// must wait. Volumes that never had a PV cost no call.
+async fn cleanup_pv_check(
+    ev: &EdgeVolume,
+    o: &Owner,
+    ctx: &Context,
+) -> Result<Result<Option<pv::PvOp>, String>, kube::Error> {
+    let recorded = ev
+        .status
+        .as_ref()
+        .and_then(|s| s.persistent_volume.as_ref())
+        .map(|p| p.name.clone());
+    let name = match (recorded, &ev.spec.persistent_volume) {
+        (Some(n), _) => n,
+        (None, Some(_)) => pv::pv_name(&o.namespace, &o.name),
+        (None, None) => return Ok(Ok(None)),
+    };
+    let existing = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(ctx.client.clone())
+        .get_opt(&name)
+        .await?;
+    Ok(match pv::plan_delete(existing.as_ref(), &o.uid) {
+        pv::PvDeletion::Nothing => Ok(None),
+        pv::PvDeletion::Blocked(msg) => Err(msg),
+        pv::PvDeletion::Delete(op) => Ok(Some(op)),
+    })
 }
 
 async fn cleanup(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -129,6 +161,21 @@ async fn cleanup(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error
                 .await;
                 return Ok(Action::await_change());
             }
+            return Err(Error::Blocked(msg));
+        }
+    };
+    // A PV a claim is bound to holds the deletion: a workload may be using the volume.
+    let pv_delete = match cleanup_pv_check(&ev, &o, &ctx).await? {
+        Ok(op) => op,
+        Err(msg) => {
+            let _ = report(
+                &ev,
+                &ctx,
+                &lname,
+                None,
+                status::failed(VolumeReason::PersistentVolumeBound, &msg, true),
+            )
+            .await;
             return Err(Error::Blocked(msg));
         }
     };
@@ -155,6 +202,11 @@ async fn cleanup(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error
         inv.client().execute(op).await?;
     }
     inv.mark_dirty(&lname);
+    // The storage is released or deleted as the policy says; now the PV that pointed at it.
+    if let Some(op) = &pv_delete {
+        tracing::info!(volume = %lname, op = %op.summary, "PersistentVolume write");
+        crate::controller::world::execute_pv(&ctx.client, op).await?;
+    }
     if !ops.is_empty() {
         ctx.event(
             &ev.object_ref(&()),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::plan::{self, PlanInput, RestoreSource, VolumePlan};
+use super::pv::{self, PvOp, PvPlan};
 use super::validate::ValidPlacement;
 use super::{owner, status, validate};
 use crate::controller::backends::BackendHandle;
@@ -28,6 +29,8 @@ pub(crate) struct Pass {
     pub(crate) linstor_name: String,
     /// The LINSTOR writes made (or, where the world does not write, that would be made).
     pub(crate) ops: Vec<Op>,
+    /// The PersistentVolume writes made (or that would be made).
+    pub(crate) pv_ops: Vec<PvOp>,
     /// LINSTOR's view of the volume, when it was read and the volume is ours.
     pub(crate) computed: Option<status::Computed>,
     pub(crate) conditions: Vec<Desired>,
@@ -40,6 +43,7 @@ impl Pass {
         Pass {
             linstor_name: linstor_name.to_string(),
             ops: vec![],
+            pv_ops: vec![],
             computed: None,
             conditions: status::failed(reason, msg, retrying),
             next,
@@ -98,7 +102,16 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
         .get(ADOPT_RELEASED_ANNOTATION)
         .map(String::as_str)
         == Some("true");
+    // How many more nodes could take a replica (from the backend's last node read).
+    let placeable = backend.nodes.as_ref().map(|v| {
+        let hosting: Vec<&str> = observed
+            .live_resources()
+            .map(|r| r.node_name.as_str())
+            .collect();
+        v.placeable_besides(&hosting)
+    });
     let input = PlanInput {
+        placeable,
         owner: &o,
         name: &lname,
         spec: &spec,
@@ -167,7 +180,26 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
             inv.mark_dirty(&lname);
         }
     }
-    let computed = status::compute(&spec, &observed, wrote);
+    let mut computed = status::compute(&spec, &observed, wrote);
+    if let Some(view) = backend.nodes.as_deref() {
+        status::with_nodes(&mut computed, &spec, &observed, view, wrote);
+    }
+    let pv_ops = match persistent_volume(w, ev, &o, &lname, &spec, &observed, &mut computed).await {
+        Ok(ops) => ops,
+        Err(e) => {
+            // The LINSTOR writes are made; the PV follows on the retry.
+            return Ok(Pass {
+                ops,
+                ..Pass::stop(
+                    &lname,
+                    VolumeReason::Applying,
+                    &format!("cannot write the PersistentVolume: {e}"),
+                    Next::Retry,
+                )
+            });
+        }
+    };
+    let wrote = wrote || !pv_ops.is_empty();
     let progressing = wrote
         || computed
             .conditions
@@ -176,6 +208,7 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
     Ok(Pass {
         linstor_name: lname,
         ops,
+        pv_ops,
         conditions: computed.conditions.clone(),
         computed: Some(computed),
         next: if progressing {
@@ -184,6 +217,101 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
             Next::Settled
         },
     })
+}
+
+/// Makes the volume's PersistentVolume match the spec, once LINSTOR holds the volume, and
+/// records it in `computed`; returns the writes. A PV no longer asked for is deleted unless a
+/// claim is bound to it. Volumes that never asked for one cost no call.
+async fn persistent_volume<W: World>(
+    w: &W,
+    ev: &EdgeVolume,
+    o: &crate::controller::ownership::Owner,
+    lname: &str,
+    spec: &validate::ValidSpec,
+    observed: &plan::Observed,
+    computed: &mut status::Computed,
+) -> Result<Vec<PvOp>, kube::Error> {
+    let had = ev.status.as_ref().and_then(|s| s.persistent_volume.clone());
+    let Some(req) = &spec.persistent_volume else {
+        let Some(had) = had else {
+            return Ok(vec![]);
+        };
+        let existing = w.persistent_volume(&had.name).await?;
+        return Ok(match pv::plan_delete(existing.as_ref(), &o.uid) {
+            pv::PvDeletion::Nothing => vec![],
+            pv::PvDeletion::Blocked(_) => {
+                // Still bound: keep reporting it until the claim is released.
+                computed.persistent_volume = Some(pv_state(&had.name, existing.as_ref()));
+                vec![]
+            }
+            pv::PvDeletion::Delete(op) => {
+                if w.writes() {
+                    w.write_pv(&op).await?;
+                }
+                vec![op]
+            }
+        });
+    };
+    let name = pv::pv_name(&o.namespace, &o.name);
+    let Some(vd) = observed.volume() else {
+        // Not in LINSTOR yet: the PV follows once the volume definition exists.
+        computed.persistent_volume = had;
+        return Ok(vec![]);
+    };
+    let want = pv::desired(o, req, lname, vd.size_kib);
+    let existing = w.persistent_volume(&name).await?;
+    match pv::plan(existing.as_ref(), &want, &o.uid) {
+        PvPlan::Conflict(msg) => {
+            for c in computed.conditions.iter_mut() {
+                if c.type_ == crate::crd::conditions::READY {
+                    *c = Desired::new(
+                        c.type_,
+                        false,
+                        VolumeReason::PersistentVolumeConflict,
+                        msg.clone(),
+                    );
+                }
+            }
+            computed.persistent_volume = None;
+            Ok(vec![])
+        }
+        PvPlan::Write(op) => {
+            let after = match &op {
+                Some(op) if op.verb == pv::PvVerb::Create => Some(want.clone()),
+                _ => existing,
+            };
+            computed.persistent_volume = Some(pv_state(&name, after.as_ref()));
+            if let Some(op) = &op
+                && w.writes()
+            {
+                tracing::info!(volume = %format!("{}/{}", o.namespace, o.name), op = %op.summary, "PersistentVolume write");
+                w.write_pv(op).await?;
+            }
+            Ok(op.into_iter().collect())
+        }
+    }
+}
+
+fn pv_state(
+    name: &str,
+    pv: Option<&k8s_openapi::api::core::v1::PersistentVolume>,
+) -> crate::crd::volume::PersistentVolumeState {
+    crate::crd::volume::PersistentVolumeState {
+        name: name.to_string(),
+        phase: pv
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.clone()),
+        claim: pv
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.claim_ref.as_ref())
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.namespace.as_deref().unwrap_or_default(),
+                    c.name.as_deref().unwrap_or_default()
+                )
+            }),
+    }
 }
 
 /// The backend a volume names, once its reconciler has connected and probed it.

@@ -91,6 +91,9 @@ pub struct PlanInput<'a> {
     /// The user asked to adopt a released resource (annotation).
     pub adopt_released: bool,
     pub source: Option<&'a RestoreSource>,
+    /// How many more LINSTOR nodes could take a replica now (online, not evacuating, not
+    /// hosting one); None when node state is not known.
+    pub placeable: Option<u32>,
 }
 
 fn rd_path(name: &str) -> String {
@@ -107,6 +110,7 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
         observed,
         adopt_released,
         source,
+        placeable,
     } = *input;
     let mut ops = Vec::new();
     let rd = observed.rd.as_ref();
@@ -178,6 +182,12 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
             m.override_props.insert(k.clone(), v.clone());
         }
     }
+    if let Some(fs) = &spec.fs_type
+        && rd.props.get(super::pv::FS_TYPE_PROP) != Some(fs)
+    {
+        m.override_props
+            .insert(super::pv::FS_TYPE_PROP.into(), fs.clone());
+    }
     let previous: Vec<String> = rd
         .props
         .get(ownership::LAST_APPLIED)
@@ -243,12 +253,19 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
         _ => {}
     }
     let diskful = observed.diskful().count() as u32;
-    let want_place = match &spec.placement {
-        ValidPlacement::Group(_) => diskful == 0,
-        ValidPlacement::Explicit { place_count, .. } => diskful < *place_count,
+    let target = match &spec.placement {
+        ValidPlacement::Group(_) => (diskful == 0).then_some(0),
+        // Autoplace places all it is asked for or nothing (FAIL_NOT_ENOUGH_NODES), so ask for
+        // no more than the nodes that can take a replica now: a lost node's replica comes back
+        // as far as nodes allow, and with none left no call is made at all (no retry loop).
+        ValidPlacement::Explicit { place_count, .. } => {
+            let reachable =
+                placeable.map_or(*place_count, |free| (*place_count).min(diskful + free));
+            (diskful < reachable).then_some(reachable)
+        }
     };
-    if want_place {
-        ops.push(autoplace(name, spec, diskful));
+    if let Some(t) = target {
+        ops.push(autoplace(name, spec, diskful, t));
     }
     VolumePlan::Ops(ops)
 }
@@ -267,6 +284,11 @@ fn plan_create(
 ) {
     let mut props = owner.marker();
     props.extend(spec.props.clone());
+    if let Some(fs) = &spec.fs_type {
+        // Set before the first replica exists: the satellite makes the filesystem when it
+        // creates a resource (linstor-server `MkfsUtils.makeFileSystemOnMarked`).
+        props.insert(super::pv::FS_TYPE_PROP.into(), fs.clone());
+    }
     if !spec.props.is_empty() {
         props.insert(ownership::LAST_APPLIED.into(), last_applied(spec));
     }
@@ -322,7 +344,8 @@ fn plan_create(
         format!("create resource definition {name}"),
     ));
     ops.push(create_vd(name, spec.size_kib));
-    ops.push(autoplace(name, spec, 0));
+    let all = spec.place_count().unwrap_or(0);
+    ops.push(autoplace(name, spec, 0, all));
 }
 
 fn create_vd(name: &str, size_kib: u64) -> Op {
@@ -339,7 +362,8 @@ fn create_vd(name: &str, size_kib: u64) -> Op {
     )
 }
 
-fn autoplace(name: &str, spec: &ValidSpec, have: u32) -> Op {
+/// Autoplace to `target` diskful replicas (explicit placement; at most the spec's count).
+fn autoplace(name: &str, spec: &ValidSpec, have: u32, target: u32) -> Op {
     let (req, what) = match &spec.placement {
         ValidPlacement::Group(g) => (
             AutoPlaceRequest {
@@ -359,7 +383,7 @@ fn autoplace(name: &str, spec: &ValidSpec, have: u32) -> Op {
         } => (
             AutoPlaceRequest {
                 select_filter: AutoSelectFilter {
-                    place_count: Some(*place_count),
+                    place_count: Some(target.min(*place_count)),
                     storage_pool_list: non_empty(storage_pools),
                     replicas_on_same: non_empty(replicas_on_same),
                     replicas_on_different: non_empty(replicas_on_different),
@@ -370,9 +394,13 @@ fn autoplace(name: &str, spec: &ValidSpec, have: u32) -> Op {
                 layer_list: non_empty(layers),
             },
             if have == 0 {
-                format!("place {place_count} replicas of {name}")
+                format!("place {target} replicas of {name}")
+            } else if target < *place_count {
+                format!(
+                    "add replicas to {name}: {have} -> {target} (of {place_count}: no more nodes can take one now)"
+                )
             } else {
-                format!("add replicas to {name}: {have} -> {place_count}")
+                format!("add replicas to {name}: {have} -> {target}")
             },
         ),
     };

@@ -51,6 +51,7 @@ fn run(spec: &ValidSpec, observed: &Observed, features: Features) -> VolumePlan 
         observed,
         adopt_released: false,
         source: None,
+        placeable: None,
     })
 }
 
@@ -201,6 +202,45 @@ fn raises_replicas_and_never_removes() {
 }
 
 #[test]
+fn replacement_replicas_are_asked_for_only_as_far_as_nodes_can_take_them() {
+    let three = spec(
+        json!({"backendRef": "b", "size": "1Gi", "placement": {"placeCount": 3, "storagePools": ["thin"]}, "properties": {"team": "a"}}),
+    );
+    let obs = Observed {
+        rd: Some(owned_rd(1 << 20)),
+        resources: vec![replica("a", "UpToDate")],
+        snapshots: vec![],
+    };
+    let with = |placeable| {
+        ops(plan(&PlanInput {
+            owner: &owner(),
+            name: "eb-ns_db",
+            spec: &three,
+            features: NEW,
+            observed: &obs,
+            adopt_released: false,
+            source: None,
+            placeable,
+        }))
+    };
+    let count = |o: &[crate::linstor::Op]| {
+        o.iter()
+            .find(|op| op.path.ends_with("/autoplace"))
+            .and_then(|op| op.body.as_ref())
+            .map(|b| b["select_filter"]["place_count"].clone())
+    };
+    // Unknown node state: the declared count.
+    assert_eq!(count(&with(None)), Some(json!(3)));
+    // Two nodes can take one: the declared count.
+    assert_eq!(count(&with(Some(2))), Some(json!(3)));
+    // One: 1 -> 2 now (autoplace places all or nothing), the rest later.
+    assert_eq!(count(&with(Some(1))), Some(json!(2)));
+    // None: no call at all.
+    assert_eq!(count(&with(Some(0))), None);
+    assert!(with(Some(0)).is_empty());
+}
+
+#[test]
 fn property_changes_use_last_applied() {
     let s = spec(
         json!({"backendRef": "b", "size": "1Gi", "placement": {"placeCount": 2, "storagePools": ["thin"]}, "properties": {"owner": "x"}}),
@@ -270,6 +310,7 @@ fn released_needs_explicit_adoption() {
         observed: &obs,
         adopt_released: true,
         source: None,
+        placeable: None,
     }));
     assert_eq!(o.len(), 1);
     let body = o[0].body.as_ref().unwrap();
@@ -301,6 +342,7 @@ fn restore_creates_then_restores_never_into_existing_data() {
             observed: obs,
             adopt_released: false,
             source: Some(&src),
+            placeable: None,
         })
     };
     let o = ops(input(&empty));
@@ -351,6 +393,7 @@ fn plan_restore(s: &ValidSpec, src: &RestoreSource, obs: &Observed) -> VolumePla
         observed: obs,
         adopt_released: false,
         source: Some(src),
+        placeable: None,
     })
 }
 

@@ -1,9 +1,9 @@
 //! The status a volume reports, computed from what LINSTOR holds (pure).
 
-use crate::crd::conditions::{DEGRADED, Desired, PROGRESSING, READY};
+use crate::crd::conditions::{DEGRADED, Desired, PROGRESSING, READY, Reason};
 use crate::crd::quantity;
 use crate::crd::reasons::VolumeReason;
-use crate::crd::volume::{Replica, ReplicaRole};
+use crate::crd::volume::{PersistentVolumeState, Replica, ReplicaRole};
 
 use super::plan::{Observed, inactive_flag, is_diskful};
 use super::validate::ValidSpec;
@@ -15,6 +15,8 @@ pub(crate) struct Computed {
     pub diskful_replicas: Option<u32>,
     pub replicas: Vec<Replica>,
     pub conditions: Vec<Desired>,
+    /// Set by the pass once it has looked at the PV.
+    pub persistent_volume: Option<PersistentVolumeState>,
 }
 
 pub(crate) fn replicas(observed: &Observed) -> Vec<Replica> {
@@ -198,6 +200,7 @@ pub(crate) fn compute(spec: &ValidSpec, observed: &Observed, wrote: bool) -> Com
         size: size_kib.map(quantity::format_kib),
         diskful_replicas: vd.map(|_| n),
         replicas,
+        persistent_volume: None,
         conditions: vec![
             Desired::new(READY, ready, reason, message),
             Desired::new(DEGRADED, degraded, d_reason, d_message),
@@ -231,4 +234,63 @@ pub(crate) fn failed(reason: VolumeReason, message: &str, retrying: bool) -> Vec
             },
         ),
     ]
+}
+
+/// Refines the conditions with the backend's node states: a `TooFewReplicas` message names the
+/// nodes holding replicas and those that cannot take one, and a volume no node can take another
+/// replica of is not "being placed" (Progressing False, `WaitingForNodes`): edgebind places the
+/// rest when a node comes (back), and makes no call meanwhile.
+pub(crate) fn with_nodes(
+    c: &mut Computed,
+    spec: &ValidSpec,
+    observed: &Observed,
+    view: &crate::controller::nodes::NodeView,
+    wrote: bool,
+) {
+    let Some(want) = spec.place_count() else {
+        return;
+    };
+    let n = observed.diskful().count() as u32;
+    if wrote || n >= want || observed.volume().is_none() {
+        return;
+    }
+    let on: Vec<&str> = observed.diskful().map(|r| r.node_name.as_str()).collect();
+    let hosting: Vec<&str> = observed
+        .live_resources()
+        .map(|r| r.node_name.as_str())
+        .collect();
+    let free = view.placeable_besides(&hosting);
+    let unavailable = view.unavailable();
+    let why = if free > 0 {
+        format!("{free} node(s) can take one")
+    } else if unavailable.is_empty() {
+        "no other node can take one now".to_string()
+    } else {
+        format!(
+            "no other node can take one now; out of service: {}",
+            unavailable.join(", ")
+        )
+    };
+    for d in c.conditions.iter_mut() {
+        if d.type_ == DEGRADED && d.reason == VolumeReason::TooFewReplicas.as_str() {
+            d.message = format!(
+                "{n} of {want} replicas placed (on {}); {why}",
+                if on.is_empty() {
+                    "no node".to_string()
+                } else {
+                    on.join(", ")
+                }
+            );
+        }
+        if d.type_ == PROGRESSING && free == 0 {
+            *d = Desired::new(
+                PROGRESSING,
+                false,
+                VolumeReason::WaitingForNodes,
+                format!(
+                    "{n} of {want} replicas placed; {why}; edgebind adds the rest when a node can take them"
+                ),
+            );
+        }
+    }
 }

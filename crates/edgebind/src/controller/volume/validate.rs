@@ -2,7 +2,7 @@
 
 use crate::crd::DeletionPolicy;
 use crate::crd::quantity;
-use crate::crd::volume::{EdgeVolumeSpec, Layer};
+use crate::crd::volume::{EdgeVolumeSpec, Layer, PersistentVolumeRequest};
 use crate::linstor::naming;
 use crate::linstor::types::Props;
 
@@ -34,6 +34,10 @@ pub struct ValidSpec {
     pub props: Props,
     pub deletion_policy: DeletionPolicy,
     pub source_snapshot: Option<String>,
+    /// The PersistentVolume wanted, if any.
+    pub persistent_volume: Option<PersistentVolumeRequest>,
+    /// `FileSystem/Type` for the resource definition: the filesystem LINSTOR makes for the PV.
+    pub fs_type: Option<String>,
 }
 
 impl ValidSpec {
@@ -124,11 +128,26 @@ pub fn validate(spec: &EdgeVolumeSpec) -> Result<ValidSpec, String> {
         }
         props.insert(key, v.clone());
     }
+    if let (Some(_), ValidPlacement::Explicit { layers, .. }) =
+        (&spec.persistent_volume, &placement)
+        && !layers.is_empty()
+        && !layers.iter().any(|l| l == "DRBD" || l == "NVME")
+    {
+        // The PV lets pods on any node attach, which needs a diskless client (DRBD or NVMe);
+        // a storage-only volume exists on its replicas' nodes only.
+        return Err("persistentVolume needs a drbd (or nvme) layer in layerList: pods attach the volume from any node through it".into());
+    }
     Ok(ValidSpec {
         size_kib: quantity::bytes_to_kib_ceil(bytes),
         placement,
         props,
         deletion_policy: spec.deletion_policy,
         source_snapshot: spec.source.as_ref().map(|s| s.snapshot.clone()),
+        persistent_volume: spec.persistent_volume.clone(),
+        fs_type: spec
+            .persistent_volume
+            .as_ref()
+            .and_then(super::pv::fs_type)
+            .map(|f| f.as_str().to_string()),
     })
 }

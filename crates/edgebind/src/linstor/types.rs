@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) type Props = BTreeMap<String, String>;
 
-/// Keeps only the `Aux/` properties of a response: edgebind decides on its markers and the
-/// user's `Aux/` properties alone, and LINSTOR's own properties (DRBD options, pool names, ...)
-/// would otherwise fill the inventory, one map per object, at tens of thousands of objects.
+/// Keeps only the properties edgebind decides on: `Aux/` (its markers and the user's) and
+/// `FileSystem/` (the filesystem it asks LINSTOR to make for a PersistentVolume). LINSTOR's own
+/// properties (DRBD options, pool names, ...) would otherwise fill the inventory, one map per
+/// object, at tens of thousands of objects.
 fn aux_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Props, D::Error> {
     struct Aux;
     impl<'de> serde::de::Visitor<'de> for Aux {
@@ -23,7 +24,7 @@ fn aux_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Props, D::Error> {
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Props, A::Error> {
             let mut out = Props::new();
             while let Some(k) = m.next_key::<String>()? {
-                if k.starts_with("Aux/") {
+                if k.starts_with("Aux/") || k.starts_with("FileSystem/") {
                     out.insert(k, m.next_value()?);
                 } else {
                     m.next_value::<serde::de::IgnoredAny>()?;
@@ -298,13 +299,15 @@ mod tests {
     fn responses_keep_only_aux_properties() {
         let rd: ResourceDefinition = serde_json::from_value(serde_json::json!({
             "name": "pvc-1",
-            "props": {"Aux/edgebind.dev/owner-uid": "u1", "DrbdOptions/Net/protocol": "C", "Aux/team": "a"},
+            "props": {"Aux/edgebind.dev/owner-uid": "u1", "DrbdOptions/Net/protocol": "C", "Aux/team": "a",
+                      "FileSystem/Type": "ext4"},
             "volume_definitions": [{"volume_number": 0, "size_kib": 1024, "props": {"DrbdCurrentGi": "X"}}]
         }))
         .expect("a resource definition");
+        // FileSystem/Type is kept: the PV pass compares it (without it, it is re-sent each pass).
         assert_eq!(
             rd.props.keys().collect::<Vec<_>>(),
-            ["Aux/edgebind.dev/owner-uid", "Aux/team"]
+            ["Aux/edgebind.dev/owner-uid", "Aux/team", "FileSystem/Type"]
         );
         assert!(rd.volume_definitions[0].props.is_empty());
         let r: ResourceWithVolumes =

@@ -203,8 +203,21 @@ async fn the_standalone_linstor_simulator_serves_the_examples_resource_groups() 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
     let mut named = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(dir).expect("examples") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+    // examples/ and its folders (examples/identity/).
+    let mut files = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("examples") {
+            let p = entry.expect("entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml") {
+                files.push(p);
+            }
+        }
+    }
+    for f in files {
+        let text = std::fs::read_to_string(f).expect("read");
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("YAML");
             if let Some(rg) = v["spec"]["placement"]["resourceGroup"].as_str() {

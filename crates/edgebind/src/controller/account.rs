@@ -10,17 +10,20 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
-use super::Context;
 use super::backends::BackendError;
 use super::binding::listing::Listings;
 use super::skeleton;
+use super::{Context, FINALIZER};
 use crate::cloudflare::client::DEFAULT_API_URL;
 use crate::cloudflare::types::TokenKind;
 use crate::cloudflare::{CfClient, CfClientConfig, CfError};
 use crate::crd::account::{CloudflareAccount, CloudflareAccountStatus};
+use crate::crd::binding::EdgeBinding;
 use crate::crd::conditions::{Desired, READY};
 use crate::crd::reasons::AccountReason;
 
@@ -190,61 +193,135 @@ fn judge(res: Result<(crate::cloudflare::types::TokenVerify, TokenKind), CfError
     }
 }
 
-pub(crate) async fn reconcile(
-    a: Arc<CloudflareAccount>,
-    ctx: Arc<Context>,
-) -> Result<Action, BackendError> {
+/// Builds (or keeps) the account's client and verifies its token; publishes the handle for
+/// bindings. A refused spec or token gives a verdict, not an error.
+async fn verify(a: &CloudflareAccount, ctx: &Context) -> Verdict {
     let name = a.name_any();
-    if a.meta().deletion_timestamp.is_some() {
-        ctx.accounts.remove(&name);
-        crate::metrics::token_expiry(&name, None);
-        return Ok(Action::await_change());
-    }
     let existing = ctx.accounts.get(&name);
-    let verdict =
-        match client_config(&ctx.client, &a, ctx.config.cloudflare.max_rate_limit_wait).await {
-            Err(msg) => {
-                if existing.is_some() {
-                    ctx.accounts.mark_refused(&name, &msg);
-                }
-                Verdict {
+    match client_config(&ctx.client, a, ctx.config.cloudflare.max_rate_limit_wait).await {
+        Err(msg) => {
+            if existing.is_some() {
+                ctx.accounts.mark_refused(&name, &msg);
+            }
+            Verdict {
+                ready: false,
+                reason: AccountReason::InvalidConfig,
+                message: msg,
+                token: None,
+            }
+        }
+        Ok((cfg, fp)) => {
+            let client = match existing.as_ref().filter(|h| h.fingerprint == fp) {
+                Some(h) => Ok((h.client.clone(), h.listings.clone())),
+                None => CfClient::new(cfg).map(|c| {
+                    let ttl = ctx.config.inventory_ttl();
+                    (Arc::new(c), Arc::new(Listings::new(ttl)))
+                }),
+            };
+            match client {
+                Err(msg) => Verdict {
                     ready: false,
                     reason: AccountReason::InvalidConfig,
                     message: msg,
                     token: None,
+                },
+                Ok((client, listings)) => {
+                    let v = judge(client.verify_token().await);
+                    ctx.accounts.insert(
+                        &name,
+                        Arc::new(AccountHandle {
+                            client,
+                            listings,
+                            problem: (!v.ready).then(|| v.message.clone()),
+                            fingerprint: fp,
+                        }),
+                    );
+                    v
                 }
             }
-            Ok((cfg, fp)) => {
-                let client = match existing.as_ref().filter(|h| h.fingerprint == fp) {
-                    Some(h) => Ok((h.client.clone(), h.listings.clone())),
-                    None => CfClient::new(cfg).map(|c| {
-                        let ttl = ctx.config.inventory_ttl();
-                        (Arc::new(c), Arc::new(Listings::new(ttl)))
-                    }),
-                };
-                match client {
-                    Err(msg) => Verdict {
-                        ready: false,
-                        reason: AccountReason::InvalidConfig,
-                        message: msg,
-                        token: None,
-                    },
-                    Ok((client, listings)) => {
-                        let v = judge(client.verify_token().await);
-                        ctx.accounts.insert(
-                            &name,
-                            Arc::new(AccountHandle {
-                                client,
-                                listings,
-                                problem: (!v.ready).then(|| v.message.clone()),
-                                fingerprint: fp,
-                            }),
-                        );
-                        v
-                    }
-                }
-            }
+        }
+    }
+}
+
+pub(crate) async fn reconcile(
+    a: Arc<CloudflareAccount>,
+    ctx: Arc<Context>,
+) -> Result<Action, BackendError> {
+    let api: Api<CloudflareAccount> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, a, |event| async {
+        match event {
+            Finalizer::Apply(a) => apply(a, ctx.clone()).await,
+            Finalizer::Cleanup(a) => cleanup(a, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| BackendError::Finalizer(Box::new(e)))
+}
+
+/// Deletion: the account goes after the bindings that use it (they remove their Workers,
+/// routes and DNS records through it) and after the tunnel edgebind created for it.
+async fn cleanup(a: Arc<CloudflareAccount>, ctx: Arc<Context>) -> Result<Action, BackendError> {
+    let name = a.name_any();
+    let old = a.status.clone().unwrap_or_default();
+    let users: Vec<String> = Api::<EdgeBinding>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|b| b.spec.account_ref == name)
+        .map(|b| format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any()))
+        .collect();
+    if !users.is_empty() {
+        let msg = format!(
+            "deletion waits for the EdgeBinding(s) that publish through this account, which clean up through it: {}; delete them (or point them at another account)",
+            users.join(", ")
+        );
+        let conds = [Desired::new(
+            READY,
+            false,
+            AccountReason::InUse,
+            msg.clone(),
+        )];
+        skeleton::report(&ctx, a.as_ref(), old, &conds).await?;
+        // An error keeps the finalizer; a binding's deletion wakes the account (binding watch).
+        return Err(BackendError::Waiting(msg));
+    }
+    if old.tunnel.as_ref().is_some_and(|t| !t.id.is_empty()) {
+        let verdict = verify(&a, &ctx).await;
+        let handle = ctx.accounts.get(&name).filter(|_| verdict.ready);
+        let Some(h) = handle else {
+            let msg = format!(
+                "cannot delete the account's tunnel without a verified token: {} (fix the token, or remove the finalizer {FINALIZER} to leave the tunnel behind)",
+                verdict.message
+            );
+            let conds = [Desired::new(READY, false, verdict.reason, msg.clone())];
+            skeleton::report(&ctx, a.as_ref(), old, &conds).await?;
+            return Err(BackendError::Waiting(msg));
         };
+        let out = super::tunnel::remove(&ctx, &a, &h.client, old.tunnel.clone()).await;
+        if out.status.is_some() {
+            // Still there: cloudflared connected, or a failed call (the condition says which).
+            let new = CloudflareAccountStatus {
+                tunnel: out.status,
+                ..old
+            };
+            let why = out.condition.as_ref().map_or_else(
+                || "the tunnel is not deleted yet".to_string(),
+                |c| c.message.clone(),
+            );
+            let conds: Vec<Desired> = out.condition.into_iter().collect();
+            skeleton::report(&ctx, a.as_ref(), new, &conds).await?;
+            return Err(BackendError::Waiting(why));
+        }
+    }
+    ctx.accounts.remove(&name);
+    crate::metrics::token_expiry(&name, None);
+    Ok(Action::await_change())
+}
+
+async fn apply(a: Arc<CloudflareAccount>, ctx: Arc<Context>) -> Result<Action, BackendError> {
+    let name = a.name_any();
+    let verdict = verify(&a, &ctx).await;
     let old = a.status.clone().unwrap_or_default();
     // The tunnel, once the token is verified (no call through a refused token).
     let tunnel = match ctx.accounts.get(&name).filter(|_| verdict.ready) {

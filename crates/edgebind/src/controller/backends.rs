@@ -110,6 +110,11 @@ impl Backends {
 pub(crate) enum BackendError {
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Finalizer(#[from] Box<kube::runtime::finalizer::Error<BackendError>>),
+    /// A clean-up that must wait (the finalizer stays; the condition says why).
+    #[error("{0}")]
+    Waiting(String),
 }
 
 /// Reads a Secret that a LinstorBackend or CloudflareAccount references. Errors say what to fix.

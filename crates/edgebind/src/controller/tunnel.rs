@@ -267,7 +267,7 @@ async fn keep_token(
 
 /// `spec.tunnel` is gone: delete the tunnel edgebind recorded (Cloudflare refuses while
 /// cloudflared is connected; the condition says so) and its token Secret.
-async fn remove(
+pub(crate) async fn remove(
     ctx: &Context,
     a: &CloudflareAccount,
     cf: &CfClient,

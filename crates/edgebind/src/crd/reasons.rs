@@ -107,8 +107,10 @@ reasons! {
         TunnelDisconnected: progress,
         /// No origin for the tunnel: neither `spec.tunnel.service` nor `--gateway-service`.
         NoGatewayService: terminal,
-        /// `spec.tunnel` was removed: the tunnel is being deleted.
+        /// `spec.tunnel` was removed, or the account is being deleted: the tunnel is being deleted.
         TunnelDeleting: progress,
+        /// The account is being deleted and EdgeBindings still publish through it.
+        InUse: progress,
         // Failed Cloudflare calls (from [`CloudflareReason`])
         CloudflareUnreachable,
         Unauthorized,

@@ -1523,3 +1523,84 @@ async fn a_gradual_deployment_is_kept_when_a_secret_edit_meets_10215() {
     t.wait_cond("edge", "Ready", "True", "Published").await;
     t.assert_contract();
 }
+
+/// Deleting a CloudflareAccount: it waits for the bindings that publish through it (they clean
+/// up through its client), then deletes the tunnel it created (once cloudflared has stopped)
+/// and its token Secret, and only then goes.
+#[tokio::test]
+async fn deleting_an_account_waits_for_its_bindings_then_deletes_its_tunnel() {
+    let mut cfg = CfSimConfig::realistic();
+    cfg.rate_limit = None;
+    let cf = CloudflareSim::start(cfg).await.expect("simulator");
+    cf.sim.record_exchanges(true);
+    let mut ccfg = cf_config();
+    ccfg.cloudflare.gateway_service = Some(GATEWAY_SERVICE.into());
+    let bed = Bed::start_with(SimConfig::realistic(), ccfg).await;
+    seed_account(&bed.client, &cf.url(), TOKEN, ACTIONS).await;
+    let t = CfBed { bed, cf };
+    t.accounts()
+        .patch(
+            "cf",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tunnel": {}}})),
+        )
+        .await
+        .expect("ask for a tunnel");
+    t.create_tunnel_binding("edge", "gw.example.com", "api.example.com/*")
+        .await;
+    t.wait_published("edge").await;
+    let token = t.tunnel_token().await.expect("tunnel token Secret");
+    let connector = t
+        .sim()
+        .connect_tunnel(&token)
+        .expect("cloudflared connects");
+
+    // Deleting the account while a binding uses it: nothing is removed yet, the reason is said.
+    t.accounts()
+        .delete("cf", &DeleteParams::default())
+        .await
+        .expect("delete the account");
+    let a = t.account_cond("Ready", "False", "InUse").await;
+    let msg = a
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(msg.contains(&format!("{NS}/edge")), "{msg}");
+    assert!(!t.sim().tunnels(ACC)[0].deleted);
+    assert!(t.sim().script(ACC, &format!("{SCRIPT}-edge")).is_some());
+
+    // The binding goes first, cleaning up through the account's client.
+    t.bindings()
+        .delete("edge", &DeleteParams::default())
+        .await
+        .expect("delete the binding");
+    t.bed
+        .eventually(30, "the binding is gone with its Worker and CNAME", || {
+            let (api, sim) = (t.bindings(), t.sim().clone());
+            async move {
+                (api.get_opt("edge").await.ok()?.is_none()
+                    && sim.script(ACC, &format!("{SCRIPT}-edge")).is_none()
+                    && sim.dns_records(ZONE).is_empty())
+                .then_some(())
+            }
+        })
+        .await;
+    // Then the tunnel: refused while cloudflared is connected, deleted once it stopped.
+    t.account_cond("TunnelReady", "False", "TunnelDeleting")
+        .await;
+    assert!(!t.sim().tunnels(ACC)[0].deleted);
+    t.sim().disconnect_tunnel(&connector);
+    t.bed
+        .eventually(30, "the account is gone", || {
+            let api = t.accounts();
+            async move { api.get_opt("cf").await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+    assert!(t.sim().tunnels(ACC)[0].deleted, "the tunnel is deleted");
+    assert_eq!(t.tunnel_token().await, None, "and its token Secret");
+    t.assert_contract();
+}

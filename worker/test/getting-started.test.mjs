@@ -131,9 +131,19 @@ describe('docs/getting-started.md, every command executed', { skip }, () => {
     return startEdgebind(name, c.args ?? [], vars);
   }
 
-  /** One pass of the kubelet stand-in: start what the chart's Deployments describe. */
+  /** One pass of the kubelet stand-in: start what the chart's Deployments describe, stop what they no longer do. */
   async function kubeletPass() {
-    const list = JSON.parse(await k('-n', RELEASE_NS, 'get', 'deployments', '-o', 'json').catch(() => '{"items":[]}'));
+    const list = JSON.parse(await k('-n', RELEASE_NS, 'get', 'deployments', '-o', 'json'));
+    const names = new Set(list.items.map((d) => d.metadata.name));
+    for (const [name, started] of pods) {
+      if (names.has(name)) continue;
+      for (const p of started) {
+        if (p.child) await stopProc(p);
+        // cloudflared stops: Cloudflare sees its connection go.
+        if (p.connector) await json(`${cfUrl}/__sim/cloudflared/${p.connector}`, { method: 'DELETE' });
+      }
+      pods.delete(name);
+    }
     for (const d of list.items) {
       const name = d.metadata.name;
       if (pods.has(name)) continue;
@@ -159,7 +169,7 @@ describe('docs/getting-started.md, every command executed', { skip }, () => {
           const r = await json(`${cfUrl}/__sim/cloudflared`, { method: 'POST', body: { token } });
           assert.equal(r.status, 200, `cloudflared connects with the stored token: ${r.text}`);
           connectors.push(r.body.connector_id);
-          started.push({ name: `${name}-${i}` });
+          started.push({ name: `${name}-${i}`, connector: r.body.connector_id });
         }
         pods.set(name, started);
       }
@@ -238,7 +248,14 @@ describe('docs/getting-started.md, every command executed', { skip }, () => {
     });
     edgeNet.port = await listen(edgeNet);
 
-    kubelet = setInterval(() => kubeletPass().catch(() => {}), 500);
+    let busy = false;
+    kubelet = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      kubeletPass()
+        .catch(() => {})
+        .finally(() => (busy = false));
+    }, 500);
   });
 
   after(async () => {
@@ -294,6 +311,19 @@ describe('docs/getting-started.md, every command executed', { skip }, () => {
     ].join('\n');
     const shellEnv = { ...process.env, PATH: `${path.join(dir, 'bin')}:${process.env.PATH}`, KUBECONFIG: env.admin, HOME: dir };
 
+    // What the first request claimed, read where it landed (before the clean-up block).
+    const firstRequestLanded = async () => {
+      const v = await kjson('-n', 'team-a', 'get', 'edgevolume', 'app-db');
+      assert.equal(v.spec.backendRef, 'main', 'the binding’s volumeDefaults placed it');
+      const rd = await json(`${linstorUrl}/v1/view/resources`);
+      const replicas = (rd.body ?? []).filter((r) => r.name === v.status.linstorName);
+      assert.equal(replicas.length, 2, `two replicas of ${v.status.linstorName} in LINSTOR: ${rd.text.slice(0, 300)}`);
+      assert.ok(
+        tunnelled.some((t) => t.host === GATEWAY_HOST && t.path === '/api/v1/namespaces/team-a/volumes' && t.origin === `http://edgebind-gateway.${RELEASE_NS}.svc:8443`),
+        `the create reached the gateway through the tunnel: ${JSON.stringify(tunnelled)}`,
+      );
+    };
+    let checked = false;
     for (const [i, b] of blocks.entries()) {
       if (b.values) continue;
       const script = `set -euo pipefail\n${values}\n${b.text}`;
@@ -309,18 +339,21 @@ describe('docs/getting-started.md, every command executed', { skip }, () => {
         const conds = await k('get', 'linstorbackends,cloudflareaccounts,identityissuers,edgebindings,edgevolumes', '-A', '-o', 'jsonpath={range .items[*]}{.kind} {.metadata.namespace}/{.metadata.name}: {range .status.conditions[*]}{.type}={.status} {.reason}: {.message}; {end}{"\\n"}{end}').catch((e) => e.message);
         assert.fail(`guide block ${i + 1} fails:\n${b.text}\n--- output ---\n${r.out}\n--- objects ---\n${conds}\n${procs().concat([linstor, cf]).map((p) => p.tail?.() ?? '').join('\n')}`);
       }
+      if (b.text.includes('curl ')) {
+        await firstRequestLanded();
+        checked = true;
+      }
     }
+    assert.ok(checked, 'the guide has its curl block');
 
-    // What the last blocks claimed, read where it landed.
-    const v = await kjson('-n', 'team-a', 'get', 'edgevolume', 'app-db');
-    assert.equal(v.spec.backendRef, 'main', 'the binding’s volumeDefaults placed it');
-    const rd = await json(`${linstorUrl}/v1/view/resources`);
-    const replicas = (rd.body ?? []).filter((r) => r.name === v.status.linstorName);
-    assert.equal(replicas.length, 2, `two replicas of ${v.status.linstorName} in LINSTOR: ${rd.text.slice(0, 300)}`);
-    assert.ok(
-      tunnelled.some((t) => t.host === GATEWAY_HOST && t.path === '/api/v1/namespaces/team-a/volumes' && t.origin === `http://edgebind-gateway.${RELEASE_NS}.svc:8443`),
-      `the create reached the gateway through the tunnel: ${JSON.stringify(tunnelled)}`,
-    );
     assert.ok(connectors.length >= 1, 'cloudflared connected with the token edgebind stored');
+    // The clean-up block ran: nothing edgebind created is left in Cloudflare.
+    const cfGet = async (p) => (await json(`${cfUrl}/client/v4${p}`, { headers: { authorization: `Bearer ${CF_TOKEN}` } })).body?.result ?? [];
+    assert.deepEqual(await cfGet(`/accounts/${CF_ACCOUNT}/cfd_tunnel?is_deleted=false`), [], 'the tunnel is deleted');
+    assert.deepEqual((await cfGet(`/accounts/${CF_ACCOUNT}/workers/scripts`)).map((w) => w.id), [], 'the Worker is deleted');
+    assert.deepEqual(await cfGet(`/zones/${CF_ZONE}/workers/routes`), [], 'its route is deleted');
+    assert.deepEqual(await cfGet(`/zones/${CF_ZONE}/dns_records`), [], 'its CNAME is deleted');
+    const secrets = JSON.parse(await k('-n', RELEASE_NS, 'get', 'secrets', '-o', 'json')).items.map((x) => x.metadata.name);
+    assert.ok(!secrets.includes('edgebind-tunnel-acme'), `the tunnel token Secret is deleted: ${secrets}`);
   });
 });

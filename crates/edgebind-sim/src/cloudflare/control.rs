@@ -7,7 +7,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use super::{CloudflareSim, lock};
 pub fn router(sim: CloudflareSim) -> Router {
     Router::new()
         .route("/__sim/cloudflared", post(connect))
+        .route("/__sim/cloudflared/{connector}", delete(disconnect))
         .route("/__sim/edge/origin", get(origin))
         .route("/__sim/workers/{script}", get(worker))
         .with_state(sim)
@@ -39,6 +40,12 @@ async fn connect(State(sim): State<CloudflareSim>, Json(c): Json<Connect>) -> Re
         Ok(id) => Json(json!({ "connector_id": id })).into_response(),
         Err(e) => refused(StatusCode::BAD_REQUEST, e),
     }
+}
+
+/// cloudflared stops: its connector goes away.
+async fn disconnect(State(sim): State<CloudflareSim>, Path(connector): Path<String>) -> Response {
+    sim.disconnect_tunnel(&connector);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[derive(Deserialize)]

@@ -1733,7 +1733,10 @@ function edgeIdentity(principal, payload, ctx) {
     rayId: ctx.rayId ?? null,
     policyRevision: ctx.policyRevision,
     decision: ctx.decision,
-    policy: ctx.policy ?? null
+    policy: ctx.policy ?? null,
+    // Stage timings for the completion event (docs/edge-protocol.md §5.4).
+    receivedAt: ctx.receivedAt ?? null,
+    verifyMs: typeof ctx.verifyMs === "number" ? Math.round(ctx.verifyMs * 1e3) / 1e3 : null
   };
 }
 function encodeEdgeIdentity(identity) {
@@ -1892,6 +1895,13 @@ var RateLimiter = class {
 
 // src/audit.js
 var AUDIT_SCHEMA = "edgebind.dev/audit/v1";
+var RAY_RE = /^([0-9a-f]{16})(-[A-Za-z]{3,4})?$/i;
+function requestIdFrom(cfRay) {
+  const m = typeof cfRay === "string" ? RAY_RE.exec(cfRay.trim()) : null;
+  const ray = m ? m[1].toLowerCase() : "0".repeat(16);
+  const rand = [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${ray}-${rand}`;
+}
 function newAuditEvent(requestId, traceId) {
   return {
     schema: AUDIT_SCHEMA,
@@ -2001,13 +2011,14 @@ function parseJsonBody(request, bytes) {
 }
 async function handle(request, env) {
   const t0 = performance.now();
-  const requestId = crypto.randomUUID();
+  const receivedAt = Date.now();
+  const requestId = requestIdFrom(request.headers.get("cf-ray"));
   const trace = traceContext(request.headers);
   const audit = newAuditEvent(requestId, trace.traceId);
   audit.rayId = request.headers.get("cf-ray");
   let response;
   try {
-    response = await process(request, env, audit, requestId, trace);
+    response = await process(request, env, audit, requestId, trace, receivedAt);
   } catch (e) {
     if (e instanceof Refusal) {
       audit.decision = "deny";
@@ -2028,7 +2039,7 @@ async function handle(request, env) {
   emitAudit(audit);
   return response;
 }
-async function process(request, env, audit, requestId, trace) {
+async function process(request, env, audit, requestId, trace, receivedAt) {
   let cfg;
   try {
     cfg = await loadConfig(env);
@@ -2108,7 +2119,9 @@ async function process(request, env, audit, requestId, trace) {
       // can-i is never pre-decided by the Worker: the gateway answers it.
       decision: decision.decision === "allow" && req.action !== "can-i" ? "allow" : "undecided",
       policy: decision.policy,
-      tokenHash
+      tokenHash,
+      receivedAt,
+      verifyMs: audit.latencyMs.verify
     })
   );
   if (identity === null) throw new Refusal(401, "identity_too_large", "identity too large to forward");

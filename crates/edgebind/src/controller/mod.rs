@@ -120,6 +120,8 @@ pub struct Context {
     pub backends: Backends,
     pub accounts: Accounts,
     pub backoff: Backoff,
+    /// Edge requests being followed to their completion event (`request_trace`).
+    pub requests: crate::request_trace::Tracker,
     /// `reportingInstance` of events: the pod name.
     instance: String,
 }
@@ -131,6 +133,7 @@ impl Context {
             backoff: Backoff::new(config.backoff_base, config.backoff_cap),
             backends: Backends::default(),
             accounts: Accounts::default(),
+            requests: Default::default(),
             config,
             client,
         })

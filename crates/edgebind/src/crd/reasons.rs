@@ -66,6 +66,11 @@ reasons! {
         Deleted,
         Released,
         BackendGone,
+        /// The edge request that created or changed the volume reached Ready (with its stage
+        /// timings).
+        RequestCompleted,
+        /// The edge request that created or changed the volume failed (with its stage timings).
+        RequestFailed,
     }
 }
 

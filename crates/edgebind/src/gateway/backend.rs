@@ -52,7 +52,7 @@ pub enum BackendError {
 pub type BackendResult<T> = Result<T, BackendError>;
 
 /// A new volume: empty, or restored from a snapshot of the same namespace.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewVolume {
     pub namespace: String,
     pub name: String,
@@ -62,6 +62,8 @@ pub struct NewVolume {
     /// The EdgeBinding (in `namespace`) the request came through, from the signing key: its
     /// `volumeDefaults` give the backend, placement and deletion policy.
     pub binding: Option<String>,
+    /// The signed request id and the stages so far, written on the volume (`request_trace`).
+    pub request: Option<crate::request_trace::Stamp>,
 }
 
 /// The operations of §4.

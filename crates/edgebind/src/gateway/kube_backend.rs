@@ -282,6 +282,7 @@ impl VolumeBackend for KubeVolumeBackend {
                     name: Some(v.name.clone()),
                     namespace: Some(v.namespace.clone()),
                     labels: (!v.labels.is_empty()).then(|| v.labels.clone()),
+                    annotations: v.request.as_ref().map(|r| r.annotations()),
                     ..Default::default()
                 },
                 spec,
@@ -440,6 +441,7 @@ mod tests {
             labels: Default::default(),
             source_snapshot: source.map(str::to_string),
             binding: Some("storage-api".into()),
+            request: None,
         }
     }
 

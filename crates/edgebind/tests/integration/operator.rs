@@ -475,6 +475,7 @@ async fn already_exists_race_rereads_and_continues() {
         observed: &observed,
         adopt_released: false,
         source: None,
+        request_id: None,
     }) else {
         panic!("expected ops")
     };
@@ -496,6 +497,7 @@ async fn already_exists_race_rereads_and_continues() {
         observed: &observed,
         adopt_released: false,
         source: None,
+        request_id: None,
     }) else {
         panic!("ours, so no conflict")
     };

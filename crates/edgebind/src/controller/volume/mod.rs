@@ -20,10 +20,11 @@ use super::ownership::Owner;
 use super::world::{Cluster, Next};
 use super::{Context, FINALIZER, skeleton};
 use crate::crd::DeletionPolicy;
-use crate::crd::conditions::Desired;
+use crate::crd::conditions::{Desired, READY};
 use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::{EdgeVolume, EdgeVolumeStatus};
 use crate::linstor::{LinstorError, naming};
+use crate::request_trace::{Outcome, Stamp, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -91,6 +92,12 @@ pub(crate) fn volume_status(
 
 async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
     let p = pass::run(&Cluster(&ctx), &ev).await?;
+    let stamp = Stamp::from_annotations(ev.annotations());
+    // The edge request behind this volume, in every event of it (`request_trace`).
+    let of_request = |note: String| match &stamp {
+        Some(s) => format!("{note} (request {})", s.id),
+        None => note,
+    };
     if !p.next.reports() {
         return Ok(p.next.action(&ctx, ev.as_ref())?);
     }
@@ -99,13 +106,37 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
             &ev.object_ref(&()),
             true,
             VolumeReason::Applied,
-            &p.ops
-                .iter()
-                .map(|o| o.summary.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
+            &of_request(
+                p.ops
+                    .iter()
+                    .map(|o| o.summary.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         )
         .await;
+    }
+    if let Some(s) = &stamp {
+        let key = format!("{}/{}", ev.namespace().unwrap_or_default(), ev.name_any());
+        let ready = p.conditions.iter().any(|c| c.type_ == READY && c.status);
+        let outcome = if ready {
+            Outcome::Ready
+        } else if matches!(p.next, Next::AwaitChange | Next::Resync) {
+            Outcome::Failed
+        } else {
+            Outcome::InProgress
+        };
+        let wrote = !p.ops.is_empty();
+        if let Some(c) = ctx.requests.observe(&key, s, now_ms(), wrote, outcome) {
+            tracing::info!(volume = %key, request_id = %s.id, note = %c.note, "edge request closed");
+            let reason = if c.ready {
+                VolumeReason::RequestCompleted
+            } else {
+                VolumeReason::RequestFailed
+            };
+            ctx.event(&ev.object_ref(&()), c.ready, reason, &c.note)
+                .await;
+        }
     }
     report(&ev, &ctx, &p.linstor_name, p.computed, p.conditions).await?;
     Ok(p.next.action(&ctx, ev.as_ref())?)

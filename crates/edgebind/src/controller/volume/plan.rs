@@ -91,6 +91,9 @@ pub struct PlanInput<'a> {
     /// The user asked to adopt a released resource (annotation).
     pub adopt_released: bool,
     pub source: Option<&'a RestoreSource>,
+    /// The edge request that created the volume (`request_trace`): named on the resource
+    /// definition it creates, so that LINSTOR's side of the trail carries it too.
+    pub request_id: Option<&'a str>,
 }
 
 fn rd_path(name: &str) -> String {
@@ -107,6 +110,7 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
         observed,
         adopt_released,
         source,
+        request_id,
     } = *input;
     let mut ops = Vec::new();
     let rd = observed.rd.as_ref();
@@ -150,7 +154,7 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
             return VolumePlan::Ops(ops);
         }
         Ownership::Absent => {
-            plan_create(name, owner, spec, features, source, &mut ops);
+            plan_create(name, owner, spec, features, source, request_id, &mut ops);
             return VolumePlan::Ops(ops);
         }
         Ownership::Ours => {}
@@ -263,10 +267,14 @@ fn plan_create(
     spec: &ValidSpec,
     features: Features,
     source: Option<&RestoreSource>,
+    request_id: Option<&str>,
     ops: &mut Vec<Op>,
 ) {
     let mut props = owner.marker();
     props.extend(spec.props.clone());
+    if let Some(id) = request_id {
+        props.insert(crate::request_trace::REQUEST_ID_PROP.into(), id.to_string());
+    }
     if !spec.props.is_empty() {
         props.insert(ownership::LAST_APPLIED.into(), last_applied(spec));
     }

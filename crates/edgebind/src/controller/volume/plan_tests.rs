@@ -51,6 +51,7 @@ fn run(spec: &ValidSpec, observed: &Observed, features: Features) -> VolumePlan 
         observed,
         adopt_released: false,
         source: None,
+        request_id: None,
     })
 }
 
@@ -270,6 +271,7 @@ fn released_needs_explicit_adoption() {
         observed: &obs,
         adopt_released: true,
         source: None,
+        request_id: None,
     }));
     assert_eq!(o.len(), 1);
     let body = o[0].body.as_ref().unwrap();
@@ -301,6 +303,7 @@ fn restore_creates_then_restores_never_into_existing_data() {
             observed: obs,
             adopt_released: false,
             source: Some(&src),
+            request_id: None,
         })
     };
     let o = ops(input(&empty));
@@ -351,6 +354,7 @@ fn plan_restore(s: &ValidSpec, src: &RestoreSource, obs: &Observed) -> VolumePla
         observed: obs,
         adopt_released: false,
         source: Some(src),
+        request_id: None,
     })
 }
 

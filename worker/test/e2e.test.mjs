@@ -37,6 +37,7 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
   let kubeUrl;
   let linstorUrl;
   let compiled;
+  let controllerAdmin;
   const procs = () => [kube, linstor, controller, gateway].filter(Boolean);
 
   const kubeCreate = async (apiPath, obj) => {
@@ -112,7 +113,8 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     compiled = compileBundle(issuers, policies);
 
     const env = { KUBECONFIG: kubeconfig };
-    controller = startEdgebind('controller', ['controller', '--admin-addr', `127.0.0.1:${await freePort()}`, '--resync-seconds', '5'], env);
+    controllerAdmin = `http://127.0.0.1:${await freePort()}`;
+    controller = startEdgebind('controller', ['controller', '--admin-addr', controllerAdmin.slice('http://'.length), '--resync-seconds', '5'], env);
     const gwPort = await freePort();
     const gwAdmin = await freePort();
     gateway = startEdgebind(
@@ -201,6 +203,10 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     assert.equal(done[0].type, 'Normal');
     assert.match(done[0].note, new RegExp(`^request ${id} completed: edge verify [0-9.]+ m?s, gateway decision [0-9.]+ m?s, first reconcile [0-9.]+ m?s, LINSTOR placement [0-9.]+ m?s, Ready [0-9.]+ m?s, total from the edge [0-9.]+ m?s$`));
     assert.ok((await events()).some((e) => e.reason === 'Applied' && e.note.endsWith(`(request ${id})`)), 'the Applied event names the request');
+    // And the latency histogram from the edge to Ready counted it.
+    const metrics = await (await http(`${controllerAdmin}/metrics`)).text();
+    const count = /^edgebind_edge_request_duration_seconds_count\{outcome="ready"\} (\d+)/m.exec(metrics);
+    assert.ok(count && Number(count[1]) >= 1, `edge request histogram:\n${metrics.split('\n').filter((l) => l.includes('edge_request')).join('\n')}`);
   });
 
   it('resizes it through the edge; the LINSTOR volume definition grows', async () => {

@@ -95,6 +95,8 @@ pub enum Outcome {
 pub struct Completion {
     pub ready: bool,
     pub note: String,
+    /// From the edge receiving the request (else the gateway accepting it) to now, ms.
+    pub total_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -119,7 +121,7 @@ fn ms_text(ms: f64) -> String {
 fn advance(
     entry: Option<Followed>,
     stamp: &Stamp,
-    now: i64,
+    (started, now): (i64, i64),
     wrote: bool,
     outcome: Outcome,
 ) -> (Option<Followed>, Option<Completion>) {
@@ -136,7 +138,7 @@ fn advance(
             Followed {
                 id: stamp.id.clone(),
                 stages: stamp.stages.clone(),
-                first_reconcile: now,
+                first_reconcile: started,
                 placed: None,
             }
         }
@@ -184,7 +186,18 @@ fn advance(
         if ready { "completed" } else { "failed" },
         parts.join(", ")
     );
-    (None, Some(Completion { ready, note }))
+    let total_ms = s
+        .edge_received_at
+        .or(s.accepted_at)
+        .map(|t| now.saturating_sub(t).max(0));
+    (
+        None,
+        Some(Completion {
+            ready,
+            note,
+            total_ms,
+        }),
+    )
 }
 
 /// The requests the controller is following, by object (`namespace/name`).
@@ -194,13 +207,13 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Records one pass over `object` (Unix milliseconds `now`); `Some` once, when the request
-    /// reaches Ready or fails.
+    /// Records one pass over `object` that started at `pass.0` and ended at `pass.1` (Unix
+    /// milliseconds); `Some` once, when the request reaches Ready or fails.
     pub fn observe(
         &self,
         object: &str,
         stamp: &Stamp,
-        now: i64,
+        pass: (i64, i64),
         wrote: bool,
         outcome: Outcome,
     ) -> Option<Completion> {
@@ -208,7 +221,7 @@ impl Tracker {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let (next, done) = advance(m.remove(object), stamp, now, wrote, outcome);
+        let (next, done) = advance(m.remove(object), stamp, pass, wrote, outcome);
         if let Some(e) = next {
             if m.len() >= MAX_FOLLOWED
                 && let Some(oldest) = m
@@ -271,23 +284,27 @@ mod tests {
         let t = Tracker::default();
         let s = stamp("r-1");
         assert_eq!(
-            t.observe("ns/v", &s, 1_100, true, Outcome::InProgress),
+            t.observe("ns/v", &s, (1_100, 1_130), true, Outcome::InProgress),
             None
         );
         assert_eq!(
-            t.observe("ns/v", &s, 1_500, false, Outcome::InProgress),
+            t.observe("ns/v", &s, (1_500, 1_500), false, Outcome::InProgress),
             None
         );
         let c = t
-            .observe("ns/v", &s, 2_100, false, Outcome::Ready)
+            .observe("ns/v", &s, (2_100, 2_100), false, Outcome::Ready)
             .expect("completes");
         assert!(c.ready);
+        assert_eq!(c.total_ms, Some(1_100));
         assert_eq!(
             c.note,
-            "request r-1 completed: edge verify 3.2 ms, gateway decision 1.5 ms, first reconcile 90.0 ms, LINSTOR placement 0.0 ms, Ready 1.00 s, total from the edge 1.10 s"
+            "request r-1 completed: edge verify 3.2 ms, gateway decision 1.5 ms, first reconcile 90.0 ms, LINSTOR placement 30.0 ms, Ready 970.0 ms, total from the edge 1.10 s"
         );
         // Ready again at the next resync: no second event.
-        assert_eq!(t.observe("ns/v", &s, 3_000, false, Outcome::Ready), None);
+        assert_eq!(
+            t.observe("ns/v", &s, (3_000, 3_000), false, Outcome::Ready),
+            None
+        );
     }
 
     #[test]
@@ -295,23 +312,26 @@ mod tests {
         let t = Tracker::default();
         let s = stamp("r-2");
         assert_eq!(
-            t.observe("ns/v", &s, 1_100, false, Outcome::InProgress),
+            t.observe("ns/v", &s, (1_100, 1_100), false, Outcome::InProgress),
             None
         );
         let c = t
-            .observe("ns/v", &s, 1_200, false, Outcome::Failed)
+            .observe("ns/v", &s, (1_200, 1_200), false, Outcome::Failed)
             .expect("fails");
         assert!(!c.ready && c.note.starts_with("request r-2 failed: "));
         // A controller that starts after the volume became Ready: nothing to report.
         let t = Tracker::default();
-        assert_eq!(t.observe("ns/v", &s, 1_100, false, Outcome::Ready), None);
+        assert_eq!(
+            t.observe("ns/v", &s, (1_100, 1_100), false, Outcome::Ready),
+            None
+        );
         // A new request on the same object replaces the old one.
         assert_eq!(
-            t.observe("ns/v", &s, 1_100, false, Outcome::InProgress),
+            t.observe("ns/v", &s, (1_100, 1_100), false, Outcome::InProgress),
             None
         );
         let c = t
-            .observe("ns/v", &stamp("r-3"), 1_300, true, Outcome::Ready)
+            .observe("ns/v", &stamp("r-3"), (1_300, 1_300), true, Outcome::Ready)
             .expect("the new request completes");
         assert!(c.note.starts_with("request r-3 completed"));
         // An annotation older than an hour is history, not a request to follow.
@@ -320,7 +340,7 @@ mod tests {
             t.observe(
                 "ns/v",
                 &s,
-                1_010 + FOLLOW_FOR_MS + 1,
+                (1_010 + FOLLOW_FOR_MS + 1, 1_010 + FOLLOW_FOR_MS + 1),
                 true,
                 Outcome::InProgress
             ),

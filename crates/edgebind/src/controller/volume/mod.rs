@@ -91,6 +91,7 @@ pub(crate) fn volume_status(
 }
 
 async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = now_ms();
     let p = pass::run(&Cluster(&ctx), &ev).await?;
     let stamp = Stamp::from_annotations(ev.annotations());
     // The edge request behind this volume, in every event of it (`request_trace`).
@@ -127,8 +128,19 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
             Outcome::InProgress
         };
         let wrote = !p.ops.is_empty();
-        if let Some(c) = ctx.requests.observe(&key, s, now_ms(), wrote, outcome) {
+        if let Some(c) = ctx
+            .requests
+            .observe(&key, s, (started, now_ms()), wrote, outcome)
+        {
             tracing::info!(volume = %key, request_id = %s.id, note = %c.note, "edge request closed");
+            if let Some(ms) = c.total_ms {
+                crate::metrics::get()
+                    .edge_request_duration
+                    .get_or_create(&crate::metrics::OutcomeLabel {
+                        outcome: if c.ready { "ready" } else { "failed" },
+                    })
+                    .observe(ms as f64 / 1000.0);
+            }
             let reason = if c.ready {
                 VolumeReason::RequestCompleted
             } else {

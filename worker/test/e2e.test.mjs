@@ -221,6 +221,13 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
       return vds?.[0]?.size_kib === (2 * GiB) / 1024;
     }, { procs: procs() });
     await waitFor('EdgeVolume status size 2Gi', async () => (await getVolume('edge-data-1')).body?.status?.size === '2Gi', { procs: procs() });
+    // The resize request now names the volume, and closes with its own completion event.
+    const id = r.headers.get('edge-request-id');
+    assert.equal((await getVolume('edge-data-1')).body.metadata.annotations['edgebind.dev/request-id'], id);
+    await waitFor(`the RequestCompleted event of ${id}`, async () => {
+      const items = (await json(`${kubeUrl}/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body?.items ?? [];
+      return items.some((e) => e.reason === 'RequestCompleted' && e.note.startsWith(`request ${id} completed: `));
+    }, { procs: procs() });
   });
 
   it('snapshots it through the edge; the snapshot appears in LINSTOR', async () => {

@@ -901,10 +901,12 @@ async fn act(
                     .delete_volume(ns, name)
                     .await
                     .map(|v| Answer::ok(StatusCode::ACCEPTED, v)),
-                (Route::Resize { .. }, _) => be
-                    .resize_volume(ns, name, resize.unwrap_or(0))
-                    .await
-                    .map(|v| Answer::ok(StatusCode::ACCEPTED, v)),
+                (Route::Resize { .. }, _) => {
+                    let request = stamp(ctx);
+                    be.resize_volume(ns, name, resize.unwrap_or(0), request.as_ref())
+                        .await
+                        .map(|v| Answer::ok(StatusCode::ACCEPTED, v))
+                }
                 (Route::Snapshots { .. }, Action::Read) => match be.get_volume(ns, name).await {
                     Ok(Some(_)) => be
                         .list_snapshots(ns, name)

@@ -75,11 +75,13 @@ pub trait VolumeBackend: Send + Sync + 'static {
         name: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<VolumeView>>>;
     fn create_volume<'a>(&'a self, v: NewVolume) -> BoxFuture<'a, BackendResult<VolumeView>>;
+    /// `request`: the signed request id and stages, written on the volume (`request_trace`).
     fn resize_volume<'a>(
         &'a self,
         ns: &'a str,
         name: &'a str,
         size_bytes: u64,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<VolumeView>>;
     fn delete_volume<'a>(
         &'a self,
@@ -195,6 +197,7 @@ impl VolumeBackend for MemoryBackend {
         ns: &'a str,
         name: &'a str,
         size_bytes: u64,
+        _request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<VolumeView>> {
         let mut vols = lock(&self.volumes);
         let out = match vols.get_mut(&(ns.to_string(), name.to_string())) {

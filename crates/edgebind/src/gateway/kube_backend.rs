@@ -298,6 +298,7 @@ impl VolumeBackend for KubeVolumeBackend {
         ns: &'a str,
         name: &'a str,
         size_bytes: u64,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<VolumeView>> {
         Box::pin(async move {
             let api = self.volumes(ns);
@@ -305,7 +306,11 @@ impl VolumeBackend for KubeVolumeBackend {
             if parse_bytes(&cur.spec.size).is_ok_and(|b| size_bytes < b) {
                 return Err(BackendError::SizeShrink);
             }
-            let patch = serde_json::json!({"spec": {"size": size_bytes.to_string()}});
+            let mut patch = serde_json::json!({"spec": {"size": size_bytes.to_string()}});
+            if let Some(r) = request {
+                // The request that changed it now names the volume (`request_trace`).
+                patch["metadata"] = serde_json::json!({"annotations": r.annotations()});
+            }
             let pp = PatchParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()

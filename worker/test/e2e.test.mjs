@@ -244,6 +244,13 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     const inLinstor = (await json(`${linstorUrl}/v1/view/snapshots`)).body;
     const found = inLinstor.find((s) => s.resource_name === linstorName && s.name === snap.status.linstorName);
     assert.ok(found, `LINSTOR snapshot ${snap.status.linstorName} of ${linstorName}: ${JSON.stringify(inLinstor)}`);
+    // The snapshot request names the EdgeSnapshot and closes with its own completion event.
+    const id = r.headers.get('edge-request-id');
+    assert.equal(snap.metadata.annotations['edgebind.dev/request-id'], id);
+    await waitFor(`the RequestCompleted event of ${id}`, async () => {
+      const items = (await json(`${kubeUrl}/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body?.items ?? [];
+      return items.some((e) => e.reason === 'RequestCompleted' && e.regarding?.kind === 'EdgeSnapshot' && e.note.startsWith(`request ${id} completed: `));
+    }, { procs: procs() });
   });
 
   it('refuses a token without the group (403 policy_no_match) and a Deny (403 policy_denied); creates nothing', async () => {

@@ -85,6 +85,11 @@ reasons! {
         /// LINSTOR reports the snapshot failed; it will not recover.
         Failed: terminal,
         LinstorError,
+        // Events
+        /// The edge request that created the snapshot: ready to use (with its stage timings).
+        RequestCompleted,
+        /// The edge request that created the snapshot failed (with its stage timings).
+        RequestFailed,
     }
 }
 

@@ -920,7 +920,8 @@ async fn act(
                     if let Some(o) = ctx.object.as_mut() {
                         o.snapshot = Some(snap.clone());
                     }
-                    be.create_snapshot(ns, name, &snap)
+                    let request = stamp(ctx);
+                    be.create_snapshot(ns, name, &snap, request.as_ref())
                         .await
                         .map(|v| Answer::ok(StatusCode::CREATED, v))
                 }

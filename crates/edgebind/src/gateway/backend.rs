@@ -99,11 +99,13 @@ pub trait VolumeBackend: Send + Sync + 'static {
         volume: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<SnapshotView>>>;
+    /// `request`: the signed request id and stages, written on the snapshot (`request_trace`).
     fn create_snapshot<'a>(
         &'a self,
         ns: &'a str,
         volume: &'a str,
         name: &'a str,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<SnapshotView>>;
     fn delete_snapshot<'a>(
         &'a self,
@@ -257,6 +259,7 @@ impl VolumeBackend for MemoryBackend {
         ns: &'a str,
         volume: &'a str,
         name: &'a str,
+        _request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<SnapshotView>> {
         let exists = lock(&self.volumes).contains_key(&(ns.to_string(), volume.to_string()));
         let mut snaps = lock(&self.snapshots);

@@ -391,6 +391,7 @@ impl VolumeBackend for KubeVolumeBackend {
         ns: &'a str,
         volume: &'a str,
         name: &'a str,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<SnapshotView>> {
         Box::pin(async move {
             if call(self.volumes(ns).get_opt(volume)).await?.is_none() {
@@ -400,6 +401,7 @@ impl VolumeBackend for KubeVolumeBackend {
                 metadata: ObjectMeta {
                     name: Some(name.into()),
                     namespace: Some(ns.into()),
+                    annotations: request.map(|r| r.annotations()),
                     ..Default::default()
                 },
                 spec: EdgeSnapshotSpec {

@@ -118,7 +118,6 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
         .await;
     }
     if let Some(s) = &stamp {
-        let key = format!("{}/{}", ev.namespace().unwrap_or_default(), ev.name_any());
         let ready = p.conditions.iter().any(|c| c.type_ == READY && c.status);
         let outcome = if ready {
             Outcome::Ready
@@ -127,28 +126,16 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
         } else {
             Outcome::InProgress
         };
-        let wrote = !p.ops.is_empty();
-        if let Some(c) = ctx
-            .requests
-            .observe(&key, s, (started, now_ms()), wrote, outcome)
-        {
-            tracing::info!(volume = %key, request_id = %s.id, note = %c.note, "edge request closed");
-            if let Some(ms) = c.total_ms {
-                crate::metrics::get()
-                    .edge_request_duration
-                    .get_or_create(&crate::metrics::OutcomeLabel {
-                        outcome: if c.ready { "ready" } else { "failed" },
-                    })
-                    .observe(ms as f64 / 1000.0);
-            }
-            let reason = if c.ready {
-                VolumeReason::RequestCompleted
-            } else {
-                VolumeReason::RequestFailed
-            };
-            ctx.event(&ev.object_ref(&()), c.ready, reason, &c.note)
-                .await;
-        }
+        ctx.follow_request(
+            &ev.object_ref(&()),
+            s,
+            (started, now_ms()),
+            !p.ops.is_empty(),
+            outcome,
+            VolumeReason::RequestCompleted,
+            VolumeReason::RequestFailed,
+        )
+        .await;
     }
     report(&ev, &ctx, &p.linstor_name, p.computed, p.conditions).await?;
     Ok(p.next.action(&ctx, ev.as_ref())?)

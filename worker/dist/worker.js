@@ -764,7 +764,7 @@ async function loadConfig(env) {
   };
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/lib/buffer_utils.js
+// node_modules/jose/dist/webapi/lib/buffer_utils.js
 var encoder = new TextEncoder();
 var decoder = new TextDecoder();
 var strictDecoder = new TextDecoder("utf-8", { fatal: true });
@@ -806,7 +806,7 @@ function decodeBase64(encoded, url = false) {
   return bytes;
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/util/errors.js
+// node_modules/jose/dist/webapi/util/errors.js
 var JOSEError = class extends Error {
   static code = "ERR_JOSE_GENERIC";
   code = "ERR_JOSE_GENERIC";
@@ -885,7 +885,7 @@ var JWSSignatureVerificationFailed = class extends JOSEError {
   }
 };
 
-// ../../main/worker/node_modules/jose/dist/webapi/util/base64url.js
+// node_modules/jose/dist/webapi/util/base64url.js
 var invalid = "The input to be decoded is not correctly encoded.";
 function decode(input) {
   try {
@@ -895,7 +895,7 @@ function decode(input) {
   }
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/lib/validate.js
+// node_modules/jose/dist/webapi/lib/validate.js
 function isObject(input) {
   if (typeof input != "object" || input === null || Object.prototype.toString.call(input) !== "[object Object]")
     return false;
@@ -975,7 +975,7 @@ function validateB64(protectedHeader, extensions) {
   return true;
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/lib/key.js
+// node_modules/jose/dist/webapi/lib/key.js
 var tag = (key) => key[Symbol.toStringTag];
 var jwkMatchesOp = (entry, key, usage) => {
   const { alg } = entry;
@@ -1108,7 +1108,7 @@ async function rawKey(key, expected, usage, extractable = false) {
   return key instanceof Uint8Array && (key = await crypto.subtle.importKey("raw", key, expected, extractable, [usage])), checkCryptoKey(key, expected, usage), key;
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/lib/key_descriptor.js
+// node_modules/jose/dist/webapi/lib/key_descriptor.js
 function table(entries) {
   const out = { __proto__: null };
   for (const alg in entries)
@@ -1116,7 +1116,7 @@ function table(entries) {
   return out;
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_algorithms.js
+// node_modules/jose/dist/webapi/lib/jws_algorithms.js
 var sig = [["verify"], ["sign"]];
 function hmac(bits) {
   const subtle = { name: "HMAC", hash: `SHA-${bits}` };
@@ -1186,7 +1186,7 @@ function jwsAlgorithm(alg) {
   return entry;
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_verify.js
+// node_modules/jose/dist/webapi/lib/jws_verify.js
 function prepareVerify(options) {
   return [options && validateAlgorithms("algorithms", options.algorithms), options?.crit];
 }
@@ -1241,7 +1241,7 @@ async function verifyCompact(jws, shared, key) {
   return verifySignature({ payload, protected: protectedHeader, signature }, shared, key, encodeCompactUnencodedPayload);
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
 var epoch = (date) => Math.floor(date.getTime() / 1e3);
 var multipliers = {
   s: 1,
@@ -1331,7 +1331,7 @@ function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
   return claimsSet;
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/jwt/verify.js
+// node_modules/jose/dist/webapi/jwt/verify.js
 async function jwtVerify(jwt, key, options) {
   const [verified, b64] = await verifyCompact(jwt, prepareVerify(options), key);
   if (!b64)
@@ -1340,7 +1340,7 @@ async function jwtVerify(jwt, key, options) {
   return { ...verified, payload };
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/jwks/local.js
+// node_modules/jose/dist/webapi/jwks/local.js
 function isUsableJWK(jwk, entry, alg, kid) {
   const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
   return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
@@ -1395,7 +1395,7 @@ function createLocalJWKSet(jwks) {
   });
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/jwks/remote.js
+// node_modules/jose/dist/webapi/jwks/remote.js
 function isCloudflareWorkers() {
   return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
 }
@@ -1492,7 +1492,7 @@ function createRemoteJWKSet(url, options) {
   });
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/util/decode_protected_header.js
+// node_modules/jose/dist/webapi/util/decode_protected_header.js
 function decodeProtectedHeader(token) {
   let encodedProtectedHeader;
   if (typeof token == "string") {
@@ -1509,7 +1509,7 @@ function decodeProtectedHeader(token) {
   return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
 }
 
-// ../../main/worker/node_modules/jose/dist/webapi/util/decode_jwt.js
+// node_modules/jose/dist/webapi/util/decode_jwt.js
 function decodeJwt(jwt) {
   if (typeof jwt != "string")
     throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
@@ -1733,7 +1733,10 @@ function edgeIdentity(principal, payload, ctx) {
     rayId: ctx.rayId ?? null,
     policyRevision: ctx.policyRevision,
     decision: ctx.decision,
-    policy: ctx.policy ?? null
+    policy: ctx.policy ?? null,
+    // Stage timings for the completion event (docs/edge-protocol.md §5.4).
+    receivedAt: ctx.receivedAt ?? null,
+    verifyMs: typeof ctx.verifyMs === "number" ? Math.round(ctx.verifyMs * 1e3) / 1e3 : null
   };
 }
 function encodeEdgeIdentity(identity) {
@@ -1892,6 +1895,13 @@ var RateLimiter = class {
 
 // src/audit.js
 var AUDIT_SCHEMA = "edgebind.dev/audit/v1";
+var RAY_RE = /^([0-9a-f]{16})(-[A-Za-z]{3,4})?$/i;
+function requestIdFrom(cfRay) {
+  const m = typeof cfRay === "string" ? RAY_RE.exec(cfRay.trim()) : null;
+  const ray = m ? m[1].toLowerCase() : "0".repeat(16);
+  const rand = [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${ray}-${rand}`;
+}
 function newAuditEvent(requestId, traceId) {
   return {
     schema: AUDIT_SCHEMA,
@@ -2001,13 +2011,14 @@ function parseJsonBody(request, bytes) {
 }
 async function handle(request, env) {
   const t0 = performance.now();
-  const requestId = crypto.randomUUID();
+  const receivedAt = Date.now();
+  const requestId = requestIdFrom(request.headers.get("cf-ray"));
   const trace = traceContext(request.headers);
   const audit = newAuditEvent(requestId, trace.traceId);
   audit.rayId = request.headers.get("cf-ray");
   let response;
   try {
-    response = await process(request, env, audit, requestId, trace);
+    response = await process(request, env, audit, requestId, trace, receivedAt);
   } catch (e) {
     if (e instanceof Refusal) {
       audit.decision = "deny";
@@ -2028,7 +2039,7 @@ async function handle(request, env) {
   emitAudit(audit);
   return response;
 }
-async function process(request, env, audit, requestId, trace) {
+async function process(request, env, audit, requestId, trace, receivedAt) {
   let cfg;
   try {
     cfg = await loadConfig(env);
@@ -2108,7 +2119,9 @@ async function process(request, env, audit, requestId, trace) {
       // can-i is never pre-decided by the Worker: the gateway answers it.
       decision: decision.decision === "allow" && req.action !== "can-i" ? "allow" : "undecided",
       policy: decision.policy,
-      tokenHash
+      tokenHash,
+      receivedAt,
+      verifyMs: audit.latencyMs.verify
     })
   );
   if (identity === null) throw new Refusal(401, "identity_too_large", "identity too large to forward");

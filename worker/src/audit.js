@@ -4,6 +4,23 @@
 
 export const AUDIT_SCHEMA = 'edgebind.dev/audit/v1';
 
+const RAY_RE = /^([0-9a-f]{16})(-[A-Za-z]{3,4})?$/i;
+
+/**
+ * The request id (docs/edge-protocol.md §5.1): the hex part of Cloudflare's `cf-ray` (16 zeros
+ * when absent or not a ray) joined with 16 hex characters of our own randomness, so that one id
+ * finds the request in Cloudflare's logs and is still unique when a ray repeats. The Worker signs
+ * it (`edge-request-id` is a covered component); the gateway writes it on what it changes.
+ * @param {string | null | undefined} cfRay
+ * @returns {string}
+ */
+export function requestIdFrom(cfRay) {
+  const m = typeof cfRay === 'string' ? RAY_RE.exec(cfRay.trim()) : null;
+  const ray = m ? m[1].toLowerCase() : '0'.repeat(16);
+  const rand = [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return `${ray}-${rand}`;
+}
+
 /** @typedef {{ namespace: string | null, name: string | null, kind: 'EdgeVolume', snapshot?: string }} AuditObject */
 /** @typedef {{ verify: number, policy: number, sign: number, upstream: number, total: number }} Latencies */
 /**

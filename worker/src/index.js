@@ -9,7 +9,7 @@ import { decide } from './policy.js';
 import { resolveRequest, RouteError, MAX_BODY_BYTES } from './routes.js';
 import { RateLimiter } from './ratelimit.js';
 import { base64url, contentDigest, signEdgebind, pathComponent, queryComponent } from './signature.js';
-import { newAuditEvent, emitAudit } from './audit.js';
+import { newAuditEvent, emitAudit, requestIdFrom } from './audit.js';
 
 const limiter = new RateLimiter();
 const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer'];
@@ -133,13 +133,14 @@ function parseJsonBody(request, bytes) {
  */
 export async function handle(request, env) {
   const t0 = performance.now();
-  const requestId = crypto.randomUUID();
+  const receivedAt = Date.now();
+  const requestId = requestIdFrom(request.headers.get('cf-ray'));
   const trace = traceContext(request.headers);
   const audit = newAuditEvent(requestId, trace.traceId);
   audit.rayId = request.headers.get('cf-ray');
   let response;
   try {
-    response = await process(request, env, audit, requestId, trace);
+    response = await process(request, env, audit, requestId, trace, receivedAt);
   } catch (e) {
     if (e instanceof Refusal) {
       audit.decision = 'deny';
@@ -165,9 +166,10 @@ export async function handle(request, env) {
  * @param {AuditEvent} audit
  * @param {string} requestId
  * @param {Trace} trace
+ * @param {number} receivedAt Unix milliseconds when the Worker received the request
  * @returns {Promise<Response>}
  */
-async function process(request, env, audit, requestId, trace) {
+async function process(request, env, audit, requestId, trace, receivedAt) {
   let cfg;
   try {
     cfg = await loadConfig(env);
@@ -258,6 +260,8 @@ async function process(request, env, audit, requestId, trace) {
       decision: decision.decision === 'allow' && req.action !== 'can-i' ? 'allow' : 'undecided',
       policy: decision.policy,
       tokenHash,
+      receivedAt,
+      verifyMs: audit.latencyMs.verify,
     }),
   );
   if (identity === null) throw new Refusal(401, 'identity_too_large', 'identity too large to forward');

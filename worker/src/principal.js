@@ -73,7 +73,7 @@ export function mapPrincipal(issuer, payload, referencedClaims = []) {
  * @param {JWTPayload} payload
  * @param {{ clientIp?: string | null, edgeLocation?: string | null, rayId?: string | null,
  *           policyRevision: string, decision: 'allow' | 'undecided', policy?: string | null,
- *           tokenHash?: string | null }} ctx
+ *           tokenHash?: string | null, receivedAt?: number | null, verifyMs?: number | null }} ctx
  */
 export function edgeIdentity(principal, payload, ctx) {
   return {
@@ -93,6 +93,9 @@ export function edgeIdentity(principal, payload, ctx) {
     policyRevision: ctx.policyRevision,
     decision: ctx.decision,
     policy: ctx.policy ?? null,
+    // Stage timings for the completion event (docs/edge-protocol.md §5.4).
+    receivedAt: ctx.receivedAt ?? null,
+    verifyMs: typeof ctx.verifyMs === 'number' ? Math.round(ctx.verifyMs * 1000) / 1000 : null,
   };
 }
 

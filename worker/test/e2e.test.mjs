@@ -37,6 +37,7 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
   let kubeUrl;
   let linstorUrl;
   let compiled;
+  let controllerAdmin;
   const procs = () => [kube, linstor, controller, gateway].filter(Boolean);
 
   const kubeCreate = async (apiPath, obj) => {
@@ -48,8 +49,8 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
   const getVolume = async (name) => json(`${kubeUrl}${crPath('edgevolumes', NS, name)}`);
   const ready = (obj) => (obj?.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 
-  const call = (p, { token, method = 'GET', body } = {}) =>
-    json(`${worker.url}${p}`, { method, body, headers: token ? { authorization: `Bearer ${token}` } : {}, timeoutMs: 30000 });
+  const call = (p, { token, method = 'GET', body, headers = {} } = {}) =>
+    json(`${worker.url}${p}`, { method, body, headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeoutMs: 30000 });
 
   const gatewayAudit = () => gateway.stdout.filter((l) => l.startsWith(AUDIT_PREFIX)).map((l) => JSON.parse(l));
 
@@ -112,7 +113,8 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     compiled = compileBundle(issuers, policies);
 
     const env = { KUBECONFIG: kubeconfig };
-    controller = startEdgebind('controller', ['controller', '--admin-addr', `127.0.0.1:${await freePort()}`, '--resync-seconds', '5'], env);
+    controllerAdmin = `http://127.0.0.1:${await freePort()}`;
+    controller = startEdgebind('controller', ['controller', '--admin-addr', controllerAdmin.slice('http://'.length), '--resync-seconds', '5'], env);
     const gwPort = await freePort();
     const gwAdmin = await freePort();
     gateway = startEdgebind(
@@ -148,7 +150,8 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
 
   it('creates a volume through the edge; the controller makes it Ready with replicas in LINSTOR', async () => {
     const token = await idp.token('alice');
-    const r = await call(`${EDGE}/volumes`, { token, method: 'POST', body: { name: 'edge-data-1', sizeBytes: 1 * GiB, labels: { app: 'e2e' } } });
+    // As Cloudflare's edge sets it: the request id starts with the ray (docs/edge-protocol.md §7.1).
+    const r = await call(`${EDGE}/volumes`, { token, method: 'POST', body: { name: 'edge-data-1', sizeBytes: 1 * GiB, labels: { app: 'e2e' } }, headers: { 'cf-ray': '8f1e2d3c4b5a6978-FRA' } });
     assert.equal(r.status, 201, r.text);
     assert.equal(r.body.name, 'edge-data-1');
     assert.equal(r.body.sizeBytes, GiB);
@@ -179,6 +182,33 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     created.push(g.headers.get('edge-request-id'));
   });
 
+  it('follows the request id from the Worker to the LINSTOR write and the completion event', async () => {
+    const id = created[0];
+    assert.match(id ?? '', /^8f1e2d3c4b5a6978-[0-9a-f]{16}$/, 'cf-ray hex plus our own random part');
+    // The gateway wrote it, with the edge and gateway stages, on the volume it created.
+    const vol = (await getVolume('edge-data-1')).body;
+    assert.equal(vol.metadata.annotations['edgebind.dev/request-id'], id);
+    const stages = JSON.parse(vol.metadata.annotations['edgebind.dev/request-stages']);
+    for (const k of ['edgeReceivedAt', 'edgeVerifyMs', 'gatewayDecisionMs', 'acceptedAt']) assert.equal(typeof stages[k], 'number', `stage ${k}`);
+    // The controller named it on the resource definition it created, and in its log line.
+    const rd = (await json(`${linstorUrl}/v1/resource-definitions/${vol.status.linstorName}`)).body;
+    assert.equal(rd.props?.['Aux/edgebind.dev/request-id'], id, JSON.stringify(rd.props));
+    const writes = controller.stderr.filter((l) => l.includes('LINSTOR write') && l.includes(id));
+    assert.ok(writes.length >= 1, `a LINSTOR write logged with the request id:\n${controller.tail()}`);
+    // Its events carry it, and one event closes it with the stage timings.
+    const events = async () => ((await json(`${kubeUrl}/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body?.items ?? [])
+      .filter((e) => e.regarding?.name === 'edge-data-1');
+    const done = await waitFor('the RequestCompleted event', async () => (await events()).filter((e) => e.reason === 'RequestCompleted'), { procs: procs() });
+    assert.equal(done.length, 1, 'exactly one completion event');
+    assert.equal(done[0].type, 'Normal');
+    assert.match(done[0].note, new RegExp(`^request ${id} completed: edge verify [0-9.]+ m?s, gateway decision [0-9.]+ m?s, first reconcile [0-9.]+ m?s, LINSTOR placement [0-9.]+ m?s, Ready [0-9.]+ m?s, total from the edge [0-9.]+ m?s$`));
+    assert.ok((await events()).some((e) => e.reason === 'Applied' && e.note.endsWith(`(request ${id})`)), 'the Applied event names the request');
+    // And the latency histogram from the edge to Ready counted it.
+    const metrics = await (await http(`${controllerAdmin}/metrics`)).text();
+    const count = /^edgebind_edge_request_duration_seconds_count\{outcome="ready"\} (\d+)/m.exec(metrics);
+    assert.ok(count && Number(count[1]) >= 1, `edge request histogram:\n${metrics.split('\n').filter((l) => l.includes('edge_request')).join('\n')}`);
+  });
+
   it('resizes it through the edge; the LINSTOR volume definition grows', async () => {
     assert.ok(linstorName, 'needs the volume of the previous step');
     const token = await idp.token('alice');
@@ -191,6 +221,13 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
       return vds?.[0]?.size_kib === (2 * GiB) / 1024;
     }, { procs: procs() });
     await waitFor('EdgeVolume status size 2Gi', async () => (await getVolume('edge-data-1')).body?.status?.size === '2Gi', { procs: procs() });
+    // The resize request now names the volume, and closes with its own completion event.
+    const id = r.headers.get('edge-request-id');
+    assert.equal((await getVolume('edge-data-1')).body.metadata.annotations['edgebind.dev/request-id'], id);
+    await waitFor(`the RequestCompleted event of ${id}`, async () => {
+      const items = (await json(`${kubeUrl}/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body?.items ?? [];
+      return items.some((e) => e.reason === 'RequestCompleted' && e.note.startsWith(`request ${id} completed: `));
+    }, { procs: procs() });
   });
 
   it('snapshots it through the edge; the snapshot appears in LINSTOR', async () => {
@@ -207,6 +244,13 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     const inLinstor = (await json(`${linstorUrl}/v1/view/snapshots`)).body;
     const found = inLinstor.find((s) => s.resource_name === linstorName && s.name === snap.status.linstorName);
     assert.ok(found, `LINSTOR snapshot ${snap.status.linstorName} of ${linstorName}: ${JSON.stringify(inLinstor)}`);
+    // The snapshot request names the EdgeSnapshot and closes with its own completion event.
+    const id = r.headers.get('edge-request-id');
+    assert.equal(snap.metadata.annotations['edgebind.dev/request-id'], id);
+    await waitFor(`the RequestCompleted event of ${id}`, async () => {
+      const items = (await json(`${kubeUrl}/apis/events.k8s.io/v1/namespaces/${NS}/events`)).body?.items ?? [];
+      return items.some((e) => e.reason === 'RequestCompleted' && e.regarding?.kind === 'EdgeSnapshot' && e.note.startsWith(`request ${id} completed: `));
+    }, { procs: procs() });
   });
 
   it('refuses a token without the group (403 policy_no_match) and a Deny (403 policy_denied); creates nothing', async () => {

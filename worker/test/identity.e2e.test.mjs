@@ -134,6 +134,8 @@ describe('identity examples end to end (local issuers -> Worker in workerd -> ga
       'cluster-b': { path: '/cluster-b', algs: ['ES256'] },
       'entra-contoso': { path: `/entra/${TID}/v2.0`, algs: ['RS256'] },
       'okta-acme': { path: '/okta/oauth2/aus1edgeabc', algs: ['RS256'] },
+      // Not one of the five: an issuer that signs with Ed25519, to show EdDSA is accepted.
+      'ed-idp': { path: '/ed', algs: ['EdDSA'] },
     });
     const kubePort = await freePort();
     kubeUrl = `http://127.0.0.1:${kubePort}`;
@@ -153,6 +155,14 @@ describe('identity examples end to end (local issuers -> Worker in workerd -> ga
         }
       }
     }
+    await kubeCreate(crPath('identityissuers'), {
+      apiVersion: `${GROUP}/${VERSION}`, kind: 'IdentityIssuer', metadata: { name: 'ed-idp' },
+      spec: { issuer: idps.url('ed-idp'), audiences: [AUD], algorithms: ['EdDSA'] },
+    });
+    await kubeCreate(crPath('volumeaccesspolicies', NS), {
+      apiVersion: `${GROUP}/${VERSION}`, kind: 'VolumeAccessPolicy', metadata: { name: 'ed-idp-all', namespace: NS },
+      spec: { effect: 'Allow', subjects: [{ issuer: 'ed-idp' }], actions: ['create'], volumes: { names: ['ed-*'] } },
+    });
     const key = generateSigningKey('edge-identity-1');
     await kubeCreate(`/api/v1/namespaces/${KEYS_NS}/secrets`, {
       apiVersion: 'v1', kind: 'Secret', metadata: { name: 'edgebind-gateway-keys' }, type: 'Opaque',
@@ -160,7 +170,7 @@ describe('identity examples end to end (local issuers -> Worker in workerd -> ga
     });
     const issuers = (await json(`${kubeUrl}${crPath('identityissuers')}`)).body.items;
     const policies = (await json(`${kubeUrl}${crPath('volumeaccesspolicies')}`)).body.items;
-    assert.equal(issuers.length, 5);
+    assert.equal(issuers.length, 6);
     const compiled = compileBundle(issuers, policies);
 
     const gwPort = await freePort();
@@ -257,7 +267,7 @@ describe('identity examples end to end (local issuers -> Worker in workerd -> ga
     await refused(await idps.mint('okta-acme', 'RS256', okta(['storage-automation'], ['volumes.write'], 'api://default')), 'app', 401, 'audience_mismatch', 'another audience');
   });
 
-  it('algorithms: none and HMAC keyed with the public key are refused; an undeclared algorithm finds no key', async () => {
+  it('algorithms: none and HMAC keyed with the public key are refused; an undeclared algorithm finds no key; EdDSA verifies', async () => {
     const good = await idps.mint('aws-prod', 'ES384', aws('210987654321', 'app-writer', 'storage'));
     const [, body] = good.split('.');
     const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -277,5 +287,7 @@ describe('identity examples end to end (local issuers -> Worker in workerd -> ga
       .setIssuer(idps.url('cluster-b'))
       .sign(privateKey);
     await refused(rs, 'backup', 401, 'key_unknown', 'RS256 against an ES256 key');
+    // EdDSA, where the issuer lists it and its JWK Set holds an Ed25519 key: accepted on both sides.
+    await allowed(await idps.mint('ed-idp', 'EdDSA', { aud: AUD, sub: 'robot' }), 'ed', 'EdDSA');
   });
 });

@@ -44,7 +44,7 @@ test('referenced claims are normalized to string lists (maps as key=value), unev
 test('Edge-Identity is base64url JSON with the documented members and no token', () => {
   const p = mapPrincipal(issuer, { sub: 'alice', groups: ['g'] });
   const obj = edgeIdentity(p, { jti: 'j1', exp: 100, sub: 'alice' }, { clientIp: '192.0.2.1', edgeLocation: 'FRA', rayId: 'r', policyRevision: 'rev', decision: 'allow', policy: 'ns/p' });
-  assert.deepEqual(Object.keys(obj), ['v', 'issuer', 'issuerUrl', 'subject', 'groups', 'groupsUnknown', 'claims', 'tokenJti', 'tokenExp', 'tokenHash', 'clientIp', 'edgeLocation', 'rayId', 'policyRevision', 'decision', 'policy']);
+  assert.deepEqual(Object.keys(obj), ['v', 'issuer', 'issuerUrl', 'subject', 'groups', 'groupsUnknown', 'claims', 'tokenJti', 'tokenExp', 'tokenHash', 'clientIp', 'edgeLocation', 'rayId', 'policyRevision', 'decision', 'policy', 'receivedAt', 'verifyMs']);
   const enc = encodeEdgeIdentity(obj);
   assert.match(enc, /^[A-Za-z0-9_-]+$/);
   assert.deepEqual(JSON.parse(Buffer.from(enc, 'base64url').toString('utf8')), obj);

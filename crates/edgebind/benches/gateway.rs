@@ -458,6 +458,7 @@ async fn seeded_backend() -> Arc<MemoryBackend> {
                 labels: labels(),
                 source_snapshot: None,
                 binding: None,
+                request: None,
             })
             .await
             .expect("seed volume");

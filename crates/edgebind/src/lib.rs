@@ -19,6 +19,7 @@ pub mod listener;
 pub mod memory;
 pub(crate) mod metrics;
 pub mod plan;
+pub mod request_trace;
 
 use std::time::Duration;
 

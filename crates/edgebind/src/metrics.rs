@@ -64,6 +64,12 @@ pub(crate) struct NodeStateLabel {
     pub state: String,
 }
 
+/// `ready` or `failed`: how an edge request ended (`request_trace`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// `linstor` (the LinstorBackends' budgets) or `cloudflare` (the CloudflareAccounts').
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct SystemLabel {
@@ -96,6 +102,8 @@ pub(crate) struct Metrics {
     pub budget_waits: Family<SystemLabel, Counter>,
     /// Time those calls waited.
     pub budget_wait_seconds: Family<SystemLabel, Counter<f64, AtomicU64>>,
+    /// From the edge receiving a request to its volume being Ready (or failed), by outcome.
+    pub edge_request_duration: Family<OutcomeLabel, Histogram>,
 }
 
 fn latency_hist() -> Histogram {
@@ -121,6 +129,10 @@ fn init() -> (Metrics, Registry) {
         budget_requests: Family::default(),
         budget_waits: Family::default(),
         budget_wait_seconds: Family::default(),
+        // 10 ms to about 5.5 minutes.
+        edge_request_duration: Family::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 16))
+        }),
     };
     let build: Family<BuildLabels, Gauge> = Family::default();
     build
@@ -203,6 +215,11 @@ fn init() -> (Metrics, Registry) {
         "budget_wait_seconds",
         "Time calls waited for an exhausted request budget, by system",
         m.budget_wait_seconds.clone(),
+    );
+    r.register(
+        "edge_request_duration_seconds",
+        "From the edge Worker receiving a request to the volume it created or changed being Ready (or failed), by outcome",
+        m.edge_request_duration.clone(),
     );
     (m, r)
 }

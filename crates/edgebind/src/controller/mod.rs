@@ -121,6 +121,8 @@ pub struct Context {
     pub backends: Backends,
     pub accounts: Accounts,
     pub backoff: Backoff,
+    /// Edge requests being followed to their completion event (`request_trace`).
+    pub requests: crate::request_trace::Tracker,
     /// `reportingInstance` of events: the pod name.
     instance: String,
 }
@@ -132,6 +134,7 @@ impl Context {
             backoff: Backoff::new(config.backoff_base, config.backoff_cap),
             backends: Backends::default(),
             accounts: Accounts::default(),
+            requests: Default::default(),
             config,
             client,
         })
@@ -151,6 +154,45 @@ impl Context {
         note: &str,
     ) {
         self.event_raw(obj, normal, reason.as_str(), note).await
+    }
+
+    /// Follows the edge request behind an object through one reconcile pass (`request_trace`):
+    /// when it closes, one event (`completed` or `failed`) states its stage timings, and the
+    /// edge-to-done latency is observed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn follow_request(
+        &self,
+        obj: &ObjectReference,
+        stamp: &crate::request_trace::Stamp,
+        pass: (i64, i64),
+        wrote: bool,
+        outcome: crate::request_trace::Outcome,
+        completed: impl crate::crd::conditions::Reason,
+        failed: impl crate::crd::conditions::Reason,
+    ) {
+        let key = format!(
+            "{}/{}/{}",
+            obj.kind.as_deref().unwrap_or_default(),
+            obj.namespace.as_deref().unwrap_or_default(),
+            obj.name.as_deref().unwrap_or_default()
+        );
+        let Some(c) = self.requests.observe(&key, stamp, pass, wrote, outcome) else {
+            return;
+        };
+        tracing::info!(object = %key, request_id = %stamp.id, note = %c.note, "edge request closed");
+        if let Some(ms) = c.total_ms {
+            crate::metrics::get()
+                .edge_request_duration
+                .get_or_create(&crate::metrics::OutcomeLabel {
+                    outcome: if c.ready { "ready" } else { "failed" },
+                })
+                .observe(ms as f64 / 1000.0);
+        }
+        if c.ready {
+            self.event(obj, true, completed, &c.note).await;
+        } else {
+            self.event(obj, false, failed, &c.note).await;
+        }
     }
 
     /// [`Self::event`] with a reason read back from a condition written by a typed reason.

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
 
 use super::ownership::{self, Owner, Ownership};
 use super::skeleton;
@@ -21,6 +21,7 @@ use crate::linstor::naming;
 use crate::linstor::ops::{Op, OpKind, seg};
 use crate::linstor::types::{Props, PropsModify, Snapshot, SnapshotCreate};
 use crate::linstor::version::Features;
+use crate::request_trace::{Outcome, Stamp, now_ms};
 
 pub(crate) fn owner(s: &EdgeSnapshot) -> Owner {
     Owner {
@@ -252,7 +253,8 @@ pub(crate) async fn pass<W: World>(w: &W, s: &EdgeSnapshot) -> Result<Pass, kube
         SnapshotPlan::Create(ops) => {
             if w.writes() {
                 for op in &ops {
-                    tracing::info!(snapshot = %format!("{}/{}", o.namespace, o.name), op = %op.summary, "LINSTOR write");
+                    let request_id = Stamp::from_annotations(s.annotations()).map(|r| r.id);
+                    tracing::info!(snapshot = %format!("{}/{}", o.namespace, o.name), request_id = request_id.as_deref().unwrap_or_default(), op = %op.summary, "LINSTOR write");
                     let res = inv.client().execute(op).await;
                     inv.mark_dirty(&rd);
                     match res {
@@ -338,7 +340,29 @@ pub(crate) async fn pass<W: World>(w: &W, s: &EdgeSnapshot) -> Result<Pass, kube
 }
 
 async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = now_ms();
     let p = pass(&Cluster(&ctx), &s).await?;
+    if let Some(stamp) = Stamp::from_annotations(s.annotations())
+        && p.next.reports()
+    {
+        let outcome = if p.condition.type_ == READY && p.condition.status {
+            Outcome::Ready
+        } else if matches!(p.next, Next::AwaitChange | Next::Resync) {
+            Outcome::Failed
+        } else {
+            Outcome::InProgress
+        };
+        ctx.follow_request(
+            &s.object_ref(&()),
+            &stamp,
+            (started, now_ms()),
+            !p.ops.is_empty(),
+            outcome,
+            SnapshotReason::RequestCompleted,
+            SnapshotReason::RequestFailed,
+        )
+        .await;
+    }
     if p.next.reports() {
         skeleton::report(&ctx, s.as_ref(), p.status, &[p.condition]).await?;
     }

@@ -74,6 +74,11 @@ reasons! {
         Deleted,
         Released,
         BackendGone,
+        /// The edge request that created or changed the volume reached Ready (with its stage
+        /// timings).
+        RequestCompleted,
+        /// The edge request that created or changed the volume failed (with its stage timings).
+        RequestFailed,
     }
 }
 
@@ -88,6 +93,11 @@ reasons! {
         /// LINSTOR reports the snapshot failed; it will not recover.
         Failed: terminal,
         LinstorError,
+        // Events
+        /// The edge request that created the snapshot: ready to use (with its stage timings).
+        RequestCompleted,
+        /// The edge request that created the snapshot failed (with its stage timings).
+        RequestFailed,
     }
 }
 

@@ -279,6 +279,23 @@ fn request_id(req: &Request) -> Option<String> {
         .then(|| v.to_string())
 }
 
+/// The signed request id with the stages so far, for the object this request creates
+/// (`request_trace`). By the time an action runs, `Edge-Request-Id` has been verified as a
+/// covered component of the signature.
+fn stamp(ctx: &Ctx) -> Option<crate::request_trace::Stamp> {
+    let id = ctx.request_id.clone()?;
+    let edge = ctx.identity.as_ref();
+    Some(crate::request_trace::Stamp {
+        id,
+        stages: crate::request_trace::Stages {
+            edge_received_at: edge.and_then(|i| i.received_at),
+            edge_verify_ms: edge.and_then(|i| i.verify_ms),
+            gateway_decision_ms: Some(ctx.verify_ms + ctx.policy_ms),
+            accepted_at: Some(crate::request_trace::now_ms()),
+        },
+    })
+}
+
 fn trace_id(req: &Request) -> Option<String> {
     let v = req.headers().get("traceparent")?.to_str().ok()?;
     let parts: Vec<&str> = v.split('-').collect();
@@ -787,6 +804,7 @@ async fn act(
                 labels: b.labels.clone(),
                 source_snapshot: None,
                 binding: ctx.key_binding.clone(),
+                request: stamp(ctx),
             };
             s.backend
                 .create_volume(nv)
@@ -883,10 +901,12 @@ async fn act(
                     .delete_volume(ns, name)
                     .await
                     .map(|v| Answer::ok(StatusCode::ACCEPTED, v)),
-                (Route::Resize { .. }, _) => be
-                    .resize_volume(ns, name, resize.unwrap_or(0))
-                    .await
-                    .map(|v| Answer::ok(StatusCode::ACCEPTED, v)),
+                (Route::Resize { .. }, _) => {
+                    let request = stamp(ctx);
+                    be.resize_volume(ns, name, resize.unwrap_or(0), request.as_ref())
+                        .await
+                        .map(|v| Answer::ok(StatusCode::ACCEPTED, v))
+                }
                 (Route::Snapshots { .. }, Action::Read) => match be.get_volume(ns, name).await {
                     Ok(Some(_)) => be
                         .list_snapshots(ns, name)
@@ -900,7 +920,8 @@ async fn act(
                     if let Some(o) = ctx.object.as_mut() {
                         o.snapshot = Some(snap.clone());
                     }
-                    be.create_snapshot(ns, name, &snap)
+                    let request = stamp(ctx);
+                    be.create_snapshot(ns, name, &snap, request.as_ref())
                         .await
                         .map(|v| Answer::ok(StatusCode::CREATED, v))
                 }
@@ -928,6 +949,7 @@ async fn act(
                                 labels: b.labels,
                                 source_snapshot: Some(snap.clone()),
                                 binding: ctx.key_binding.clone(),
+                                request: stamp(ctx),
                             })
                             .await
                             .map(|v| Answer::ok(StatusCode::CREATED, v)),

@@ -52,7 +52,7 @@ pub enum BackendError {
 pub type BackendResult<T> = Result<T, BackendError>;
 
 /// A new volume: empty, or restored from a snapshot of the same namespace.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewVolume {
     pub namespace: String,
     pub name: String,
@@ -62,6 +62,8 @@ pub struct NewVolume {
     /// The EdgeBinding (in `namespace`) the request came through, from the signing key: its
     /// `volumeDefaults` give the backend, placement and deletion policy.
     pub binding: Option<String>,
+    /// The signed request id and the stages so far, written on the volume (`request_trace`).
+    pub request: Option<crate::request_trace::Stamp>,
 }
 
 /// The operations of §4.
@@ -73,11 +75,13 @@ pub trait VolumeBackend: Send + Sync + 'static {
         name: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<VolumeView>>>;
     fn create_volume<'a>(&'a self, v: NewVolume) -> BoxFuture<'a, BackendResult<VolumeView>>;
+    /// `request`: the signed request id and stages, written on the volume (`request_trace`).
     fn resize_volume<'a>(
         &'a self,
         ns: &'a str,
         name: &'a str,
         size_bytes: u64,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<VolumeView>>;
     fn delete_volume<'a>(
         &'a self,
@@ -95,11 +99,13 @@ pub trait VolumeBackend: Send + Sync + 'static {
         volume: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, BackendResult<Option<SnapshotView>>>;
+    /// `request`: the signed request id and stages, written on the snapshot (`request_trace`).
     fn create_snapshot<'a>(
         &'a self,
         ns: &'a str,
         volume: &'a str,
         name: &'a str,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<SnapshotView>>;
     fn delete_snapshot<'a>(
         &'a self,
@@ -193,6 +199,7 @@ impl VolumeBackend for MemoryBackend {
         ns: &'a str,
         name: &'a str,
         size_bytes: u64,
+        _request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<VolumeView>> {
         let mut vols = lock(&self.volumes);
         let out = match vols.get_mut(&(ns.to_string(), name.to_string())) {
@@ -252,6 +259,7 @@ impl VolumeBackend for MemoryBackend {
         ns: &'a str,
         volume: &'a str,
         name: &'a str,
+        _request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<SnapshotView>> {
         let exists = lock(&self.volumes).contains_key(&(ns.to_string(), volume.to_string()));
         let mut snaps = lock(&self.snapshots);

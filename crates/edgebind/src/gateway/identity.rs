@@ -28,7 +28,7 @@ pub struct Principal {
 }
 
 /// The decoded identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EdgeIdentity {
     pub principal: Principal,
     pub client_ip: Option<String>,
@@ -40,6 +40,10 @@ pub struct EdgeIdentity {
     pub worker_policy: Option<String>,
     /// base64url SHA-256 of the token the Worker forwarded in `Edge-Token` (`gateway::token`).
     pub token_hash: Option<String>,
+    /// When the Worker received the request (Unix ms) and its token check took (ms): the edge
+    /// stages of the request's completion event (`request_trace`).
+    pub received_at: Option<i64>,
+    pub verify_ms: Option<f64>,
 }
 
 fn opt_string(obj: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
@@ -97,6 +101,11 @@ pub fn parse(header: &str) -> Option<EdgeIdentity> {
         worker_decision: opt_string(&obj, "decision"),
         worker_policy: opt_string(&obj, "policy"),
         token_hash: opt_string(&obj, "tokenHash"),
+        received_at: obj.get("receivedAt").and_then(Value::as_i64),
+        verify_ms: obj
+            .get("verifyMs")
+            .and_then(Value::as_f64)
+            .filter(|v| v.is_finite() && *v >= 0.0),
     })
 }
 

@@ -283,6 +283,7 @@ impl VolumeBackend for KubeVolumeBackend {
                     name: Some(v.name.clone()),
                     namespace: Some(v.namespace.clone()),
                     labels: (!v.labels.is_empty()).then(|| v.labels.clone()),
+                    annotations: v.request.as_ref().map(|r| r.annotations()),
                     ..Default::default()
                 },
                 spec,
@@ -298,6 +299,7 @@ impl VolumeBackend for KubeVolumeBackend {
         ns: &'a str,
         name: &'a str,
         size_bytes: u64,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<VolumeView>> {
         Box::pin(async move {
             let api = self.volumes(ns);
@@ -305,7 +307,11 @@ impl VolumeBackend for KubeVolumeBackend {
             if parse_bytes(&cur.spec.size).is_ok_and(|b| size_bytes < b) {
                 return Err(BackendError::SizeShrink);
             }
-            let patch = serde_json::json!({"spec": {"size": size_bytes.to_string()}});
+            let mut patch = serde_json::json!({"spec": {"size": size_bytes.to_string()}});
+            if let Some(r) = request {
+                // The request that changed it now names the volume (`request_trace`).
+                patch["metadata"] = serde_json::json!({"annotations": r.annotations()});
+            }
             let pp = PatchParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
@@ -386,6 +392,7 @@ impl VolumeBackend for KubeVolumeBackend {
         ns: &'a str,
         volume: &'a str,
         name: &'a str,
+        request: Option<&'a crate::request_trace::Stamp>,
     ) -> BoxFuture<'a, BackendResult<SnapshotView>> {
         Box::pin(async move {
             if call(self.volumes(ns).get_opt(volume)).await?.is_none() {
@@ -395,6 +402,7 @@ impl VolumeBackend for KubeVolumeBackend {
                 metadata: ObjectMeta {
                     name: Some(name.into()),
                     namespace: Some(ns.into()),
+                    annotations: request.map(|r| r.annotations()),
                     ..Default::default()
                 },
                 spec: EdgeSnapshotSpec {
@@ -441,6 +449,7 @@ mod tests {
             labels: Default::default(),
             source_snapshot: source.map(str::to_string),
             binding: Some("storage-api".into()),
+            request: None,
         }
     }
 

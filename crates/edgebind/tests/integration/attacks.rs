@@ -275,11 +275,12 @@ async fn a_restore_is_held_to_create_rules_and_labels_grant_nothing_the_policy_d
                 labels: Default::default(),
                 source_snapshot: None,
                 binding: None,
+                request: None,
             })
             .await
             .expect("seed");
         gw.backend
-            .create_snapshot("team-a", name, &format!("{name}-s1"))
+            .create_snapshot("team-a", name, &format!("{name}-s1"), None)
             .await
             .expect("seed snapshot");
     }

@@ -193,6 +193,7 @@ async fn rotation_under_traffic_refuses_nothing_and_retires_the_old_key() {
             labels: Default::default(),
             source_snapshot: None,
             binding: None,
+            request: None,
         })
         .await
         .expect("seed volume");

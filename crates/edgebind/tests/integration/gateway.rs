@@ -112,6 +112,7 @@ pub(crate) async fn start_with(limits: EdgeLimits) -> Gw {
                     .collect(),
                 source_snapshot: None,
                 binding: None,
+                request: None,
             })
             .await
             .expect("seed volume");
@@ -708,6 +709,7 @@ async fn kube_backend_reads_from_watch_caches() {
             labels: Default::default(),
             source_snapshot: None,
             binding: None,
+            request: None,
         })
         .await
         .expect("create goes to the API server");

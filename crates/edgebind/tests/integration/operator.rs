@@ -476,6 +476,7 @@ async fn already_exists_race_rereads_and_continues() {
         adopt_released: false,
         source: None,
         placeable: None,
+        request_id: None,
     }) else {
         panic!("expected ops")
     };
@@ -498,6 +499,7 @@ async fn already_exists_race_rereads_and_continues() {
         adopt_released: false,
         source: None,
         placeable: None,
+        request_id: None,
     }) else {
         panic!("ours, so no conflict")
     };

@@ -21,10 +21,11 @@ use super::ownership::Owner;
 use super::world::{Cluster, Next};
 use super::{Context, FINALIZER, skeleton};
 use crate::crd::DeletionPolicy;
-use crate::crd::conditions::Desired;
+use crate::crd::conditions::{Desired, READY};
 use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::{EdgeVolume, EdgeVolumeStatus};
 use crate::linstor::{LinstorError, naming};
+use crate::request_trace::{Outcome, Stamp, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,7 +93,14 @@ pub(crate) fn volume_status(
 }
 
 async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = now_ms();
     let p = pass::run(&Cluster(&ctx), &ev).await?;
+    let stamp = Stamp::from_annotations(ev.annotations());
+    // The edge request behind this volume, in every event of it (`request_trace`).
+    let of_request = |note: String| match &stamp {
+        Some(s) => format!("{note} (request {})", s.id),
+        None => note,
+    };
     if !p.next.reports() {
         return Ok(p.next.action(&ctx, ev.as_ref())?);
     }
@@ -103,12 +111,34 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
             &ev.object_ref(&()),
             true,
             VolumeReason::Applied,
-            &p.ops
-                .iter()
-                .map(|o| o.summary.as_str())
-                .chain(p.pv_ops.iter().map(|o| o.summary.as_str()))
-                .collect::<Vec<_>>()
-                .join("; "),
+            &of_request(
+                p.ops
+                    .iter()
+                    .map(|o| o.summary.as_str())
+                    .chain(p.pv_ops.iter().map(|o| o.summary.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        )
+        .await;
+    }
+    if let Some(s) = &stamp {
+        let ready = p.conditions.iter().any(|c| c.type_ == READY && c.status);
+        let outcome = if ready {
+            Outcome::Ready
+        } else if matches!(p.next, Next::AwaitChange | Next::Resync) {
+            Outcome::Failed
+        } else {
+            Outcome::InProgress
+        };
+        ctx.follow_request(
+            &ev.object_ref(&()),
+            s,
+            (started, now_ms()),
+            !p.ops.is_empty(),
+            outcome,
+            VolumeReason::RequestCompleted,
+            VolumeReason::RequestFailed,
         )
         .await;
     }

@@ -97,6 +97,8 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
         Err(e) => return Ok(failed(&lname, e)),
     };
     let o = w.owner(base, observed.rd.as_ref().map(|r| &r.props));
+    let stamp = crate::request_trace::Stamp::from_annotations(ev.annotations());
+    let request_id = stamp.as_ref().map_or("", |s| s.id.as_str());
     let adopt = ev
         .annotations()
         .get(ADOPT_RELEASED_ANNOTATION)
@@ -119,6 +121,7 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
         observed: &observed,
         adopt_released: adopt,
         source: source.as_ref(),
+        request_id: stamp.as_ref().map(|s| s.id.as_str()),
     };
     let ops = match plan::plan(&input) {
         // The other object may go away: look again at the next resync.
@@ -158,7 +161,7 @@ pub(crate) async fn run<W: World>(w: &W, ev: &EdgeVolume) -> Result<Pass, kube::
     if w.writes() {
         let key = format!("{}/{}", o.namespace, o.name);
         for (i, op) in ops.iter().enumerate() {
-            tracing::info!(volume = %key, op = %op.summary, "LINSTOR write");
+            tracing::info!(volume = %key, request_id, op = %op.summary, "LINSTOR write");
             if let Err(e) = inv.client().execute(op).await {
                 inv.mark_dirty(&lname);
                 if e.is_exists() {

@@ -94,6 +94,9 @@ pub struct PlanInput<'a> {
     /// How many more LINSTOR nodes could take a replica now (online, not evacuating, not
     /// hosting one); None when node state is not known.
     pub placeable: Option<u32>,
+    /// The edge request that created the volume (`request_trace`): named on the resource
+    /// definition it creates, so that LINSTOR's side of the trail carries it too.
+    pub request_id: Option<&'a str>,
 }
 
 fn rd_path(name: &str) -> String {
@@ -111,6 +114,7 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
         adopt_released,
         source,
         placeable,
+        request_id,
     } = *input;
     let mut ops = Vec::new();
     let rd = observed.rd.as_ref();
@@ -154,7 +158,7 @@ pub fn plan(input: &PlanInput<'_>) -> VolumePlan {
             return VolumePlan::Ops(ops);
         }
         Ownership::Absent => {
-            plan_create(name, owner, spec, features, source, &mut ops);
+            plan_create(name, owner, spec, features, source, request_id, &mut ops);
             return VolumePlan::Ops(ops);
         }
         Ownership::Ours => {}
@@ -280,6 +284,7 @@ fn plan_create(
     spec: &ValidSpec,
     features: Features,
     source: Option<&RestoreSource>,
+    request_id: Option<&str>,
     ops: &mut Vec<Op>,
 ) {
     let mut props = owner.marker();
@@ -288,6 +293,9 @@ fn plan_create(
         // Set before the first replica exists: the satellite makes the filesystem when it
         // creates a resource (linstor-server `MkfsUtils.makeFileSystemOnMarked`).
         props.insert(super::pv::FS_TYPE_PROP.into(), fs.clone());
+    }
+    if let Some(id) = request_id {
+        props.insert(crate::request_trace::REQUEST_ID_PROP.into(), id.to_string());
     }
     if !spec.props.is_empty() {
         props.insert(ownership::LAST_APPLIED.into(), last_applied(spec));

@@ -52,6 +52,7 @@ fn run(spec: &ValidSpec, observed: &Observed, features: Features) -> VolumePlan 
         adopt_released: false,
         source: None,
         placeable: None,
+        request_id: None,
     })
 }
 
@@ -221,6 +222,7 @@ fn replacement_replicas_are_asked_for_only_as_far_as_nodes_can_take_them() {
             adopt_released: false,
             source: None,
             placeable,
+            request_id: None,
         }))
     };
     let count = |o: &[crate::linstor::Op]| {
@@ -311,6 +313,7 @@ fn released_needs_explicit_adoption() {
         adopt_released: true,
         source: None,
         placeable: None,
+        request_id: None,
     }));
     assert_eq!(o.len(), 1);
     let body = o[0].body.as_ref().unwrap();
@@ -343,6 +346,7 @@ fn restore_creates_then_restores_never_into_existing_data() {
             adopt_released: false,
             source: Some(&src),
             placeable: None,
+            request_id: None,
         })
     };
     let o = ops(input(&empty));
@@ -394,6 +398,7 @@ fn plan_restore(s: &ValidSpec, src: &RestoreSource, obs: &Observed) -> VolumePla
         adopt_released: false,
         source: Some(src),
         placeable: None,
+        request_id: None,
     })
 }
 

@@ -24,6 +24,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -303,7 +304,8 @@ pub(crate) async fn delete_service(
     check_account(&st, &account, None)?;
     find(&mut st, &account, &id)?;
     st.vpc_services.remove(&id);
-    Ok(ok(Value::Null))
+    // The document declares the 200 without a body.
+    Ok(StatusCode::OK.into_response())
 }
 
 /// Upload validation: every `vpc_service` binding names a service of the account.

@@ -101,6 +101,9 @@ reasons! {
         NoGatewayService: terminal,
         /// `spec.tunnel` was removed: the tunnel is being deleted.
         TunnelDeleting: progress,
+        // WorkersVpcReady condition
+        /// The gateway is registered as a Workers VPC service and matches the spec.
+        VpcServiceRegistered,
         // Failed Cloudflare calls (from [`CloudflareReason`])
         CloudflareUnreachable,
         Unauthorized,
@@ -140,6 +143,8 @@ reasons! {
         TunnelNotReady,
         /// A DNS record for `tunnelHostname` that edgebind did not create.
         DnsConflict: terminal,
+        /// `workersVpc`: the account has no Workers VPC service (yet), or no `spec.tunnel.workersVpc`.
+        VpcServiceNotReady,
         // RouteConflict condition
         NoConflict,
         RouteOwnedElsewhere,

@@ -8,6 +8,7 @@ use kube::core::{Selector, SelectorExt};
 use url::{Host, Url};
 
 use super::super::Context;
+use crate::crd::CloudflareAccount;
 use crate::crd::binding::EdgeBinding;
 use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
 use crate::gateway::compile::compile_bundle;
@@ -25,6 +26,8 @@ pub(crate) struct WorkerConfig {
     pub issuers: String,
     /// `POLICY_BUNDLE` JSON (secret, likewise).
     pub policy_bundle: String,
+    /// `spec.workersVpc`: the account's Workers VPC service, bound as `GATEWAY`.
+    pub vpc_service_id: Option<String>,
 }
 
 /// Checks `GATEWAY_URL` as the Worker will (docs/edge-protocol.md §1): an origin only, https
@@ -35,10 +38,68 @@ pub(crate) fn gateway_origin(b: &EdgeBinding) -> Result<String, String> {
         b.spec.gateway_url.is_empty(),
         b.spec.tunnel_hostname.is_empty(),
     ) {
+        _ if b.spec.workers_vpc
+            && !(b.spec.gateway_url.is_empty() && b.spec.tunnel_hostname.is_empty()) =>
+        {
+            Err(ONE_OF.into())
+        }
+        // Filled in from the account by `with_vpc`.
+        (true, true) if b.spec.workers_vpc => Ok(String::new()),
         (true, false) => check_gateway_url(&format!("https://{}", b.spec.tunnel_hostname)),
         (false, true) => check_gateway_url(&b.spec.gateway_url),
-        _ => Err("set exactly one of spec.gatewayUrl and spec.tunnelHostname".into()),
+        _ => Err(ONE_OF.into()),
     }
+}
+
+const ONE_OF: &str = "set exactly one of spec.gatewayUrl, spec.tunnelHostname and spec.workersVpc";
+
+/// The binding's account, for `workersVpc`.
+pub(crate) async fn account_vpc(
+    ctx: &Context,
+    b: &EdgeBinding,
+) -> Result<CloudflareAccount, String> {
+    let name = &b.spec.account_ref;
+    Api::<CloudflareAccount>::all(ctx.client.clone())
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read CloudflareAccount {name}: {e}"))?
+        .ok_or_else(|| format!("CloudflareAccount {name} does not exist"))
+}
+
+/// The configuration for `workersVpc` (pure): the account's Workers VPC service as the
+/// `GATEWAY` binding and its gateway URL as `GATEWAY_URL`. http is allowed there (not
+/// elsewhere): the VPC service carries the request encrypted up to the tunnel whatever the
+/// scheme (reference §11), and the URL's host and port only name the Host header.
+pub(crate) fn with_vpc(
+    mut cfg: WorkerConfig,
+    a: &CloudflareAccount,
+) -> Result<WorkerConfig, String> {
+    let name = a.name_any();
+    if !a.spec.tunnel.as_ref().is_some_and(|t| t.workers_vpc) {
+        return Err(format!(
+            "workersVpc needs a Workers VPC service: set spec.tunnel.workersVpc on CloudflareAccount {name}"
+        ));
+    }
+    let t = a.status.as_ref().and_then(|s| s.tunnel.as_ref());
+    let (Some(id), Some(url)) = (
+        t.and_then(|t| t.vpc_service_id.clone())
+            .filter(|s| !s.is_empty()),
+        t.and_then(|t| t.vpc_service_url.clone()),
+    ) else {
+        return Err(format!(
+            "CloudflareAccount {name} has no Workers VPC service yet (see its WorkersVpcReady condition)"
+        ));
+    };
+    let u =
+        Url::parse(&url).map_err(|e| format!("the VPC gateway URL {url:?} is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return Err(format!(
+            "the VPC gateway URL {url:?} must be an http(s) URL"
+        ));
+    }
+    cfg.gateway_url = u.origin().ascii_serialization();
+    cfg.vpc_service_id = Some(id);
+    Ok(cfg)
 }
 
 pub(crate) fn check_gateway_url(s: &str) -> Result<String, String> {
@@ -146,6 +207,7 @@ pub(crate) fn assemble(
         gateway_url: gateway_origin(b)?,
         issuers: check_document("ISSUERS", issuers, true)?,
         policy_bundle: check_document("POLICY_BUNDLE", bundle, false)?,
+        vpc_service_id: None,
     })
 }
 

@@ -508,13 +508,33 @@ function checkUrl(raw, what) {
   if (u.protocol === "http:" && LOOPBACK.has(u.hostname)) return u;
   throw new ConfigError(`${what} must be https (http only for loopback)`);
 }
-function parseGatewayUrl(raw) {
+function parseGatewayUrl(raw, viaBinding = false) {
   if (typeof raw !== "string" || raw.length === 0) throw new ConfigError("GATEWAY_URL is missing");
-  const u = checkUrl(raw, "GATEWAY_URL");
+  const u = viaBinding ? checkBindingUrl(raw) : checkUrl(raw, "GATEWAY_URL");
   if (u.pathname !== "/" && u.pathname !== "" || u.search || u.hash) {
     throw new ConfigError("GATEWAY_URL must be an origin without path, query or fragment");
   }
   return { origin: u.origin, authority: u.host };
+}
+function checkBindingUrl(raw) {
+  let u;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError("GATEWAY_URL is not a URL");
+  }
+  if (u.username || u.password) throw new ConfigError("GATEWAY_URL must not carry credentials");
+  if (u.protocol !== "https:" && u.protocol !== "http:") throw new ConfigError("GATEWAY_URL must be http(s)");
+  return u;
+}
+function gatewayBinding(b) {
+  if (b === void 0 || b === null) return null;
+  if (typeof b !== "object" || typeof /** @type {any} */
+  b.fetch !== "function") throw new ConfigError("GATEWAY is not a service binding");
+  return (
+    /** @type {GatewayFetcher} */
+    b
+  );
 }
 function intIn(v, lo, hi, dflt, what) {
   if (v === void 0) return dflt;
@@ -614,7 +634,8 @@ async function cached(slot, raw, parse) {
   return value;
 }
 async function loadConfig(env) {
-  const gateway = await cached("gw", env.GATEWAY_URL, parseGatewayUrl);
+  const binding = gatewayBinding(env.GATEWAY);
+  const gateway = binding ? await cached("gw-vpc", env.GATEWAY_URL, (raw) => parseGatewayUrl(raw, true)) : await cached("gw", env.GATEWAY_URL, (raw) => parseGatewayUrl(raw));
   const issuers = await cached("iss", env.ISSUERS, parseIssuers);
   const bundle = await cached("bundle", env.POLICY_BUNDLE, parseBundle);
   if (typeof env.SIGNING_KEY !== "string" || env.SIGNING_KEY.length === 0) throw new ConfigError("SIGNING_KEY is missing");
@@ -632,6 +653,7 @@ async function loadConfig(env) {
   if (edgeLocation !== void 0 && edgeLocation !== "" && !LOCATION_RE.test(edgeLocation)) throw new ConfigError("EDGE_LOCATION is invalid");
   return {
     gateway,
+    gatewayBinding: binding,
     issuers,
     bundle,
     signing,
@@ -641,7 +663,7 @@ async function loadConfig(env) {
   };
 }
 
-// node_modules/jose/dist/webapi/lib/buffer_utils.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/buffer_utils.js
 var encoder = new TextEncoder();
 var decoder = new TextDecoder();
 var strictDecoder = new TextDecoder("utf-8", { fatal: true });
@@ -683,7 +705,7 @@ function decodeBase64(encoded, url = false) {
   return bytes;
 }
 
-// node_modules/jose/dist/webapi/util/errors.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/errors.js
 var JOSEError = class extends Error {
   static code = "ERR_JOSE_GENERIC";
   code = "ERR_JOSE_GENERIC";
@@ -762,7 +784,7 @@ var JWSSignatureVerificationFailed = class extends JOSEError {
   }
 };
 
-// node_modules/jose/dist/webapi/util/base64url.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/base64url.js
 var invalid = "The input to be decoded is not correctly encoded.";
 function decode(input) {
   try {
@@ -772,7 +794,7 @@ function decode(input) {
   }
 }
 
-// node_modules/jose/dist/webapi/lib/validate.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/validate.js
 function isObject(input) {
   if (typeof input != "object" || input === null || Object.prototype.toString.call(input) !== "[object Object]")
     return false;
@@ -852,7 +874,7 @@ function validateB64(protectedHeader, extensions) {
   return true;
 }
 
-// node_modules/jose/dist/webapi/lib/key.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/key.js
 var tag = (key) => key[Symbol.toStringTag];
 var jwkMatchesOp = (entry, key, usage) => {
   const { alg } = entry;
@@ -985,7 +1007,7 @@ async function rawKey(key, expected, usage, extractable = false) {
   return key instanceof Uint8Array && (key = await crypto.subtle.importKey("raw", key, expected, extractable, [usage])), checkCryptoKey(key, expected, usage), key;
 }
 
-// node_modules/jose/dist/webapi/lib/key_descriptor.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/key_descriptor.js
 function table(entries) {
   const out = { __proto__: null };
   for (const alg in entries)
@@ -993,7 +1015,7 @@ function table(entries) {
   return out;
 }
 
-// node_modules/jose/dist/webapi/lib/jws_algorithms.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_algorithms.js
 var sig = [["verify"], ["sign"]];
 function hmac(bits) {
   const subtle = { name: "HMAC", hash: `SHA-${bits}` };
@@ -1063,7 +1085,7 @@ function jwsAlgorithm(alg) {
   return entry;
 }
 
-// node_modules/jose/dist/webapi/lib/jws_verify.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_verify.js
 function prepareVerify(options) {
   return [options && validateAlgorithms("algorithms", options.algorithms), options?.crit];
 }
@@ -1118,7 +1140,7 @@ async function verifyCompact(jws, shared, key) {
   return verifySignature({ payload, protected: protectedHeader, signature }, shared, key, encodeCompactUnencodedPayload);
 }
 
-// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jwt_claims_set.js
 var epoch = (date) => Math.floor(date.getTime() / 1e3);
 var multipliers = {
   s: 1,
@@ -1208,7 +1230,7 @@ function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
   return claimsSet;
 }
 
-// node_modules/jose/dist/webapi/jwt/verify.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwt/verify.js
 async function jwtVerify(jwt, key, options) {
   const [verified, b64] = await verifyCompact(jwt, prepareVerify(options), key);
   if (!b64)
@@ -1217,7 +1239,7 @@ async function jwtVerify(jwt, key, options) {
   return { ...verified, payload };
 }
 
-// node_modules/jose/dist/webapi/jwks/local.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwks/local.js
 function isUsableJWK(jwk, entry, alg, kid) {
   const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
   return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
@@ -1272,7 +1294,7 @@ function createLocalJWKSet(jwks) {
   });
 }
 
-// node_modules/jose/dist/webapi/jwks/remote.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwks/remote.js
 function isCloudflareWorkers() {
   return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
 }
@@ -1369,7 +1391,7 @@ function createRemoteJWKSet(url, options) {
   });
 }
 
-// node_modules/jose/dist/webapi/util/decode_protected_header.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/decode_protected_header.js
 function decodeProtectedHeader(token) {
   let encodedProtectedHeader;
   if (typeof token == "string") {
@@ -1386,7 +1408,7 @@ function decodeProtectedHeader(token) {
   return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
 }
 
-// node_modules/jose/dist/webapi/util/decode_jwt.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/decode_jwt.js
 function decodeJwt(jwt) {
   if (typeof jwt != "string")
     throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
@@ -2026,7 +2048,9 @@ async function process(request, env, audit, requestId, trace) {
   const tu = performance.now();
   let upstream;
   try {
-    upstream = await fetch(`${cfg.gateway.origin}${msg.path}${url.search}`, {
+    const via = cfg.gatewayBinding;
+    const send = via ? (u, i) => via.fetch(u, i) : fetch;
+    upstream = await send(`${cfg.gateway.origin}${msg.path}${url.search}`, {
       method,
       headers,
       body: method === "POST" ? bodyBytes : void 0,

@@ -30,23 +30,17 @@ pub(crate) struct WorkerConfig {
     pub vpc_service_id: Option<String>,
 }
 
-/// Checks `GATEWAY_URL` as the Worker will (docs/edge-protocol.md §1): an origin only, https
-/// or http to a loopback host.
-/// The origin the Worker forwards to: the tunnel hostname over https, or `gatewayUrl`.
+/// The origin the Worker forwards to: the tunnel hostname over https, or `gatewayUrl`; for
+/// `workersVpc` empty here, filled in from the account by [`with_vpc`].
 pub(crate) fn gateway_origin(b: &EdgeBinding) -> Result<String, String> {
     match (
         b.spec.gateway_url.is_empty(),
         b.spec.tunnel_hostname.is_empty(),
+        b.spec.workers_vpc,
     ) {
-        _ if b.spec.workers_vpc
-            && !(b.spec.gateway_url.is_empty() && b.spec.tunnel_hostname.is_empty()) =>
-        {
-            Err(ONE_OF.into())
-        }
-        // Filled in from the account by `with_vpc`.
-        (true, true) if b.spec.workers_vpc => Ok(String::new()),
-        (true, false) => check_gateway_url(&format!("https://{}", b.spec.tunnel_hostname)),
-        (false, true) => check_gateway_url(&b.spec.gateway_url),
+        (true, true, true) => Ok(String::new()),
+        (true, false, false) => check_gateway_url(&format!("https://{}", b.spec.tunnel_hostname)),
+        (false, true, false) => check_gateway_url(&b.spec.gateway_url),
         _ => Err(ONE_OF.into()),
     }
 }
@@ -102,6 +96,8 @@ pub(crate) fn with_vpc(
     Ok(cfg)
 }
 
+/// Checks `GATEWAY_URL` as the Worker will (docs/edge-protocol.md §1): an origin only, https
+/// or http to a loopback host.
 pub(crate) fn check_gateway_url(s: &str) -> Result<String, String> {
     let u = Url::parse(s).map_err(|e| format!("gatewayUrl {s:?} is not a URL: {e}"))?;
     let loopback = match u.host() {
@@ -242,6 +238,65 @@ mod tests {
         assert!(check_gateway_url("https://gw.example.com/api").is_err());
         assert!(check_gateway_url("https://u:p@gw.example.com").is_err());
         assert!(check_gateway_url("https://gw.example.com?x=1").is_err());
+    }
+
+    fn binding(extra: serde_json::Value) -> EdgeBinding {
+        let mut spec = serde_json::json!({"accountRef": "cf",
+            "zoneId": "023e105f4ecef8ad9ca31a8372d0c353", "routes": ["a.example.com/*"],
+            "scriptName": "gw"});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        serde_json::from_value(serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1",
+            "kind": "EdgeBinding", "metadata": {"name": "b", "namespace": "ns"}, "spec": spec}))
+        .unwrap()
+    }
+
+    fn account(tunnel: serde_json::Value, status: serde_json::Value) -> CloudflareAccount {
+        serde_json::from_value(serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1",
+            "kind": "CloudflareAccount", "metadata": {"name": "cf"},
+            "spec": {"accountId": "9a7806061c88ada191ed06f989cc3dac",
+                     "apiToken": {"name": "t", "namespace": "ns", "key": "token"}, "tunnel": tunnel},
+            "status": {"tunnel": status}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_workers_vpc_binding_takes_the_accounts_service_and_url() {
+        let b = binding(serde_json::json!({"workersVpc": true}));
+        assert_eq!(gateway_origin(&b).unwrap(), "");
+        let both = binding(
+            serde_json::json!({"workersVpc": true, "gatewayUrl": "https://gw.example.com"}),
+        );
+        assert!(gateway_origin(&both).is_err());
+        let cfg = assemble(&b, "[]", "{}").unwrap();
+        let url = "http://edgebind-gateway.edgebind-system.svc:8080";
+        let ready = account(
+            serde_json::json!({"workersVpc": true}),
+            serde_json::json!({"id": "t1", "name": "edgebind-u", "vpcServiceId": "s1", "vpcServiceUrl": url}),
+        );
+        let c = with_vpc(cfg.clone(), &ready).unwrap();
+        assert_eq!(c.gateway_url, url);
+        assert_eq!(c.vpc_service_id.as_deref(), Some("s1"));
+        // Not asked for on the account, or not registered yet: the binding waits.
+        let off = account(
+            serde_json::json!({}),
+            serde_json::json!({"id": "t1", "name": "n"}),
+        );
+        assert!(
+            with_vpc(cfg.clone(), &off)
+                .unwrap_err()
+                .contains("spec.tunnel.workersVpc")
+        );
+        let pending = account(
+            serde_json::json!({"workersVpc": true}),
+            serde_json::json!({"id": "t1", "name": "n"}),
+        );
+        assert!(
+            with_vpc(cfg, &pending)
+                .unwrap_err()
+                .contains("no Workers VPC service yet")
+        );
     }
 
     #[test]

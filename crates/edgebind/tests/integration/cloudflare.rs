@@ -1288,6 +1288,43 @@ async fn a_binding_reaches_the_gateway_through_a_workers_vpc_service() {
         })
         .await;
 
+    // Deleted by someone: registered again (a new id), and the Worker is re-bound to it.
+    let r = reqwest::Client::new()
+        .delete(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let script_name = format!("{SCRIPT}-vpc");
+    let new_sid = t
+        .bed
+        .eventually(30, "a new VPC service is bound to the Worker", || {
+            let sim = t.sim().clone();
+            let (sid, script_name, foreign) = (sid.clone(), script_name.clone(), foreign.clone());
+            async move {
+                let ours: Vec<_> = sim
+                    .vpc_services(ACC)
+                    .into_iter()
+                    .filter(|s| s.id != foreign)
+                    .collect();
+                let [svc] = ours.as_slice() else { return None };
+                let bound = sim
+                    .script(ACC, &script_name)?
+                    .bindings
+                    .iter()
+                    .any(|b| b["type"] == "vpc_service" && b["service_id"] == svc.id.as_str());
+                (svc.id != sid && bound).then(|| svc.id.clone())
+            }
+        })
+        .await;
+    let st = t.accounts().get("cf").await.expect("account").status;
+    assert_eq!(
+        st.and_then(|s| s.tunnel).and_then(|t| t.vpc_service_id),
+        Some(new_sid)
+    );
+    assert_eq!(via(t.sim()).as_deref(), Ok(GATEWAY_SERVICE));
+
     // Removing the tunnel: the binding first, then cloudflared stops; our service goes with
     // the tunnel, theirs stays.
     t.bindings()

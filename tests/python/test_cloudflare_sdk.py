@@ -292,6 +292,40 @@ def test_tunnel_lifecycle_and_its_dns_record(cf):
     assert list(cf.zero_trust.tunnels.cloudflared.list(account_id=ACCOUNT, name="sdk-tunnel", is_deleted=False)) == []
 
 
+def test_workers_vpc_service_lifecycle_and_binding(cf):
+    """The SDK's connectivity directory calls (client.connectivity.directory.services), as
+    edgebind's controller makes them, and a Worker upload binding the service."""
+    t = cf.zero_trust.tunnels.cloudflared.create(account_id=ACCOUNT, name="sdk-vpc", config_src="cloudflare")
+    services = cf.connectivity.directory.services
+    host = {"hostname": "gw.ns.svc", "resolver_network": {"tunnel_id": t.id}}
+    svc = services.create(account_id=ACCOUNT, type="http", name="sdk-gw", http_port=8080, host=host)
+    assert svc.service_id and svc.name == "sdk-gw" and svc.http_port == 8080
+    assert svc.host.hostname == "gw.ns.svc" and svc.host.resolver_network.tunnel_id == t.id
+    with pytest.raises(cloudflare.BadRequestError) as e:
+        services.create(account_id=ACCOUNT, type="http", name="bad",
+                        host={"hostname": "gw.ns.svc", "resolver_network": {"tunnel_id": "not-a-uuid"}})
+    assert error_code(e.value) == 1001
+    listed = list(services.list(account_id=ACCOUNT, type="http"))
+    assert [x.service_id for x in listed] == [svc.service_id]
+    got = services.get(svc.service_id, account_id=ACCOUNT)
+    assert got.http_port == 8080
+    services.update(svc.service_id, account_id=ACCOUNT, type="http", name="sdk-gw", http_port=9090, host=host)
+    assert services.get(svc.service_id, account_id=ACCOUNT).http_port == 9090
+
+    binding = {"type": "vpc_service", "name": "GATEWAY", "service_id": svc.service_id}
+    res = upload(cf, "sdk-vpc-gw", bindings=[binding])
+    assert res.id == "sdk-vpc-gw"
+    with pytest.raises(cloudflare.BadRequestError) as e:
+        upload(cf, "sdk-vpc-gw", bindings=[{**binding, "service_id": "00000000-0000-4000-8000-000000000000"}])
+    assert error_code(e.value) == 10021
+
+    services.delete(svc.service_id, account_id=ACCOUNT)
+    with pytest.raises(cloudflare.NotFoundError) as e:
+        services.get(svc.service_id, account_id=ACCOUNT)
+    assert error_code(e.value) == 1002
+    cf.zero_trust.tunnels.cloudflared.delete(t.id, account_id=ACCOUNT)
+
+
 def test_rate_limit_raises_rate_limit_error():
     # Its own simulator, so exhausting the token's budget does not affect the other tests.
     # A small limit is asked for; a simulator that ignores it still stops at 1,200.

@@ -631,13 +631,33 @@ function checkUrl(raw, what) {
   if (u.protocol === "http:" && LOOPBACK.has(u.hostname)) return u;
   throw new ConfigError(`${what} must be https (http only for loopback)`);
 }
-function parseGatewayUrl(raw) {
+function parseGatewayUrl(raw, viaBinding = false) {
   if (typeof raw !== "string" || raw.length === 0) throw new ConfigError("GATEWAY_URL is missing");
-  const u = checkUrl(raw, "GATEWAY_URL");
+  const u = viaBinding ? checkBindingUrl(raw) : checkUrl(raw, "GATEWAY_URL");
   if (u.pathname !== "/" && u.pathname !== "" || u.search || u.hash) {
     throw new ConfigError("GATEWAY_URL must be an origin without path, query or fragment");
   }
   return { origin: u.origin, authority: u.host };
+}
+function checkBindingUrl(raw) {
+  let u;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError("GATEWAY_URL is not a URL");
+  }
+  if (u.username || u.password) throw new ConfigError("GATEWAY_URL must not carry credentials");
+  if (u.protocol !== "https:" && u.protocol !== "http:") throw new ConfigError("GATEWAY_URL must be http(s)");
+  return u;
+}
+function gatewayBinding(b) {
+  if (b === void 0 || b === null) return null;
+  if (typeof b !== "object" || typeof /** @type {any} */
+  b.fetch !== "function") throw new ConfigError("GATEWAY is not a service binding");
+  return (
+    /** @type {GatewayFetcher} */
+    b
+  );
 }
 function intIn(v, lo, hi, dflt, what) {
   if (v === void 0) return dflt;
@@ -737,7 +757,8 @@ async function cached(slot, raw, parse) {
   return value;
 }
 async function loadConfig(env) {
-  const gateway = await cached("gw", env.GATEWAY_URL, parseGatewayUrl);
+  const binding = gatewayBinding(env.GATEWAY);
+  const gateway = binding ? await cached("gw-vpc", env.GATEWAY_URL, (raw) => parseGatewayUrl(raw, true)) : await cached("gw", env.GATEWAY_URL, (raw) => parseGatewayUrl(raw));
   const issuers = await cached("iss", env.ISSUERS, parseIssuers);
   const bundle = await cached("bundle", env.POLICY_BUNDLE, parseBundle);
   if (typeof env.SIGNING_KEY !== "string" || env.SIGNING_KEY.length === 0) throw new ConfigError("SIGNING_KEY is missing");
@@ -755,6 +776,7 @@ async function loadConfig(env) {
   if (edgeLocation !== void 0 && edgeLocation !== "" && !LOCATION_RE.test(edgeLocation)) throw new ConfigError("EDGE_LOCATION is invalid");
   return {
     gateway,
+    gatewayBinding: binding,
     issuers,
     bundle,
     signing,
@@ -2155,7 +2177,9 @@ async function process(request, env, audit, requestId, trace, receivedAt) {
   const tu = performance.now();
   let upstream;
   try {
-    upstream = await fetch(`${cfg.gateway.origin}${msg.path}${url.search}`, {
+    const via = cfg.gatewayBinding;
+    const send = via ? (u, i) => via.fetch(u, i) : fetch;
+    upstream = await send(`${cfg.gateway.origin}${msg.path}${url.search}`, {
       method,
       headers,
       body: method === "POST" ? bodyBytes : void 0,

@@ -12,6 +12,7 @@ export class ConfigError extends Error {}
  * The Worker's bindings (§1): plain-text variables and secrets, all strings when set.
  * @typedef {object} Env
  * @property {string} [GATEWAY_URL]
+ * @property {GatewayFetcher} [GATEWAY] Workers VPC service binding to the gateway (optional)
  * @property {string} [ISSUERS]
  * @property {string} [POLICY_BUNDLE]
  * @property {string} [SIGNING_KEY]
@@ -33,8 +34,13 @@ export class ConfigError extends Error {}
  */
 /** @typedef {{ list: IssuerEntry[], byIss: Map<string, IssuerEntry> }} Issuers */
 /**
+ * A `vpc_service` binding: `fetch(url, init)` always goes to the configured service.
+ * @typedef {{ fetch: (input: string, init?: RequestInit) => Promise<Response> }} GatewayFetcher
+ */
+/**
  * @typedef {object} Config
  * @property {{ origin: string, authority: string }} gateway
+ * @property {GatewayFetcher | null} gatewayBinding the VPC binding requests go through, if any
  * @property {Issuers} issuers
  * @property {import('./policy.js').ValidBundle} bundle
  * @property {{ keyId: string, key: CryptoKey }} signing
@@ -73,16 +79,47 @@ export function checkUrl(raw, what) {
 }
 
 /**
+ * Through a Workers VPC binding (`viaBinding`) http is allowed to any host: the request is
+ * carried encrypted up to the tunnel whatever the scheme, and always reaches the configured
+ * service (docs/reference/cloudflare.md §11). Without one: https, or http to loopback.
  * @param {unknown} raw
+ * @param {boolean} [viaBinding]
  * @returns {{ origin: string, authority: string }}
  */
-export function parseGatewayUrl(raw) {
+export function parseGatewayUrl(raw, viaBinding = false) {
   if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError('GATEWAY_URL is missing');
-  const u = checkUrl(raw, 'GATEWAY_URL');
+  const u = viaBinding ? checkBindingUrl(raw) : checkUrl(raw, 'GATEWAY_URL');
   if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) {
     throw new ConfigError('GATEWAY_URL must be an origin without path, query or fragment');
   }
   return { origin: u.origin, authority: u.host };
+}
+
+/**
+ * GATEWAY_URL behind the GATEWAY binding: http(s), no credentials.
+ * @param {string} raw
+ */
+function checkBindingUrl(raw) {
+  let u;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError('GATEWAY_URL is not a URL');
+  }
+  if (u.username || u.password) throw new ConfigError('GATEWAY_URL must not carry credentials');
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError('GATEWAY_URL must be http(s)');
+  return u;
+}
+
+/**
+ * The GATEWAY binding, when the Worker has one (an object with fetch).
+ * @param {unknown} b
+ * @returns {GatewayFetcher | null}
+ */
+function gatewayBinding(b) {
+  if (b === undefined || b === null) return null;
+  if (typeof b !== 'object' || typeof (/** @type {any} */ (b).fetch) !== 'function') throw new ConfigError('GATEWAY is not a service binding');
+  return /** @type {GatewayFetcher} */ (b);
 }
 
 /**
@@ -220,7 +257,10 @@ async function cached(slot, raw, parse) {
  * @returns {Promise<Config>}
  */
 export async function loadConfig(env) {
-  const gateway = await cached('gw', env.GATEWAY_URL, parseGatewayUrl);
+  const binding = gatewayBinding(env.GATEWAY);
+  const gateway = binding
+    ? await cached('gw-vpc', env.GATEWAY_URL, (raw) => parseGatewayUrl(raw, true))
+    : await cached('gw', env.GATEWAY_URL, (raw) => parseGatewayUrl(raw));
   const issuers = await cached('iss', env.ISSUERS, parseIssuers);
   const bundle = await cached('bundle', env.POLICY_BUNDLE, parseBundle);
   if (typeof env.SIGNING_KEY !== 'string' || env.SIGNING_KEY.length === 0) throw new ConfigError('SIGNING_KEY is missing');
@@ -235,6 +275,7 @@ export async function loadConfig(env) {
   if (edgeLocation !== undefined && edgeLocation !== '' && !LOCATION_RE.test(edgeLocation)) throw new ConfigError('EDGE_LOCATION is invalid');
   return {
     gateway,
+    gatewayBinding: binding,
     issuers,
     bundle,
     signing,

@@ -42,6 +42,28 @@ test('GATEWAY_URL must be an origin', () => {
   }
 });
 
+test('GATEWAY_URL may be http to any host only behind the GATEWAY binding', async () => {
+  const svc = 'http://edgebind-gateway.edgebind-system.svc:8080';
+  assert.deepEqual(parseGatewayUrl(svc, true), { origin: svc, authority: 'edgebind-gateway.edgebind-system.svc:8080' });
+  assert.throws(() => parseGatewayUrl(svc), ConfigError);
+  for (const u of [`${svc}/x`, 'ftp://gw.example.com', 'http://u:p@gw.ns.svc']) assert.throws(() => parseGatewayUrl(u, true), ConfigError, u);
+  const key = generateSigningKey('kid-v');
+  const env = {
+    GATEWAY_URL: svc,
+    ISSUERS: JSON.stringify([good]),
+    POLICY_BUNDLE: JSON.stringify({ version: 1, revision: 'r', policies: [] }),
+    SIGNING_KEY: key.binding,
+  };
+  const binding = { fetch: async () => new Response('') };
+  const cfg = await loadConfig({ ...env, GATEWAY: binding });
+  assert.equal(cfg.gatewayBinding, binding);
+  assert.equal(cfg.gateway.origin, svc);
+  await assert.rejects(loadConfig(env), ConfigError);
+  await assert.rejects(loadConfig({ ...env, GATEWAY: 'text' }), ConfigError);
+  const direct = await loadConfig({ ...env, GATEWAY_URL: 'https://gw.example.com' });
+  assert.equal(direct.gatewayBinding, null);
+});
+
 test('loadConfig reads every binding and refuses a missing secret without echoing values', async () => {
   const key = generateSigningKey('kid-1');
   const env = {

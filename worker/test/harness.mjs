@@ -173,7 +173,12 @@ function capnpString(s) {
  * with its Host header, to that address (a stand-in for Cloudflare's network).
  * Returns {url, logs, auditEvents(), stop(), restart(bindings)}.
  */
-export async function startWorker({ bindings, script = BUNDLE, compatibilityDate = '2025-09-01', port: fixedPort = 0, outbound } = {}) {
+/**
+ * services: {NAME: 'http://127.0.0.1:PORT'} adds a service binding NAME to an external server:
+ * whatever URL the Worker fetches through it, the request goes to that address (what a Workers
+ * VPC service binding does with its configured service).
+ */
+export async function startWorker({ bindings, services = {}, script = BUNDLE, compatibilityDate = '2025-09-01', port: fixedPort = 0, outbound } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'edgebind-workerd-'));
   const logs = [];
   let child = null;
@@ -183,7 +188,12 @@ export async function startWorker({ bindings, script = BUNDLE, compatibilityDate
     port = fixedPort || (await freePort());
     const names = Object.keys(b);
     for (const [i, n] of names.entries()) await writeFile(path.join(dir, `binding-${i}.txt`), b[n]);
-    const bindingsCapnp = names.map((n, i) => `(name = ${capnpString(n)}, text = embed ${capnpString(`binding-${i}.txt`)})`).join(',\n      ');
+    const svc = Object.entries(services);
+    const bindingsCapnp = [
+      ...names.map((n, i) => `(name = ${capnpString(n)}, text = embed ${capnpString(`binding-${i}.txt`)})`),
+      ...svc.map(([n], i) => `(name = ${capnpString(n)}, service = "ext-${i}")`),
+    ].join(',\n      ');
+    const externals = svc.map(([, url], i) => `(name = "ext-${i}", external = (address = ${capnpString(new URL(url).host)}, http = ())),`).join('\n    ');
     await writeFile(path.join(dir, 'worker.js'), await (await import('node:fs/promises')).readFile(script));
     const config = `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
@@ -192,6 +202,7 @@ const config :Workerd.Config = (
     ${outbound
       ? `(name = "internet", external = (address = ${capnpString(outbound)}, http = ())),`
       : '(name = "internet", network = (allow = ["public", "private", "local"])),'}
+    ${externals}
   ],
   sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ],
 );

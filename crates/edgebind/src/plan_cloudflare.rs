@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{ObjectPlan, PlannedCondition, refused};
 use crate::cloudflare::{CfClient, CfClientConfig};
-use crate::controller::binding::config::compile_for;
+use crate::controller::binding::config::{compile_for, with_vpc};
 use crate::controller::binding::listing::Listings;
 use crate::controller::binding::{
     desired_secrets, observe, owner_tag, plan as bplan, script_upload,
@@ -144,6 +144,14 @@ async fn plan_binding(
     let cfg = match cfg {
         Ok(c) => c,
         Err(msg) => return fail(op, BindingReason::InvalidConfig, msg),
+    };
+    // A `workersVpc` binding needs the service the account's status records.
+    let cfg = match cfg {
+        c if b.spec.workers_vpc => match with_vpc(c, acc) {
+            Ok(c) => c,
+            Err(msg) => return fail(op, BindingReason::VpcServiceNotReady, msg),
+        },
+        c => c,
     };
     let client = CfClient::new(CfClientConfig {
         api_url: url.to_string(),

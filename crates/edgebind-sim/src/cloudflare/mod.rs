@@ -27,6 +27,7 @@ mod ratelimit;
 mod routes;
 mod scripts;
 mod secrets;
+mod services;
 mod tokens;
 mod tunnels;
 mod upload;
@@ -166,6 +167,15 @@ pub struct TunnelView {
     pub deleted: bool,
     pub config: Value,
     pub connectors: usize,
+}
+
+/// A Workers VPC service as the simulator holds it.
+#[derive(Debug, Clone)]
+pub struct VpcServiceView {
+    pub id: String,
+    /// The entry as the API shows it (`service_id`, `type`, `name`, `host`, ports, ...).
+    pub json: Value,
+    pub tunnel_id: Option<String>,
 }
 
 /// A DNS record as the simulator holds it.
@@ -330,6 +340,16 @@ impl CloudflareSim {
             .route(
                 "/client/v4/zones/{zone_id}/dns_records/{dns_record_id}",
                 axum::routing::delete(dns::delete_record),
+            )
+            .route(
+                "/client/v4/accounts/{account_id}/connectivity/directory/services",
+                get(services::list_services).post(services::create_service),
+            )
+            .route(
+                "/client/v4/accounts/{account_id}/connectivity/directory/services/{service_id}",
+                get(services::get_service)
+                    .put(services::update_service)
+                    .delete(services::delete_service),
             )
             .method_not_allowed_fallback(front::method_not_allowed)
             .fallback(front::no_route)
@@ -619,6 +639,98 @@ impl CloudflareSim {
         }
         tunnels::match_ingress(&t.config, &host, path)
             .ok_or_else(|| format!("tunnel {id} has no ingress rule for {host}"))
+    }
+
+    /// Workers VPC services of `account`.
+    pub fn vpc_services(&self, account: &str) -> Vec<VpcServiceView> {
+        lock(&self.inner.state)
+            .vpc_services
+            .values()
+            .filter(|s| s.account == account)
+            .map(|s| VpcServiceView {
+                id: s.id.clone(),
+                json: s.json(),
+                tunnel_id: s.tunnel_id().map(str::to_string),
+            })
+            .collect()
+    }
+
+    /// Adds a VPC service someone else created (no validation), to test ownership. Returns
+    /// its id.
+    pub fn add_foreign_vpc_service(&self, account: &str, config: Value) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = model::now_rfc3339();
+        let config = match config {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        lock(&self.inner.state).vpc_services.insert(
+            id.clone(),
+            services::VpcService {
+                id: id.clone(),
+                account: account.to_string(),
+                config,
+                created_at: now.clone(),
+                updated_at: now,
+            },
+        );
+        id
+    }
+
+    /// Plays an account whose plan has (or lacks) Workers VPC: without it every directory
+    /// call is refused with 403.
+    pub fn set_workers_vpc(&self, account: &str, enabled: bool) {
+        let mut st = lock(&self.inner.state);
+        if enabled {
+            st.vpc_denied.remove(account);
+        } else {
+            st.vpc_denied.insert(account.to_string());
+        }
+    }
+
+    /// What a Worker's `env.<binding>.fetch(url)` reaches: the `vpc_service` binding `binding`
+    /// of the serving version of `script`, its service, a live tunnel with a connector, and
+    /// the service's host and port for the URL's scheme (the URL's own host and port only
+    /// set the Host header: requests always go to the configured service). `Err` says where
+    /// the path breaks.
+    pub fn resolve_vpc_origin(
+        &self,
+        account: &str,
+        script: &str,
+        binding: &str,
+        scheme: &str,
+    ) -> Result<String, String> {
+        let st = lock(&self.inner.state);
+        let s = st
+            .accounts
+            .get(account)
+            .and_then(|a| a.get(script))
+            .ok_or_else(|| format!("no Worker {script}"))?;
+        let b = s
+            .active_version()
+            .bindings
+            .iter()
+            .find(|b| {
+                binding_name(b) == Some(binding)
+                    && b.get("type").and_then(Value::as_str) == Some("vpc_service")
+            })
+            .ok_or_else(|| format!("Worker {script} has no vpc_service binding {binding}"))?;
+        let id = b.get("service_id").and_then(Value::as_str).unwrap_or("");
+        let svc = st
+            .vpc_services
+            .get(id)
+            .filter(|v| v.account == account)
+            .ok_or_else(|| format!("VPC service {id} does not exist"))?;
+        let tunnel = svc.tunnel_id().unwrap_or("");
+        let t = st
+            .tunnels
+            .get(tunnel)
+            .filter(|t| t.deleted_at.is_none())
+            .ok_or_else(|| format!("tunnel {tunnel} of VPC service {id} does not exist"))?;
+        if t.connectors.is_empty() {
+            return Err(format!("tunnel {tunnel} has no connector"));
+        }
+        services::origin(svc, scheme).ok_or_else(|| format!("VPC service {id} has no host"))
     }
 
     /// Adds a token to `account` (the account is created if new).

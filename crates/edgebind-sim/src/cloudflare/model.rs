@@ -259,6 +259,10 @@ pub(crate) struct SimState {
     pub tokens: Vec<TokenRecord>,
     /// tunnel id -> tunnel (deleted ones stay, with `deleted_at`)
     pub tunnels: BTreeMap<String, super::tunnels::Tunnel>,
+    /// service id -> Workers VPC connectivity directory service
+    pub vpc_services: BTreeMap<String, super::services::VpcService>,
+    /// Accounts whose plan lacks Workers VPC (their directory calls are refused).
+    pub vpc_denied: std::collections::BTreeSet<String>,
 }
 
 impl SimState {

@@ -26,6 +26,8 @@ pub const PATH_TEMPLATES: &[&str] = &[
     "/accounts/{account_id}/cfd_tunnel/{tunnel_id}/token",
     "/zones/{zone_id}/dns_records",
     "/zones/{zone_id}/dns_records/{dns_record_id}",
+    "/accounts/{account_id}/connectivity/directory/services",
+    "/accounts/{account_id}/connectivity/directory/services/{service_id}",
 ];
 
 /// API prefix of every served path.

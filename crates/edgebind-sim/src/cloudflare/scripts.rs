@@ -60,6 +60,7 @@ pub(crate) async fn upload_script(
     let up = upload::parse(&headers, &body, false)?;
     let hidden = lock(&sim.inner.faults).hidden_after_upload;
     let mut st = lock(&sim.inner.state);
+    super::services::check_bindings(&st, &account, &up.bindings)?;
     let scripts = st.scripts_mut(&account)?;
     let previous = scripts.get(&name).map(|s| s.latest().clone());
     let bindings = upload::resolve_bindings(&up, previous.as_ref(), strict)?;
@@ -214,6 +215,7 @@ pub(crate) async fn upload_version(
         .is_some_and(|v| v == "strict");
     let up = upload::parse(&headers, &body, true)?;
     let mut st = lock(&sim.inner.state);
+    super::services::check_bindings(&st, &account, &up.bindings)?;
     let script = st.visible_script(&account, &name)?;
     let bindings = upload::resolve_bindings(&up, Some(script.latest()), strict)?;
     let mut annotations = up.annotations.clone();

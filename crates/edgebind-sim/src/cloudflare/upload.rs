@@ -23,6 +23,7 @@ const BINDING_TYPES: &[&str] = &[
     "service",
     "r2_bucket",
     "d1",
+    "vpc_service",
     "queue",
     "durable_object_namespace",
     "analytics_engine",
@@ -287,6 +288,9 @@ fn validate_bindings(bindings: &[Value]) -> Result<(), ApiError> {
             "plain_text" | "secret_text" => needs("text")?,
             "json" => needs("json")?,
             "kv_namespace" => needs("namespace_id")?,
+            // `workers_binding_kind_vpc_service` (specs/cloudflare-workers.yaml); that the
+            // service exists is checked against the account (`services::check_bindings`).
+            "vpc_service" => needs("service_id")?,
             "secret_key" => {
                 needs("format")?;
                 needs("algorithm")?;

@@ -13,6 +13,7 @@ use url::Url;
 
 use super::error::{self, CfError};
 use super::ops::{CfOp, SecretValue};
+use super::types::VpcService;
 use super::types::{
     Deployment, DeploymentList, DnsRecord, Route, ScriptInfo, SecretInfo, TokenKind, TokenVerify,
     Tunnel, TunnelConfig, TunnelConnector, VersionInfo,
@@ -785,6 +786,65 @@ impl CfClient {
         )
         .await?;
         Ok(())
+    }
+
+    fn vpc_services_path(&self) -> String {
+        format!(
+            "/accounts/{}/connectivity/directory/services",
+            seg(&self.account_id)
+        )
+    }
+
+    /// Workers VPC services of the account (one page of up to 1,000, the API's maximum).
+    pub async fn list_vpc_services(&self) -> Result<Vec<VpcService>, CfError> {
+        self.get(&self.vpc_services_path(), &[("per_page", "1000")])
+            .await
+    }
+
+    pub async fn get_vpc_service(&self, id: &str) -> Result<VpcService, CfError> {
+        self.get(&format!("{}/{}", self.vpc_services_path(), seg(id)), &[])
+            .await
+    }
+
+    /// Creates a connectivity directory service from `body` (the whole entry).
+    pub async fn create_vpc_service(&self, body: &Value) -> Result<VpcService, CfError> {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &self.vpc_services_path(),
+                &[],
+                Body::Json(body.to_string().into_bytes()),
+            )
+            .await?;
+        decode_value("VPC service create", v)
+    }
+
+    /// Replaces a connectivity directory service with `body`.
+    pub async fn update_vpc_service(&self, id: &str, body: &Value) -> Result<(), CfError> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("{}/{}", self.vpc_services_path(), seg(id)),
+            &[],
+            Body::Json(body.to_string().into_bytes()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The operation declares a 200 without a body: a 2xx that is not an envelope is success.
+    pub async fn delete_vpc_service(&self, id: &str) -> Result<(), CfError> {
+        match self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("{}/{}", self.vpc_services_path(), seg(id)),
+                &[],
+                Body::None,
+            )
+            .await
+        {
+            Ok(_) | Err(CfError::Decode { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Executes one planned write. A created route's id (or an uploaded script's etag) is

@@ -150,3 +150,23 @@ pub struct DnsRecord {
     #[serde(default)]
     pub comment: Option<String>,
 }
+
+/// A Workers VPC service (connectivity directory entry). The entry itself is kept as the API
+/// shows it, so drift is judged on exactly the fields edgebind writes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct VpcService {
+    pub service_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl VpcService {
+    /// The entry's fields with its `name` (serde moved it out of `rest`).
+    pub fn rest_with_name(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = self.rest.clone();
+        m.insert("name".into(), serde_json::Value::String(self.name.clone()));
+        m
+    }
+}

@@ -34,6 +34,9 @@ pub struct ScriptUpload {
     pub plain_bindings: Vec<(String, String)>,
     /// Script tags (ownership marker).
     pub tags: Vec<String>,
+    /// `vpc_service` bindings (name, connectivity directory service id): the Worker reaches
+    /// the gateway through the account's Workers VPC service.
+    pub vpc_services: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for ScriptUpload {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for ScriptUpload {
             .field("compatibility_date", &self.compatibility_date)
             .field("plain_bindings", &self.plain_bindings)
             .field("tags", &self.tags)
+            .field("vpc_services", &self.vpc_services)
             .finish()
     }
 }
@@ -51,13 +55,17 @@ impl std::fmt::Debug for ScriptUpload {
 impl ScriptUpload {
     /// Content hash of everything the upload sets: a re-upload is needed only when it changes.
     pub fn content_hash(&self) -> String {
-        let meta = json!({
+        let mut meta = json!({
             "module": sha256_tagged(&self.module),
             "compatibility_date": self.compatibility_date,
             "bindings": self.plain_bindings,
             "tags": self.tags,
             "observability": observability(),
         });
+        // Only when present, so Workers without one keep their hash (no re-upload on upgrade).
+        if !self.vpc_services.is_empty() {
+            meta["vpc_services"] = json!(self.vpc_services);
+        }
         sha256_tagged(meta.to_string().as_bytes())
     }
 
@@ -67,6 +75,12 @@ impl ScriptUpload {
             .iter()
             .map(|(n, v)| json!({"type": "plain_text", "name": n, "text": v}))
             .collect();
+        // `workers_binding_kind_vpc_service` (specs/cloudflare-workers.yaml).
+        b.extend(
+            self.vpc_services
+                .iter()
+                .map(|(n, id)| json!({"type": "vpc_service", "name": n, "service_id": id})),
+        );
         b.extend(
             extra_secrets
                 .iter()
@@ -134,6 +148,7 @@ mod tests {
             compatibility_date: "2025-09-01".into(),
             plain_bindings: vec![("GATEWAY_URL".into(), "https://gw.example.com".into())],
             tags: vec!["edgebind".into()],
+            vpc_services: Vec::new(),
         }
     }
 
@@ -147,6 +162,14 @@ mod tests {
         let mut c = up();
         c.plain_bindings[0].1 = "https://other.example.com".into();
         assert_ne!(a.content_hash(), c.content_hash());
+        let mut d = up();
+        d.vpc_services = vec![("GATEWAY".into(), "svc-1".into())];
+        assert_ne!(a.content_hash(), d.content_hash());
+        let m = d.script_metadata(&[]);
+        assert_eq!(
+            m["bindings"][1],
+            json!({"type": "vpc_service", "name": "GATEWAY", "service_id": "svc-1"})
+        );
     }
 
     #[test]

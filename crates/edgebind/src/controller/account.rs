@@ -369,7 +369,10 @@ async fn apply(a: Arc<CloudflareAccount>, ctx: Arc<Context>) -> Result<Action, B
         verdict.reason,
         verdict.message,
     )];
-    conds.extend(tunnel.and_then(|t| t.condition));
+    if let Some(t) = tunnel {
+        conds.extend(t.condition);
+        conds.extend(t.vpc_condition);
+    }
     skeleton::report(&ctx, a.as_ref(), new, &conds).await?;
     Ok(if verdict.ready {
         skeleton::settled(&ctx, a.as_ref(), ctx.config.resync)

@@ -511,7 +511,11 @@ pub async fn run(
             for_accounts
                 .state()
                 .into_iter()
-                .filter(|b| b.spec.account_ref == name && !b.spec.tunnel_hostname.is_empty())
+                // `workersVpc` bindings wait for the account's VPC service id in its status.
+                .filter(|b| {
+                    b.spec.account_ref == name
+                        && (!b.spec.tunnel_hostname.is_empty() || b.spec.workers_vpc)
+                })
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()
         },

@@ -23,7 +23,7 @@ use super::Context;
 use crate::cloudflare::{CfClient, CfError};
 use crate::crd::account::{CloudflareAccount, TUNNEL_TOKEN_KEY, TunnelStatus, tunnel_secret_name};
 use crate::crd::binding::EdgeBinding;
-use crate::crd::conditions::{Desired, TUNNEL_READY};
+use crate::crd::conditions::{Desired, TUNNEL_READY, WORKERS_VPC_READY};
 use crate::crd::reasons::AccountReason;
 
 /// Annotation on the tunnel Secret: the tunnel id the token belongs to.
@@ -62,6 +62,8 @@ pub(crate) fn hostnames_for(name: &str, bindings: &[EdgeBinding]) -> Vec<String>
 /// `status.tunnel`.
 pub(crate) struct Outcome {
     pub condition: Option<Desired>,
+    /// `WorkersVpcReady`, only while `spec.tunnel.workersVpc` is set.
+    pub vpc_condition: Option<Desired>,
     pub status: Option<TunnelStatus>,
 }
 
@@ -69,8 +71,13 @@ fn cond(ok: bool, reason: AccountReason, msg: impl Into<String>) -> Option<Desir
     Some(Desired::new(TUNNEL_READY, ok, reason, msg))
 }
 
+fn vpc_cond(ok: bool, reason: AccountReason, msg: impl Into<String>) -> Option<Desired> {
+    Some(Desired::new(WORKERS_VPC_READY, ok, reason, msg))
+}
+
 fn failed(e: &CfError, status: Option<TunnelStatus>) -> Outcome {
     Outcome {
+        vpc_condition: None,
         condition: cond(false, e.reason().into(), format!("tunnel: {e}")),
         status,
     }
@@ -94,6 +101,7 @@ pub(crate) async fn reconcile(ctx: &Context, a: &CloudflareAccount, cf: &CfClien
         .or_else(|| ctx.config.cloudflare.gateway_service.clone())
     else {
         return Outcome {
+            vpc_condition: None,
             condition: cond(
                 false,
                 AccountReason::NoGatewayService,
@@ -109,6 +117,7 @@ pub(crate) async fn reconcile(ctx: &Context, a: &CloudflareAccount, cf: &CfClien
         Ok(l) => l.items,
         Err(e) => {
             return Outcome {
+                vpc_condition: None,
                 condition: cond(
                     false,
                     AccountReason::CloudflareError,
@@ -149,12 +158,15 @@ pub(crate) async fn reconcile(ctx: &Context, a: &CloudflareAccount, cf: &CfClien
         });
     }
     let id = id.unwrap_or_default();
+    let recorded_vpc = recorded.as_ref().and_then(|t| t.vpc_service_id.clone());
     let mut status = TunnelStatus {
         id: id.clone(),
         name,
         state: None,
         connectors: 0,
         hostnames: hostnames.clone(),
+        vpc_service_id: recorded_vpc.clone(),
+        vpc_service_url: recorded.as_ref().and_then(|t| t.vpc_service_url.clone()),
     };
     if let Err(e) = keep_token(ctx, a, cf, &id).await {
         return failed(&e, Some(status));
@@ -175,6 +187,31 @@ pub(crate) async fn reconcile(ctx: &Context, a: &CloudflareAccount, cf: &CfClien
         }
         tracing::info!(account = %a.name_any(), tunnel = %id, hostnames = hostnames.len(), "tunnel ingress updated");
     }
+
+    // The Workers VPC service: its failure is its own condition, the tunnel still works.
+    let vpc_condition = match vpc::reconcile(cf, spec.workers_vpc, &status, &service).await {
+        Ok(Some((sid, url))) => {
+            status.vpc_service_id = Some(sid.clone());
+            status.vpc_service_url = Some(url.clone());
+            vpc_cond(
+                true,
+                AccountReason::VpcServiceRegistered,
+                format!("Workers VPC service {sid} reaches {url} through tunnel {id}"),
+            )
+        }
+        Ok(None) => {
+            status.vpc_service_id = None;
+            status.vpc_service_url = None;
+            None
+        }
+        Err(e) => vpc_cond(
+            false,
+            e.reason().into(),
+            format!(
+                "Workers VPC service: {e} (the account needs Workers VPC, the token Connectivity Directory Admin)"
+            ),
+        ),
+    };
 
     // Report: the connections cloudflared holds.
     let connectors = match cf.tunnel_connectors(&id).await {
@@ -213,6 +250,7 @@ pub(crate) async fn reconcile(ctx: &Context, a: &CloudflareAccount, cf: &CfClien
     };
     Outcome {
         condition,
+        vpc_condition,
         status: Some(status),
     }
 }
@@ -275,15 +313,21 @@ pub(crate) async fn remove(
 ) -> Outcome {
     let Some(t) = recorded else {
         return Outcome {
+            vpc_condition: None,
             condition: None,
             status: None,
         };
     };
+    // The VPC service names the tunnel: it goes first.
+    if let Err(e) = vpc::reconcile(cf, false, &t, "").await {
+        return failed(&e, Some(t));
+    }
     match cf.delete_tunnel(&t.id).await {
         Ok(()) => {}
         Err(e) if e.is_not_found() => {}
         Err(e) if e.is_tunnel_connected() => {
             return Outcome {
+                vpc_condition: None,
                 condition: cond(
                     false,
                     AccountReason::TunnelDeleting,
@@ -309,8 +353,125 @@ pub(crate) async fn remove(
     }
     tracing::info!(account = %a.name_any(), tunnel = %t.id, "deleted the account's tunnel");
     Outcome {
+        vpc_condition: None,
         condition: None,
         status: None,
+    }
+}
+
+/// The Workers VPC service of the account's tunnel (reference §11, "Workers VPC"): a
+/// connectivity directory entry of type `http` whose host is the gateway Service, resolved by
+/// cloudflared through the tunnel. No `resolver_ips`: without them cloudflared uses its
+/// system resolver (https://developers.cloudflare.com/workers-vpc/configuration/vpc-services/),
+/// which in the cloudflared pod is the cluster DNS that resolves Service names.
+///
+/// Ownership: only the service recorded in status, or one named like the tunnel
+/// (`edgebind-<account uid>`), is read, changed or deleted.
+pub(crate) mod vpc {
+    use serde_json::{Value, json};
+    use url::{Host, Url};
+
+    use crate::cloudflare::{CfClient, CfError};
+    use crate::crd::account::TunnelStatus;
+
+    /// The directory entry for `service` (the gateway URL) through tunnel `tunnel_id`, and the
+    /// URL the Worker fetches. `None` when `service` is not an http(s) URL with a host.
+    pub(crate) fn desired(name: &str, tunnel_id: &str, service: &str) -> Option<(Value, String)> {
+        let u = Url::parse(service).ok()?;
+        let port = u.port_or_known_default()?;
+        let port_key = match u.scheme() {
+            "http" => "http_port",
+            "https" => "https_port",
+            _ => return None,
+        };
+        let host = match u.host()? {
+            Host::Domain(d) => {
+                json!({"hostname": d, "resolver_network": {"tunnel_id": tunnel_id}})
+            }
+            Host::Ipv4(a) => json!({"ipv4": a.to_string(), "network": {"tunnel_id": tunnel_id}}),
+            Host::Ipv6(a) => json!({"ipv6": a.to_string(), "network": {"tunnel_id": tunnel_id}}),
+        };
+        let mut body = json!({"type": "http", "name": name, "host": host});
+        body[port_key] = json!(port);
+        Some((body, u.origin().ascii_serialization()))
+    }
+
+    /// Whether the entry Cloudflare shows is the one edgebind wants: the fields edgebind
+    /// writes are equal (an absent port and null are the same; `resolver_ips` null or empty).
+    pub(crate) fn matches(have: &serde_json::Map<String, Value>, want: &Value) -> bool {
+        let norm = |v: Option<&Value>| v.filter(|x| !x.is_null()).cloned();
+        let host = |h: Option<&Value>| {
+            let mut h = h.cloned().unwrap_or(Value::Null);
+            if let Some(r) = h.get_mut("resolver_network").and_then(Value::as_object_mut)
+                && r.get("resolver_ips")
+                    .is_none_or(|ips| ips.is_null() || ips.as_array().is_some_and(Vec::is_empty))
+            {
+                r.remove("resolver_ips");
+            }
+            h
+        };
+        ["type", "name", "http_port", "https_port"]
+            .iter()
+            .all(|k| norm(have.get(*k)) == norm(want.get(*k)))
+            && host(have.get("host")) == host(want.get("host"))
+    }
+
+    /// Brings the service to what the spec asks (`enabled`) for the tunnel in `status`.
+    /// Returns the service id and the URL to fetch while enabled, `None` once there is none.
+    pub(crate) async fn reconcile(
+        cf: &CfClient,
+        enabled: bool,
+        status: &TunnelStatus,
+        service: &str,
+    ) -> Result<Option<(String, String)>, CfError> {
+        let recorded = status.vpc_service_id.clone().filter(|s| !s.is_empty());
+        if !enabled {
+            if let Some(id) = recorded {
+                match cf.delete_vpc_service(&id).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+                tracing::info!(tunnel = %status.id, service = %id, "deleted the Workers VPC service");
+            }
+            return Ok(None);
+        }
+        let Some((want, url)) = desired(&status.name, &status.id, service) else {
+            return Err(CfError::Unreachable(format!(
+                "the gateway URL {service:?} has no host and port a VPC service can name"
+            )));
+        };
+        // Observe: the recorded entry, else one of ours by name.
+        let mut have = None;
+        if let Some(id) = &recorded {
+            match cf.get_vpc_service(id).await {
+                Ok(s) => have = Some(s),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if have.is_none() {
+            have = cf
+                .list_vpc_services()
+                .await?
+                .into_iter()
+                .find(|s| s.name == status.name);
+        }
+        // Decide and execute.
+        let id = match have {
+            Some(s) if matches(&s.rest_with_name(), &want) => s.service_id,
+            Some(s) => {
+                cf.update_vpc_service(&s.service_id, &want).await?;
+                tracing::info!(tunnel = %status.id, service = %s.service_id, "Workers VPC service brought back to the spec");
+                s.service_id
+            }
+            None => {
+                let s = cf.create_vpc_service(&want).await?;
+                tracing::info!(tunnel = %status.id, service = %s.service_id, "registered the gateway as a Workers VPC service");
+                s.service_id
+            }
+        };
+        Ok(Some((id, url)))
     }
 }
 
@@ -321,6 +482,43 @@ fn kube_err(e: kube::Error) -> CfError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vpc_service_names_the_gateway_host_and_port_through_the_tunnel() {
+        let (body, url) = vpc::desired(
+            "edgebind-u1",
+            "t-1",
+            "http://edgebind-gateway.edgebind-system.svc:8080",
+        )
+        .unwrap();
+        assert_eq!(url, "http://edgebind-gateway.edgebind-system.svc:8080");
+        assert_eq!(
+            body,
+            json!({"type": "http", "name": "edgebind-u1", "http_port": 8080,
+                   "host": {"hostname": "edgebind-gateway.edgebind-system.svc",
+                            "resolver_network": {"tunnel_id": "t-1"}}})
+        );
+        let (body, _) = vpc::desired("n", "t", "https://10.0.0.5").unwrap();
+        assert_eq!(body["https_port"], 443);
+        assert_eq!(body["host"]["ipv4"], "10.0.0.5");
+        assert!(vpc::desired("n", "t", "unix:/x").is_none());
+
+        // What Cloudflare echoes (nulls, empty resolver list) is not drift; a port change is.
+        let have = json!({"type": "http", "name": "edgebind-u1", "http_port": 8080,
+            "https_port": null, "tls_settings": null,
+            "host": {"hostname": "edgebind-gateway.edgebind-system.svc",
+                     "resolver_network": {"tunnel_id": "t-1", "resolver_ips": []}}});
+        let (want, _) = vpc::desired(
+            "edgebind-u1",
+            "t-1",
+            "http://edgebind-gateway.edgebind-system.svc:8080",
+        )
+        .unwrap();
+        assert!(vpc::matches(have.as_object().unwrap(), &want));
+        let mut moved = have.clone();
+        moved["http_port"] = json!(9090);
+        assert!(!vpc::matches(moved.as_object().unwrap(), &want));
+    }
 
     #[test]
     fn ingress_lists_each_hostname_once_then_the_catch_all() {

@@ -86,6 +86,13 @@ pub struct AccountTunnel {
     #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("tunnel.service must be an http(s) URL"))]
     pub service: Option<String>,
+    /// Also register the gateway Service as a Workers VPC service (connectivity directory
+    /// entry named like the tunnel, reached through it), so EdgeBindings with `workersVpc`
+    /// reach the gateway through a `vpc_service` binding instead of a public hostname. The
+    /// account needs Workers VPC and the token Connectivity Directory Admin; a refusal shows
+    /// in the `WorkersVpcReady` condition. Setting it back to false deletes the service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workers_vpc: bool,
 }
 
 fn default_timeout() -> u32 {
@@ -194,6 +201,13 @@ pub struct TunnelStatus {
     /// Public hostnames routed to the gateway (from the EdgeBindings using the tunnel).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
+    /// The Workers VPC service edgebind registered for the gateway (`spec.tunnel.workersVpc`;
+    /// only this one is ever changed or deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_service_id: Option<String>,
+    /// The gateway URL Workers fetch through the VPC service binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_service_url: Option<String>,
 }
 
 /// Key of the token in the tunnel Secret (the chart passes it to cloudflared as `TUNNEL_TOKEN`).

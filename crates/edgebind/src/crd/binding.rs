@@ -56,7 +56,7 @@ pub const ROUTE_CONFLICT: &str = "RouteConflict";
     cel
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.gatewayUrl) != has(self.tunnelHostname)").message("set exactly one of spec.gatewayUrl and spec.tunnelHostname"))]
+#[x_kube(validation = Rule::new("(has(self.gatewayUrl) ? 1 : 0) + (has(self.tunnelHostname) ? 1 : 0) + (has(self.workersVpc) && self.workersVpc ? 1 : 0) == 1").message("set exactly one of spec.gatewayUrl, spec.tunnelHostname and spec.workersVpc"))]
 pub struct EdgeBindingSpec {
     /// Name of the CloudflareAccount to publish with.
     #[schemars(length(min = 1, max = 253))]
@@ -94,6 +94,13 @@ pub struct EdgeBindingSpec {
     )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("tunnelHostname cannot be changed once set; create a new EdgeBinding"))]
     pub tunnel_hostname: String,
+    /// Reach the gateway through the account's Workers VPC service (`spec.tunnel.workersVpc`
+    /// on the CloudflareAccount): the Worker gets a `vpc_service` binding `GATEWAY` and fetches
+    /// the gateway Service URL through it, with no public hostname. The gateway still checks
+    /// every request's signature. The binding waits (`VpcServiceNotReady`) until the account
+    /// has the service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workers_vpc: bool,
     /// Names of the IdentityIssuers whose tokens the Worker accepts; empty means all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]

@@ -64,6 +64,8 @@ pub const STALLED: &str = "Stalled";
 pub const DEGRADED: &str = "Degraded";
 /// CloudflareAccount: its tunnel exists and cloudflared is connected to it.
 pub const TUNNEL_READY: &str = "TunnelReady";
+/// CloudflareAccount: the gateway is registered as a Workers VPC service (`spec.tunnel.workersVpc`).
+pub const WORKERS_VPC_READY: &str = "WorkersVpcReady";
 pub const PROGRESSING: &str = "Progressing";
 
 /// A condition as the reconciler wants it; the transition time is filled in by [`merge`].

@@ -121,6 +121,9 @@ reasons! {
         TunnelDeleting: progress,
         /// The account is being deleted and EdgeBindings still publish through it.
         InUse: progress,
+        // WorkersVpcReady condition
+        /// The gateway is registered as a Workers VPC service and matches the spec.
+        VpcServiceRegistered,
         // Failed Cloudflare calls (from [`CloudflareReason`])
         CloudflareUnreachable,
         Unauthorized,
@@ -167,6 +170,8 @@ reasons! {
         /// A gradual deployment (versions sharing traffic) is in progress; edgebind waits
         /// for it to finish instead of replacing it.
         GradualDeployment,
+        /// `workersVpc`: the account has no Workers VPC service (yet), or no `spec.tunnel.workersVpc`.
+        VpcServiceNotReady,
         // RouteConflict condition
         NoConflict,
         RouteOwnedElsewhere,

@@ -965,6 +965,22 @@ async fn served_operations_exist_in_the_official_spec() {
     let rid = r.assert_ok()["id"].as_str().unwrap_or_default().to_string();
     api.get(&format!("{dns}?name=gw.example.com")).await;
     api.delete(&format!("{dns}/{rid}")).await;
+    let services = format!("/accounts/{ACC}/connectivity/directory/services");
+    let svc = json!({"type": "http", "name": "gw", "http_port": 8080,
+        "host": {"hostname": "gw.ns.svc", "resolver_network": {"tunnel_id": tid}}});
+    let s = api
+        .json(reqwest::Method::POST, &services, svc.clone())
+        .await;
+    let sid = s.assert_ok()["service_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    api.get(&format!("{services}?type=http")).await.assert_ok();
+    api.get(&format!("{services}/{sid}")).await.assert_ok();
+    api.json(reqwest::Method::PUT, &format!("{services}/{sid}"), svc)
+        .await
+        .assert_ok();
+    api.delete(&format!("{services}/{sid}")).await;
     api.json(
         reqwest::Method::DELETE,
         &format!("{tunnels}/{tid}"),
@@ -995,7 +1011,7 @@ async fn served_operations_exist_in_the_official_spec() {
         seen.insert(format!("{} {template}", ex.method));
     }
     // The scenario above reaches every operation the simulator serves.
-    assert_eq!(seen.len(), 32, "{seen:?}");
+    assert_eq!(seen.len(), 37, "{seen:?}");
 }
 
 /// Tunnels and their DNS records as the real API treats them: one live tunnel per name, the
@@ -1126,4 +1142,128 @@ async fn tunnels_and_dns_records_follow_the_real_rules() {
     let gone = api.get(&format!("{tunnels}?is_deleted=true")).await;
     assert_eq!(gone.assert_ok().as_array().map(Vec::len), Some(1));
     assert!(sim.sim.connect_tunnel(&token).is_err());
+}
+
+/// Workers VPC services as the real API treats them: the four host shapes with a tunnel UUID,
+/// typed ports, server-made `service_id` and times, a full replacement on PUT, the `type`
+/// filter; an upload's `vpc_service` binding must name a service of the account; an account
+/// without Workers VPC is refused.
+#[tokio::test]
+async fn vpc_services_follow_the_real_rules() {
+    let (sim, api) = start().await;
+    let t = api
+        .json(
+            reqwest::Method::POST,
+            &format!("/accounts/{ACC}/cfd_tunnel"),
+            json!({"name": "t", "config_src": "cloudflare"}),
+        )
+        .await;
+    let tid = t.assert_ok()["id"].as_str().unwrap_or_default().to_string();
+    let services = format!("/accounts/{ACC}/connectivity/directory/services");
+    let host = json!({"hostname": "gw.ns.svc", "resolver_network": {"tunnel_id": tid}});
+    let post = |body: Value| api.json(reqwest::Method::POST, &services, body);
+    post(json!({"type": "http", "host": host}))
+        .await
+        .assert_err(400, 1001);
+    post(json!({"type": "udp", "name": "gw", "host": host}))
+        .await
+        .assert_err(400, 1001);
+    post(json!({"type": "http", "name": "gw", "http_port": "80", "host": host}))
+        .await
+        .assert_err(400, 1001);
+    post(json!({"type": "http", "name": "gw", "host": {"hostname": "gw.ns.svc"}}))
+        .await
+        .assert_err(400, 1001);
+    post(json!({"type": "http", "name": "gw",
+        "host": {"ipv4": "10.0.0.1", "network": {"tunnel_id": uuid::Uuid::new_v4().to_string()}}}))
+    .await
+    .assert_err(400, 1001);
+    post(json!({"type": "http", "name": "gw", "host": host,
+        "tls_settings": {"cert_verification_mode": "sometimes"}}))
+    .await
+    .assert_err(400, 1001);
+
+    let created = post(
+        json!({"type": "http", "name": "gw", "http_port": 8080, "host": host,
+        "service_id": "ignored"}),
+    )
+    .await;
+    let c = created.assert_ok().clone();
+    let sid = c["service_id"].as_str().unwrap_or_default().to_string();
+    assert!(uuid::Uuid::parse_str(&sid).is_ok(), "{c}");
+    assert_eq!(c["host"], host);
+    assert_eq!(c["http_port"], 8080);
+    assert!(c["created_at"].is_string() && c["updated_at"].is_string());
+    post(
+        json!({"type": "tcp", "name": "db", "tcp_port": 5432, "app_protocol": "postgresql",
+        "host": {"ipv4": "10.0.0.5", "network": {"tunnel_id": tid}}}),
+    )
+    .await
+    .assert_ok();
+    let http = api.get(&format!("{services}?type=http")).await;
+    assert_eq!(http.assert_ok().as_array().map(Vec::len), Some(1));
+    let all = api.get(&services).await;
+    assert_eq!(all.assert_ok().as_array().map(Vec::len), Some(2));
+
+    // PUT replaces the entry: a port left out is gone; the id and creation time stay.
+    let put = api
+        .json(
+            reqwest::Method::PUT,
+            &format!("{services}/{sid}"),
+            json!({"type": "http", "name": "gw2", "https_port": 8443, "host": host}),
+        )
+        .await;
+    let u = put.assert_ok().clone();
+    assert_eq!(u["service_id"], sid.as_str());
+    assert_eq!(u["name"], "gw2");
+    assert!(u.get("http_port").is_none(), "{u}");
+    assert_eq!(u["created_at"], c["created_at"]);
+    api.get(&format!("{services}/{}", uuid::Uuid::new_v4()))
+        .await
+        .assert_err(404, 1002);
+
+    // A Worker binds to an existing service of the account only.
+    let binding = |id: &str| json!([{"type": "vpc_service", "name": "GATEWAY", "service_id": id}]);
+    api.put_script("gw", meta(binding(&uuid::Uuid::new_v4().to_string()), &[]))
+        .await
+        .assert_err(400, 10021);
+    api.put_script(
+        "gw",
+        meta(json!([{"type": "vpc_service", "name": "GATEWAY"}]), &[]),
+    )
+    .await
+    .assert_err(400, 10021);
+    api.put_script("gw", meta(binding(&sid), &[]))
+        .await
+        .assert_ok();
+    let token = api
+        .get(&format!("/accounts/{ACC}/cfd_tunnel/{tid}/token"))
+        .await;
+    let conn = sim
+        .sim
+        .connect_tunnel(token.assert_ok().as_str().unwrap_or_default())
+        .expect("connects");
+    assert_eq!(
+        sim.sim.resolve_vpc_origin(ACC, "gw", "GATEWAY", "https"),
+        Ok("https://gw.ns.svc:8443".to_string())
+    );
+    sim.sim.disconnect_tunnel(&conn);
+    assert!(
+        sim.sim
+            .resolve_vpc_origin(ACC, "gw", "GATEWAY", "https")
+            .is_err()
+    );
+
+    let deleted = api.delete(&format!("{services}/{sid}")).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert!(deleted.text.is_empty(), "the document declares no body");
+    api.get(&format!("{services}/{sid}"))
+        .await
+        .assert_err(404, 1002);
+
+    // An account whose plan lacks Workers VPC.
+    sim.sim.set_workers_vpc(ACC, false);
+    post(json!({"type": "http", "name": "gw", "host": host}))
+        .await
+        .assert_err(403, 1003);
 }

@@ -1231,6 +1231,216 @@ async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
     t.assert_contract();
 }
 
+/// The Workers VPC path on the simulators: an account with `tunnel.workersVpc` registers the
+/// gateway Service as a VPC service through its tunnel (a refusal, here an account without
+/// Workers VPC, is the `WorkersVpcReady` condition, not a crash); a `workersVpc` binding waits
+/// for it, then its Worker gets the `vpc_service` binding `GATEWAY` and fetches the gateway
+/// Service URL through it, which reaches the gateway once cloudflared connects. Drift is put
+/// back, someone else's service is never touched, and removing the tunnel deletes the service.
+#[tokio::test]
+async fn a_binding_reaches_the_gateway_through_a_workers_vpc_service() {
+    let mut cfg = CfSimConfig::realistic();
+    cfg.rate_limit = None;
+    let cf = CloudflareSim::start(cfg).await.expect("simulator");
+    cf.sim.record_exchanges(true);
+    let mut ccfg = cf_config();
+    ccfg.cloudflare.gateway_service = Some(GATEWAY_SERVICE.into());
+    let bed = Bed::start_with(SimConfig::realistic(), ccfg).await;
+    seed_account(&bed.client, &cf.url(), TOKEN, ACTIONS).await;
+    let t = CfBed { bed, cf };
+    let foreign = t.sim().add_foreign_vpc_service(
+        ACC,
+        json!({"type": "http", "name": "theirs",
+               "host": {"ipv4": "10.0.0.9", "network": {"tunnel_id": uuid::Uuid::new_v4().to_string()}}}),
+    );
+    t.sim().set_workers_vpc(ACC, false);
+    t.accounts()
+        .patch(
+            "cf",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tunnel": {"workersVpc": true}}})),
+        )
+        .await
+        .expect("ask for a tunnel with Workers VPC");
+    create(
+        &t.bindings(),
+        json!({"apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeBinding",
+               "metadata": {"name": "edge", "namespace": NS},
+               "spec": {"accountRef": "cf", "zoneId": ZONE, "routes": ["api.example.com/*"],
+                        "scriptName": format!("{SCRIPT}-vpc"), "workersVpc": true}}),
+    )
+    .await;
+
+    // Not entitled: a condition on the account; the tunnel itself is fine; the binding waits.
+    let a = t
+        .account_cond("WorkersVpcReady", "False", "Unauthorized")
+        .await;
+    let msg = a
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "WorkersVpcReady"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("Workers VPC"), "{msg}");
+    t.account_cond("TunnelReady", "False", "TunnelDisconnected")
+        .await;
+    t.wait_cond("edge", "Ready", "False", "VpcServiceNotReady")
+        .await;
+    assert!(t.sim().script(ACC, &format!("{SCRIPT}-vpc")).is_none());
+
+    // Entitled: the gateway Service is registered through the tunnel; the binding publishes.
+    t.sim().set_workers_vpc(ACC, true);
+    let a = t
+        .account_cond("WorkersVpcReady", "True", "VpcServiceRegistered")
+        .await;
+    let ts = a.status.unwrap().tunnel.expect("status.tunnel");
+    let sid = ts
+        .vpc_service_id
+        .clone()
+        .expect("status.tunnel.vpcServiceId");
+    assert_eq!(ts.vpc_service_url.as_deref(), Some(GATEWAY_SERVICE));
+    let services = t.sim().vpc_services(ACC);
+    assert_eq!(services.len(), 2, "{services:?}");
+    let ours = services.iter().find(|s| s.id == sid).expect("ours");
+    assert_eq!(ours.tunnel_id.as_deref(), Some(ts.id.as_str()));
+    assert_eq!(ours.json["name"], ts.name.as_str());
+    assert_eq!(ours.json["type"], "http");
+    assert_eq!(ours.json["http_port"], 8080);
+    assert_eq!(
+        ours.json["host"],
+        json!({"hostname": "edgebind-gateway.edgebind-system.svc",
+               "resolver_network": {"tunnel_id": ts.id}})
+    );
+
+    t.wait_published("edge").await;
+    let script = t
+        .sim()
+        .script(ACC, &format!("{SCRIPT}-vpc"))
+        .expect("Worker");
+    assert!(
+        script
+            .bindings
+            .iter()
+            .any(|b| b == &json!({"type": "vpc_service", "name": "GATEWAY", "service_id": sid})),
+        "{:?}",
+        script.bindings
+    );
+    assert!(
+        script
+            .bindings
+            .iter()
+            .any(|b| b["name"] == "GATEWAY_URL" && b["text"] == GATEWAY_SERVICE),
+        "{:?}",
+        script.bindings
+    );
+    assert!(t.sim().dns_records(ZONE).is_empty(), "no public hostname");
+
+    // No connector yet: the binding leads nowhere; cloudflared connects: the gateway.
+    let via = |sim: &CloudflareSim| {
+        sim.resolve_vpc_origin(ACC, &format!("{SCRIPT}-vpc"), "GATEWAY", "http")
+    };
+    assert!(via(t.sim()).is_err());
+    let token = t.tunnel_token().await.expect("tunnel token Secret");
+    let connector = t.sim().connect_tunnel(&token).expect("token accepted");
+    assert_eq!(via(t.sim()).as_deref(), Ok(GATEWAY_SERVICE));
+
+    // Drift: someone moves our service to another port; edgebind puts it back (same id).
+    let url = format!(
+        "{}/accounts/{ACC}/connectivity/directory/services/{sid}",
+        t.cf.url()
+    );
+    let mut edited = ours.json.clone();
+    edited["http_port"] = json!(9999);
+    let r = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(TOKEN)
+        .json(&edited)
+        .send()
+        .await
+        .expect("edit");
+    assert_eq!(r.status(), 200);
+    t.bed
+        .eventually(30, "the VPC service is put back", || {
+            let sim = t.sim().clone();
+            let sid = sid.clone();
+            async move {
+                sim.vpc_services(ACC)
+                    .iter()
+                    .any(|s| s.id == sid && s.json["http_port"] == 8080)
+                    .then_some(())
+            }
+        })
+        .await;
+
+    // Deleted by someone: registered again (a new id), and the Worker is re-bound to it.
+    let r = reqwest::Client::new()
+        .delete(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let script_name = format!("{SCRIPT}-vpc");
+    let new_sid = t
+        .bed
+        .eventually(30, "a new VPC service is bound to the Worker", || {
+            let sim = t.sim().clone();
+            let (sid, script_name, foreign) = (sid.clone(), script_name.clone(), foreign.clone());
+            async move {
+                let ours: Vec<_> = sim
+                    .vpc_services(ACC)
+                    .into_iter()
+                    .filter(|s| s.id != foreign)
+                    .collect();
+                let [svc] = ours.as_slice() else { return None };
+                let bound = sim
+                    .script(ACC, &script_name)?
+                    .bindings
+                    .iter()
+                    .any(|b| b["type"] == "vpc_service" && b["service_id"] == svc.id.as_str());
+                (svc.id != sid && bound).then(|| svc.id.clone())
+            }
+        })
+        .await;
+    let st = t.accounts().get("cf").await.expect("account").status;
+    assert_eq!(
+        st.and_then(|s| s.tunnel).and_then(|t| t.vpc_service_id),
+        Some(new_sid)
+    );
+    assert_eq!(via(t.sim()).as_deref(), Ok(GATEWAY_SERVICE));
+
+    // Removing the tunnel: the binding first, then cloudflared stops; our service goes with
+    // the tunnel, theirs stays.
+    t.bindings()
+        .delete("edge", &DeleteParams::default())
+        .await
+        .expect("delete");
+    t.sim().disconnect_tunnel(&connector);
+    t.accounts()
+        .patch(
+            "cf",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tunnel": null}})),
+        )
+        .await
+        .expect("drop the tunnel");
+    let api = t.accounts();
+    t.bed
+        .eventually(30, "the tunnel and its VPC service are deleted", || {
+            let api = api.clone();
+            async move {
+                let st = api.get_opt("cf").await.ok().flatten()?.status?;
+                st.tunnel.is_none_or(|t| t.id.is_empty()).then_some(())
+            }
+        })
+        .await;
+    let left = t.sim().vpc_services(ACC);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].id, foreign);
+    assert!(t.sim().tunnels(ACC)[0].deleted);
+    t.assert_contract();
+}
+
 /// Issue 13: a binding whose volume defaults name a LinstorBackend that does not exist is not
 /// published (Ready=False, `BackendNotFound`, naming it); creating that backend publishes it at
 /// once (bindings watch backends), and its key tells the gateways which binding it signs for.

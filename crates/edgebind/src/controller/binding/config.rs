@@ -8,6 +8,7 @@ use kube::core::{Selector, SelectorExt};
 use url::{Host, Url};
 
 use super::super::Context;
+use crate::crd::CloudflareAccount;
 use crate::crd::binding::EdgeBinding;
 use crate::crd::{IdentityIssuer, VolumeAccessPolicy};
 use crate::gateway::compile::compile_bundle;
@@ -25,22 +26,78 @@ pub(crate) struct WorkerConfig {
     pub issuers: String,
     /// `POLICY_BUNDLE` JSON (secret, likewise).
     pub policy_bundle: String,
+    /// `spec.workersVpc`: the account's Workers VPC service, bound as `GATEWAY`.
+    pub vpc_service_id: Option<String>,
 }
 
-/// Checks `GATEWAY_URL` as the Worker will (docs/edge-protocol.md §1): an origin only, https
-/// or http to a loopback host.
-/// The origin the Worker forwards to: the tunnel hostname over https, or `gatewayUrl`.
+/// The origin the Worker forwards to: the tunnel hostname over https, or `gatewayUrl`; for
+/// `workersVpc` empty here, filled in from the account by [`with_vpc`].
 pub(crate) fn gateway_origin(b: &EdgeBinding) -> Result<String, String> {
     match (
         b.spec.gateway_url.is_empty(),
         b.spec.tunnel_hostname.is_empty(),
+        b.spec.workers_vpc,
     ) {
-        (true, false) => check_gateway_url(&format!("https://{}", b.spec.tunnel_hostname)),
-        (false, true) => check_gateway_url(&b.spec.gateway_url),
-        _ => Err("set exactly one of spec.gatewayUrl and spec.tunnelHostname".into()),
+        (true, true, true) => Ok(String::new()),
+        (true, false, false) => check_gateway_url(&format!("https://{}", b.spec.tunnel_hostname)),
+        (false, true, false) => check_gateway_url(&b.spec.gateway_url),
+        _ => Err(ONE_OF.into()),
     }
 }
 
+const ONE_OF: &str = "set exactly one of spec.gatewayUrl, spec.tunnelHostname and spec.workersVpc";
+
+/// The binding's account, for `workersVpc`.
+pub(crate) async fn account_vpc(
+    ctx: &Context,
+    b: &EdgeBinding,
+) -> Result<CloudflareAccount, String> {
+    let name = &b.spec.account_ref;
+    Api::<CloudflareAccount>::all(ctx.client.clone())
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read CloudflareAccount {name}: {e}"))?
+        .ok_or_else(|| format!("CloudflareAccount {name} does not exist"))
+}
+
+/// The configuration for `workersVpc` (pure): the account's Workers VPC service as the
+/// `GATEWAY` binding and its gateway URL as `GATEWAY_URL`. http is allowed there (not
+/// elsewhere): the VPC service carries the request encrypted up to the tunnel whatever the
+/// scheme (reference §11), and the URL's host and port only name the Host header.
+pub(crate) fn with_vpc(
+    mut cfg: WorkerConfig,
+    a: &CloudflareAccount,
+) -> Result<WorkerConfig, String> {
+    let name = a.name_any();
+    if !a.spec.tunnel.as_ref().is_some_and(|t| t.workers_vpc) {
+        return Err(format!(
+            "workersVpc needs a Workers VPC service: set spec.tunnel.workersVpc on CloudflareAccount {name}"
+        ));
+    }
+    let t = a.status.as_ref().and_then(|s| s.tunnel.as_ref());
+    let (Some(id), Some(url)) = (
+        t.and_then(|t| t.vpc_service_id.clone())
+            .filter(|s| !s.is_empty()),
+        t.and_then(|t| t.vpc_service_url.clone()),
+    ) else {
+        return Err(format!(
+            "CloudflareAccount {name} has no Workers VPC service yet (see its WorkersVpcReady condition)"
+        ));
+    };
+    let u =
+        Url::parse(&url).map_err(|e| format!("the VPC gateway URL {url:?} is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return Err(format!(
+            "the VPC gateway URL {url:?} must be an http(s) URL"
+        ));
+    }
+    cfg.gateway_url = u.origin().ascii_serialization();
+    cfg.vpc_service_id = Some(id);
+    Ok(cfg)
+}
+
+/// Checks `GATEWAY_URL` as the Worker will (docs/edge-protocol.md §1): an origin only, https
+/// or http to a loopback host.
 pub(crate) fn check_gateway_url(s: &str) -> Result<String, String> {
     let u = Url::parse(s).map_err(|e| format!("gatewayUrl {s:?} is not a URL: {e}"))?;
     let loopback = match u.host() {
@@ -146,6 +203,7 @@ pub(crate) fn assemble(
         gateway_url: gateway_origin(b)?,
         issuers: check_document("ISSUERS", issuers, true)?,
         policy_bundle: check_document("POLICY_BUNDLE", bundle, false)?,
+        vpc_service_id: None,
     })
 }
 
@@ -180,6 +238,65 @@ mod tests {
         assert!(check_gateway_url("https://gw.example.com/api").is_err());
         assert!(check_gateway_url("https://u:p@gw.example.com").is_err());
         assert!(check_gateway_url("https://gw.example.com?x=1").is_err());
+    }
+
+    fn binding(extra: serde_json::Value) -> EdgeBinding {
+        let mut spec = serde_json::json!({"accountRef": "cf",
+            "zoneId": "023e105f4ecef8ad9ca31a8372d0c353", "routes": ["a.example.com/*"],
+            "scriptName": "gw"});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        serde_json::from_value(serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1",
+            "kind": "EdgeBinding", "metadata": {"name": "b", "namespace": "ns"}, "spec": spec}))
+        .unwrap()
+    }
+
+    fn account(tunnel: serde_json::Value, status: serde_json::Value) -> CloudflareAccount {
+        serde_json::from_value(serde_json::json!({"apiVersion": "edgebind.dev/v1alpha1",
+            "kind": "CloudflareAccount", "metadata": {"name": "cf"},
+            "spec": {"accountId": "9a7806061c88ada191ed06f989cc3dac",
+                     "apiToken": {"name": "t", "namespace": "ns", "key": "token"}, "tunnel": tunnel},
+            "status": {"tunnel": status}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_workers_vpc_binding_takes_the_accounts_service_and_url() {
+        let b = binding(serde_json::json!({"workersVpc": true}));
+        assert_eq!(gateway_origin(&b).unwrap(), "");
+        let both = binding(
+            serde_json::json!({"workersVpc": true, "gatewayUrl": "https://gw.example.com"}),
+        );
+        assert!(gateway_origin(&both).is_err());
+        let cfg = assemble(&b, "[]", "{}").unwrap();
+        let url = "http://edgebind-gateway.edgebind-system.svc:8080";
+        let ready = account(
+            serde_json::json!({"workersVpc": true}),
+            serde_json::json!({"id": "t1", "name": "edgebind-u", "vpcServiceId": "s1", "vpcServiceUrl": url}),
+        );
+        let c = with_vpc(cfg.clone(), &ready).unwrap();
+        assert_eq!(c.gateway_url, url);
+        assert_eq!(c.vpc_service_id.as_deref(), Some("s1"));
+        // Not asked for on the account, or not registered yet: the binding waits.
+        let off = account(
+            serde_json::json!({}),
+            serde_json::json!({"id": "t1", "name": "n"}),
+        );
+        assert!(
+            with_vpc(cfg.clone(), &off)
+                .unwrap_err()
+                .contains("spec.tunnel.workersVpc")
+        );
+        let pending = account(
+            serde_json::json!({"workersVpc": true}),
+            serde_json::json!({"id": "t1", "name": "n"}),
+        );
+        assert!(
+            with_vpc(cfg, &pending)
+                .unwrap_err()
+                .contains("no Workers VPC service yet")
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub(crate) const SIGNING_KEY: &str = "SIGNING_KEY";
 pub(crate) const ISSUERS: &str = "ISSUERS";
 pub(crate) const POLICY_BUNDLE: &str = "POLICY_BUNDLE";
 pub(crate) const GATEWAY_URL: &str = "GATEWAY_URL";
+/// The `vpc_service` binding the Worker fetches the gateway through (`spec.workersVpc`).
+pub(crate) const GATEWAY_BINDING: &str = "GATEWAY";
 /// Attempts of a write while a freshly uploaded script is not visible yet.
 const FRESH_ATTEMPTS: u32 = 5;
 
@@ -82,6 +84,11 @@ pub(crate) fn script_upload(b: &EdgeBinding, cfg: &WorkerConfig) -> ScriptUpload
         compatibility_date: b.spec.compatibility_date.clone(),
         plain_bindings: vec![(GATEWAY_URL.to_string(), cfg.gateway_url.clone())],
         tags: vec![owner_tag(b)],
+        vpc_services: cfg
+            .vpc_service_id
+            .iter()
+            .map(|id| (GATEWAY_BINDING.to_string(), id.clone()))
+            .collect(),
     }
 }
 
@@ -361,6 +368,26 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             .await?;
             return Ok(Action::requeue(ctx.config.resync));
         }
+    };
+    let cfg = if b.spec.workers_vpc {
+        match config::account_vpc(&ctx, &b)
+            .await
+            .and_then(|a| config::with_vpc(cfg, &a))
+        {
+            Ok(c) => c,
+            Err(msg) => {
+                report(
+                    &b,
+                    &ctx,
+                    st,
+                    failed(BindingReason::VpcServiceNotReady, &msg, false),
+                )
+                .await?;
+                return Ok(skeleton::retry(&ctx, b.as_ref()));
+            }
+        }
+    } else {
+        cfg
     };
     if !b.spec.tunnel_hostname.is_empty()
         && let Err(p) = tunnel_dns::ensure(&ctx, &account.client, &b, &mut st).await

@@ -20,6 +20,7 @@ fn desired() -> Desired {
             compatibility_date: "2025-09-01".into(),
             plain_bindings: vec![("GATEWAY_URL".into(), "https://gw.example.com".into())],
             tags: vec![TAG.into()],
+            vpc_services: Vec::new(),
         },
         zone: "z".into(),
         routes: vec!["api.example.com/*".into()],

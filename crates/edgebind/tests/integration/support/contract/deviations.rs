@@ -98,6 +98,26 @@ pub const DEVIATIONS: &[Deviation] = &[
     },
     Deviation {
         spec_title_prefix: CLOUDFLARE,
+        fix: Fix::OneOfAsAnyOf {
+            pointer: "/components/schemas/infra_ServiceConfig",
+        },
+        why: "a Workers VPC service is oneOf HttpServiceConfig and TcpServiceConfig, both allOf \
+              ServiceCommon plus optional ports with no `type` constraint of their own, so every \
+              service matches both; the document's `discriminator` on `type` is what decides \
+              (a flaw of the document itself; cloudflare.md §11)",
+    },
+    Deviation {
+        spec_title_prefix: CLOUDFLARE,
+        fix: Fix::OneOfAsAnyOf {
+            pointer: "/components/schemas/infra_ServiceHost",
+        },
+        why: "the host is oneOf IPv4Host, IPv6Host, DualStackHost and HostnameHost without \
+              additionalProperties: false, so a dual-stack host also matches IPv4Host and \
+              IPv6Host; the keys present decide (the union is reconstructed from the API \
+              reference, cloudflare.md §11)",
+    },
+    Deviation {
+        spec_title_prefix: CLOUDFLARE,
         fix: Fix::DropKeyword {
             pointer: "/components/schemas/workers_messages/items/properties/code",
             keyword: "minimum",

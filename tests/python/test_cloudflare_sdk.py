@@ -238,6 +238,16 @@ def test_secret_delete_refused_during_a_gradual_deployment(cf):
         cf.workers.scripts.secrets.list("sdk-gradual", account_id=ACCOUNT)
 
 
+def test_a_zone_out_of_reach_is_403_while_the_token_verifies(cf):
+    # What edgebind tells apart: the token is active (verify needs no permission), yet a zone
+    # it may not act on answers 403 / 10000, the code of a wrong token.
+    assert cf.user.tokens.verify().status == "active"
+    with pytest.raises(cloudflare.PermissionDeniedError) as e:
+        list(cf.workers.routes.list(zone_id="b1e105f4ecef8ad9ca31a8372d0c3530"))
+    assert error_code(e.value) == 10000
+    assert list(cf.workers.routes.list(zone_id=ZONE)) is not None
+
+
 def test_routes_create_list_and_conflict(cf):
     upload(cf, "sdk-routes")
     route = cf.workers.routes.create(zone_id=ZONE, pattern="sdk.example.com/*", script="sdk-routes")

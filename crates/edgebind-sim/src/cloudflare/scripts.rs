@@ -148,7 +148,8 @@ pub(crate) async fn download_script(
 }
 
 /// `DELETE /accounts/{a}/workers/scripts/{name}[?force=true]`. Routes that point at the
-/// Worker are left in place, as on the real API.
+/// Worker are left in place, as on the real API. Not a secret edit: allowed in any deployment
+/// state, gradual or with an undeployed version (reference §12).
 pub(crate) async fn delete_script(
     State(sim): State<CloudflareSim>,
     Path((account, name)): Path<(String, String)>,

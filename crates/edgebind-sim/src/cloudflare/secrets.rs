@@ -164,7 +164,9 @@ pub(crate) async fn get_secret(
         .ok_or_else(|| binding_not_found(&secret))
 }
 
-/// `DELETE .../secrets/{secret_name}`.
+/// `DELETE .../secrets/{secret_name}`. A delete is an edit like a put: it makes a new version
+/// from the latest one, so it meets the same 10215 while the latest version is not fully
+/// deployed ("You attempted to modify a secret", workers-sdk #6763; reference §12).
 pub(crate) async fn delete_secret(
     State(sim): State<CloudflareSim>,
     Path((account, name, secret)): Path<(String, String, String)>,

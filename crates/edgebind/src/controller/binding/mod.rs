@@ -701,23 +701,10 @@ async fn execute(
     Ok(None)
 }
 
-/// The current deployment when it is gradual (several versions, or one below 100 %), as a
-/// sentence; `None` when one version serves all traffic or there is none.
+/// Reads the current deployment and describes it when it is gradual (`plan::gradual`).
 async fn gradual_deployment(cf: &CfClient, script: &str) -> Result<Option<String>, CfError> {
     let deployments = cf.list_deployments(script).await?;
-    Ok(deployments
-        .first()
-        .filter(|d| d.sole_version().is_none() && !d.versions.is_empty())
-        .map(|d| {
-            format!(
-                "Worker {script} is in a gradual deployment ({})",
-                d.versions
-                    .iter()
-                    .map(|v| format!("version {} at {}%", v.version_id, v.percentage))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }))
+    Ok(deployments.first().and_then(|d| plan::gradual(script, d)))
 }
 
 /// Runs a write, retrying while a just-uploaded script is not visible yet (10019 on routes,

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cloudflare::ops::{CfOp, SecretValue};
-use crate::cloudflare::types::{Route, ScriptInfo};
+use crate::cloudflare::types::{Deployment, Route, ScriptInfo};
 use crate::cloudflare::upload::ScriptUpload;
 use crate::crd::binding::EdgeBindingStatus;
 
@@ -180,6 +180,23 @@ pub(crate) fn plan(
         }
     }
     out
+}
+
+/// A deployment that is gradual (several versions sharing traffic, or one below 100 %),
+/// described for a condition; `None` when one version serves all traffic. edgebind never
+/// ends such a rollout: an upload or a version deploy would put one version at 100 %.
+pub(crate) fn gradual(script: &str, d: &Deployment) -> Option<String> {
+    if d.versions.is_empty() || d.sole_version().is_some() {
+        return None;
+    }
+    Some(format!(
+        "Worker {script} is in a gradual deployment ({})",
+        d.versions
+            .iter()
+            .map(|v| format!("version {} at {}%", v.version_id, v.percentage))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// Writes that undo a binding: our routes, then our secrets (when the script is kept) or the

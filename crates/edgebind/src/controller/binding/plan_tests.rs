@@ -208,3 +208,26 @@ fn cleanup_removes_ours_only() {
     assert_eq!(secrets, vec!["ISSUERS", "POLICY_BUNDLE"]);
     assert_eq!(keep.len(), 3);
 }
+
+#[test]
+fn only_a_split_or_partial_deployment_is_gradual() {
+    use crate::cloudflare::types::{Deployment, DeploymentVersion};
+    let d = |vs: &[(&str, f64)]| Deployment {
+        id: "d".into(),
+        versions: vs
+            .iter()
+            .map(|(id, p)| DeploymentVersion {
+                version_id: id.to_string(),
+                percentage: *p,
+            })
+            .collect(),
+    };
+    assert_eq!(gradual("w", &d(&[("a", 100.0)])), None);
+    assert_eq!(gradual("w", &d(&[])), None);
+    let split = gradual("w", &d(&[("a", 90.0), ("b", 10.0)])).expect("a split is gradual");
+    assert!(
+        split.contains("version a at 90%") && split.contains("version b at 10%"),
+        "{split}"
+    );
+    assert!(gradual("w", &d(&[("a", 50.0)])).is_some());
+}

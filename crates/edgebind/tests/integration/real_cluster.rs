@@ -1827,13 +1827,12 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
     });
     // cloudflared, as the chart runs it for the example account: it starts once the tunnel
     // token Secret exists, with that token.
-    let connected = std::sync::atomic::AtomicBool::new(false);
+    let connector = std::sync::Mutex::new(None::<String>);
     let all_ready = poll(60, || async {
-        if !connected.load(std::sync::atomic::Ordering::Relaxed)
+        if connector.lock().unwrap().is_none()
             && let Some(token) = tunnel_token(&admin, "acme").await
         {
-            cf.sim.connect_tunnel(&token).ok()?;
-            connected.store(true, std::sync::atomic::Ordering::Relaxed);
+            *connector.lock().unwrap() = Some(cf.sim.connect_tunnel(&token).ok()?);
         }
         for d in &docs {
             example_ready(&api_of(d), &name_of(d)).await.ok()?;
@@ -1857,7 +1856,11 @@ async fn the_examples_reconcile_under_the_charts_rbac() {
         Err("not tried: the examples are not Ready".into())
     };
 
-    // Clean up with the controller still running (finalizers), tenant objects first.
+    // Clean up with the controller still running (finalizers), tenant objects first; cloudflared
+    // stops (as uninstalling it would), so the account's tunnel can be deleted with it.
+    if let Some(c) = connector.lock().unwrap().take() {
+        cf.sim.disconnect_tunnel(&c);
+    }
     let _ = Api::<EdgeVolume>::namespaced(admin.clone(), &tenant)
         .delete("app-db", &DeleteParams::default())
         .await;

@@ -478,6 +478,21 @@ mod tests {
         );
         assert_eq!(spec.placement.storage_pools, Some(vec!["thin".to_string()]));
         assert_eq!(spec.deletion_policy, DeletionPolicy::Retain, "the default");
+        assert_eq!(
+            spec.persistent_volume, None,
+            "no PV unless the binding asks"
+        );
+
+        let d = defaults(serde_json::json!({"backendRef": "fast",
+                                            "persistentVolume": {"storageClassName": "linstor-static"}}));
+        let spec = new_volume_spec(&request(None), Some(&d), None, "default");
+        assert_eq!(
+            spec.persistent_volume
+                .and_then(|p| p.storage_class_name)
+                .as_deref(),
+            Some("linstor-static"),
+            "volumes created at the edge get the binding's PV default"
+        );
     }
 
     #[test]

@@ -130,7 +130,7 @@ def test_controller_process_reconciles_serves_health_and_metrics_and_stops_on_si
     families, phases = wait("edgebind_volumes{phase=Ready} 1", volume_counts, timeout=40)
     assert phases == {"Pending": 0, "Ready": 1, "Failed": 0, "Deleting": 0}
     degraded = {x.labels["reason"]: x.value for x in families["edgebind_volumes_degraded"].samples}
-    assert degraded == {"NodeOffline": 0, "ReplicaNotUpToDate": 0, "TooFewReplicas": 0}
+    assert degraded == {"NodeOffline": 0, "ReplicaInactive": 0, "ReplicaNotUpToDate": 0, "TooFewReplicas": 0}
     granted = {x.labels["system"]: x.value for x in families["edgebind_budget_requests"].samples
                if x.name == "edgebind_budget_requests_total"}
     waits = {x.labels["system"]: x.value for x in families["edgebind_budget_waits"].samples

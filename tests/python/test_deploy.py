@@ -268,7 +268,7 @@ def test_controller_cluster_role_is_exactly_what_it_uses(default_objs):
         want |= {("edgebind.dev", k, v, None) for v in ("get", "list", "watch")}
         want.add(("edgebind.dev", f"{k}/status", "patch", None))
     # Finalizers are added and removed by patching the object itself.
-    for k in ("edgevolumes", "edgesnapshots", "edgebindings"):
+    for k in ("edgevolumes", "edgesnapshots", "edgebindings", "cloudflareaccounts"):
         want.add(("edgebind.dev", k, "patch", None))
     for k in CONTROLLER_READS:
         want |= {("edgebind.dev", k, v, None) for v in ("list", "watch")}

@@ -179,7 +179,7 @@ describe('signing key rotation under traffic through the Worker in workerd', { s
     });
     await kubeCreate(crPath('cloudflareaccounts'), {
       apiVersion: `${GROUP}/${VERSION}`, kind: 'CloudflareAccount', metadata: { name: 'cf' },
-      spec: { accountId: CF_ACCOUNT, apiUrl: cfUrl, timeoutSeconds: 5, apiToken: { namespace: KEYS_NS, name: 'cf-token', key: 'token' }, budget: { requestsPerSecond: 4, burst: 20 } },
+      spec: { accountId: CF_ACCOUNT, apiUrl: cfUrl, timeoutSeconds: 5, apiToken: { namespace: KEYS_NS, name: 'cf-token', key: 'token' }, budget: { requestsPerSecond: 3, burst: 20 } },
     });
     await kubeCreate(crPath('identityissuers'), {
       apiVersion: `${GROUP}/${VERSION}`, kind: 'IdentityIssuer', metadata: { name: 'test-idp' },

@@ -162,28 +162,9 @@ pub fn pattern_match(pattern: &str, value: &str) -> bool {
     }
 }
 
-/// `*` any run (also empty), everything else itself; one backtrack point, no recursion.
+/// `*` any run (also empty), everything else itself (`?` too: subjects are ARNs and refs).
 fn segment_match(pattern: &str, value: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = value.chars().collect();
-    let (mut pi, mut ni) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    super::policy::wildcard_match(pattern, value, false)
 }
 
 #[cfg(test)]

@@ -271,12 +271,18 @@ pub enum PolicyResult {
 
 /// Anchored glob: `*` any run, `?` one character.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
+    wildcard_match(pattern, name, true)
+}
+
+/// The one glob matcher: `*` any run (also empty), `?` one character when `question` (else
+/// itself), everything else itself; one backtrack point, no recursion, no regex.
+pub(crate) fn wildcard_match(pattern: &str, name: &str, question: bool) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     let (mut pi, mut ni) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == n[ni])) {
+        if pi < p.len() && ((question && p[pi] == '?') || (p[pi] != '*' && p[pi] == n[ni])) {
             pi += 1;
             ni += 1;
         } else if pi < p.len() && p[pi] == '*' {

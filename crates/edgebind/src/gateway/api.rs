@@ -452,8 +452,8 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
         return rate_limited(secs);
     }
     ctx.key_id = Some(verified.key_id);
-    if let Some(ns) = refusals::report_namespace(parts.uri.path()) {
-        return report(s, &parts, ns, &body, ctx).await;
+    if parts.uri.path() == refusals::REPORT_PATH {
+        return report(s, &parts, &body, ctx).await;
     }
     let identity = parts
         .headers
@@ -663,28 +663,25 @@ fn caller_labels(
 /// The action name of a refusal report in the gateway's own audit line.
 const REPORT_ACTION: &str = "report-refusals";
 
-/// `POST /api/v1/namespaces/{ns}/edge-refusals` (§7.2): the Worker's refusals, written to the
+/// `POST /api/v1/edge-refusals` (§7.2): the Worker's refusals, written to the
 /// audit trail as `source: "worker"` lines. Signature already verified; writes nothing else.
 async fn report(
     s: &GatewayState,
     parts: &axum::http::request::Parts,
-    ns: &str,
     body: &[u8],
     ctx: &mut Ctx,
 ) -> Answer {
-    ctx.route = "/api/v1/namespaces/{namespace}/edge-refusals";
+    ctx.route = refusals::REPORT_PATH;
     ctx.action = Some(REPORT_ACTION.into());
     if parts.method.as_str() != "POST" {
         let mut a = Answer::refuse(Reason::MethodNotAllowed);
         a.allow = Some(&["POST"]);
         return a;
     }
+    // Every record is attributed to the namespace of the key that verified (`parse_report`).
     let (Some(key), Some(key_ns)) = (ctx.key_id.clone(), ctx.key_namespace.clone()) else {
         return Answer::refuse(Reason::KeyScope);
     };
-    if key_ns != ns {
-        return Answer::refuse(Reason::KeyScope);
-    }
     let ct = parts
         .headers
         .get(header::CONTENT_TYPE)

@@ -21,13 +21,9 @@ pub const REPORT_LIMIT: RateLimit = RateLimit {
     burst: Some(10),
 };
 
-/// The namespace of `/api/v1/namespaces/{ns}/edge-refusals`, if that is the path.
-pub fn report_namespace(path: &str) -> Option<&str> {
-    let ns = path
-        .strip_prefix("/api/v1/namespaces/")?
-        .strip_suffix("/edge-refusals")?;
-    (!ns.is_empty() && !ns.contains('/')).then_some(ns)
-}
+/// Where the Worker reports. No namespace in the path: the key that signs is the scope, so a
+/// report cannot even name another tenant's namespace.
+pub const REPORT_PATH: &str = "/api/v1/edge-refusals";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,20 +276,6 @@ mod tests {
 
     fn body(records: Vec<serde_json::Value>) -> Vec<u8> {
         serde_json::to_vec(&json!({"records": records, "dropped": 3})).unwrap_or_default()
-    }
-
-    #[test]
-    fn report_path_names_one_namespace() {
-        assert_eq!(
-            report_namespace("/api/v1/namespaces/team-a/edge-refusals"),
-            Some("team-a")
-        );
-        assert_eq!(report_namespace("/api/v1/namespaces//edge-refusals"), None);
-        assert_eq!(
-            report_namespace("/api/v1/namespaces/a/b/edge-refusals"),
-            None
-        );
-        assert_eq!(report_namespace("/api/v1/namespaces/a/volumes"), None);
     }
 
     #[test]

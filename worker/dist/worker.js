@@ -1963,6 +1963,9 @@ var MAX_QUEUED = 200;
 var MAX_BATCH = 100;
 var MAX_BATCH_BYTES = 3e4;
 var MIN_INTERVAL_MS = 1e3;
+var MAX_REPORTS_PER_DRAIN = 5;
+var REPORT_TIMEOUT_MS = 5e3;
+var STALE_DRAIN_MS = 6e4;
 var REPORT_IDENTITY = "refusal-report";
 var MAX_TEXT = 256;
 var enc = new TextEncoder();
@@ -1994,19 +1997,21 @@ function recordOf(e) {
 var RefusalReporter = class {
   /**
    * @param {{ maxQueued?: number, maxBatch?: number, maxBatchBytes?: number, minIntervalMs?: number,
-   *   now?: () => number, sleep?: (ms: number) => Promise<void> }} [opts]
+   *   maxReportsPerDrain?: number, now?: () => number, sleep?: (ms: number) => Promise<void> }} [opts]
    */
   constructor(opts = {}) {
     this.maxQueued = opts.maxQueued ?? MAX_QUEUED;
     this.maxBatch = opts.maxBatch ?? MAX_BATCH;
     this.maxBatchBytes = opts.maxBatchBytes ?? MAX_BATCH_BYTES;
     this.minIntervalMs = opts.minIntervalMs ?? MIN_INTERVAL_MS;
+    this.maxReportsPerDrain = opts.maxReportsPerDrain ?? MAX_REPORTS_PER_DRAIN;
     this.now = opts.now ?? (() => Date.now());
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.queue = [];
     this.dropped = 0;
     this.lastSentAt = -Infinity;
     this.pending = null;
+    this.pendingSince = 0;
   }
   /**
    * Queues a refusal; false when the queue is full (the record is counted, not kept).
@@ -2028,15 +2033,18 @@ var RefusalReporter = class {
    * @returns {Promise<void> | null}
    */
   schedule(send) {
-    if (this.pending || this.queue.length === 0) return null;
-    this.pending = this.#drain(send).finally(() => {
-      this.pending = null;
+    if (this.queue.length === 0) return null;
+    if (this.pending && this.now() - this.pendingSince < STALE_DRAIN_MS) return null;
+    const p = this.#drain(send).finally(() => {
+      if (this.pending === p) this.pending = null;
     });
-    return this.pending;
+    this.pending = p;
+    this.pendingSince = this.now();
+    return p;
   }
   /** @param {(report: Report) => Promise<boolean>} send */
   async #drain(send) {
-    while (this.queue.length > 0) {
+    for (let sent = 0; sent < this.maxReportsPerDrain && this.queue.length > 0; sent++) {
       const wait = this.lastSentAt + this.minIntervalMs - this.now();
       if (wait > 0) await this.sleep(wait);
       let n = 0;
@@ -2168,7 +2176,7 @@ async function sendReport(env, report) {
     headers,
     body,
     redirect: "manual",
-    signal: AbortSignal.timeout(cfg.gatewayTimeoutMs)
+    signal: AbortSignal.timeout(Math.min(cfg.gatewayTimeoutMs, REPORT_TIMEOUT_MS))
   });
   await resp.body?.cancel();
   if (resp.status !== 202) console.error(JSON.stringify({ msg: "refusal report not accepted", status: resp.status }));

@@ -10,7 +10,7 @@ import { resolveRequest, RouteError, MAX_BODY_BYTES } from './routes.js';
 import { RateLimiter } from './ratelimit.js';
 import { base64url, contentDigest, signEdgebind, pathComponent, queryComponent } from './signature.js';
 import { newAuditEvent, emitAudit, requestIdFrom } from './audit.js';
-import { RefusalReporter, REPORT_PATH, REPORT_IDENTITY } from './refusals.js';
+import { RefusalReporter, REPORT_PATH, REPORT_IDENTITY, REPORT_TIMEOUT_MS } from './refusals.js';
 
 const limiter = new RateLimiter();
 /** This isolate's queue of refusals for the gateway (§7.2). */
@@ -171,7 +171,7 @@ export async function sendReport(env, report) {
     headers,
     body,
     redirect: 'manual',
-    signal: AbortSignal.timeout(cfg.gatewayTimeoutMs),
+    signal: AbortSignal.timeout(Math.min(cfg.gatewayTimeoutMs, REPORT_TIMEOUT_MS)),
   });
   await resp.body?.cancel();
   if (resp.status !== 202) console.error(JSON.stringify({ msg: 'refusal report not accepted', status: resp.status }));

@@ -13,6 +13,15 @@ export const MAX_BATCH = 100;
 export const MAX_BATCH_BYTES = 30_000;
 /** At most one report a second per isolate (the gateway allows a key 2/s after a burst of 10). */
 export const MIN_INTERVAL_MS = 1000;
+/**
+ * Reports one drain sends before it ends: waitUntil keeps a drain alive only ~30 s after the
+ * response, so a drain stays short and the next refusal starts another.
+ */
+export const MAX_REPORTS_PER_DRAIN = 5;
+/** A report's own deadline; with the interval, a drain lasts at most ~30 s. */
+export const REPORT_TIMEOUT_MS = 5000;
+/** A drain older than this was cut off by the runtime (its promise never settles): start anew. */
+export const STALE_DRAIN_MS = 60_000;
 /** The value of the signed `Edge-Identity` component on a report: no caller identity travels. */
 export const REPORT_IDENTITY = 'refusal-report';
 
@@ -68,13 +77,14 @@ export function recordOf(e) {
 export class RefusalReporter {
   /**
    * @param {{ maxQueued?: number, maxBatch?: number, maxBatchBytes?: number, minIntervalMs?: number,
-   *   now?: () => number, sleep?: (ms: number) => Promise<void> }} [opts]
+   *   maxReportsPerDrain?: number, now?: () => number, sleep?: (ms: number) => Promise<void> }} [opts]
    */
   constructor(opts = {}) {
     this.maxQueued = opts.maxQueued ?? MAX_QUEUED;
     this.maxBatch = opts.maxBatch ?? MAX_BATCH;
     this.maxBatchBytes = opts.maxBatchBytes ?? MAX_BATCH_BYTES;
     this.minIntervalMs = opts.minIntervalMs ?? MIN_INTERVAL_MS;
+    this.maxReportsPerDrain = opts.maxReportsPerDrain ?? MAX_REPORTS_PER_DRAIN;
     this.now = opts.now ?? (() => Date.now());
     this.sleep = opts.sleep ?? ((/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms)));
     /** @type {{ record: Record<string, unknown>, bytes: number }[]} */
@@ -84,6 +94,7 @@ export class RefusalReporter {
     this.lastSentAt = -Infinity;
     /** @type {Promise<void> | null} */
     this.pending = null;
+    this.pendingSince = 0;
   }
 
   /**
@@ -107,16 +118,19 @@ export class RefusalReporter {
    * @returns {Promise<void> | null}
    */
   schedule(send) {
-    if (this.pending || this.queue.length === 0) return null;
-    this.pending = this.#drain(send).finally(() => {
-      this.pending = null;
+    if (this.queue.length === 0) return null;
+    if (this.pending && this.now() - this.pendingSince < STALE_DRAIN_MS) return null;
+    const p = this.#drain(send).finally(() => {
+      if (this.pending === p) this.pending = null;
     });
-    return this.pending;
+    this.pending = p;
+    this.pendingSince = this.now();
+    return p;
   }
 
   /** @param {(report: Report) => Promise<boolean>} send */
   async #drain(send) {
-    while (this.queue.length > 0) {
+    for (let sent = 0; sent < this.maxReportsPerDrain && this.queue.length > 0; sent++) {
       const wait = this.lastSentAt + this.minIntervalMs - this.now();
       if (wait > 0) await this.sleep(wait);
       let n = 0;

@@ -43,6 +43,29 @@ test('records queued while a report is under way go in the next one, one interva
   assert.equal(r.schedule(send), null, 'nothing left to send');
 });
 
+test('a drain is short; the next refusal starts another, and a drain the runtime cut off is replaced', async () => {
+  const { t, now, sleep } = fakeTime();
+  const r = new RefusalReporter({ maxBatch: 1, maxReportsPerDrain: 2, now, sleep });
+  let sends = 0;
+  const send = async () => { sends++; return true; };
+  for (let i = 0; i < 5; i++) r.add(refusal(i));
+  await r.schedule(send);
+  assert.equal(sends, 2, 'at most maxReportsPerDrain reports per drain');
+  assert.equal(r.queue.length, 3, 'the rest waits for the next refusal');
+  await r.schedule(send);
+  assert.equal(sends, 4);
+  // A drain that never settles (cut off by the runtime) blocks only until it is stale.
+  assert.ok(r.schedule(() => new Promise(() => {})));
+  r.add(refusal(7));
+  assert.equal(r.schedule(send), null, 'one drain at a time');
+  t.now += 60_000;
+  const fresh = r.schedule(send);
+  assert.ok(fresh, 'a stale drain is replaced');
+  await fresh;
+  assert.equal(sends, 5);
+  assert.equal(r.queue.length, 0);
+});
+
 test('batches stay under the byte limit', async () => {
   const r = new RefusalReporter({ maxBatch: 100, maxBatchBytes: 2000, minIntervalMs: 0 });
   for (let i = 0; i < 20; i++) r.add(refusal(i));

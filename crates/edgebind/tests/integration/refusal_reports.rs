@@ -165,6 +165,17 @@ async fn hostile_reports_are_refused_and_write_no_record() {
 }
 
 #[tokio::test]
+async fn a_replayed_report_writes_nothing_twice() {
+    let gw = start().await;
+    let signed = gw.sign(req("POST", REPORT, report(vec![record(RID)])));
+    let (s, _, _) = gw.deliver(&signed).await;
+    assert_eq!(s, 202);
+    let (s, body, _) = gw.deliver(&signed).await;
+    assert_eq!((s, code(&body)), (401, "nonce_replayed"));
+    assert_eq!(worker_lines(&gw).len(), 1);
+}
+
+#[tokio::test]
 async fn reports_are_rate_limited_per_key() {
     let gw = start().await;
     // Burst 10, then 2 a second: far fewer than 30 refill while 30 are sent.

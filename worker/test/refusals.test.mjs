@@ -179,3 +179,8 @@ test('a refused request is answered first; its signed report follows in waitUnti
   assert.equal(headers.get('content-digest'), digest);
   assert.equal(reporter.queue.length, 0);
 });
+
+test('a caller cannot reach the report endpoint through the Worker', async () => {
+  const { resolveRequest, RouteError } = await import('../src/routes.js');
+  assert.throws(() => resolveRequest('POST', REPORT_PATH, { records: [] }), (e) => e instanceof RouteError && e.code === 'route_unknown');
+});

@@ -786,7 +786,7 @@ async function loadConfig(env) {
   };
 }
 
-// node_modules/jose/dist/webapi/lib/buffer_utils.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/buffer_utils.js
 var encoder = new TextEncoder();
 var decoder = new TextDecoder();
 var strictDecoder = new TextDecoder("utf-8", { fatal: true });
@@ -828,7 +828,7 @@ function decodeBase64(encoded, url = false) {
   return bytes;
 }
 
-// node_modules/jose/dist/webapi/util/errors.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/errors.js
 var JOSEError = class extends Error {
   static code = "ERR_JOSE_GENERIC";
   code = "ERR_JOSE_GENERIC";
@@ -907,7 +907,7 @@ var JWSSignatureVerificationFailed = class extends JOSEError {
   }
 };
 
-// node_modules/jose/dist/webapi/util/base64url.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/base64url.js
 var invalid = "The input to be decoded is not correctly encoded.";
 function decode(input) {
   try {
@@ -917,7 +917,7 @@ function decode(input) {
   }
 }
 
-// node_modules/jose/dist/webapi/lib/validate.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/validate.js
 function isObject(input) {
   if (typeof input != "object" || input === null || Object.prototype.toString.call(input) !== "[object Object]")
     return false;
@@ -997,7 +997,7 @@ function validateB64(protectedHeader, extensions) {
   return true;
 }
 
-// node_modules/jose/dist/webapi/lib/key.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/key.js
 var tag = (key) => key[Symbol.toStringTag];
 var jwkMatchesOp = (entry, key, usage) => {
   const { alg } = entry;
@@ -1130,7 +1130,7 @@ async function rawKey(key, expected, usage, extractable = false) {
   return key instanceof Uint8Array && (key = await crypto.subtle.importKey("raw", key, expected, extractable, [usage])), checkCryptoKey(key, expected, usage), key;
 }
 
-// node_modules/jose/dist/webapi/lib/key_descriptor.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/key_descriptor.js
 function table(entries) {
   const out = { __proto__: null };
   for (const alg in entries)
@@ -1138,7 +1138,7 @@ function table(entries) {
   return out;
 }
 
-// node_modules/jose/dist/webapi/lib/jws_algorithms.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_algorithms.js
 var sig = [["verify"], ["sign"]];
 function hmac(bits) {
   const subtle = { name: "HMAC", hash: `SHA-${bits}` };
@@ -1208,7 +1208,7 @@ function jwsAlgorithm(alg) {
   return entry;
 }
 
-// node_modules/jose/dist/webapi/lib/jws_verify.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jws_verify.js
 function prepareVerify(options) {
   return [options && validateAlgorithms("algorithms", options.algorithms), options?.crit];
 }
@@ -1263,7 +1263,7 @@ async function verifyCompact(jws, shared, key) {
   return verifySignature({ payload, protected: protectedHeader, signature }, shared, key, encodeCompactUnencodedPayload);
 }
 
-// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+// ../../main/worker/node_modules/jose/dist/webapi/lib/jwt_claims_set.js
 var epoch = (date) => Math.floor(date.getTime() / 1e3);
 var multipliers = {
   s: 1,
@@ -1353,7 +1353,7 @@ function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
   return claimsSet;
 }
 
-// node_modules/jose/dist/webapi/jwt/verify.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwt/verify.js
 async function jwtVerify(jwt, key, options) {
   const [verified, b64] = await verifyCompact(jwt, prepareVerify(options), key);
   if (!b64)
@@ -1362,7 +1362,7 @@ async function jwtVerify(jwt, key, options) {
   return { ...verified, payload };
 }
 
-// node_modules/jose/dist/webapi/jwks/local.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwks/local.js
 function isUsableJWK(jwk, entry, alg, kid) {
   const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
   return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
@@ -1417,7 +1417,7 @@ function createLocalJWKSet(jwks) {
   });
 }
 
-// node_modules/jose/dist/webapi/jwks/remote.js
+// ../../main/worker/node_modules/jose/dist/webapi/jwks/remote.js
 function isCloudflareWorkers() {
   return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
 }
@@ -1514,7 +1514,7 @@ function createRemoteJWKSet(url, options) {
   });
 }
 
-// node_modules/jose/dist/webapi/util/decode_protected_header.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/decode_protected_header.js
 function decodeProtectedHeader(token) {
   let encodedProtectedHeader;
   if (typeof token == "string") {
@@ -1531,7 +1531,7 @@ function decodeProtectedHeader(token) {
   return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
 }
 
-// node_modules/jose/dist/webapi/util/decode_jwt.js
+// ../../main/worker/node_modules/jose/dist/webapi/util/decode_jwt.js
 function decodeJwt(jwt) {
   if (typeof jwt != "string")
     throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
@@ -1762,8 +1762,8 @@ function edgeIdentity(principal, payload, ctx) {
   };
 }
 function encodeEdgeIdentity(identity) {
-  const enc = base64url(new TextEncoder().encode(JSON.stringify(identity)));
-  return enc.length > MAX_IDENTITY_BYTES ? null : enc;
+  const enc2 = base64url(new TextEncoder().encode(JSON.stringify(identity)));
+  return enc2.length > MAX_IDENTITY_BYTES ? null : enc2;
 }
 
 // src/routes.js
@@ -1957,8 +1957,123 @@ function emitAudit(event) {
   console.log(JSON.stringify(event));
 }
 
+// src/refusals.js
+var REPORT_PATH = "/api/v1/edge-refusals";
+var MAX_QUEUED = 200;
+var MAX_BATCH = 100;
+var MAX_BATCH_BYTES = 3e4;
+var MIN_INTERVAL_MS = 1e3;
+var MAX_REPORTS_PER_DRAIN = 5;
+var REPORT_TIMEOUT_MS = 5e3;
+var STALE_DRAIN_MS = 6e4;
+var REPORT_IDENTITY = "refusal-report";
+var MAX_TEXT = 256;
+var enc = new TextEncoder();
+function text(v, max = MAX_TEXT) {
+  if (typeof v !== "string" || v.length === 0) return null;
+  const clean = v.replace(/[\u0000-\u001f\u007f-\u009f]/g, "");
+  return clean.length === 0 ? null : clean.slice(0, max);
+}
+function recordOf(e) {
+  const ray = e.rayId && /^[A-Za-z0-9-]{1,32}$/.test(e.rayId) ? e.rayId : null;
+  const object = e.object && e.object.namespace ? { namespace: text(e.object.namespace, 253), name: text(e.object.name, 253), kind: "EdgeVolume", ...e.object.snapshot ? { snapshot: text(e.object.snapshot, 253) } : {} } : null;
+  return {
+    requestId: e.requestId,
+    time: e.time ?? (/* @__PURE__ */ new Date()).toISOString(),
+    reasonCode: e.reasonCode ?? "internal_error",
+    result: e.result ?? 500,
+    traceId: e.traceId,
+    issuer: text(e.issuer),
+    subject: text(e.subject),
+    action: e.action,
+    object,
+    policy: text(e.policy),
+    policyRevision: text(e.policyRevision),
+    edgeLocation: text(e.edgeLocation, 16),
+    rayId: ray,
+    latencyMs: { ...e.latencyMs }
+  };
+}
+var RefusalReporter = class {
+  /**
+   * @param {{ maxQueued?: number, maxBatch?: number, maxBatchBytes?: number, minIntervalMs?: number,
+   *   maxReportsPerDrain?: number, now?: () => number, sleep?: (ms: number) => Promise<void> }} [opts]
+   */
+  constructor(opts = {}) {
+    this.maxQueued = opts.maxQueued ?? MAX_QUEUED;
+    this.maxBatch = opts.maxBatch ?? MAX_BATCH;
+    this.maxBatchBytes = opts.maxBatchBytes ?? MAX_BATCH_BYTES;
+    this.minIntervalMs = opts.minIntervalMs ?? MIN_INTERVAL_MS;
+    this.maxReportsPerDrain = opts.maxReportsPerDrain ?? MAX_REPORTS_PER_DRAIN;
+    this.now = opts.now ?? (() => Date.now());
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.queue = [];
+    this.dropped = 0;
+    this.lastSentAt = -Infinity;
+    this.pending = null;
+    this.pendingSince = 0;
+  }
+  /**
+   * Queues a refusal; false when the queue is full (the record is counted, not kept).
+   * @param {AuditEvent} event
+   */
+  add(event) {
+    if (this.queue.length >= this.maxQueued) {
+      this.dropped += 1;
+      return false;
+    }
+    const record = recordOf(event);
+    this.queue.push({ record, bytes: enc.encode(JSON.stringify(record)).length + 1 });
+    return true;
+  }
+  /**
+   * Starts sending what is queued, unless a send is already under way (it takes what was added
+   * meanwhile). Returns the promise to hand to ctx.waitUntil, or null when there is nothing new.
+   * @param {(report: Report) => Promise<boolean>} send true when the gateway accepted the report
+   * @returns {Promise<void> | null}
+   */
+  schedule(send) {
+    if (this.queue.length === 0) return null;
+    if (this.pending && this.now() - this.pendingSince < STALE_DRAIN_MS) return null;
+    const p = this.#drain(send).finally(() => {
+      if (this.pending === p) this.pending = null;
+    });
+    this.pending = p;
+    this.pendingSince = this.now();
+    return p;
+  }
+  /** @param {(report: Report) => Promise<boolean>} send */
+  async #drain(send) {
+    for (let sent = 0; sent < this.maxReportsPerDrain && this.queue.length > 0; sent++) {
+      const wait = this.lastSentAt + this.minIntervalMs - this.now();
+      if (wait > 0) await this.sleep(wait);
+      let n = 0;
+      let bytes = 32;
+      while (n < this.queue.length && n < this.maxBatch && bytes + this.queue[n].bytes <= this.maxBatchBytes) {
+        bytes += this.queue[n].bytes;
+        n += 1;
+      }
+      const batch = this.queue.splice(0, Math.max(n, 1)).map((q) => q.record);
+      const dropped = this.dropped;
+      this.dropped = 0;
+      this.lastSentAt = this.now();
+      let ok = false;
+      try {
+        ok = await send({ records: batch, dropped });
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        this.dropped += dropped + batch.length;
+        return;
+      }
+    }
+  }
+};
+
 // src/index.js
 var limiter = new RateLimiter();
+var reporter = new RefusalReporter();
 var HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization", "te", "trailer"];
 var TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 var Refusal = class extends Error {
@@ -2031,7 +2146,43 @@ function parseJsonBody(request, bytes) {
     throw new Refusal(400, "request_invalid", "body is not valid JSON");
   }
 }
-async function handle(request, env) {
+async function sendReport(env, report) {
+  const cfg = await loadConfig(env);
+  const body = new TextEncoder().encode(JSON.stringify(report));
+  const digest = await contentDigest(body);
+  const msg = {
+    method: "POST",
+    authority: cfg.gateway.authority,
+    path: REPORT_PATH,
+    query: queryComponent(""),
+    contentType: "application/json",
+    contentDigest: digest,
+    edgeIdentity: REPORT_IDENTITY,
+    requestId: requestIdFrom(null)
+  };
+  const sig2 = await signEdgebind(cfg.signing.key, cfg.signing.keyId, msg);
+  const headers = new Headers({
+    "content-type": msg.contentType,
+    "content-digest": digest,
+    "edge-identity": msg.edgeIdentity,
+    "edge-request-id": msg.requestId,
+    "signature-input": sig2["signature-input"],
+    signature: sig2.signature
+  });
+  const via = cfg.gatewayBinding;
+  const send = via ? (u, i) => via.fetch(u, i) : fetch;
+  const resp = await send(`${cfg.gateway.origin}${REPORT_PATH}`, {
+    method: "POST",
+    headers,
+    body,
+    redirect: "manual",
+    signal: AbortSignal.timeout(Math.min(cfg.gatewayTimeoutMs, REPORT_TIMEOUT_MS))
+  });
+  await resp.body?.cancel();
+  if (resp.status !== 202) console.error(JSON.stringify({ msg: "refusal report not accepted", status: resp.status }));
+  return resp.status === 202;
+}
+async function handle(request, env, ctx) {
   const t0 = performance.now();
   const receivedAt = Date.now();
   const requestId = requestIdFrom(request.headers.get("cf-ray"));
@@ -2059,6 +2210,11 @@ async function handle(request, env) {
   audit.result = response.status;
   audit.latencyMs.total = performance.now() - t0;
   emitAudit(audit);
+  if (audit.decision === "deny" && ctx) {
+    reporter.add(audit);
+    const sending = reporter.schedule((report) => sendReport(env, report));
+    if (sending) ctx.waitUntil(sending);
+  }
   return response;
 }
 async function process(request, env, audit, requestId, trace, receivedAt) {
@@ -2207,12 +2363,15 @@ var index_default = {
   /**
    * @param {WorkerRequest} request
    * @param {Env} env
+   * @param {Ctx} ctx
    */
-  fetch(request, env) {
-    return handle(request, env);
+  fetch(request, env, ctx) {
+    return handle(request, env, ctx);
   }
 };
 export {
   index_default as default,
-  handle
+  handle,
+  reporter,
+  sendReport
 };

@@ -10,8 +10,11 @@ import { resolveRequest, RouteError, MAX_BODY_BYTES } from './routes.js';
 import { RateLimiter } from './ratelimit.js';
 import { base64url, contentDigest, signEdgebind, pathComponent, queryComponent } from './signature.js';
 import { newAuditEvent, emitAudit, requestIdFrom } from './audit.js';
+import { RefusalReporter, REPORT_PATH, REPORT_IDENTITY, REPORT_TIMEOUT_MS } from './refusals.js';
 
 const limiter = new RateLimiter();
+/** This isolate's queue of refusals for the gateway (§7.2). */
+export const reporter = new RefusalReporter();
 const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer'];
 const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
@@ -127,11 +130,61 @@ function parseJsonBody(request, bytes) {
 }
 
 /**
+ * The part of the Workers ExecutionContext we use.
+ * @typedef {{ waitUntil: (p: Promise<unknown>) => void }} Ctx
+ */
+
+/**
+ * Sends one refusal report to the gateway, signed like any edge request (§7.2). True when the
+ * gateway accepted it.
+ * @param {Env} env
+ * @param {import('./refusals.js').Report} report
+ * @returns {Promise<boolean>}
+ */
+export async function sendReport(env, report) {
+  const cfg = await loadConfig(env);
+  const body = new TextEncoder().encode(JSON.stringify(report));
+  const digest = await contentDigest(body);
+  const msg = {
+    method: 'POST',
+    authority: cfg.gateway.authority,
+    path: REPORT_PATH,
+    query: queryComponent(''),
+    contentType: 'application/json',
+    contentDigest: digest,
+    edgeIdentity: REPORT_IDENTITY,
+    requestId: requestIdFrom(null),
+  };
+  const sig = await signEdgebind(cfg.signing.key, cfg.signing.keyId, msg);
+  const headers = new Headers({
+    'content-type': msg.contentType,
+    'content-digest': digest,
+    'edge-identity': msg.edgeIdentity,
+    'edge-request-id': msg.requestId,
+    'signature-input': sig['signature-input'],
+    signature: sig.signature,
+  });
+  const via = cfg.gatewayBinding;
+  const send = via ? (/** @type {string} */ u, /** @type {RequestInit} */ i) => via.fetch(u, i) : fetch;
+  const resp = await send(`${cfg.gateway.origin}${REPORT_PATH}`, {
+    method: 'POST',
+    headers,
+    body,
+    redirect: 'manual',
+    signal: AbortSignal.timeout(Math.min(cfg.gatewayTimeoutMs, REPORT_TIMEOUT_MS)),
+  });
+  await resp.body?.cancel();
+  if (resp.status !== 202) console.error(JSON.stringify({ msg: 'refusal report not accepted', status: resp.status }));
+  return resp.status === 202;
+}
+
+/**
  * @param {WorkerRequest} request
  * @param {Env} env
+ * @param {Ctx} [ctx] the runtime's execution context: refusal reports are sent in its waitUntil
  * @returns {Promise<Response>}
  */
-export async function handle(request, env) {
+export async function handle(request, env, ctx) {
   const t0 = performance.now();
   const receivedAt = Date.now();
   const requestId = requestIdFrom(request.headers.get('cf-ray'));
@@ -157,6 +210,12 @@ export async function handle(request, env) {
   audit.result = response.status;
   audit.latencyMs.total = performance.now() - t0;
   emitAudit(audit);
+  // A refusal goes to the cluster's audit trail too, after the answer (never delaying it).
+  if (audit.decision === 'deny' && ctx) {
+    reporter.add(audit);
+    const sending = reporter.schedule((report) => sendReport(env, report));
+    if (sending) ctx.waitUntil(sending);
+  }
   return response;
 }
 
@@ -326,8 +385,9 @@ export default {
   /**
    * @param {WorkerRequest} request
    * @param {Env} env
+   * @param {Ctx} ctx
    */
-  fetch(request, env) {
-    return handle(request, env);
+  fetch(request, env, ctx) {
+    return handle(request, env, ctx);
   },
 };

@@ -53,6 +53,8 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     json(`${worker.url}${p}`, { method, body, headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeoutMs: 30000 });
 
   const gatewayAudit = () => gateway.stdout.filter((l) => l.startsWith(AUDIT_PREFIX)).map((l) => JSON.parse(l));
+  // The gateway's own decisions on edge requests (not the Worker's reported refusals, §7.2).
+  const gatewayDecisions = () => gatewayAudit().filter((e) => e.source === 'gateway' && e.action !== 'report-refusals');
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'edgebind-e2e-'));
@@ -255,7 +257,7 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
 
   it('refuses a token without the group (403 policy_no_match) and a Deny (403 policy_denied); creates nothing', async () => {
     const token = await idp.token('mallory');
-    const before = gatewayAudit().length;
+    const before = gatewayDecisions().length;
     const r = await call(`${EDGE}/volumes`, { token, method: 'POST', body: { name: 'edge-data-2', sizeBytes: GiB } });
     assert.equal(r.status, 403, r.text);
     assert.equal(r.body.error.code, 'policy_no_match');
@@ -273,11 +275,25 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     for (const name of ['edge-data-2', 'edge-prod-1']) assert.equal((await getVolume(name)).status, 404, `${name} was not created`);
     const rds = (await json(`${linstorUrl}/v1/resource-definitions`)).body;
     assert.deepEqual(rds.map((x) => x.name), [linstorName], 'only the allowed volume exists in LINSTOR');
-    assert.equal(gatewayAudit().length, before, 'the Worker refused these; nothing reached the gateway');
+    assert.equal(gatewayDecisions().length, before, 'the Worker refused these; none was forwarded');
     for (const res of [r, d, g]) {
       const ev = worker.auditEvents().find((e) => e.requestId === res.headers.get('edge-request-id'));
       assert.ok(ev, 'the Worker audited the refusal');
       assert.deepEqual([ev.decision, ev.reasonCode, ev.result], ['deny', res.body.error.code, 403]);
+    }
+    // Each refusal also reaches the cluster's audit trail: the gateway writes the Worker's
+    // signed report as audit lines with source "worker" and the request's id (§7.2).
+    const ids = [r, d, g].map((res) => res.headers.get('edge-request-id'));
+    const reported = await waitFor('the refusals in the gateway audit trail', async () => {
+      const lines = gatewayAudit().filter((e) => e.source === 'worker');
+      return ids.every((id) => lines.some((e) => e.requestId === id)) && lines;
+    }, { timeoutMs: 10000, procs: procs() });
+    for (const [i, res] of [r, d, g].entries()) {
+      const line = reported.find((e) => e.requestId === ids[i]);
+      assert.deepEqual([line.decision, line.reasonCode, line.result], ['deny', res.body.error.code, 403]);
+      assert.equal(line.keyId, 'edge-e2e-1', 'attributed to the key that signed the report');
+      assert.equal(line.subject, i === 1 ? 'test-idp:alice' : 'test-idp:mallory');
+      assert.ok(!JSON.stringify(line).includes('eyJ'), 'no token in a reported refusal');
     }
   });
 

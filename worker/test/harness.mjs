@@ -296,6 +296,7 @@ const edge :Workerd.Worker = (
  */
 export async function startGatewayStub({ trustedKeys, respond } = {}) {
   const requests = [];
+  const reports = [];
   const seenNonces = new Set();
   const server = http.createServer(async (req, res) => {
     const chunks = [];
@@ -306,13 +307,20 @@ export async function startGatewayStub({ trustedKeys, respond } = {}) {
       { trustedKeys, seenNonces },
     );
     const rec = { method: req.method, url: req.url, headers: req.headers, body: body.toString('utf8'), verdict };
+    // Refusal reports (docs/edge-protocol.md §7.2) are kept apart: they follow refusals
+    // asynchronously (waitUntil) and are not forwarded requests. Accepted like the gateway does.
+    if (req.method === 'POST' && req.url === '/api/v1/edge-refusals') {
+      reports.push(rec);
+      res.writeHead(202, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ accepted: 1, dropped: 0 }));
+    }
     requests.push(rec);
     if (respond) return respond(rec, res);
     res.writeHead(verdict.ok ? 200 : 401, { 'content-type': 'application/json', 'x-gateway': 'stub' });
     res.end(JSON.stringify(verdict.ok ? { ok: true } : { error: { code: verdict.code, message: verdict.message, requestId: req.headers['edge-request-id'] ?? null } }));
   });
   const port = await listen(server);
-  return { url: `http://127.0.0.1:${port}`, requests, stop: () => close(server) };
+  return { url: `http://127.0.0.1:${port}`, requests, reports, stop: () => close(server) };
 }
 
 /** A bundle allowing test-idp group `readers` to read, with optional extra policies. */

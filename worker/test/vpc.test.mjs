@@ -59,6 +59,19 @@ describe('edge Worker through a Workers VPC binding', () => {
     const res = await fetch(`${worker.url}${NS}/volumes/pvc-1`);
     assert.equal(res.status, 401);
     assert.equal(gw.requests.length, n);
+    // The refusal itself follows, in a signed report through the same binding (§7.2).
+    const rid = res.headers.get('edge-request-id');
+    let report;
+    for (let i = 0; i < 50 && !report; i++) {
+      report = gw.reports.find((r) => JSON.parse(r.body).records.some((x) => x.requestId === rid));
+      if (!report) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(report, 'the refusal was reported to the gateway');
+    assert.equal(report.headers.host, 'edgebind-gateway.edgebind-system.svc:8080');
+    assert.match(report.headers['signature-input'], /keyid="/);
+    assert.equal(report.headers['edge-token'], undefined, 'no token in a report');
+    const rec = JSON.parse(report.body).records.find((x) => x.requestId === rid);
+    assert.deepEqual([rec.reasonCode, rec.result], ['token_missing', 401]);
   });
 
   it('without the binding, an http URL to a cluster host is a configuration error', async () => {

@@ -26,6 +26,7 @@ use super::metrics::GatewayMetrics;
 use super::policy::{self, Action, Bundle, Decision, PolicyRequest, RateLimit};
 use super::ratelimit::{RateLimiter, Touch};
 use super::reason::Reason;
+use super::refusals::{self, ReportError};
 use super::replay::{MemoryLedger, Recorded, ReplayLedger};
 use super::routes::{
     CanIBody, CreateBody, ResizeBody, RestoreBody, Route, SnapshotBody, dns_label, parse_body,
@@ -128,6 +129,8 @@ pub struct GatewayState {
     pub key_limiter: RateLimiter,
     /// `limits.identity_queries`, one bucket per identity.
     pub query_limiter: RateLimiter,
+    /// `refusals::REPORT_LIMIT`, one bucket per key id.
+    pub report_limiter: RateLimiter,
     pub audit: AuditSink,
     /// Kubernetes Events for changes made from the edge (absent in tests without a cluster).
     pub events: Option<EventSink>,
@@ -156,6 +159,7 @@ impl GatewayState {
             limiter: RateLimiter::new(50_000),
             key_limiter: RateLimiter::new(10_000),
             query_limiter: RateLimiter::new(50_000),
+            report_limiter: RateLimiter::new(10_000),
             audit,
             events: None,
             backend,
@@ -332,6 +336,7 @@ async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
     ev.reason_code = match answer.reason {
         Some(r) => r.code().to_string(),
         None if ctx.action.as_deref() == Some("can-i") => "can_i".into(),
+        None if ctx.action.as_deref() == Some(REPORT_ACTION) => "report_accepted".into(),
         None => "policy_allowed".into(),
     };
     ev.policy = ctx.policy.clone();
@@ -447,6 +452,9 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
         return rate_limited(secs);
     }
     ctx.key_id = Some(verified.key_id);
+    if parts.uri.path() == refusals::REPORT_PATH {
+        return report(s, &parts, &body, ctx).await;
+    }
     let identity = parts
         .headers
         .get("edge-identity")
@@ -650,6 +658,78 @@ fn caller_labels(
             Err(Answer::refuse(Reason::LabelReserved))
         }
     }
+}
+
+/// The action name of a refusal report in the gateway's own audit line.
+const REPORT_ACTION: &str = "report-refusals";
+
+/// `POST /api/v1/edge-refusals` (§7.2): the Worker's refusals, written to the
+/// audit trail as `source: "worker"` lines. Signature already verified; writes nothing else.
+async fn report(
+    s: &GatewayState,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    ctx: &mut Ctx,
+) -> Answer {
+    ctx.route = refusals::REPORT_PATH;
+    ctx.action = Some(REPORT_ACTION.into());
+    if parts.method.as_str() != "POST" {
+        let mut a = Answer::refuse(Reason::MethodNotAllowed);
+        a.allow = Some(&["POST"]);
+        return a;
+    }
+    // Every record is attributed to the namespace of the key that verified (`parse_report`).
+    let (Some(key), Some(key_ns)) = (ctx.key_id.clone(), ctx.key_namespace.clone()) else {
+        return Answer::refuse(Reason::KeyScope);
+    };
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if ct.as_deref() != Some("application/json") {
+        return Answer::refuse(Reason::ContentTypeUnsupported);
+    }
+    if let Err(secs) = s
+        .report_limiter
+        .check_one(&key, refusals::REPORT_LIMIT, Instant::now())
+    {
+        return rate_limited(secs);
+    }
+    let accepted = match refusals::parse_report(body, &key_ns, &key) {
+        Ok(a) => a,
+        Err(e) => {
+            // The field name only: a value could be anything the sender chose.
+            tracing::info!(key_id = key.as_str(), problem = ?e, "refusal report refused");
+            return Answer::refuse(match e {
+                ReportError::TooLarge => Reason::BodyTooLarge,
+                ReportError::TooManyRecords | ReportError::Invalid(_) => Reason::RequestInvalid,
+            });
+        }
+    };
+    if let Err(a) = admit(s, ctx, false).await {
+        return a;
+    }
+    for ev in &accepted.events {
+        s.audit.emit(ev);
+    }
+    if accepted.dropped > 0 {
+        tracing::warn!(
+            key_id = key.as_str(),
+            dropped = accepted.dropped,
+            "the Worker dropped refusal records (its queue was full)"
+        );
+    }
+    Answer::ok(
+        StatusCode::ACCEPTED,
+        json!({"accepted": accepted.events.len(), "dropped": accepted.dropped}),
+    )
 }
 
 fn rate_limited(retry_after: u64) -> Answer {

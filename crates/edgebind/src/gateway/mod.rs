@@ -13,6 +13,7 @@ pub(crate) mod metrics;
 pub mod policy;
 pub(crate) mod ratelimit;
 pub(crate) mod reason;
+pub mod refusals;
 pub mod replay;
 pub mod routes;
 pub mod server;

@@ -65,7 +65,7 @@ pub(crate) struct Gw {
     pub(crate) key: SigningKey,
     pub(crate) state: Arc<GatewayState>,
     pub(crate) backend: Arc<MemoryBackend>,
-    audit: MemoryWriter,
+    pub(crate) audit: MemoryWriter,
     server: tokio::task::JoinHandle<()>,
 }
 

@@ -24,3 +24,4 @@ mod plan_parity;
 mod readme;
 mod real_apiserver;
 mod real_cluster;
+mod refusal_reports;

@@ -1034,14 +1034,10 @@ impl CfBed {
     }
 }
 
-/// The whole tunnel path on the simulators: the account's tunnel is created with its token
-/// stored for cloudflared, the binding's hostname gets a proxied CNAME and an ingress rule, the
-/// Worker forwards to `https://<hostname>`, and a request for that hostname reaches the gateway
-/// Service once cloudflared (played by the simulator, with the stored token) connects. A name
-/// held by someone else's record is a conflict left alone; deletion removes only what edgebind
-/// made, and a tunnel is not deleted under a connected cloudflared.
-#[tokio::test]
-async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
+/// A bed for the tunnel tests: the realistic Cloudflare simulator without its rate limit,
+/// recording exchanges for the contract check, a controller that knows the gateway Service,
+/// and the account `cf` verified.
+async fn tunnel_bed() -> CfBed {
     let mut cfg = CfSimConfig::realistic();
     cfg.rate_limit = None;
     let cf = CloudflareSim::start(cfg).await.expect("simulator");
@@ -1050,7 +1046,18 @@ async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
     ccfg.cloudflare.gateway_service = Some(GATEWAY_SERVICE.into());
     let bed = Bed::start_with(SimConfig::realistic(), ccfg).await;
     seed_account(&bed.client, &cf.url(), TOKEN, ACTIONS).await;
-    let t = CfBed { bed, cf };
+    CfBed { bed, cf }
+}
+
+/// The whole tunnel path on the simulators: the account's tunnel is created with its token
+/// stored for cloudflared, the binding's hostname gets a proxied CNAME and an ingress rule, the
+/// Worker forwards to `https://<hostname>`, and a request for that hostname reaches the gateway
+/// Service once cloudflared (played by the simulator, with the stored token) connects. A name
+/// held by someone else's record is a conflict left alone; deletion removes only what edgebind
+/// made, and a tunnel is not deleted under a connected cloudflared.
+#[tokio::test]
+async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
+    let t = tunnel_bed().await;
     t.accounts()
         .patch(
             "cf",
@@ -1239,15 +1246,7 @@ async fn a_binding_reaches_the_gateway_through_the_accounts_tunnel() {
 /// back, someone else's service is never touched, and removing the tunnel deletes the service.
 #[tokio::test]
 async fn a_binding_reaches_the_gateway_through_a_workers_vpc_service() {
-    let mut cfg = CfSimConfig::realistic();
-    cfg.rate_limit = None;
-    let cf = CloudflareSim::start(cfg).await.expect("simulator");
-    cf.sim.record_exchanges(true);
-    let mut ccfg = cf_config();
-    ccfg.cloudflare.gateway_service = Some(GATEWAY_SERVICE.into());
-    let bed = Bed::start_with(SimConfig::realistic(), ccfg).await;
-    seed_account(&bed.client, &cf.url(), TOKEN, ACTIONS).await;
-    let t = CfBed { bed, cf };
+    let t = tunnel_bed().await;
     let foreign = t.sim().add_foreign_vpc_service(
         ACC,
         json!({"type": "http", "name": "theirs",
@@ -1739,15 +1738,7 @@ async fn a_gradual_deployment_is_kept_when_a_secret_edit_meets_10215() {
 /// and its token Secret, and only then goes.
 #[tokio::test]
 async fn deleting_an_account_waits_for_its_bindings_then_deletes_its_tunnel() {
-    let mut cfg = CfSimConfig::realistic();
-    cfg.rate_limit = None;
-    let cf = CloudflareSim::start(cfg).await.expect("simulator");
-    cf.sim.record_exchanges(true);
-    let mut ccfg = cf_config();
-    ccfg.cloudflare.gateway_service = Some(GATEWAY_SERVICE.into());
-    let bed = Bed::start_with(SimConfig::realistic(), ccfg).await;
-    seed_account(&bed.client, &cf.url(), TOKEN, ACTIONS).await;
-    let t = CfBed { bed, cf };
+    let t = tunnel_bed().await;
     t.accounts()
         .patch(
             "cf",

@@ -21,7 +21,7 @@ use crate::linstor::naming;
 use crate::linstor::ops::{Op, OpKind, seg};
 use crate::linstor::types::{Props, PropsModify, Snapshot, SnapshotCreate};
 use crate::linstor::version::Features;
-use crate::request_trace::{Outcome, Stamp, now_ms};
+use crate::request_trace::{Stamp, now_ms};
 
 pub(crate) fn owner(s: &EdgeSnapshot) -> Owner {
     Owner {
@@ -345,13 +345,9 @@ async fn apply(s: Arc<EdgeSnapshot>, ctx: Arc<Context>) -> Result<Action, Error>
     if let Some(stamp) = Stamp::from_annotations(s.annotations())
         && p.next.reports()
     {
-        let outcome = if p.condition.type_ == READY && p.condition.status {
-            Outcome::Ready
-        } else if matches!(p.next, Next::AwaitChange | Next::Resync) {
-            Outcome::Failed
-        } else {
-            Outcome::InProgress
-        };
+        let outcome = p
+            .next
+            .request_outcome(p.condition.type_ == READY && p.condition.status);
         ctx.follow_request(
             &s.object_ref(&()),
             &stamp,

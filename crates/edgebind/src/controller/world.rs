@@ -119,6 +119,19 @@ pub(crate) enum Next {
 }
 
 impl Next {
+    /// Where an edge request behind the object stands after this pass: Ready, failed for good
+    /// (only a spec change helps, or nothing is left to do but wait for a resync), or in progress.
+    pub(crate) fn request_outcome(&self, ready: bool) -> crate::request_trace::Outcome {
+        use crate::request_trace::Outcome;
+        if ready {
+            Outcome::Ready
+        } else if matches!(self, Next::AwaitChange | Next::Resync) {
+            Outcome::Failed
+        } else {
+            Outcome::InProgress
+        }
+    }
+
     /// The requeue for a pass over `obj`, or the error for the error policy.
     pub(crate) fn action<K: kube::Resource<DynamicType = ()>>(
         self,

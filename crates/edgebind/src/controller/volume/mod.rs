@@ -25,7 +25,7 @@ use crate::crd::conditions::{Desired, READY};
 use crate::crd::reasons::VolumeReason;
 use crate::crd::volume::{EdgeVolume, EdgeVolumeStatus};
 use crate::linstor::{LinstorError, naming};
-use crate::request_trace::{Outcome, Stamp, now_ms};
+use crate::request_trace::{Stamp, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,13 +124,7 @@ async fn apply(ev: Arc<EdgeVolume>, ctx: Arc<Context>) -> Result<Action, Error> 
     }
     if let Some(s) = &stamp {
         let ready = p.conditions.iter().any(|c| c.type_ == READY && c.status);
-        let outcome = if ready {
-            Outcome::Ready
-        } else if matches!(p.next, Next::AwaitChange | Next::Resync) {
-            Outcome::Failed
-        } else {
-            Outcome::InProgress
-        };
+        let outcome = p.next.request_outcome(ready);
         ctx.follow_request(
             &ev.object_ref(&()),
             s,

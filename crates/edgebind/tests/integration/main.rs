@@ -13,6 +13,7 @@ mod contract_selftest;
 mod fake_kube;
 mod gateway;
 mod leader;
+mod linstor_client;
 mod linstor_fidelity;
 mod linstor_sim;
 mod linstor_sim_contract;

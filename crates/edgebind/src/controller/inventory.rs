@@ -213,8 +213,9 @@ pub struct Inventory {
 }
 
 fn key(name: &str) -> String {
-    // LINSTOR names are case-insensitive.
-    name.to_ascii_uppercase()
+    // LINSTOR names are case-insensitive. Lower case, because the names edgebind gives are
+    // (`naming`): a key then is the same interned string as the name it keys.
+    name.to_ascii_lowercase()
 }
 
 impl Inventory {
@@ -342,6 +343,10 @@ impl Inventory {
             .into_iter()
             .map(|(k, v)| (k, v.into_boxed_slice()))
             .collect();
+        // The set keeps only strings that repeat (node and pool names, property keys, flags,
+        // the owners' namespaces); one an object alone holds (its owner's uid) stays with that
+        // object, and a fresh read of the object makes its own copy anyway.
+        strings.0.retain(|v| Arc::strong_count(v) > 2);
         strings.0.shrink_to_fit();
         // Vectors grow by doubling: at tens of thousands of volumes the slack would be a large
         // part of the inventory.

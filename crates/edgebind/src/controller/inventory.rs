@@ -213,8 +213,9 @@ pub struct Inventory {
 }
 
 fn key(name: &str) -> String {
-    // LINSTOR names are case-insensitive.
-    name.to_ascii_uppercase()
+    // LINSTOR names are case-insensitive. Lower case, because the names edgebind gives are
+    // (`naming`): a key then is the same interned string as the name it keys.
+    name.to_ascii_lowercase()
 }
 
 impl Inventory {
@@ -297,63 +298,71 @@ impl Inventory {
             }
         }
         let started = Instant::now();
-        // Built page by page beside the current inventory (which volumes keep reading
-        // meanwhile), with strings of its own: the lists are never held whole in parsed form.
+        // Built beside the current inventory (which volumes keep reading meanwhile), with
+        // strings of its own, each object folded into its compact record as the answer arrives:
+        // the lists are never held whole, as bytes or parsed.
         let mut strings = Strings::default();
-        let mut new_rds: HashMap<Str, Rd> = HashMap::new();
-        self.client
-            .list_pages(
+        let mut new_rds: HashMap<Str, Rd> = self
+            .client
+            .list_each(
                 "/v1/resource-definitions",
                 &[("with_volume_definitions", "true".to_string())],
-                |page: Vec<ResourceDefinition>| {
-                    for r in &page {
-                        new_rds.insert(strings.get(&key(&r.name)), Rd::new(r, &mut strings));
-                    }
+                HashMap::new,
+                |rds: &mut HashMap<Str, Rd>, r: ResourceDefinition| {
+                    rds.insert(strings.get(&key(&r.name)), Rd::new(&r, &mut strings));
                 },
             )
             .await?;
-        let mut grouped: HashMap<Str, Vec<Res>> = HashMap::with_capacity(new_rds.len());
-        self.client
-            .list_pages(
+        let grouped: HashMap<Str, Vec<Res>> = self
+            .client
+            .list_each(
                 "/v1/view/resources",
                 &[],
-                |page: Vec<ResourceWithVolumes>| {
-                    for r in &page {
-                        grouped
-                            .entry(strings.get(&key(&r.name)))
-                            .or_default()
-                            .push(Res::new(r, &mut strings));
-                    }
+                || HashMap::with_capacity(new_rds.len()),
+                |grouped: &mut HashMap<Str, Vec<Res>>, r: ResourceWithVolumes| {
+                    grouped
+                        .entry(strings.get(&key(&r.name)))
+                        .or_default()
+                        .push(Res::new(&r, &mut strings));
                 },
             )
             .await?;
-        let snapshots: Vec<Snapshot> = self.client.list("/v1/view/snapshots", &[]).await?;
+        let mut snapshots: HashMap<String, Vec<Snapshot>> = self
+            .client
+            .list_each(
+                "/v1/view/snapshots",
+                &[],
+                HashMap::new,
+                |by_rd: &mut HashMap<String, Vec<Snapshot>>, sn: Snapshot| {
+                    by_rd.entry(key(&sn.resource_name)).or_default().push(sn);
+                },
+            )
+            .await?;
         new_rds.shrink_to_fit();
         let new_resources: HashMap<Str, Box<[Res]>> = grouped
             .into_iter()
             .map(|(k, v)| (k, v.into_boxed_slice()))
             .collect();
+        // The set keeps only strings that repeat (node and pool names, property keys, flags,
+        // the owners' namespaces); one an object alone holds (its owner's uid) stays with that
+        // object, and a fresh read of the object makes its own copy anyway.
+        strings.0.retain(|v| Arc::strong_count(v) > 2);
         strings.0.shrink_to_fit();
+        // Vectors grow by doubling: at tens of thousands of volumes the slack would be a large
+        // part of the inventory.
+        snapshots.values_mut().for_each(Vec::shrink_to_fit);
+        snapshots.shrink_to_fit();
         let mut s = self.lock();
         s.rds = new_rds;
         s.resources = new_resources;
         s.strings = strings;
-        s.snapshots.clear();
-        for sn in snapshots {
-            s.snapshots
-                .entry(key(&sn.resource_name))
-                .or_default()
-                .push(sn);
-        }
-        // Vectors grow by doubling: at tens of thousands of volumes the slack would be a large
-        // part of the inventory.
-        s.snapshots.values_mut().for_each(Vec::shrink_to_fit);
+        s.snapshots = snapshots;
         s.full_at = Some(started);
         s.full_done = Some(Instant::now());
         s.generation += 1;
         s.dirty.retain(|_, (_, at)| *at >= started);
         drop(s);
-        // The pages just read and the previous inventory are freed: give the memory back.
+        // The previous inventory is freed: give the memory back.
         crate::memory::trim();
         Ok(())
     }

@@ -13,6 +13,7 @@ use super::budget::Budget;
 use super::error::LinstorError;
 use super::ops::Op;
 use super::rc::{self, ApiCallRc};
+use super::stream::ArraySplitter;
 use super::tls::{self, TlsSource};
 use super::types::ControllerVersion;
 use super::version::{self, ApiVersion, Features};
@@ -156,7 +157,8 @@ impl LinstorClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, LinstorError> {
-        let (_, body) = self.send("GET", path, query, None).await?;
+        let mut body = Vec::new();
+        self.send("GET", path, query, None, &mut body).await?;
         serde_json::from_slice(&body).map_err(|e| LinstorError::Decode {
             what: format!("GET {path}"),
             reason: e.to_string(),
@@ -175,19 +177,30 @@ impl LinstorClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Vec<T>, LinstorError> {
-        self.get(path, query).await
+        self.list_each(path, query, Vec::new, |v, t| v.push(t))
+            .await
     }
 
-    /// [`Self::list`], handing the objects to `each` (one call, so once): callers that keep a
-    /// compact form decode into it as the answer arrives.
-    pub async fn list_pages<T: DeserializeOwned>(
+    /// [`Self::list`], folding each object into an accumulator as the answer arrives: the
+    /// answer is never held whole, as bytes or parsed (one unpaged list of 10,000 volumes is
+    /// tens of MB). A read that is retried starts again from `init()`.
+    pub async fn list_each<T: DeserializeOwned, A>(
         &self,
         path: &str,
         query: &[(&str, String)],
-        mut each: impl FnMut(Vec<T>),
-    ) -> Result<(), LinstorError> {
-        each(self.get(path, query).await?);
-        Ok(())
+        init: impl FnMut() -> A,
+        each: impl FnMut(&mut A, T),
+    ) -> Result<A, LinstorError> {
+        let mut sink = ListSink {
+            split: ArraySplitter::default(),
+            acc: None,
+            init,
+            each,
+            _t: std::marker::PhantomData,
+        };
+        self.send("GET", path, query, None, &mut sink).await?;
+        // `send` succeeded, so the sink was started and finished.
+        Ok(sink.acc.unwrap_or_else(&mut sink.init))
     }
 
     /// Executes one write. Warnings are logged; error entries become an error.
@@ -196,19 +209,23 @@ impl LinstorClient {
             .body
             .as_ref()
             .map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let (_, bytes) = self.send(op.method, &op.path, &[], body).await?;
+        let mut bytes = Vec::new();
+        self.send(op.method, &op.path, &[], body, &mut bytes)
+            .await?;
         let rcs = rc::parse_list(&bytes).unwrap_or_default();
         log_warnings(op.method, &op.path, &rcs);
         Ok(rcs)
     }
 
+    /// Sends one request (reads retried), handing a successful answer's body to `sink`.
     async fn send(
         &self,
         method: &'static str,
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, bytes::Bytes), LinstorError> {
+        sink: &mut impl Sink,
+    ) -> Result<(), LinstorError> {
         let mutation = method != "GET";
         let timeout = Duration::from_secs(if mutation {
             self.timeouts.mutation_seconds.into()
@@ -236,6 +253,7 @@ impl LinstorClient {
                     timeout,
                     mutation,
                     &template,
+                    sink,
                 )
                 .await
             {
@@ -263,7 +281,8 @@ impl LinstorClient {
         timeout: Duration,
         mutation: bool,
         template: &str,
-    ) -> Result<(u16, bytes::Bytes), LinstorError> {
+        sink: &mut impl Sink,
+    ) -> Result<(), LinstorError> {
         let n = self.urls.len();
         let first = self.active.load(Ordering::Relaxed) % n;
         let mut unreachable = Vec::new();
@@ -293,21 +312,47 @@ impl LinstorClient {
             }
             let started = Instant::now();
             match req.send().await {
-                Ok(resp) => {
+                Ok(mut resp) => {
                     self.active.store(idx, Ordering::Relaxed);
                     let status = resp.status().as_u16();
-                    let bytes = resp.bytes().await.map_err(|e| LinstorError::Unreachable {
+                    let unreadable = |e: reqwest::Error| LinstorError::Unreachable {
                         url: base.to_string(),
                         reason: format!("reading the answer failed: {}", plain(&e)),
-                    })?;
-                    metrics::external_request(
-                        "linstor",
-                        method,
-                        template,
-                        &status.to_string(),
-                        started.elapsed(),
-                    );
-                    return classify(method, path, status, bytes);
+                    };
+                    let decode = |reason: String| LinstorError::Decode {
+                        what: format!("{method} {path}"),
+                        reason,
+                    };
+                    let result = if (200..300).contains(&status) {
+                        // Chunk by chunk: the sink decides what of the body it keeps.
+                        sink.start();
+                        loop {
+                            match resp.chunk().await {
+                                Ok(Some(c)) => {
+                                    if let Err(e) = sink.chunk(&c) {
+                                        break Err(decode(e));
+                                    }
+                                }
+                                Ok(None) => break sink.finish().map_err(decode),
+                                Err(e) => break Err(unreadable(e)),
+                            }
+                        }
+                    } else {
+                        match resp.bytes().await {
+                            Ok(b) => Err(classify(method, path, status, &b)),
+                            Err(e) => Err(unreadable(e)),
+                        }
+                    };
+                    if !matches!(&result, Err(LinstorError::Unreachable { .. })) {
+                        metrics::external_request(
+                            "linstor",
+                            method,
+                            template,
+                            &status.to_string(),
+                            started.elapsed(),
+                        );
+                    }
+                    return result;
                 }
                 Err(e) => {
                     metrics::external_request(
@@ -356,18 +401,11 @@ fn plain(e: &reqwest::Error) -> String {
     s
 }
 
-fn classify(
-    method: &str,
-    path: &str,
-    status: u16,
-    body: bytes::Bytes,
-) -> Result<(u16, bytes::Bytes), LinstorError> {
-    if (200..300).contains(&status) {
-        return Ok((status, body));
-    }
-    let rcs = rc::parse_list(&body).unwrap_or_default();
+/// The error an answer with a status outside 2xx stands for.
+fn classify(method: &str, path: &str, status: u16, body: &[u8]) -> LinstorError {
+    let rcs = rc::parse_list(body).unwrap_or_default();
     match status {
-        401 | 403 => Err(LinstorError::Unauthorized { status }),
+        401 | 403 => LinstorError::Unauthorized { status },
         404 | 405 => {
             // An unknown path carries FAIL_UNKNOWN_ERROR, not FAIL_NOT_FOUND_*.
             let unknown_path = status == 405
@@ -376,25 +414,78 @@ fn classify(
                         || r.message.contains("not found on server")
                 });
             if unknown_path {
-                Err(LinstorError::UnknownPath {
+                LinstorError::UnknownPath {
                     method: method.into(),
                     path: path.into(),
-                })
+                }
             } else {
-                Err(LinstorError::Api {
+                LinstorError::Api {
                     method: method.into(),
                     path: path.into(),
                     status,
                     rcs,
-                })
+                }
             }
         }
-        _ => Err(LinstorError::Api {
+        _ => LinstorError::Api {
             method: method.into(),
             path: path.into(),
             status,
             rcs,
-        }),
+        },
+    }
+}
+
+/// Where a successful answer's body goes, chunk by chunk. `start` begins each attempt afresh.
+trait Sink {
+    fn start(&mut self);
+    fn chunk(&mut self, bytes: &[u8]) -> Result<(), String>;
+    fn finish(&mut self) -> Result<(), String>;
+}
+
+/// The whole body, for answers that are small (single objects, return codes).
+impl Sink for Vec<u8> {
+    fn start(&mut self) {
+        self.clear();
+    }
+    fn chunk(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A list answer decoded element by element into an accumulator.
+struct ListSink<T, A, I, F> {
+    split: ArraySplitter,
+    acc: Option<A>,
+    init: I,
+    each: F,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned, A, I: FnMut() -> A, F: FnMut(&mut A, T)> Sink for ListSink<T, A, I, F> {
+    fn start(&mut self) {
+        self.split = ArraySplitter::default();
+        self.acc = Some((self.init)());
+    }
+    fn chunk(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let Self {
+            split, acc, each, ..
+        } = self;
+        let Some(acc) = acc.as_mut() else {
+            return Err("an answer chunk before the answer started".into());
+        };
+        split.feed(bytes, |elem| {
+            let t: T = serde_json::from_slice(elem).map_err(|e| e.to_string())?;
+            each(acc, t);
+            Ok(())
+        })
+    }
+    fn finish(&mut self) -> Result<(), String> {
+        self.split.finish()
     }
 }
 

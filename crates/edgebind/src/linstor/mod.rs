@@ -9,6 +9,7 @@ pub(crate) mod error;
 pub mod naming;
 pub(crate) mod ops;
 pub(crate) mod rc;
+mod stream;
 pub mod tls;
 pub(crate) mod types;
 pub(crate) mod version;

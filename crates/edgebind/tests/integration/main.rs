@@ -14,6 +14,7 @@ mod fake_kube;
 mod gateway;
 mod identity_examples;
 mod leader;
+mod linstor_client;
 mod linstor_fidelity;
 mod linstor_sim;
 mod linstor_sim_contract;

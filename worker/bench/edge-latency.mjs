@@ -118,7 +118,9 @@ try {
     const t0 = performance.now();
     inflight.push(
       json(`${worker.url}/api/v1/namespaces/${NS}/volumes`, {
-        method: 'POST', body: { name: `v-${i}`, sizeBytes: 1 << 30 }, headers: { authorization: `Bearer ${token}` }, timeoutMs: 60000,
+        // 64 MiB: the standalone LINSTOR simulator's three pools hold 1,000 of these twice over
+        // (1 GiB volumes fill them after about 750, and the rest wait for space: NotEnoughNodes).
+        method: 'POST', body: { name: `v-${i}`, sizeBytes: 64 << 20 }, headers: { authorization: `Bearer ${token}` }, timeoutMs: 60000,
       }).then((r) => {
         const id = r.headers.get('edge-request-id');
         if (r.status !== 201) refused.push(`${r.status} ${r.text.slice(0, 200)}`);

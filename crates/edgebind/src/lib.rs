@@ -65,13 +65,21 @@ pub fn controller_config(args: &cli::ControllerArgs) -> controller::ControllerCo
     }
 }
 
+/// Writes a command's output. A reader that stops early (`edgebind crds | head`) is not an
+/// error: `print!` would panic on the broken pipe.
+pub(crate) fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
 /// Runs one subcommand.
 pub async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Crds => {
-            print!("{}", crd::to_yaml(&crd::all())?);
-            Ok(())
-        }
+        Command::Crds => print_out(&crd::to_yaml(&crd::all())?),
         Command::Controller(args) => {
             let mut kcfg = kube::Config::infer().await?;
             // Identifies edgebind's calls in the API server's audit log.

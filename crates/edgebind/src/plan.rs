@@ -653,10 +653,11 @@ pub fn render_text(r: &PlanReport) -> String {
 pub async fn run(args: &PlanArgs) -> anyhow::Result<()> {
     let report = plan(args).await?;
     match args.output {
-        PlanOutput::Text => print!("{}", render_text(&report)),
-        PlanOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        PlanOutput::Text => crate::print_out(&render_text(&report)),
+        PlanOutput::Json => {
+            crate::print_out(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+        }
     }
-    Ok(())
 }
 
 pub fn is_manifest(p: &Path) -> bool {

@@ -253,3 +253,29 @@ async fn the_standalone_linstor_simulator_serves_the_examples_resource_groups() 
         assert!(served.contains(rg), "{rg} is not served: {served:?}");
     }
 }
+
+/// `edgebind crds | head -1`: the reader goes away early; the command ends quietly and
+/// successfully instead of panicking on the broken pipe.
+#[test]
+fn crds_to_a_reader_that_stops_early_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgebind"))
+        .arg("crds")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("edgebind runs");
+    let mut first = [0u8; 16];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("some output");
+    // The pipe is closed here: the rest of the ~100 KB cannot be written.
+    let out = child.wait_with_output().expect("edgebind ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -620,24 +620,7 @@ async fn latest_version_not_deployed_is_resolved_by_version_then_deploy() {
         .await;
     t.wait_published("edge").await;
     // Someone uploads a version and does not deploy it: secret edits now fail with 10215.
-    let (ct, body) = version_form(
-        json!({"main_module": "worker.js", "compatibility_date": "2025-09-01", "keep_bindings": ["secret_text", "plain_text"]}),
-        "export default { fetch() { return new Response('pending'); } };",
-    );
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/accounts/{ACC}/workers/scripts/{SCRIPT}/versions",
-            t.cf.url()
-        ))
-        .bearer_auth(TOKEN)
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let pending: Value = resp.json().await.unwrap();
-    let pending_id = pending["result"]["id"].as_str().unwrap().to_string();
+    let pending_id = upload_pending_version(&t).await;
     t.sim().reset_stats();
     t.set_policy_actions(ACTIONS2).await;
     let (_, bundle2) = t.expected().await;

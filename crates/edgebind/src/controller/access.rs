@@ -83,7 +83,7 @@ pub(crate) async fn reconcile_issuer(
     let (new, desired) = issuer_status(&old, &outcome, conditions::now());
     skeleton::report(&ctx, i.as_ref(), new, &[desired]).await?;
     Ok(if outcome.is_ok() {
-        skeleton::settled(&ctx, i.as_ref(), ctx.config.resync)
+        skeleton::settled(&ctx, i.as_ref())
     } else {
         skeleton::retry(&ctx, i.as_ref())
     })
@@ -196,7 +196,7 @@ pub(crate) async fn reconcile_policy(
     let policies = api.list(&ListParams::default()).await?;
     let (new, desired) = policy_status(&p, &issuers.items, &policies.items);
     skeleton::report(&ctx, p.as_ref(), new, &[desired]).await?;
-    Ok(skeleton::settled(&ctx, p.as_ref(), ctx.config.resync))
+    Ok(skeleton::settled(&ctx, p.as_ref()))
 }
 
 #[cfg(test)]

@@ -375,7 +375,7 @@ async fn apply(a: Arc<CloudflareAccount>, ctx: Arc<Context>) -> Result<Action, B
     }
     skeleton::report(&ctx, a.as_ref(), new, &conds).await?;
     Ok(if verdict.ready {
-        skeleton::settled(&ctx, a.as_ref(), ctx.config.resync)
+        skeleton::settled(&ctx, a.as_ref())
     } else {
         // A refused token will not heal by itself: back off (up to the cap) instead of
         // verifying again and again.

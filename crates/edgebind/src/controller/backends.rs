@@ -333,7 +333,7 @@ pub(crate) async fn reconcile(
     )
     .await?;
     Ok(if ready {
-        skeleton::settled(&ctx, b.as_ref(), ctx.config.resync)
+        skeleton::settled(&ctx, b.as_ref())
     } else {
         skeleton::retry(&ctx, b.as_ref())
     })

@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod leader;
 pub mod nodes;
 pub mod ownership;
+pub(crate) mod resync;
 pub(crate) mod skeleton;
 pub(crate) mod snapshot;
 pub(crate) mod tunnel;
@@ -392,33 +393,56 @@ pub async fn run(
     // connection is noticed within minutes.
     let wc = || watcher::Config::default().timeout(240);
 
-    let backends = Controller::new(Api::<LinstorBackend>::all(client.clone()), wc())
-        .with_config(cfg.clone())
-        .graceful_shutdown_on(shutdown.clone());
+    // Every controller settles on `await_change` and has one resync round that looks at each of
+    // its objects once per period (`resync`): no scheduler entry per converged object.
+    let backends = resync::with_rounds(
+        Controller::new(Api::<LinstorBackend>::all(client.clone()), wc()),
+        config.resync,
+    )
+    .with_config(cfg.clone())
+    .graceful_shutdown_on(shutdown.clone());
     let (volume_events, volume_store) =
         trimmed_watch(Api::<CachedVolume>::all(client.clone()), wc());
-    let volumes = Controller::for_stream(volume_events, volume_store)
-        .with_config(cfg.clone())
-        .graceful_shutdown_on(shutdown.clone());
-    let snapshots = Controller::new(Api::<EdgeSnapshot>::all(client.clone()), wc())
-        .with_config(cfg.clone())
-        .graceful_shutdown_on(shutdown.clone());
-    let accounts = Controller::new(Api::<CloudflareAccount>::all(client.clone()), wc())
-        .with_config(cfg.clone())
-        .graceful_shutdown_on(shutdown.clone());
+    let volumes = resync::with_rounds(
+        Controller::for_stream(volume_events, volume_store),
+        config.resync,
+    )
+    .with_config(cfg.clone())
+    .graceful_shutdown_on(shutdown.clone());
+    let snapshots = resync::with_rounds(
+        Controller::new(Api::<EdgeSnapshot>::all(client.clone()), wc()),
+        config.resync,
+    )
+    .with_config(cfg.clone())
+    .graceful_shutdown_on(shutdown.clone());
+    let accounts = resync::with_rounds(
+        Controller::new(Api::<CloudflareAccount>::all(client.clone()), wc()),
+        config.resync,
+    )
+    .with_config(cfg.clone())
+    .graceful_shutdown_on(shutdown.clone());
     // A binding's status writes do not trigger it again: each would cost Cloudflare reads.
     let (binding_events, binding_store) =
         trimmed_watch(Api::<EdgeBinding>::all(client.clone()), wc());
     let binding_events = binding_events.predicate_filter(binding_trigger, Default::default());
-    let bindings = Controller::for_stream(binding_events, binding_store)
-        .with_config(cfg.clone())
-        .graceful_shutdown_on(shutdown.clone());
-    let issuers = Controller::new(Api::<IdentityIssuer>::all(client.clone()), wc())
-        .with_config(cfg.clone())
-        .graceful_shutdown_on(shutdown.clone());
-    let policies = Controller::new(Api::<VolumeAccessPolicy>::all(client.clone()), wc())
-        .with_config(cfg)
-        .graceful_shutdown_on(shutdown.clone());
+    let bindings = resync::with_rounds(
+        Controller::for_stream(binding_events, binding_store),
+        config.resync,
+    )
+    .with_config(cfg.clone())
+    .graceful_shutdown_on(shutdown.clone());
+    let issuers = resync::with_rounds(
+        Controller::new(Api::<IdentityIssuer>::all(client.clone()), wc()),
+        config.resync,
+    )
+    .with_config(cfg.clone())
+    .graceful_shutdown_on(shutdown.clone());
+    let policies = resync::with_rounds(
+        Controller::new(Api::<VolumeAccessPolicy>::all(client.clone()), wc()),
+        config.resync,
+    )
+    .with_config(cfg)
+    .graceful_shutdown_on(shutdown.clone());
     // A policy's bundle revision covers its whole namespace, and its Ready depends on the
     // issuers: any policy change there, or any issuer change, re-reconciles those policies.
     let (same_ns, all_policies) = (policies.store(), policies.store());

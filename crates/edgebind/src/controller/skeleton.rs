@@ -212,15 +212,31 @@ impl std::fmt::Display for BackoffKey {
     }
 }
 
-/// After a pass that reached what it wanted: forget the object's failures, look again after
-/// `after`.
-pub(crate) fn settled<K: Resource<DynamicType = ()>>(
+/// After a pass that reached what it wanted: forget the object's failures and wait for a
+/// change or the kind's resync round (`controller::resync`).
+pub(crate) fn settled<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K) -> Action {
+    settled_until(ctx, obj, None)
+}
+
+/// [`settled`], but look again after `wake` if that comes before the next round (a change
+/// still under way, a key to rotate).
+pub(crate) fn settled_until<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
-    after: std::time::Duration,
+    wake: Option<std::time::Duration>,
 ) -> Action {
     ctx.backoff.reset(&BackoffKey::of(obj));
-    Action::requeue(after)
+    until(wake, ctx.config.resync)
+}
+
+/// Look again after `wake` if that comes before the next resync round, else at that round.
+/// Every controller has a round (`controller::resync`), so no converged object holds a
+/// scheduler entry of its own.
+pub(crate) fn until(wake: Option<std::time::Duration>, resync: std::time::Duration) -> Action {
+    match wake {
+        Some(w) if w < resync => Action::requeue(w.max(std::time::Duration::from_millis(100))),
+        _ => Action::await_change(),
+    }
 }
 
 /// After a pass that could not make progress (reported on the object): try again with the
@@ -275,7 +291,7 @@ mod tests {
             last = action_delay(error_policy(b.clone(), &err, ctx.clone()));
         }
         assert!(last >= Duration::from_secs(32), "grew to {last:?}");
-        settled(&ctx, b.as_ref(), ctx.config.resync);
+        settled(&ctx, b.as_ref());
         assert_eq!(ctx.backoff.failures(&BackoffKey::of(b.as_ref())), 0);
         let next = action_delay(error_policy(b.clone(), &err, ctx.clone()));
         assert!(
@@ -286,7 +302,7 @@ mod tests {
         for _ in 0..4 {
             retry(&ctx, b.as_ref());
         }
-        settled(&ctx, b.as_ref(), ctx.config.resync);
+        settled(&ctx, b.as_ref());
         assert_eq!(ctx.backoff.failures(&BackoffKey::of(b.as_ref())), 0);
     }
 

@@ -141,9 +141,12 @@ impl Next {
         Ok(match self {
             Next::AwaitChange => Action::await_change(),
             Next::Retry => skeleton::retry(ctx, obj),
-            Next::Resync => Action::requeue(ctx.config.resync),
-            Next::Settled => skeleton::settled(ctx, obj, ctx.config.resync),
-            Next::Progressing => skeleton::settled(ctx, obj, ctx.config.progress_interval),
+            // The kind's resync round looks again (`controller::resync`).
+            Next::Resync => Action::await_change(),
+            Next::Settled => skeleton::settled(ctx, obj),
+            Next::Progressing => {
+                skeleton::settled_until(ctx, obj, Some(ctx.config.progress_interval))
+            }
             Next::Reread => Action::requeue(std::time::Duration::from_millis(200)),
             Next::Failed(e) => return Err(e),
         })

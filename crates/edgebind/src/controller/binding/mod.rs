@@ -366,7 +366,7 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
                 failed(BindingReason::InvalidConfig, &msg, false),
             )
             .await?;
-            return Ok(Action::requeue(ctx.config.resync));
+            return Ok(Action::await_change());
         }
     };
     let cfg = if b.spec.workers_vpc {
@@ -417,8 +417,7 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             ),
         };
         report(&b, &ctx, st, failed(reason, &msg, false)).await?;
-        let next = wake.map_or(ctx.config.resync, |w| w.min(ctx.config.resync));
-        return Ok(Action::requeue(next.max(Duration::from_millis(100))));
+        return Ok(skeleton::until(wake, ctx.config.resync));
     };
     let (cf, listings) = (account.client.clone(), account.listings.clone());
     let desired = plan::Desired {
@@ -470,7 +469,7 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             failed(BindingReason::ScriptConflict, msg, false),
         )
         .await?;
-        return Ok(Action::requeue(ctx.config.resync));
+        return Ok(Action::await_change());
     }
     // Routes edgebind still holds: recorded ones that exist, plus the ones already right.
     st.route_ids
@@ -496,7 +495,7 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
             failed(BindingReason::GradualDeployment, &msg, false),
         )
         .await?;
-        return Ok(Action::requeue(ctx.config.resync));
+        return Ok(Action::await_change());
     }
     if wrote {
         // Record which version serves now (a read only after writes, so a converged pass stays
@@ -566,12 +565,7 @@ async fn apply(b: Arc<EdgeBinding>, ctx: Arc<Context>) -> Result<Action, Error> 
         ]
     };
     report(&b, &ctx, st, conds).await?;
-    let next = wake.map_or(ctx.config.resync, |w| w.min(ctx.config.resync));
-    Ok(skeleton::settled(
-        &ctx,
-        b.as_ref(),
-        next.max(Duration::from_millis(100)),
-    ))
+    Ok(skeleton::settled_until(&ctx, b.as_ref(), wake))
 }
 
 async fn deployed_version(cf: &CfClient, script: &str) -> Result<Option<String>, CfError> {

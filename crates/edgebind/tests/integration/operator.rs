@@ -274,7 +274,16 @@ async fn snapshot_restore_and_delete_policy_delete() {
             .then_some(())
     })
     .await;
-    assert!(bed.volumes().get_opt("src").await.unwrap().is_none());
+    // The finalizer goes with the pass that deleted the RD, a moment after it.
+    bed.eventually(20, "source volume gone", || async {
+        bed.volumes()
+            .get_opt("src")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert!(
         bed.linstor
             .sim

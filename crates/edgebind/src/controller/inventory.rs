@@ -27,9 +27,10 @@ const DIRTY_BATCH: usize = 40;
 /// A string stored once however many objects carry it.
 type Str = Arc<str>;
 
-/// The strings of one inventory. Most repeat across thousands of objects (node and pool names,
+/// The strings of the inventory. Most repeat across thousands of objects (node and pool names,
 /// property keys, flags, disk states, the owner's kind and namespace); each is stored once. A
-/// full refresh starts a new one, so strings of objects gone meanwhile are not kept.
+/// full refresh interns against the same set, so an object that did not change costs it no new
+/// string, and then forgets the strings no object holds any more.
 #[derive(Default)]
 struct Strings(HashSet<Str>);
 
@@ -64,6 +65,7 @@ fn strings(l: &[Str]) -> Vec<String> {
 
 /// A resource definition as the inventory keeps it: the fields of [`ResourceDefinition`] in
 /// exact-size slices of shared strings (a tenth of the heap blocks of the parsed form).
+#[derive(PartialEq)]
 struct Rd {
     name: Str,
     resource_group: Option<Str>,
@@ -72,6 +74,7 @@ struct Rd {
     volume_definitions: Box<[Vd]>,
 }
 
+#[derive(PartialEq)]
 struct Vd {
     number: i32,
     size_kib: u64,
@@ -80,6 +83,7 @@ struct Vd {
 }
 
 /// A resource (one replica) as the inventory keeps it; see [`Rd`].
+#[derive(PartialEq)]
 struct Res {
     name: Str,
     node: Str,
@@ -90,6 +94,7 @@ struct Res {
     volumes: Box<[Vol]>,
 }
 
+#[derive(PartialEq)]
 struct Vol {
     number: i32,
     pool: Option<Str>,
@@ -189,9 +194,10 @@ impl Res {
 
 #[derive(Default)]
 struct State {
-    /// Keyed by the upper-case name (shared with `resources`).
-    rds: HashMap<Str, Rd>,
-    resources: HashMap<Str, Box<[Res]>>,
+    /// Keyed by the lower-case name (shared with `resources`). Records are shared so that a
+    /// full refresh keeps the ones that did not change instead of building them again.
+    rds: HashMap<Str, Arc<Rd>>,
+    resources: HashMap<Str, Arc<[Res]>>,
     snapshots: HashMap<String, Vec<Snapshot>>,
     strings: Strings,
     /// Start time of the last complete full refresh (writes before it are in it).
@@ -267,7 +273,7 @@ impl Inventory {
         }
         let s = self.lock();
         Ok(Observed {
-            rd: s.rds.get(k.as_str()).map(Rd::expand),
+            rd: s.rds.get(k.as_str()).map(|rd| rd.expand()),
             resources: s
                 .resources
                 .get(k.as_str())
@@ -298,18 +304,26 @@ impl Inventory {
             }
         }
         let started = Instant::now();
-        // Built beside the current inventory (which volumes keep reading meanwhile), with
-        // strings of its own, each object folded into its compact record as the answer arrives:
-        // the lists are never held whole, as bytes or parsed.
-        let mut strings = Strings::default();
-        let mut new_rds: HashMap<Str, Rd> = self
+        // Built beside the current inventory (which volumes keep reading meanwhile), each object
+        // folded into its compact record as the answer arrives (the lists are never held whole,
+        // as bytes or parsed). Strings are interned against the current set, and a record equal
+        // to the current one is that one: a converged refresh allocates next to nothing, so it
+        // neither doubles the inventory for a moment nor leaves the heap fragmented after.
+        let mut new_rds: HashMap<Str, Arc<Rd>> = self
             .client
             .list_each(
                 "/v1/resource-definitions",
                 &[("with_volume_definitions", "true".to_string())],
-                HashMap::new,
-                |rds: &mut HashMap<Str, Rd>, r: ResourceDefinition| {
-                    rds.insert(strings.get(&key(&r.name)), Rd::new(&r, &mut strings));
+                || HashMap::with_capacity(self.lock().rds.len()),
+                |rds: &mut HashMap<Str, Arc<Rd>>, r: ResourceDefinition| {
+                    let mut s = self.lock();
+                    let k = s.strings.get(&key(&r.name));
+                    let new = Rd::new(&r, &mut s.strings);
+                    let rec = match s.rds.get(&k) {
+                        Some(cur) if **cur == new => cur.clone(),
+                        _ => Arc::new(new),
+                    };
+                    rds.insert(k, rec);
                 },
             )
             .await?;
@@ -320,10 +334,10 @@ impl Inventory {
                 &[],
                 || HashMap::with_capacity(new_rds.len()),
                 |grouped: &mut HashMap<Str, Vec<Res>>, r: ResourceWithVolumes| {
-                    grouped
-                        .entry(strings.get(&key(&r.name)))
-                        .or_default()
-                        .push(Res::new(&r, &mut strings));
+                    let mut s = self.lock();
+                    let k = s.strings.get(&key(&r.name));
+                    let rec = Res::new(&r, &mut s.strings);
+                    grouped.entry(k).or_default().push(rec);
                 },
             )
             .await?;
@@ -339,24 +353,27 @@ impl Inventory {
             )
             .await?;
         new_rds.shrink_to_fit();
-        let new_resources: HashMap<Str, Box<[Res]>> = grouped
-            .into_iter()
-            .map(|(k, v)| (k, v.into_boxed_slice()))
-            .collect();
-        // The set keeps only strings that repeat (node and pool names, property keys, flags,
-        // the owners' namespaces); one an object alone holds (its owner's uid) stays with that
-        // object, and a fresh read of the object makes its own copy anyway.
-        strings.0.retain(|v| Arc::strong_count(v) > 2);
-        strings.0.shrink_to_fit();
         // Vectors grow by doubling: at tens of thousands of volumes the slack would be a large
         // part of the inventory.
         snapshots.values_mut().for_each(Vec::shrink_to_fit);
         snapshots.shrink_to_fit();
         let mut s = self.lock();
+        let new_resources: HashMap<Str, Arc<[Res]>> = grouped
+            .into_iter()
+            .map(|(k, v)| {
+                let rec = match s.resources.get(&k) {
+                    Some(cur) if **cur == *v => cur.clone(),
+                    _ => Arc::from(v),
+                };
+                (k, rec)
+            })
+            .collect();
         s.rds = new_rds;
         s.resources = new_resources;
-        s.strings = strings;
         s.snapshots = snapshots;
+        // Strings only the set still holds belong to objects that are gone.
+        s.strings.0.retain(|v| Arc::strong_count(v) > 1);
+        s.strings.0.shrink_to_fit();
         s.full_at = Some(started);
         s.full_done = Some(Instant::now());
         s.generation += 1;
@@ -417,7 +434,7 @@ impl Inventory {
             if in_batch(&rk) {
                 let k = s.strings.get(&rk);
                 let v = Rd::new(rd, &mut s.strings);
-                s.rds.insert(k, v);
+                s.rds.insert(k, Arc::new(v));
             }
         }
         let mut fresh: HashMap<String, Vec<Res>> = HashMap::new();
@@ -431,7 +448,7 @@ impl Inventory {
         // No resources: no entry (one key per volume otherwise, for nothing).
         for (rk, v) in fresh {
             let k = s.strings.get(&rk);
-            s.resources.insert(k, v.into_boxed_slice());
+            s.resources.insert(k, Arc::from(v));
         }
         for sn in snapshots {
             if let Some(v) = s
@@ -461,6 +478,87 @@ impl Inventory {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A full refresh keeps the record of an object that did not change (no allocation, no
+    /// second copy for a moment), builds a new one for an object that did, and forgets the
+    /// strings of objects that are gone.
+    #[tokio::test]
+    async fn a_full_refresh_keeps_unchanged_records_and_drops_strings_of_deleted_objects() {
+        use crate::linstor::Op;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sim =
+            edgebind_sim::linstor::LinstorSim::start(edgebind_sim::linstor::SimConfig::realistic())
+                .await
+                .expect("simulator");
+        let client = Arc::new(
+            LinstorClient::new(crate::linstor::ClientConfig {
+                urls: vec![url::Url::parse(&sim.url()).expect("url")],
+                tls: None,
+                bearer_token: None,
+                budget: Default::default(),
+                timeouts: Default::default(),
+            })
+            .expect("client"),
+        );
+        for (name, v) in [("same", "1"), ("changed", "1"), ("gone-soon", "1")] {
+            let rd = json!({"resource_definition": {"name": name, "props": {"Aux/x": v, "Aux/only": format!("{name}-only")}}});
+            client
+                .execute(&Op::post(
+                    crate::linstor::OpKind::Create,
+                    "/v1/resource-definitions".into(),
+                    rd,
+                    "create",
+                ))
+                .await
+                .expect("create");
+        }
+        let inv = Inventory::new(client.clone(), Duration::from_secs(60));
+        inv.refresh_all(None).await.expect("refresh");
+        let ptr = |n: &str| inv.lock().rds.get(n).map(Arc::as_ptr);
+        let (same, changed) = (ptr("same").expect("same"), ptr("changed").expect("changed"));
+        let has = |s: &str| inv.lock().strings.0.contains(s);
+        assert!(has("gone-soon-only"));
+        let props = json!({"override_props": {"Aux/x": "2"}});
+        client
+            .execute(&Op::put(
+                "/v1/resource-definitions/changed".into(),
+                props,
+                "modify",
+            ))
+            .await
+            .expect("modify");
+        client
+            .execute(&Op::delete(
+                "/v1/resource-definitions/gone-soon".into(),
+                "delete",
+            ))
+            .await
+            .expect("delete");
+        inv.refresh_all(Some(Instant::now()))
+            .await
+            .expect("refresh");
+        assert_eq!(ptr("same"), Some(same), "unchanged: the same record");
+        assert_ne!(ptr("changed"), Some(changed), "changed: a new record");
+        assert_eq!(ptr("gone-soon"), None);
+        assert!(
+            !has("gone-soon-only"),
+            "a deleted object's strings are forgotten"
+        );
+        assert!(
+            has("same-only"),
+            "a string one object holds is kept for the next refresh"
+        );
+        let observed = inv.observe("changed").await.expect("observe");
+        assert_eq!(
+            observed
+                .rd
+                .expect("rd")
+                .props
+                .get("Aux/x")
+                .map(String::as_str),
+            Some("2")
+        );
+    }
 
     #[test]
     fn the_compact_records_give_back_exactly_what_linstor_answered() {

@@ -292,9 +292,24 @@ where
     Ok(l.items.len() + l.metadata.remaining_item_count.unwrap_or(0).max(0) as usize)
 }
 
-/// Watches `api` into a cache without `managedFields` (the controller never reads them, and on
-/// a real API server they can be the largest part of an object) and without spare list room,
-/// and yields changed objects.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the watch caches drop from each object: `managedFields` and kubectl's last-applied
+/// copy (never read, never written back: every write is a patch; on a real API server they can
+/// be the largest part of an object), and spare list room.
+fn trim<K: Resource + crate::memory::Compact>(o: &mut K) {
+    // `None`, not an emptied list: that would keep the entries' room allocated.
+    o.meta_mut().managed_fields = None;
+    if let Some(a) = o.meta_mut().annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+    if let Some(f) = o.meta_mut().finalizers.as_mut() {
+        f.shrink_to_fit();
+    }
+    o.compact();
+}
+
+/// Watches `api` into a cache of trimmed objects ([`trim`]) and yields changed objects.
 fn trimmed_watch<K>(
     api: Api<K>,
     wc: watcher::Config,
@@ -309,14 +324,7 @@ where
     let (store, writer) = reflector::store();
     let events = watcher(api, wc)
         .default_backoff()
-        .modify(|o| {
-            // `None`, not an emptied list: that would keep the entries' room allocated.
-            o.meta_mut().managed_fields = None;
-            if let Some(f) = o.meta_mut().finalizers.as_mut() {
-                f.shrink_to_fit();
-            }
-            o.compact();
-        })
+        .modify(trim)
         .reflect(writer)
         .applied_objects();
     (events, store)
@@ -597,7 +605,12 @@ pub async fn run(
         .for_each(|r| record("LinstorBackend", r));
     let v = volumes
         .run(
-            |cached, ctx| volume::reconcile(Arc::new(cached.expand()), ctx),
+            |cached, ctx| async move {
+                match cached.expand() {
+                    Ok(ev) => volume::reconcile(Arc::new(ev), ctx).await,
+                    Err(e) => Err(volume::Error::Cache(e)),
+                }
+            },
             error_policy,
             ctx.clone(),
         )
@@ -687,6 +700,26 @@ pub async fn run_with_leader_election(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watch_caches_drop_managed_fields_and_the_last_applied_copy_only() {
+        let mut b: EdgeBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeBinding",
+            "metadata": {"name": "edge", "namespace": "a",
+                "annotations": {LAST_APPLIED: "{\"kind\":\"EdgeBinding\"}", "team": "a"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"accountRef": "cf", "zoneId": "z", "routes": ["a.example.com/*"],
+                     "scriptName": "w", "gatewayUrl": "https://gw.example.com"}
+        }))
+        .expect("a binding");
+        trim(&mut b);
+        assert_eq!(b.metadata.managed_fields, None);
+        assert_eq!(
+            b.annotations().keys().collect::<Vec<_>>(),
+            vec!["team"],
+            "other annotations stay"
+        );
+    }
 
     #[test]
     fn a_binding_is_triggered_by_its_spec_deletion_finalizers_and_rotation_request_not_its_status()

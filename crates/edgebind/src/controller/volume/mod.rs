@@ -37,6 +37,9 @@ pub enum Error {
     Blocked(String),
     #[error(transparent)]
     Finalizer(#[from] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The cached spec did not decode (`cache::CachedVolume`); never expected.
+    #[error("the cached spec did not decode: {0}")]
+    Cache(serde_json::Error),
 }
 
 pub fn owner(ev: &EdgeVolume) -> Owner {

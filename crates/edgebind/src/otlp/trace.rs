@@ -1,0 +1,298 @@
+//! One closed edge request as one trace (pure): a root span from the edge receiving the request
+//! to the object being Ready (or failed), and one child span per stage of the completion event.
+//!
+//! The ids are derived from the request id, so anyone holding the id (an event, a log line,
+//! the Worker's response header) can find the trace, and exporting the same request twice (a
+//! new leader closing it again) yields the same spans: trace id = the first 16 bytes of
+//! SHA-256(request id), span id = the first 8 bytes of SHA-256(request id "/" span name).
+
+use sha2::{Digest, Sha256};
+
+use crate::request_trace::Completion;
+
+/// An attribute value (the `AnyValue` kinds edgebind uses).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value {
+    Str(String),
+    #[allow(dead_code)]
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+}
+
+/// `Span.SpanKind` (trace.proto).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SpanKind {
+    Internal = 1,
+    Server = 2,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SpanStatus {
+    Ok,
+    Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Span {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub attributes: Vec<(String, Value)>,
+    pub status: Option<SpanStatus>,
+}
+
+/// The object the request created or changed.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Object<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// The root span's name; the stage spans are named as in the completion event.
+pub(crate) const ROOT: &str = "edge request";
+
+/// The trace id of a request id.
+pub fn trace_id(request_id: &str) -> [u8; 16] {
+    let d = Sha256::digest(request_id.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    // All zeroes is the invalid id (trace.proto); 2^-128, but never send it.
+    if id == [0; 16] {
+        id[15] = 1;
+    }
+    id
+}
+
+fn span_id(request_id: &str, name: &str) -> [u8; 8] {
+    let d = Sha256::digest(format!("{request_id}/{name}").as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
+    if id == [0; 8] {
+        id[7] = 1;
+    }
+    id
+}
+
+/// Unix milliseconds (possibly fractional) to Unix nanoseconds; before 1970 is 0.
+fn nanos(ms: f64) -> u64 {
+    if ms.is_finite() && ms > 0.0 {
+        (ms * 1_000_000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+/// The spans of a closed request: the root first, then the stages in order. A stage whose
+/// stamps are missing (an object written by hand with only a request id) is left out; the
+/// root covers every child, whatever the skew between the edge's, the gateway's and the
+/// controller's clocks.
+pub(crate) fn spans(object: &Object<'_>, c: &Completion) -> Vec<Span> {
+    let t = &c.timeline;
+    let s = &t.stages;
+    let tid = trace_id(&t.id);
+    let root_id = span_id(&t.id, ROOT);
+    let end_name = if c.ready { "Ready" } else { "Failed" };
+    // (name, start ms, end ms)
+    let mut stages: Vec<(&str, f64, f64)> = Vec::new();
+    if let (Some(r), Some(v)) = (s.edge_received_at, s.edge_verify_ms) {
+        stages.push(("edge verify", r as f64, r as f64 + v.max(0.0)));
+    }
+    if let Some(a) = s.accepted_at {
+        if let Some(d) = s.gateway_decision_ms {
+            stages.push(("gateway decision", a as f64 - d.max(0.0), a as f64));
+        }
+        stages.push(("first reconcile", a as f64, t.first_reconcile as f64));
+    }
+    stages.push((
+        "LINSTOR placement",
+        t.first_reconcile as f64,
+        t.placed as f64,
+    ));
+    stages.push((end_name, t.placed as f64, t.done as f64));
+    let start = stages
+        .iter()
+        .map(|x| x.1.min(x.2))
+        .chain(s.edge_received_at.map(|r| r as f64))
+        .fold(f64::INFINITY, f64::min);
+    let end = stages.iter().map(|x| x.2).fold(t.done as f64, f64::max);
+    let outcome = if c.ready { "ready" } else { "failed" };
+    let status = if c.ready {
+        SpanStatus::Ok
+    } else {
+        SpanStatus::Error(c.note.clone())
+    };
+    let mut attributes = vec![
+        ("edgebind.request_id".to_string(), Value::Str(t.id.clone())),
+        (
+            "k8s.namespace.name".to_string(),
+            Value::Str(object.namespace.to_string()),
+        ),
+        (
+            "edgebind.object.kind".to_string(),
+            Value::Str(object.kind.to_string()),
+        ),
+        (
+            "edgebind.object.name".to_string(),
+            Value::Str(object.name.to_string()),
+        ),
+        ("edgebind.outcome".to_string(), Value::Str(outcome.into())),
+    ];
+    if let Some(ms) = c.total_ms {
+        attributes.push(("edgebind.total_ms".to_string(), Value::Int(ms)));
+    }
+    let mut out = vec![Span {
+        trace_id: tid,
+        span_id: root_id,
+        parent_span_id: None,
+        name: ROOT.into(),
+        kind: SpanKind::Server,
+        start_unix_nano: nanos(start),
+        end_unix_nano: nanos(end),
+        attributes,
+        status: Some(status.clone()),
+    }];
+    for (name, a, b) in stages {
+        let (a, b) = (a.min(b), b.max(a));
+        out.push(Span {
+            trace_id: tid,
+            span_id: span_id(&t.id, name),
+            parent_span_id: Some(root_id),
+            name: name.into(),
+            kind: SpanKind::Internal,
+            start_unix_nano: nanos(a),
+            end_unix_nano: nanos(b),
+            attributes: vec![("edgebind.duration_ms".into(), Value::Double(b - a))],
+            // Only the last stage failed; the others did their part.
+            status: (name == "Failed").then(|| status.clone()),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request_trace::{Stages, Timeline};
+
+    fn completion(ready: bool, stages: Stages) -> Completion {
+        Completion {
+            ready,
+            note: "request r-1 ...".into(),
+            total_ms: Some(1_100),
+            timeline: Timeline {
+                id: "r-1".into(),
+                stages,
+                first_reconcile: 1_100,
+                placed: 1_130,
+                done: 2_100,
+            },
+        }
+    }
+
+    fn full() -> Stages {
+        Stages {
+            edge_received_at: Some(1_000),
+            edge_verify_ms: Some(3.25),
+            gateway_decision_ms: Some(1.5),
+            accepted_at: Some(1_010),
+        }
+    }
+
+    const OBJ: Object<'static> = Object {
+        kind: "EdgeVolume",
+        namespace: "team-a",
+        name: "data",
+    };
+
+    #[test]
+    fn a_completed_request_is_a_root_with_one_child_per_stage() {
+        let s = spans(&OBJ, &completion(true, full()));
+        let names: Vec<_> = s.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                ROOT,
+                "edge verify",
+                "gateway decision",
+                "first reconcile",
+                "LINSTOR placement",
+                "Ready"
+            ]
+        );
+        let root = &s[0];
+        // SHA-256("r-1") begins a5fa777a (`printf r-1 | sha256sum`).
+        assert_eq!(root.trace_id, trace_id("r-1"));
+        assert_eq!(
+            root.trace_id[..4],
+            [0xa5, 0xfa, 0x77, 0x7a],
+            "{:02x?}",
+            root.trace_id
+        );
+        assert_eq!(root.parent_span_id, None);
+        assert_eq!(
+            (root.start_unix_nano, root.end_unix_nano),
+            (1_000_000_000, 2_100_000_000)
+        );
+        assert_eq!(root.status, Some(SpanStatus::Ok));
+        assert!(
+            root.attributes
+                .contains(&("edgebind.request_id".into(), Value::Str("r-1".into())))
+        );
+        assert!(
+            root.attributes
+                .contains(&("k8s.namespace.name".into(), Value::Str("team-a".into())))
+        );
+        let times: Vec<_> = s[1..]
+            .iter()
+            .map(|x| (x.start_unix_nano, x.end_unix_nano))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                (1_000_000_000, 1_003_250_000),
+                (1_008_500_000, 1_010_000_000),
+                (1_010_000_000, 1_100_000_000),
+                (1_100_000_000, 1_130_000_000),
+                (1_130_000_000, 2_100_000_000)
+            ]
+        );
+        for c in &s[1..] {
+            assert_eq!(c.trace_id, root.trace_id);
+            assert_eq!(c.parent_span_id, Some(root.span_id));
+            assert_ne!(c.span_id, root.span_id);
+            assert_eq!(c.status, None);
+        }
+        // Deterministic: the same request gives the same spans.
+        assert_eq!(spans(&OBJ, &completion(true, full())), s);
+    }
+
+    #[test]
+    fn a_failure_marks_the_root_and_the_last_stage_and_missing_stamps_drop_their_stages() {
+        let s = spans(&OBJ, &completion(false, Stages::default()));
+        let names: Vec<_> = s.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, [ROOT, "LINSTOR placement", "Failed"]);
+        let err = Some(SpanStatus::Error("request r-1 ...".into()));
+        assert_eq!(s[0].status, err);
+        assert_eq!(s[2].status, err);
+        assert_eq!(s[1].status, None);
+        assert_eq!(s[0].start_unix_nano, 1_100_000_000);
+        // An edge clock ahead of the cluster's: the root still covers its children.
+        let skewed = Stages {
+            edge_received_at: Some(1_050),
+            edge_verify_ms: Some(100.0),
+            ..full()
+        };
+        let s = spans(&OBJ, &completion(true, skewed));
+        for c in &s[1..] {
+            assert!(c.start_unix_nano >= s[0].start_unix_nano, "{}", c.name);
+            assert!(c.end_unix_nano <= s[0].end_unix_nano, "{}", c.name);
+            assert!(c.start_unix_nano <= c.end_unix_nano, "{}", c.name);
+        }
+    }
+}

@@ -82,6 +82,10 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Crds => print_out(&crd::to_yaml(&crd::all())?),
         Command::Controller(args) => {
+            // Off unless the standard OTEL_* variables name an endpoint; a setting edgebind
+            // cannot honour (gRPC, say) stops the start rather than losing traces silently.
+            let otlp = otlp::OtlpConfig::from_env(&|k| std::env::var(k).ok())
+                .map_err(|e| anyhow::anyhow!("OpenTelemetry export: {e}"))?;
             let mut kcfg = kube::Config::infer().await?;
             // Identifies edgebind's calls in the API server's audit log.
             kcfg.headers.push((
@@ -93,11 +97,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
             ));
             let client = kube::Client::try_from(kcfg)?;
             let mut config = controller_config(&args);
-            // Off unless the standard OTEL_* variables name an endpoint; a setting edgebind
-            // cannot honour (gRPC, say) stops the start rather than losing traces silently.
-            let exporter = match otlp::OtlpConfig::from_env(&|k| std::env::var(k).ok())
-                .map_err(|e| anyhow::anyhow!("OpenTelemetry export: {e}"))?
-            {
+            let exporter = match otlp {
                 Some(c) => {
                     tracing::info!(endpoint = %otlp::shown(&c.endpoint), headers = c.headers.len(), "OTLP trace export on");
                     let e = otlp::Exporter::start(c)

@@ -1,6 +1,8 @@
 //! The protobuf encoding of the one OTLP message edgebind sends, `ExportTraceServiceRequest`,
-//! written by hand: the official `opentelemetry-proto` crate generates its messages only with
-//! tonic in the build, for five messages of a dozen fields.
+//! written by hand: the official `opentelemetry-proto` crate (0.33) gives its trace messages
+//! only with its `trace` feature, which brings the `opentelemetry` and `opentelemetry_sdk`
+//! crates, plus prost and its derive macro; that is a lot of build for five messages of a dozen
+//! fields, all of them encoded here.
 //!
 //! Field numbers and types are those of open-telemetry/opentelemetry-proto (commit
 //! 05e412fbc8a6d4a5af55ddc1b56c7d09f0ffcba9): `collector/trace/v1/trace_service.proto`,

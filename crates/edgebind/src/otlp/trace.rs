@@ -79,13 +79,24 @@ fn span_id(request_id: &str, name: &str) -> [u8; 8] {
     id
 }
 
-/// Unix milliseconds (possibly fractional) to Unix nanoseconds; before 1970 is 0.
-fn nanos(ms: f64) -> u64 {
+/// Unix milliseconds to Unix nanoseconds, in integers: an f64 cannot hold today's Unix time in
+/// nanoseconds exactly.
+fn at(ms: i64) -> i128 {
+    i128::from(ms) * 1_000_000
+}
+
+/// A duration in (fractional) milliseconds as nanoseconds; negative or not a number is 0.
+fn span_of(ms: f64) -> i128 {
     if ms.is_finite() && ms > 0.0 {
-        (ms * 1_000_000.0).round() as u64
+        (ms * 1_000_000.0).round() as i128
     } else {
         0
     }
+}
+
+/// Nanoseconds as the wire's unsigned field; before 1970 is 0.
+fn nanos(ns: i128) -> u64 {
+    u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
 }
 
 /// The spans of a closed request: the root first, then the stages in order. A stage whose
@@ -98,29 +109,26 @@ pub(crate) fn spans(object: &Object<'_>, c: &Completion) -> Vec<Span> {
     let tid = trace_id(&t.id);
     let root_id = span_id(&t.id, ROOT);
     let end_name = if c.ready { "Ready" } else { "Failed" };
-    // (name, start ms, end ms)
-    let mut stages: Vec<(&str, f64, f64)> = Vec::new();
+    // (name, start ns, end ns)
+    let mut stages: Vec<(&str, i128, i128)> = Vec::new();
     if let (Some(r), Some(v)) = (s.edge_received_at, s.edge_verify_ms) {
-        stages.push(("edge verify", r as f64, r as f64 + v.max(0.0)));
+        stages.push(("edge verify", at(r), at(r) + span_of(v)));
     }
     if let Some(a) = s.accepted_at {
         if let Some(d) = s.gateway_decision_ms {
-            stages.push(("gateway decision", a as f64 - d.max(0.0), a as f64));
+            stages.push(("gateway decision", at(a) - span_of(d), at(a)));
         }
-        stages.push(("first reconcile", a as f64, t.first_reconcile as f64));
+        stages.push(("first reconcile", at(a), at(t.first_reconcile)));
     }
-    stages.push((
-        "LINSTOR placement",
-        t.first_reconcile as f64,
-        t.placed as f64,
-    ));
-    stages.push((end_name, t.placed as f64, t.done as f64));
+    stages.push(("LINSTOR placement", at(t.first_reconcile), at(t.placed)));
+    stages.push((end_name, at(t.placed), at(t.done)));
     let start = stages
         .iter()
         .map(|x| x.1.min(x.2))
-        .chain(s.edge_received_at.map(|r| r as f64))
-        .fold(f64::INFINITY, f64::min);
-    let end = stages.iter().map(|x| x.2).fold(t.done as f64, f64::max);
+        .chain(s.edge_received_at.map(at))
+        .min()
+        .unwrap_or(at(t.done));
+    let end = stages.iter().map(|x| x.2).fold(at(t.done), i128::max);
     let outcome = if c.ready { "ready" } else { "failed" };
     let status = if c.ready {
         SpanStatus::Ok
@@ -167,7 +175,10 @@ pub(crate) fn spans(object: &Object<'_>, c: &Completion) -> Vec<Span> {
             kind: SpanKind::Internal,
             start_unix_nano: nanos(a),
             end_unix_nano: nanos(b),
-            attributes: vec![("edgebind.duration_ms".into(), Value::Double(b - a))],
+            attributes: vec![(
+                "edgebind.duration_ms".into(),
+                Value::Double((b - a) as f64 / 1e6),
+            )],
             // Only the last stage failed; the others did their part.
             status: (name == "Failed").then(|| status.clone()),
         });
@@ -282,6 +293,15 @@ mod tests {
         assert_eq!(s[2].status, err);
         assert_eq!(s[1].status, None);
         assert_eq!(s[0].start_unix_nano, 1_100_000_000);
+        // Today's instants keep their nanoseconds (an f64 would round them).
+        let now = Stages {
+            edge_received_at: Some(1_796_691_357_049),
+            ..full()
+        };
+        assert_eq!(
+            spans(&OBJ, &completion(true, now))[1].start_unix_nano,
+            1_796_691_357_049_000_000
+        );
         // An edge clock ahead of the cluster's: the root still covers its children.
         let skewed = Stages {
             edge_received_at: Some(1_050),

@@ -10,7 +10,6 @@ gateway stage stamps exactly as the gateway writes them (`edgebind.dev/request-i
 from __future__ import annotations
 
 import hashlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import os
 import re
@@ -18,15 +17,14 @@ import secrets
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from otlp_receiver import Receiver
 from test_controller_process import free_port, http, wait
 
 BIN = os.environ.get("EDGEBIND_BIN")
@@ -34,44 +32,6 @@ pytestmark = pytest.mark.skipif(BIN is None, reason="set EDGEBIND_BIN to the edg
 
 SECRET = "otlp-s3cret-" + secrets.token_hex(8)
 NS = "team-a"
-
-
-class Receiver:
-    """An OTLP/HTTP trace receiver: records every POST, decoded; answers the first `fail_first`
-    with 503 and `Retry-After: 1` (a retryable response in the OTLP specification)."""
-
-    def __init__(self, port: int = 0, fail_first: int = 0):
-        self.posts: list[dict] = []
-        self.fail_first = fail_first
-        recv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                req = ExportTraceServiceRequest()
-                req.ParseFromString(body)  # raises on bytes that are not the message
-                recv.posts.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "request": req})
-                if len(recv.posts) <= recv.fail_first:
-                    self.send_response(503)
-                    self.send_header("Retry-After", "1")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")  # an empty ExportTraceServiceResponse
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -171,7 +131,7 @@ def test_a_closed_edge_request_is_exported_as_one_trace_with_its_stages(stack) -
         # The first POST is answered 503 with Retry-After: 1; the same batch comes again.
         wait("the retried export", lambda: len(recv.posts) >= 2, timeout=15)
         time.sleep(0.5)
-        assert len(recv.posts) == 2, [p["path"] for p in recv.posts]
+        assert recv.errors == [] and len(recv.posts) == 2, ([p["path"] for p in recv.posts], recv.errors)
         first, second = recv.posts
         assert first["body"] == second["body"], "the retry resends the same batch"
         for p in recv.posts:

@@ -17,15 +17,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 
 class Receiver:
     """Records every POST, decoded; answers the first `fail_first` with 503 and `Retry-After: 1`
-    (a retryable response in the OTLP specification), the others 200. `on_post(record)` sees
-    each record as it arrives."""
+    (a retryable response in the OTLP specification), the others 200, with a partial success
+    `(rejected_spans, error_message)` if `partial` is given. `on_post(record)` sees each record
+    as it arrives."""
 
-    def __init__(self, port: int = 0, fail_first: int = 0, on_post=None):
+    def __init__(self, port: int = 0, fail_first: int = 0, partial: tuple[int, str] | None = None, on_post=None):
         self.posts: list[dict] = []
         self.errors: list[str] = []
         self.fail_first = fail_first
@@ -49,15 +54,19 @@ class Receiver:
                 if len(recv.posts) <= recv.fail_first:
                     self.answer(503, [("Retry-After", "1")])
                 else:
-                    # An empty ExportTraceServiceResponse: everything accepted.
-                    self.answer(200, [("Content-Type", "application/x-protobuf")])
+                    # Empty: everything accepted.
+                    resp = ExportTraceServiceResponse()
+                    if partial:
+                        resp.partial_success.CopyFrom(ExportTracePartialSuccess(rejected_spans=partial[0], error_message=partial[1]))
+                    self.answer(200, [("Content-Type", "application/x-protobuf")], resp.SerializeToString())
 
-            def answer(self, status: int, headers=()):
+            def answer(self, status: int, headers=(), body: bytes = b""):
                 self.send_response(status)
                 for k, v in headers:
                     self.send_header(k, v)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass

@@ -117,7 +117,8 @@ def otlp_spans(admin: str) -> dict[str, float]:
 
 
 def test_a_closed_edge_request_is_exported_as_one_trace_with_its_stages(stack) -> None:
-    recv = Receiver(fail_first=1)
+    # The retry is answered with a partial success that rejects one span.
+    recv = Receiver(fail_first=1, partial=(1, "span too old for this tenant"))
     try:
         stack["start"]({
             "OTEL_EXPORTER_OTLP_ENDPOINT": recv.url,
@@ -190,15 +191,18 @@ def test_a_closed_edge_request_is_exported_as_one_trace_with_its_stages(stack) -
         assert abs(total - note_ms(note, "total from the edge")) <= (5.01 if total >= 1000 else 0.051)
         assert root_attrs["edgebind.total_ms"] == round(total)
 
-        # The export is counted; the header value is never shown.
-        wait("exported spans counted", lambda: otlp_spans(stack["admin"]).get("exported") == 6)
-        assert otlp_spans(stack["admin"]).get("failed", 0) == 0
+        # The export is counted, the span the receiver rejected as failed (not retried); the
+        # header value is never shown.
+        wait("exported spans counted", lambda: otlp_spans(stack["admin"]).get("exported") == 5)
+        assert otlp_spans(stack["admin"]) == {"exported": 5, "failed": 1}
         for p in recv.posts:
             assert SECRET.encode() not in p["body"]
         stack["ctrl"].send_signal(signal.SIGTERM)
         assert stack["ctrl"].wait(timeout=20) == 0
         log = stack["log"].read_text()
         assert "OTLP trace export on" in log
+        rejected = [json.loads(l) for l in log.splitlines() if "the OTLP receiver rejected spans" in l]
+        assert len(rejected) == 1 and rejected[0]["rejected"] == 1 and rejected[0]["reason"] == "span too old for this tenant", rejected
         assert SECRET not in log
     finally:
         recv.close()

@@ -243,12 +243,16 @@ impl Sender {
             for (k, v) in &self.cfg.headers {
                 req = req.header(k, v);
             }
+            let mut rejected = None;
             let (status, retry_after, error) = match req.send().await {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let ra = crate::cloudflare::client::retry_after_header(r.headers());
-                    // Read the body so the connection can be reused.
-                    let _ = r.bytes().await;
+                    // Read the body (the connection is reused): a 200 may reject some spans.
+                    let body = r.bytes().await.unwrap_or_default();
+                    if status == 200 {
+                        rejected = proto::partial_success(&body);
+                    }
                     (Some(status), ra, None)
                 }
                 // The error names the URL; `shown` is logged instead (it may carry user info).
@@ -257,7 +261,15 @@ impl Sender {
             let left = budget.saturating_sub(started.elapsed());
             match verdict(status, retry_after, attempt, left, rand::random::<f64>()) {
                 Verdict::Done => {
-                    count("exported", n);
+                    // OTLP/HTTP "Partial Success": not retried; the rejected spans count as
+                    // failed, with the receiver's reason.
+                    let (r, why) = rejected.unwrap_or_default();
+                    let r = usize::try_from(r).unwrap_or(0).min(n);
+                    if r > 0 {
+                        tracing::warn!(endpoint = %super::shown(&self.cfg.endpoint), rejected = r, spans = n, reason = %why.chars().take(200).collect::<String>(), "the OTLP receiver rejected spans");
+                        count("failed", r);
+                    }
+                    count("exported", n - r);
                     return;
                 }
                 Verdict::Retry(wait) => {

@@ -132,9 +132,89 @@ pub(crate) fn export_request(
     out
 }
 
+/// Reads a varint at `*at`, moving past it.
+fn read_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// One field read back: number, wire type, the value of a varint, the bytes of a LEN field.
+type Field<'a> = (u64, u64, u64, &'a [u8]);
+
+/// The fields of a message body. Fixed-size fields are skipped; `None` for bytes that are not a
+/// message.
+fn fields(b: &[u8]) -> Option<Vec<Field<'_>>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < b.len() {
+        let key = read_varint(b, &mut at)?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            VARINT => out.push((field, wire, read_varint(b, &mut at)?, &b[..0])),
+            I64 => at = at.checked_add(8).filter(|e| *e <= b.len())?,
+            LEN => {
+                let n = usize::try_from(read_varint(b, &mut at)?).ok()?;
+                let end = at.checked_add(n).filter(|e| *e <= b.len())?;
+                out.push((field, wire, 0, &b[at..end]));
+                at = end;
+            }
+            // I32
+            5 => at = at.checked_add(4).filter(|e| *e <= b.len())?,
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// What a receiver's 200 says it rejected: `ExportTraceServiceResponse { ExportTracePartialSuccess
+/// partial_success = 1; }` with `ExportTracePartialSuccess { int64 rejected_spans = 1; string
+/// error_message = 2; }` (`collector/trace/v1/trace_service.proto`). An empty body is full
+/// success; `None` for a body that is not this message.
+pub(crate) fn partial_success(body: &[u8]) -> Option<(i64, String)> {
+    let mut rejected = 0i64;
+    let mut message = String::new();
+    for (field, wire, _, inner) in fields(body)? {
+        if field != 1 || wire != LEN {
+            continue;
+        }
+        for (f, w, v, b) in fields(inner)? {
+            match (f, w) {
+                (1, VARINT) => rejected = v as i64,
+                (2, LEN) => message = String::from_utf8_lossy(b).into_owned(),
+                _ => {}
+            }
+        }
+    }
+    Some((rejected, message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_success_is_read_and_other_bodies_are_not_trusted() {
+        assert_eq!(partial_success(&[]), Some((0, String::new())));
+        // partial_success (1, LEN 9) { rejected_spans (1) 3; error_message (2) "old!!" }
+        let body = [0x0a, 9, 0x08, 3, 0x12, 5, b'o', b'l', b'd', b'!', b'!'];
+        assert_eq!(partial_success(&body), Some((3, "old!!".into())));
+        // Unknown fields of every wire type are skipped.
+        let mut with_unknown = vec![0x15, 1, 2, 3, 4, 0x19, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 7];
+        with_unknown.extend_from_slice(&body);
+        assert_eq!(partial_success(&with_unknown), Some((3, "old!!".into())));
+        // Truncated or not protobuf at all (an HTML error page answered with 200).
+        assert_eq!(partial_success(&body[..6]), None);
+        assert_eq!(partial_success(b"<html>ok</html>"), None);
+        assert_eq!(partial_success(&[0x0f]), None);
+    }
 
     #[test]
     fn varints_and_fixed_fields_follow_the_wire_format() {

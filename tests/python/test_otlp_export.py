@@ -79,7 +79,8 @@ def create_edge_volume(api: str, name: str) -> tuple[str, dict]:
     """An EdgeVolume as the gateway writes it for an accepted edge create."""
     rid = f"{secrets.token_hex(8)}-{secrets.token_hex(8)}"
     now = int(time.time() * 1000)
-    stages = {"edgeReceivedAt": now - 40, "edgeVerifyMs": 2.5, "gatewayDecisionMs": 1.25, "acceptedAt": now - 30}
+    stages = {"edgeReceivedAt": now - 40, "edgeVerifyMs": 2.5, "gatewayDecisionMs": 1.25, "acceptedAt": now - 30,
+              "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"}
     status, body = http("POST", f"{api}/apis/edgebind.dev/v1alpha1/namespaces/{NS}/edgevolumes", {
         "apiVersion": "edgebind.dev/v1alpha1", "kind": "EdgeVolume",
         "metadata": {"name": name, "namespace": NS, "annotations": {
@@ -163,8 +164,12 @@ def test_a_closed_edge_request_is_exported_as_one_trace_with_its_stages(stack) -
         assert root_attrs == {
             "edgebind.request_id": rid, "k8s.namespace.name": NS, "edgebind.object.kind": "EdgeVolume",
             "edgebind.object.name": "db", "edgebind.outcome": "ready", "edgebind.total_ms": root_attrs["edgebind.total_ms"]}
+        # The root links to the W3C trace the Worker forwarded (the caller's, or the Worker's own).
+        _, w3c_trace, w3c_span, _ = stages["traceparent"].split("-")
+        assert [(l.trace_id.hex(), l.span_id.hex()) for l in root.links] == [(w3c_trace, w3c_span)]
         for s in spans[1:]:
             assert s.trace_id == root.trace_id and s.parent_span_id == root.span_id, s.name
+            assert len(s.links) == 0
             assert s.kind == Span.SPAN_KIND_INTERNAL
             assert root.start_time_unix_nano <= s.start_time_unix_nano <= s.end_time_unix_nano <= root.end_time_unix_nano, s.name
         assert len({s.span_id for s in spans}) == len(spans)

@@ -275,6 +275,12 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     assert.equal(attrs['edgebind.object.name'], 'edge-data-1');
     assert.equal(attrs['edgebind.outcome'], 'ready');
     assert.equal(root.status?.code, 'STATUS_CODE_OK');
+    // It links to the W3C trace the Worker started, which both audit lines of the request name.
+    const audited = gatewayAudit().find((e) => e.requestId === id && e.source === 'gateway');
+    assert.match(audited?.traceId ?? '', /^[0-9a-f]{32}$/);
+    assert.equal(root.links?.length, 1);
+    assert.equal(Buffer.from(root.links[0].trace_id, 'base64').toString('hex'), audited.traceId);
+    assert.equal(worker.auditEvents().find((e) => e.requestId === id)?.traceId, audited.traceId);
     // The instants are the stamps the Worker and the gateway made, then the controller's.
     const ns = (x) => [BigInt(x.start_time_unix_nano), BigInt(x.end_time_unix_nano)];
     const byName = Object.fromEntries(spans.map((x) => [x.name, ns(x)]));

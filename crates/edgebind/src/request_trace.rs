@@ -46,6 +46,10 @@ pub struct Stages {
     /// When the gateway wrote the object (its clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<i64>,
+    /// The W3C `traceparent` the Worker forwarded (the caller's, or one the Worker started) and
+    /// both audit lines name: the exported trace links to it (`otlp::trace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A request id with its stages, as written on the object.
@@ -279,6 +283,7 @@ mod tests {
                 edge_verify_ms: Some(3.25),
                 gateway_decision_ms: Some(1.5),
                 accepted_at: Some(1_010),
+                traceparent: None,
             },
         }
     }

@@ -347,6 +347,7 @@ mod tests {
             trace_id: [1; 16],
             span_id: [2; 8],
             parent_span_id: None,
+            links: vec![],
             name: name.into(),
             kind: super::super::trace::SpanKind::Internal,
             start_unix_nano: 1,

@@ -70,7 +70,8 @@ fn key_value(out: &mut Vec<u8>, field: u64, key: &str, value: &Value) {
 
 /// `trace.v1.Span`: trace_id = 1, span_id = 2, parent_span_id = 4, name = 5, kind = 6,
 /// start_time_unix_nano = 7 (fixed64), end_time_unix_nano = 8 (fixed64), attributes = 9,
-/// status = 15 (`Status { string message = 2; StatusCode code = 3; }`).
+/// links = 13 (`Link { bytes trace_id = 1; bytes span_id = 2; }`), status = 15
+/// (`Status { string message = 2; StatusCode code = 3; }`).
 fn span(out: &mut Vec<u8>, s: &Span) {
     message(out, 2, |m| {
         bytes_field(m, 1, &s.trace_id);
@@ -85,6 +86,12 @@ fn span(out: &mut Vec<u8>, s: &Span) {
         fixed64(m, 8, s.end_unix_nano);
         for (k, v) in &s.attributes {
             key_value(m, 9, k, v);
+        }
+        for (trace, span) in &s.links {
+            message(m, 13, |l| {
+                bytes_field(l, 1, trace);
+                bytes_field(l, 2, span);
+            });
         }
         if let Some(st) = &s.status {
             message(m, 15, |status| {

@@ -38,6 +38,8 @@ pub(crate) struct Span {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub parent_span_id: Option<[u8; 8]>,
+    /// Spans of other traces this one follows from (`Span.links`: trace id, span id).
+    pub links: Vec<([u8; 16], [u8; 8])>,
     pub name: String,
     pub kind: SpanKind,
     pub start_unix_nano: u64,
@@ -52,6 +54,28 @@ pub(crate) struct Object<'a> {
     pub kind: &'a str,
     pub namespace: &'a str,
     pub name: &'a str,
+}
+
+/// The trace id and parent span id of a W3C `traceparent` (Trace Context §3.2: version `00`,
+/// lower-case hex, neither id all zeroes); `None` for anything else.
+pub(crate) fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8])> {
+    fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+        if s.len() != 2 * N || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut out = [0u8; N];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+    let p: Vec<&str> = v.split('-').collect();
+    let [version, trace, span, flags] = p.as_slice() else {
+        return None;
+    };
+    hex::<1>(flags)?;
+    let (t, s) = (hex::<16>(trace)?, hex::<8>(span)?);
+    (*version == "00" && t != [0; 16] && s != [0; 8]).then_some((t, s))
 }
 
 /// The root span's name; the stage spans are named as in the completion event.
@@ -158,6 +182,13 @@ pub(crate) fn spans(object: &Object<'_>, c: &Completion) -> Vec<Span> {
         trace_id: tid,
         span_id: root_id,
         parent_span_id: None,
+        // The caller's (or the Worker's) W3C trace, which the audit lines name.
+        links: s
+            .traceparent
+            .as_deref()
+            .and_then(parse_traceparent)
+            .into_iter()
+            .collect(),
         name: ROOT.into(),
         kind: SpanKind::Server,
         start_unix_nano: nanos(start),
@@ -171,6 +202,7 @@ pub(crate) fn spans(object: &Object<'_>, c: &Completion) -> Vec<Span> {
             trace_id: tid,
             span_id: span_id(&t.id, name),
             parent_span_id: Some(root_id),
+            links: vec![],
             name: name.into(),
             kind: SpanKind::Internal,
             start_unix_nano: nanos(a),
@@ -212,7 +244,41 @@ mod tests {
             edge_verify_ms: Some(3.25),
             gateway_decision_ms: Some(1.5),
             accepted_at: Some(1_010),
+            traceparent: Some(TP.into()),
         }
+    }
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn the_root_links_to_the_w3c_trace_of_the_request() {
+        // The example of W3C Trace Context §3.2.2.
+        let (t, s) = parse_traceparent(TP).expect("valid");
+        assert_eq!(t[..4], [0x4b, 0xf9, 0x2f, 0x35]);
+        assert_eq!(s, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        let spans = spans(&OBJ, &completion(true, full()));
+        assert_eq!(spans[0].links, [(t, s)]);
+        assert!(spans[1..].iter().all(|x| x.links.is_empty()));
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+            let st = Stages {
+                traceparent: Some(bad.into()),
+                ..full()
+            };
+            assert!(spans_of(st)[0].links.is_empty(), "{bad}");
+        }
+    }
+
+    fn spans_of(st: Stages) -> Vec<Span> {
+        spans(&OBJ, &completion(true, st))
     }
 
     const OBJ: Object<'static> = Object {

@@ -3,15 +3,22 @@
 // 127.0.0.1. A token carrying the right group creates, resizes and snapshots a volume through
 // the edge, and the result is read where it lands: the custom resources and LINSTOR itself.
 //
+// The controller exports each closed request as an OpenTelemetry trace to a local OTLP receiver
+// that decodes it with the official Python messages (tests/python/otlp_receiver.py, run with the
+// repository's .venv, or EDGEBIND_PYTHON).
+//
 // Needs the edgebind binary: EDGEBIND_BIN=/path/to/target/debug/edgebind (scripts/test.sh sets it).
 // Without it the suite is skipped with a message.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startIdp, startWorker, generateSigningKey, freePort } from './harness.mjs';
 import { compileBundle } from './compile.mjs';
 import { skipReason as skip, startEdgebind, stopProc, sleep, waitFor, http, json } from './procs.mjs';
@@ -23,6 +30,38 @@ const KEYS_NS = 'edgebind-system';
 const GiB = 1024 ** 3;
 const EDGE = `/api/v1/namespaces/${NS}`;
 const AUDIT_PREFIX = '{"schema":"edgebind.dev/audit/v1"';
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const PYTHON = process.env.EDGEBIND_PYTHON ?? path.join(REPO, '.venv/bin/python');
+// The OTLP receiver's credential: it must reach the receiver and nowhere else.
+const OTLP_SECRET = `otlp-s3cret-${randomBytes(8).toString('hex')}`;
+
+/** tests/python/otlp_receiver.py as a process: its URL, and every POST it decoded. */
+async function startOtlpReceiver() {
+  const child = spawn(PYTHON, [path.join(REPO, 'tests/python/otlp_receiver.py')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const rec = { child, posts: [], stderr: '', url: null };
+  let partial = '';
+  child.stdout.on('data', (d) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop();
+    for (const l of parts.filter((x) => x.trim())) {
+      const o = JSON.parse(l);
+      if (o.url) rec.url = o.url;
+      else rec.posts.push(o);
+    }
+  });
+  child.stderr.on('data', (d) => { rec.stderr += d.toString(); });
+  rec.exited = new Promise((resolve) => child.once('exit', resolve));
+  await waitFor('the OTLP receiver', async () => {
+    if (child.exitCode !== null) throw new Error(`the OTLP receiver exited: ${rec.stderr}`);
+    return rec.url;
+  }, { timeoutMs: 20000 });
+  rec.spans = () => rec.posts.flatMap((p) => (p.request.resource_spans ?? []).flatMap((rs) => (rs.scope_spans ?? []).flatMap((ss) => ss.spans ?? [])));
+  rec.stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await rec.exited;
+  };
+  return rec;
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -38,6 +77,7 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
   let linstorUrl;
   let compiled;
   let controllerAdmin;
+  let otlp;
   const procs = () => [kube, linstor, controller, gateway].filter(Boolean);
 
   const kubeCreate = async (apiPath, obj) => {
@@ -115,8 +155,14 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     compiled = compileBundle(issuers, policies);
 
     const env = { KUBECONFIG: kubeconfig };
+    otlp = await startOtlpReceiver();
     controllerAdmin = `http://127.0.0.1:${await freePort()}`;
-    controller = startEdgebind('controller', ['controller', '--admin-addr', controllerAdmin.slice('http://'.length), '--resync-seconds', '5'], env);
+    controller = startEdgebind('controller', ['controller', '--admin-addr', controllerAdmin.slice('http://'.length), '--resync-seconds', '5'], {
+      ...env,
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${OTLP_SECRET}`,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    });
     const gwPort = await freePort();
     const gwAdmin = await freePort();
     gateway = startEdgebind(
@@ -143,6 +189,7 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     // Every process goes, also when a step above failed half way.
     await worker?.stop();
     await Promise.all([gateway, controller, linstor, kube].map(stopProc));
+    await otlp?.stop();
     await idp?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -209,6 +256,59 @@ describe('edge request end to end (Worker -> gateway -> custom resources -> cont
     const metrics = await (await http(`${controllerAdmin}/metrics`)).text();
     const count = /^edgebind_edge_request_duration_seconds_count\{outcome="ready"\} (\d+)/m.exec(metrics);
     assert.ok(count && Number(count[1]) >= 1, `edge request histogram:\n${metrics.split('\n').filter((l) => l.includes('edge_request')).join('\n')}`);
+
+    // And one OpenTelemetry trace (README "Traces"), as the official protobuf messages decode it:
+    // the trace id is the first 16 bytes of SHA-256 of the request id.
+    const traceId = createHash('sha256').update(id).digest().subarray(0, 16).toString('base64');
+    const spans = await waitFor(`the trace of ${id} at the OTLP receiver`, async () => {
+      const s = otlp.spans().filter((x) => x.trace_id === traceId);
+      return s.length >= 6 && s;
+    }, { timeoutMs: 15000, procs: procs() });
+    assert.deepEqual(spans.map((x) => x.name), ['edge request', 'edge verify', 'gateway decision', 'first reconcile', 'LINSTOR placement', 'Ready']);
+    const [root, ...children] = spans;
+    assert.equal(root.parent_span_id, undefined, 'the root has no parent');
+    for (const c of children) assert.equal(c.parent_span_id, root.span_id, `${c.name} is a child of the root`);
+    const attrs = Object.fromEntries(root.attributes.map((a) => [a.key, Object.values(a.value)[0]]));
+    assert.equal(attrs['edgebind.request_id'], id);
+    assert.equal(attrs['k8s.namespace.name'], NS);
+    assert.equal(attrs['edgebind.object.kind'], 'EdgeVolume');
+    assert.equal(attrs['edgebind.object.name'], 'edge-data-1');
+    assert.equal(attrs['edgebind.outcome'], 'ready');
+    assert.equal(root.status?.code, 'STATUS_CODE_OK');
+    // It links to the W3C trace the Worker started, which both audit lines of the request name.
+    const audited = gatewayAudit().find((e) => e.requestId === id && e.source === 'gateway');
+    assert.match(audited?.traceId ?? '', /^[0-9a-f]{32}$/);
+    assert.equal(root.links?.length, 1);
+    assert.equal(Buffer.from(root.links[0].trace_id, 'base64').toString('hex'), audited.traceId);
+    assert.equal(worker.auditEvents().find((e) => e.requestId === id)?.traceId, audited.traceId);
+    // The instants are the stamps the Worker and the gateway made, then the controller's.
+    const ns = (x) => [BigInt(x.start_time_unix_nano), BigInt(x.end_time_unix_nano)];
+    const byName = Object.fromEntries(spans.map((x) => [x.name, ns(x)]));
+    const MS = 1_000_000n;
+    assert.equal(byName['edge verify'][0], BigInt(stages.edgeReceivedAt) * MS);
+    assert.equal(byName['edge verify'][1] - byName['edge verify'][0], BigInt(Math.round(stages.edgeVerifyMs * 1e6)));
+    assert.equal(byName['gateway decision'][1], BigInt(stages.acceptedAt) * MS);
+    assert.equal(byName['gateway decision'][1] - byName['gateway decision'][0], BigInt(Math.round(stages.gatewayDecisionMs * 1e6)));
+    assert.equal(byName['first reconcile'][0], BigInt(stages.acceptedAt) * MS);
+    assert.equal(byName['first reconcile'][1], byName['LINSTOR placement'][0]);
+    assert.equal(byName['LINSTOR placement'][1], byName.Ready[0]);
+    assert.equal(byName.Ready[1], ns(root)[1]);
+    for (const [name, [a, b]] of Object.entries(byName)) assert.ok(ns(root)[0] <= a && a <= b && b <= ns(root)[1], `${name} within the root`);
+    // The same durations the completion event states (0.1 ms, or 10 ms from a second on).
+    for (const stage of ['first reconcile', 'LINSTOR placement', 'Ready']) {
+      const m = new RegExp(`${stage} ([0-9.]+) (m?s)`).exec(done[0].note);
+      const stated = Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+      const [a, b] = byName[stage];
+      const got = Number(b - a) / 1e6;
+      assert.ok(Math.abs(got - stated) <= (got >= 1000 ? 5.01 : 0.051), `${stage}: span ${got} ms, event ${stated} ms`);
+    }
+    // The receiver's credential reached it, and only it.
+    const post = otlp.posts.find((p) => JSON.stringify(p.request).includes(traceId));
+    assert.equal(post.path, '/v1/traces');
+    assert.equal(post.headers['content-type'], 'application/x-protobuf');
+    assert.equal(post.headers.authorization, `Bearer ${OTLP_SECRET}`);
+    assert.ok(!JSON.stringify(otlp.posts.map((p) => p.request)).includes(OTLP_SECRET), 'no credential in a trace');
+    assert.ok(!controller.stderr.some((l) => l.includes(OTLP_SECRET)), 'no credential in the controller log');
   });
 
   it('resizes it through the edge; the LINSTOR volume definition grows', async () => {

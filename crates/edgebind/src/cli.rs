@@ -36,6 +36,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the operator: watch edgebind's custom resources and reconcile them into LINSTOR,
     /// writing status, events and metrics. Uses the in-cluster service account, or KUBECONFIG.
+    /// Exports edge requests as OpenTelemetry traces when the standard OTEL_EXPORTER_OTLP_*
+    /// variables name an endpoint (OTLP/HTTP protobuf; README "Traces").
     Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions (the files in `crds/` are this output).
     Crds,

@@ -18,6 +18,7 @@ pub mod linstor;
 pub mod listener;
 pub mod memory;
 pub(crate) mod metrics;
+pub mod otlp;
 pub mod plan;
 pub mod request_trace;
 
@@ -81,6 +82,10 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Crds => print_out(&crd::to_yaml(&crd::all())?),
         Command::Controller(args) => {
+            // Off unless the standard OTEL_* variables name an endpoint; a setting edgebind
+            // cannot honour (gRPC, say) stops the start rather than losing traces silently.
+            let otlp = otlp::OtlpConfig::from_env(&|k| std::env::var(k).ok())
+                .map_err(|e| anyhow::anyhow!("OpenTelemetry export: {e}"))?;
             let mut kcfg = kube::Config::infer().await?;
             // Identifies edgebind's calls in the API server's audit log.
             kcfg.headers.push((
@@ -91,7 +96,17 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
                 )),
             ));
             let client = kube::Client::try_from(kcfg)?;
-            let config = controller_config(&args);
+            let mut config = controller_config(&args);
+            let exporter = match otlp {
+                Some(c) => {
+                    tracing::info!(endpoint = %otlp::shown(&c.endpoint), headers = c.headers.len(), "OTLP trace export on");
+                    let e = otlp::Exporter::start(c)
+                        .map_err(|e| anyhow::anyhow!("OpenTelemetry export: {e}"))?;
+                    config.traces = Some(e.sink());
+                    Some(e)
+                }
+                None => None,
+            };
             if args.key_overlap_seconds < cli::MIN_SAFE_KEY_OVERLAP_SECONDS {
                 // Signatures live 60 s plus 30 s skew, and Cloudflare rolls a new version out
                 // gradually: a shorter overlap can refuse requests still signed with the old key.
@@ -131,6 +146,10 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
                 controller::run(client, config, ready, shutdown_signal()).await?;
             }
             admin.abort();
+            if let Some(e) = exporter {
+                // The traces of requests closed just before the stop.
+                e.shutdown(Duration::from_secs(5)).await;
+            }
             Ok(())
         }
         Command::Plan(args) => plan::run(&args).await,

@@ -70,6 +70,13 @@ pub(crate) struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// What became of spans handed to the OTLP exporter: `exported`, `dropped` (queue full),
+/// `failed` (the receiver refused them or retries ran out).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ResultLabel {
+    pub result: &'static str,
+}
+
 /// `linstor` (the LinstorBackends' budgets) or `cloudflare` (the CloudflareAccounts').
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct SystemLabel {
@@ -104,6 +111,8 @@ pub(crate) struct Metrics {
     pub budget_wait_seconds: Family<SystemLabel, Counter<f64, AtomicU64>>,
     /// From the edge receiving a request to its volume being Ready (or failed), by outcome.
     pub edge_request_duration: Family<OutcomeLabel, Histogram>,
+    /// Spans of the optional trace export (`otlp`), by result.
+    pub otlp_spans: Family<ResultLabel, Counter>,
 }
 
 fn latency_hist() -> Histogram {
@@ -133,6 +142,7 @@ fn init() -> (Metrics, Registry) {
         edge_request_duration: Family::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.01, 2.0, 16))
         }),
+        otlp_spans: Family::default(),
     };
     let build: Family<BuildLabels, Gauge> = Family::default();
     build
@@ -220,6 +230,11 @@ fn init() -> (Metrics, Registry) {
         "edge_request_duration_seconds",
         "From the edge Worker receiving a request to the volume it created or changed being Ready (or failed), by outcome",
         m.edge_request_duration.clone(),
+    );
+    r.register(
+        "otlp_spans",
+        "Spans of the optional OTLP trace export by result: exported, dropped (queue full), failed (refused or retries ran out)",
+        m.otlp_spans.clone(),
     );
     (m, r)
 }

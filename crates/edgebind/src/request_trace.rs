@@ -46,6 +46,10 @@ pub struct Stages {
     /// When the gateway wrote the object (its clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<i64>,
+    /// The W3C `traceparent` the Worker forwarded (the caller's, or one the Worker started) and
+    /// both audit lines name: the exported trace links to it (`otlp::trace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A request id with its stages, as written on the object.
@@ -97,6 +101,23 @@ pub struct Completion {
     pub note: String,
     /// From the edge receiving the request (else the gateway accepting it) to now, ms.
     pub total_ms: Option<i64>,
+    /// The instants the note's durations were computed from (the trace export's spans).
+    pub timeline: Timeline,
+}
+
+/// A closed request's stamps and the controller's own instants, Unix milliseconds (the edge's
+/// and the gateway's clocks for the stamps, the controller's for the rest).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeline {
+    pub id: String,
+    pub stages: Stages,
+    /// The start of the first pass that saw the request.
+    pub first_reconcile: i64,
+    /// The end of the first pass that wrote for it (LINSTOR placement); `first_reconcile` if
+    /// none did.
+    pub placed: i64,
+    /// The end of the pass that found it Ready or failed.
+    pub done: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -190,12 +211,20 @@ fn advance(
         .edge_received_at
         .or(s.accepted_at)
         .map(|t| now.saturating_sub(t).max(0));
+    let timeline = Timeline {
+        id: e.id,
+        stages: e.stages,
+        first_reconcile: e.first_reconcile,
+        placed,
+        done: now,
+    };
     (
         None,
         Some(Completion {
             ready,
             note,
             total_ms,
+            timeline,
         }),
     )
 }
@@ -254,6 +283,7 @@ mod tests {
                 edge_verify_ms: Some(3.25),
                 gateway_decision_ms: Some(1.5),
                 accepted_at: Some(1_010),
+                traceparent: None,
             },
         }
     }
@@ -296,6 +326,16 @@ mod tests {
             .expect("completes");
         assert!(c.ready);
         assert_eq!(c.total_ms, Some(1_100));
+        assert_eq!(
+            c.timeline,
+            Timeline {
+                id: "r-1".into(),
+                stages: s.stages.clone(),
+                first_reconcile: 1_100,
+                placed: 1_130,
+                done: 2_100,
+            }
+        );
         assert_eq!(
             c.note,
             "request r-1 completed: edge verify 3.2 ms, gateway decision 1.5 ms, first reconcile 90.0 ms, LINSTOR placement 30.0 ms, Ready 970.0 ms, total from the edge 1.10 s"

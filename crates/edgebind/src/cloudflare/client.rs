@@ -100,7 +100,7 @@ fn user_agent() -> String {
 
 /// How long `Retry-After` asks to wait: delta-seconds or an HTTP-date (RFC 9110 §10.2.3; a
 /// date in the past means now). Cloudflare documents seconds, but an HTTP-date is valid too.
-fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

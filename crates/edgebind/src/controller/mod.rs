@@ -59,6 +59,8 @@ pub struct ControllerConfig {
     pub backoff_cap: Duration,
     /// Cloudflare publishing and signing key settings.
     pub cloudflare: CloudflareSettings,
+    /// Where closed edge requests go as traces, when OTLP export is configured (`otlp`).
+    pub traces: Option<crate::otlp::TraceSink>,
 }
 
 /// Settings of the Cloudflare side (EdgeBinding) that are not per object.
@@ -104,6 +106,7 @@ impl Default for ControllerConfig {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
             cloudflare: CloudflareSettings::default(),
+            traces: None,
         }
     }
 }
@@ -158,8 +161,8 @@ impl Context {
     }
 
     /// Follows the edge request behind an object through one reconcile pass (`request_trace`):
-    /// when it closes, one event (`completed` or `failed`) states its stage timings, and the
-    /// edge-to-done latency is observed.
+    /// when it closes, one event (`completed` or `failed`) states its stage timings, the
+    /// edge-to-done latency is observed, and the trace is queued for export when configured.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn follow_request(
         &self,
@@ -188,6 +191,14 @@ impl Context {
                     outcome: if c.ready { "ready" } else { "failed" },
                 })
                 .observe(ms as f64 / 1000.0);
+        }
+        if let Some(sink) = &self.config.traces {
+            let object = crate::otlp::trace::Object {
+                kind: obj.kind.as_deref().unwrap_or_default(),
+                namespace: obj.namespace.as_deref().unwrap_or_default(),
+                name: obj.name.as_deref().unwrap_or_default(),
+            };
+            sink.submit(crate::otlp::trace::spans(&object, &c));
         }
         if c.ready {
             self.event(obj, true, completed, &c.note).await;

@@ -270,6 +270,8 @@ struct Ctx {
     verify_ms: f64,
     policy_ms: f64,
     upstream_ms: f64,
+    /// The valid W3C `traceparent` the Worker forwarded, for the stamp.
+    traceparent: Option<String>,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -296,6 +298,7 @@ fn stamp(ctx: &Ctx) -> Option<crate::request_trace::Stamp> {
             edge_verify_ms: edge.and_then(|i| i.verify_ms),
             gateway_decision_ms: Some(ctx.verify_ms + ctx.policy_ms),
             accepted_at: Some(crate::request_trace::now_ms()),
+            traceparent: ctx.traceparent.clone(),
         },
     })
 }
@@ -307,11 +310,18 @@ fn trace_id(req: &Request) -> Option<String> {
         .then(|| parts[1].to_string())
 }
 
+/// The `traceparent` header when it is a valid W3C trace context (`otlp::trace::parse_traceparent`).
+fn traceparent(req: &Request) -> Option<String> {
+    let v = req.headers().get("traceparent")?.to_str().ok()?.trim();
+    crate::otlp::trace::parse_traceparent(v).map(|_| v.to_string())
+}
+
 async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
     let start = Instant::now();
     let mut ctx = Ctx {
         request_id: request_id(&req),
         route: "unknown",
+        traceparent: traceparent(&req),
         ..Default::default()
     };
     let method = req.method().as_str().to_string();

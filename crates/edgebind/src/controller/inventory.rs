@@ -259,16 +259,13 @@ impl Inventory {
     /// The state of one resource definition, as fresh as the rules above require.
     pub async fn observe(&self, name: &str) -> Result<Observed, LinstorError> {
         let k = key(name);
-        let (stale, dirty) = {
-            let s = self.lock();
-            (
-                s.full_done.is_none_or(|t| t.elapsed() > self.ttl),
-                s.dirty.contains_key(&k),
-            )
-        };
+        let stale = self.lock().full_done.is_none_or(|t| t.elapsed() > self.ttl);
         if stale {
             self.refresh_all(None).await?;
-        } else if dirty {
+        }
+        // Checked after the full refresh: one already under way (which this call may just have
+        // waited for) can have read the lists before our write; it keeps such names dirty.
+        if self.lock().dirty.contains_key(&k) {
             self.refresh_dirty(&k).await?;
         }
         let s = self.lock();
@@ -477,14 +474,10 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linstor::{Op, OpKind};
     use serde_json::json;
 
-    /// A full refresh keeps the record of an object that did not change (no allocation, no
-    /// second copy for a moment), builds a new one for an object that did, and forgets the
-    /// strings of objects that are gone.
-    #[tokio::test]
-    async fn a_full_refresh_keeps_unchanged_records_and_drops_strings_of_deleted_objects() {
-        use crate::linstor::Op;
+    async fn sim_client() -> (edgebind_sim::linstor::RunningSim, Arc<LinstorClient>) {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let sim =
             edgebind_sim::linstor::LinstorSim::start(edgebind_sim::linstor::SimConfig::realistic())
@@ -500,11 +493,20 @@ mod tests {
             })
             .expect("client"),
         );
+        (sim, client)
+    }
+
+    /// A full refresh keeps the record of an object that did not change (no allocation, no
+    /// second copy for a moment), builds a new one for an object that did, and forgets the
+    /// strings of objects that are gone.
+    #[tokio::test]
+    async fn a_full_refresh_keeps_unchanged_records_and_drops_strings_of_deleted_objects() {
+        let (_sim, client) = sim_client().await;
         for (name, v) in [("same", "1"), ("changed", "1"), ("gone-soon", "1")] {
             let rd = json!({"resource_definition": {"name": name, "props": {"Aux/x": v, "Aux/only": format!("{name}-only")}}});
             client
                 .execute(&Op::post(
-                    crate::linstor::OpKind::Create,
+                    OpKind::Create,
                     "/v1/resource-definitions".into(),
                     rd,
                     "create",
@@ -557,6 +559,48 @@ mod tests {
                 .get("Aux/x")
                 .map(String::as_str),
             Some("2")
+        );
+    }
+
+    /// A write made while a full refresh is under way (after it read the lists) is not lost
+    /// by an observation that waits for that refresh: the name stays dirty and is read fresh.
+    #[tokio::test]
+    async fn an_observation_behind_a_refresh_that_missed_our_write_reads_the_name_fresh() {
+        let (sim, client) = sim_client().await;
+        let create = json!({"resource_definition": {"name": "vol-x"}});
+        client
+            .execute(&Op::post(
+                OpKind::Create,
+                "/v1/resource-definitions".into(),
+                create,
+                "rd",
+            ))
+            .await
+            .expect("create");
+        // A TTL of zero: every observation wants a full refresh.
+        let inv = Arc::new(Inventory::new(client.clone(), Duration::ZERO));
+        sim.sim
+            .faults()
+            .set_latency(Some(Duration::from_millis(200)));
+        let slow = tokio::spawn({
+            let inv = inv.clone();
+            async move { inv.refresh_all(None).await }
+        });
+        // The refresh's RD list is answered at about 200 ms; this write lands at about 450 ms.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let vd = json!({"volume_definition": {"size_kib": 1024}});
+        let path = "/v1/resource-definitions/vol-x/volume-definitions".to_string();
+        client
+            .execute(&Op::post(OpKind::Create, path, vd, "vd"))
+            .await
+            .expect("vd");
+        inv.mark_dirty("vol-x");
+        let observed = inv.observe("vol-x").await.expect("observe");
+        slow.await.expect("task").expect("refresh");
+        assert_eq!(
+            observed.rd.expect("rd").volume_definitions.len(),
+            1,
+            "the volume definition written during the refresh is seen"
         );
     }
 

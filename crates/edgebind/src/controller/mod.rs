@@ -391,6 +391,20 @@ impl Readiness {
     }
 }
 
+/// Every controller alike: settled objects wait for a change and one resync round looks at
+/// each once per period (`resync`: no scheduler entry per converged object), the concurrency,
+/// and the graceful shutdown.
+fn configured<K, S>(c: Controller<K>, config: &ControllerConfig, shutdown: &S) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+    S: std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    resync::with_rounds(c, config.resync)
+        .with_config(CtrlConfig::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(shutdown.clone())
+}
+
 /// Runs the seven controllers until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
     client: kube::Client,
@@ -407,61 +421,51 @@ pub async fn run(
     .await;
     let ctx = Context::new(client.clone(), config.clone());
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    let cfg = CtrlConfig::default().concurrency(config.concurrency);
     // Watches time out below common load-balancer idle limits, so a silently dropped
     // connection is noticed within minutes.
     let wc = || watcher::Config::default().timeout(240);
 
-    // Every controller settles on `await_change` and has one resync round that looks at each of
-    // its objects once per period (`resync`): no scheduler entry per converged object.
-    let backends = resync::with_rounds(
+    let backends = configured(
         Controller::new(Api::<LinstorBackend>::all(client.clone()), wc()),
-        config.resync,
-    )
-    .with_config(cfg.clone())
-    .graceful_shutdown_on(shutdown.clone());
+        &config,
+        &shutdown,
+    );
     let (volume_events, volume_store) =
         trimmed_watch(Api::<CachedVolume>::all(client.clone()), wc());
-    let volumes = resync::with_rounds(
+    let volumes = configured(
         Controller::for_stream(volume_events, volume_store),
-        config.resync,
-    )
-    .with_config(cfg.clone())
-    .graceful_shutdown_on(shutdown.clone());
-    let snapshots = resync::with_rounds(
+        &config,
+        &shutdown,
+    );
+    let snapshots = configured(
         Controller::new(Api::<EdgeSnapshot>::all(client.clone()), wc()),
-        config.resync,
-    )
-    .with_config(cfg.clone())
-    .graceful_shutdown_on(shutdown.clone());
-    let accounts = resync::with_rounds(
+        &config,
+        &shutdown,
+    );
+    let accounts = configured(
         Controller::new(Api::<CloudflareAccount>::all(client.clone()), wc()),
-        config.resync,
-    )
-    .with_config(cfg.clone())
-    .graceful_shutdown_on(shutdown.clone());
+        &config,
+        &shutdown,
+    );
     // A binding's status writes do not trigger it again: each would cost Cloudflare reads.
     let (binding_events, binding_store) =
         trimmed_watch(Api::<EdgeBinding>::all(client.clone()), wc());
     let binding_events = binding_events.predicate_filter(binding_trigger, Default::default());
-    let bindings = resync::with_rounds(
+    let bindings = configured(
         Controller::for_stream(binding_events, binding_store),
-        config.resync,
-    )
-    .with_config(cfg.clone())
-    .graceful_shutdown_on(shutdown.clone());
-    let issuers = resync::with_rounds(
+        &config,
+        &shutdown,
+    );
+    let issuers = configured(
         Controller::new(Api::<IdentityIssuer>::all(client.clone()), wc()),
-        config.resync,
-    )
-    .with_config(cfg.clone())
-    .graceful_shutdown_on(shutdown.clone());
-    let policies = resync::with_rounds(
+        &config,
+        &shutdown,
+    );
+    let policies = configured(
         Controller::new(Api::<VolumeAccessPolicy>::all(client.clone()), wc()),
-        config.resync,
-    )
-    .with_config(cfg)
-    .graceful_shutdown_on(shutdown.clone());
+        &config,
+        &shutdown,
+    );
     // A policy's bundle revision covers its whole namespace, and its Ready depends on the
     // issuers: any policy change there, or any issuer change, re-reconciles those policies.
     let (same_ns, all_policies) = (policies.store(), policies.store());

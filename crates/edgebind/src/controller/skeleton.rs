@@ -306,6 +306,23 @@ mod tests {
         assert_eq!(ctx.backoff.failures(&BackoffKey::of(b.as_ref())), 0);
     }
 
+    #[test]
+    fn a_deadline_before_the_next_round_requeues_and_any_other_waits_for_the_round() {
+        let resync = Duration::from_secs(60);
+        assert_eq!(
+            action_delay(until(Some(Duration::from_secs(2)), resync)),
+            Duration::from_secs(2)
+        );
+        // A deadline already due still leaves the API a moment.
+        assert_eq!(
+            action_delay(until(Some(Duration::ZERO), resync)),
+            Duration::from_millis(100)
+        );
+        for later in [None, Some(resync), Some(Duration::from_secs(3600))] {
+            assert_eq!(until(later, resync), Action::await_change(), "{later:?}");
+        }
+    }
+
     fn action_delay(a: Action) -> Duration {
         // `Action` keeps its delay private; its Debug form is stable enough for a test.
         let s = format!("{a:?}");

@@ -510,18 +510,7 @@ async fn process(s: &GatewayState, req: Request, ctx: &mut Ctx) -> Answer {
             return Answer::refuse(Reason::RequestInvalid);
         }
     } else {
-        let ct = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        if ct.as_deref() != Some("application/json") {
+        if !is_json(&parts.headers) {
             return Answer::refuse(Reason::ContentTypeUnsupported);
         }
     }
@@ -692,18 +681,7 @@ async fn report(
     let (Some(key), Some(key_ns)) = (ctx.key_id.clone(), ctx.key_namespace.clone()) else {
         return Answer::refuse(Reason::KeyScope);
     };
-    let ct = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    if ct.as_deref() != Some("application/json") {
+    if !is_json(&parts.headers) {
         return Answer::refuse(Reason::ContentTypeUnsupported);
     }
     if let Err(secs) = s
@@ -1132,4 +1110,13 @@ async fn can_i(
             "policyRevision": bundle.revision,
         }),
     )
+}
+
+/// Whether the body is declared `application/json` (parameters such as `charset` ignored).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }

@@ -508,6 +508,25 @@ async fn retired_key_is_refused_after_a_reload_without_restart() {
 }
 
 impl Gw {
+    /// Adds tenant B's edge key (`team-b.edge.1`, scoped to `team-b`) beside `edge-1`
+    /// (`team-a`) and returns a handle that signs with it: the hostile tenant of the scope tests.
+    pub(crate) fn with_tenant_b(&self) -> Gw {
+        let tenant_b = SigningKey::from_bytes(&[21u8; 32]);
+        self.state.keys.replace(KeySet::new([
+            (
+                "edge-1".to_string(),
+                self.key.verifying_key(),
+                "team-a".to_string(),
+            ),
+            (
+                "team-b.edge.1".to_string(),
+                tenant_b.verifying_key(),
+                "team-b".to_string(),
+            ),
+        ]));
+        self.with_key(tenant_b)
+    }
+
     /// A second handle on the same server, to sign with another key.
     pub(crate) fn with_key(&self, key: SigningKey) -> Gw {
         Gw {
@@ -752,20 +771,7 @@ async fn kube_backend_reads_from_watch_caches() {
 #[tokio::test]
 async fn a_key_signs_only_for_its_own_namespace() {
     let gw = start().await;
-    let tenant_b = SigningKey::from_bytes(&[21u8; 32]);
-    gw.state.keys.replace(KeySet::new([
-        (
-            "edge-1".to_string(),
-            gw.key.verifying_key(),
-            "team-a".to_string(),
-        ),
-        (
-            "team-b.edge.1".to_string(),
-            tenant_b.verifying_key(),
-            "team-b".to_string(),
-        ),
-    ]));
-    let b = gw.with_key(tenant_b);
+    let b = gw.with_tenant_b();
     let before = gw.snapshot_state();
     let as_b = |r: Req<'static>| Req {
         key_id: "team-b.edge.1",

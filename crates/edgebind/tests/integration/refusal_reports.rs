@@ -2,8 +2,6 @@
 //! batch becomes `source: "worker"` audit lines; a forged, foreign, oversized or malformed one is
 //! refused, logged without secrets, and writes no record and changes nothing.
 
-use ed25519_dalek::SigningKey;
-use edgebind::gateway::keys::KeySet;
 use serde_json::{Value, json};
 
 use crate::gateway::{Req, code, req, start};
@@ -70,20 +68,7 @@ async fn an_accepted_batch_becomes_worker_audit_lines() {
 #[tokio::test]
 async fn hostile_reports_are_refused_and_write_no_record() {
     let gw = start().await;
-    let tenant_b = SigningKey::from_bytes(&[21u8; 32]);
-    gw.state.keys.replace(KeySet::new([
-        (
-            "edge-1".to_string(),
-            gw.key.verifying_key(),
-            "team-a".to_string(),
-        ),
-        (
-            "team-b.edge.1".to_string(),
-            tenant_b.verifying_key(),
-            "team-b".to_string(),
-        ),
-    ]));
-    let b = gw.with_key(tenant_b);
+    let b = gw.with_tenant_b();
     let before = gw.snapshot_state();
 
     // Forged: signed over one batch, another delivered.

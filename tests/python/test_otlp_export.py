@@ -16,19 +16,14 @@ import re
 import secrets
 import signal
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from otlp_receiver import Receiver
-from test_controller_process import free_port, http, wait
-
-BIN = os.environ.get("EDGEBIND_BIN")
-pytestmark = pytest.mark.skipif(BIN is None, reason="set EDGEBIND_BIN to the edgebind binary (scripts/test.sh does)")
+from test_controller_process import BIN, free_port, http, needs_bin, simulators, wait  # noqa: F401 (needs_bin: autouse)
 
 SECRET = "otlp-s3cret-" + secrets.token_hex(8)
 NS = "team-a"
@@ -38,24 +33,9 @@ NS = "team-a"
 def stack():
     """The Kubernetes and LINSTOR simulators, a namespace and a LinstorBackend; `start(env)`
     runs the controller with extra environment."""
-    procs: list[subprocess.Popen] = []
-    tmp = Path(tempfile.mkdtemp())
-    kport, lport = free_port(), free_port()
-    kubeconfig = tmp / "kubeconfig"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["EDGEBIND_LOG"] = "info,edgebind=debug"
-    try:
-        procs.append(subprocess.Popen([BIN, "simulate", "kubernetes", "--listen", f"127.0.0.1:{kport}", "--kubeconfig", str(kubeconfig)],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen([BIN, "simulate", "linstor", "--listen", f"127.0.0.1:{lport}"],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait("kubeconfig", kubeconfig.exists)
-        wait("LINSTOR simulator", lambda: http("GET", f"http://127.0.0.1:{lport}/v1/controller/version")[0] == 200)
-        api = f"http://127.0.0.1:{kport}"
-        assert http("POST", f"{api}/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})[0] == 201
-        assert http("POST", f"{api}/apis/edgebind.dev/v1alpha1/linstorbackends", {
-            "apiVersion": "edgebind.dev/v1alpha1", "kind": "LinstorBackend", "metadata": {"name": "main"},
-            "spec": {"urls": [f"http://127.0.0.1:{lport}"]}})[0] == 201
+    with simulators(env, NS) as (api, kubeconfig, tmp, procs):
         ctx = {"api": api, "log": tmp / "controller.log"}
 
         def start(extra: dict[str, str]):
@@ -68,11 +48,6 @@ def stack():
             wait("/readyz", lambda: http("GET", f"{ctx['admin']}/readyz")[0] == 200)
         ctx["start"] = start
         yield ctx
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
 
 
 def create_edge_volume(api: str, name: str) -> tuple[str, dict]:
